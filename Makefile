@@ -1,0 +1,45 @@
+# eTicket: `make run` starts the appliance here with embedded defaults; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= .eticket-data
+LISTEN ?= 127.0.0.1:8080
+
+.PHONY: run test test-quick test-slow bench lint sysdeps clean
+
+$(BIN)/eticket: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian packages the tests use (avahi as an independent mDNS peer, iproute2 for namespaces).
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+# mDNS is confined to loopback on a desk: it needs multicast on lo (root only; harmless if already on).
+loopback-multicast:
+	@if [ "$$(id -u)" = 0 ]; then ip link set lo multicast on; \
+	elif ! ip link show lo | grep -q MULTICAST; then \
+	  echo "note: 'ip link set lo multicast on' (as root) lets mDNS work on loopback"; fi
+
+run: $(BIN)/eticket loopback-multicast
+	@bash scripts/run-banner.sh "$(LISTEN)" "$(DATA)"
+	$(BIN)/eticket serve --data-dir $(DATA) --listen $(LISTEN) --mdns-interfaces 127.0.0.1 --kiosk
+
+test: $(BIN)/eticket sysdeps loopback-multicast
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(BIN)/eticket sysdeps loopback-multicast
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(BIN)/eticket loopback-multicast
+	$(BIN)/python bench/post_to_qr.py
+
+lint: $(BIN)/eticket
+	$(BIN)/ruff check appliance kiosk tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) $(DATA) *.egg-info

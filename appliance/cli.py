@@ -1,0 +1,85 @@
+"""``eticket``: one command, a subcommand per role.
+
+    eticket serve      the appliance (device side)
+    eticket kiosk      the pygame screen client (device side)
+    eticket discover   find devices on the LAN (POS side)
+    eticket pair       pair this POS with a device (POS side)
+    eticket send       send a receipt PDF (POS side)
+
+Errors are one line on stderr (``eticket: error: …``) and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_settings
+    from .server import serve
+
+    try:
+        settings = load_settings(
+            args.config, data_dir=args.data_dir, listen=args.listen, public_url=args.public_url,
+            mdns_interfaces=args.mdns_interfaces, name=args.name, kiosk=args.kiosk or None,
+            retention_seconds=args.retention_seconds, max_body_bytes=args.max_body_bytes,
+            display_timeout_seconds=args.display_timeout, log_level=args.log_level,
+        )
+    except ConfigError as exc:
+        print(f"eticket: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    serve(settings)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    from kiosk.cli import add_kiosk_parser
+
+    from .client.cli import add_client_parsers
+
+    parser = argparse.ArgumentParser(prog="eticket", description="Paperless till receipts shown as a QR code.")
+    parser.add_argument("--version", action="version", version=f"eticket {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the appliance (HTTP API, customer downloads, mDNS)")
+    serve.add_argument("--config", type=Path, help="TOML settings file (default: $ETICKET_CONFIG, "
+                       "/etc/eticket/eticket.toml, ~/.config/eticket/eticket.toml)")
+    serve.add_argument("--data-dir", type=Path, help="state directory (default ~/.local/share/eticket)")
+    serve.add_argument("--listen", metavar="HOST:PORT", help="address to bind (default 127.0.0.1:8080)")
+    serve.add_argument("--public-url", metavar="URL", help="base of customer URLs (default http://<LAN IPv4>:PORT)")
+    serve.add_argument("--mdns-interfaces", metavar="LIST",
+                       help="addresses or interface names for mDNS, 'none' to turn it off (default: auto)")
+    serve.add_argument("--name", help="shop/device name shown on screen and in mDNS")
+    serve.add_argument("--kiosk", action="store_true", help="also run the kiosk as a supervised child process")
+    serve.add_argument("--retention-seconds", type=float, help="how long receipts stay downloadable")
+    serve.add_argument("--max-body-bytes", type=int, help="largest receipt accepted (default 10 MiB)")
+    serve.add_argument("--display-timeout", type=float, help="seconds a ticket stays on screen (default 120)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
+
+    add_kiosk_parser(sub)
+    add_client_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``eticket`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

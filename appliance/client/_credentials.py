@@ -1,0 +1,51 @@
+"""Where a POS keeps its device tokens: ``$XDG_CONFIG_HOME/eticket/devices.json``, mode 0600."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(slots=True)
+class PairedDevice:
+    """A device this POS paired with: ``address`` is the last known ``host:port``; ``token`` the bearer."""
+
+    device_id: str
+    name: str
+    address: str
+    pos_id: str
+    token: str
+
+
+def config_dir() -> Path:
+    """``$XDG_CONFIG_HOME/eticket`` (``~/.config/eticket``)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "eticket"
+
+
+class Credentials:
+    """The POS's paired devices, read from and written to ``devices.json`` (atomic, owner-only)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.path = (directory or config_dir()) / "devices.json"
+
+    def load(self) -> dict[str, PairedDevice]:
+        """All paired devices by id; empty when the file does not exist."""
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        return {key: PairedDevice(**value) for key, value in raw.get("devices", {}).items()}
+
+    def save(self, device: PairedDevice) -> None:
+        """Add or replace ``device``."""
+        devices = self.load()
+        devices[device.device_id] = device
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"devices": {k: asdict(v) for k, v in devices.items()}}, handle, indent=2)
+        os.replace(tmp, self.path)

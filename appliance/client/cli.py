@@ -1,0 +1,176 @@
+"""``eticket discover | pair | send``: the POS-side commands, on the client library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..config import split_host_port
+from ..discovery import resolve_interfaces
+from ..pairing import parse_pairing_uri
+from ._api import ClientError, DeviceClient
+from ._credentials import Credentials, PairedDevice
+from ._discover import discover
+
+DEFAULT_DISCOVERY_SECONDS = 3.0
+
+
+class CommandError(Exception):
+    """A one-line error for stderr."""
+
+
+def _interfaces(spec: str | None) -> list[str] | None:
+    spec = spec or os.environ.get("ETICKET_MDNS_INTERFACES") or "auto"
+    try:
+        return resolve_interfaces(spec, loopback_only=False)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _address(text: str) -> str:
+    try:
+        host, port = split_host_port(text)
+    except ValueError as exc:
+        raise CommandError(f"--address: {exc}") from exc
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _find(device_id: str, args: argparse.Namespace) -> str:
+    """Address of ``device_id`` by mDNS, or CommandError."""
+    devices = discover(args.timeout, _interfaces(args.mdns_interfaces), device_id=device_id)
+    for device in devices:
+        if device.id == device_id:
+            return device.api_address
+    raise CommandError(f"device {device_id} not found on the network within {args.timeout:g} s")
+
+
+def _discover(args: argparse.Namespace) -> None:
+    devices = discover(args.timeout, _interfaces(args.mdns_interfaces))
+    if args.json:
+        print(json.dumps([d.as_json() for d in devices], indent=2))
+        return
+    if not devices:
+        raise CommandError(f"no eTicket device found within {args.timeout:g} s")
+    for d in devices:
+        print(f"{d.id}  {d.name!r}  {','.join(d.addresses)}:{d.port}  paired={'yes' if d.paired else 'no'}")
+
+
+def _pair(args: argparse.Namespace) -> None:
+    if args.uri:
+        try:
+            fields = parse_pairing_uri(args.uri)
+        except ValueError as exc:
+            raise CommandError(f"--uri: {exc}") from exc
+        device_id, address, code, name = fields["id"], fields["addr"], fields["code"], fields["name"]
+    else:
+        if not (args.device or args.address):
+            raise CommandError("--code needs --device ID or --address HOST:PORT")
+        code, name = args.code, ""
+        address = _address(args.address) if args.address else _find(args.device, args)
+        device_id = args.device or ""
+    with DeviceClient(address) as client:
+        answer = client.pair(code, args.pos_name)
+    if device_id and answer["device_id"] != device_id:
+        raise CommandError(f"the device at {address} is {answer['device_id']}, not {device_id}")
+    Credentials().save(PairedDevice(device_id=answer["device_id"], name=name or answer["device_id"],
+                                    address=address, pos_id=answer["pos_id"], token=answer["token"]))
+    print(f"paired with {answer['device_id']} at {address} as {answer['pos_id']}")
+
+
+def _pick(args: argparse.Namespace) -> PairedDevice:
+    devices = Credentials().load()
+    if args.device:
+        if args.device not in devices:
+            raise CommandError(f"not paired with device {args.device}; run: eticket pair --uri URI")
+        return devices[args.device]
+    if args.address:
+        address = _address(args.address)
+        for device in devices.values():
+            if device.address == address:
+                return device
+        raise CommandError(f"not paired with a device at {address}; run: eticket pair --uri URI")
+    if len(devices) == 1:
+        return next(iter(devices.values()))
+    if not devices:
+        raise CommandError("not paired with any device; run: eticket pair --uri URI (the QR on the device screen)")
+    raise CommandError(f"paired with {len(devices)} devices; choose one with --device ({', '.join(devices)})")
+
+
+def _send(args: argparse.Namespace) -> None:
+    path = Path(args.file)
+    try:
+        pdf = path.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from exc
+    device = _pick(args)
+
+    def attempt(address: str) -> Any:
+        with DeviceClient(address, device.token) as client:
+            return client.send(pdf, total=args.total, currency=args.currency, ref=args.ref,
+                               idempotency_key=args.idempotency_key)
+
+    try:
+        sent = attempt(device.address)
+    except ClientError as exc:
+        if getattr(exc, "status", None) is not None or args.address:
+            raise
+        # The device may have a new address (DHCP): find it again by its stable id.
+        device.address = _find(device.device_id, args)
+        Credentials().save(device)
+        sent = attempt(device.address)
+    if args.json:
+        print(json.dumps({"id": sent.id, "url": sent.url, "expires_at": sent.expires_at}))
+    else:
+        print(sent.url)
+
+
+def _mdns_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=float, default=DEFAULT_DISCOVERY_SECONDS, help="seconds to browse")
+    parser.add_argument("--mdns-interfaces", metavar="LIST",
+                        help="addresses or interface names to browse on (default $ETICKET_MDNS_INTERFACES or all)")
+
+
+def add_client_parsers(sub: Any) -> None:
+    """Add ``discover``, ``pair`` and ``send`` to the ``eticket`` subparsers."""
+    p = sub.add_parser("discover", help="list eTicket devices on the LAN (mDNS)")
+    _mdns_option(p)
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(func=_run(_discover))
+
+    p = sub.add_parser("pair", help="pair this POS with a device")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--uri", help="text of the pairing QR shown on the device (eticket://pair?...)")
+    how.add_argument("--code", help="the code shown on the device screen, e.g. ABCD-EFGH")
+    p.add_argument("--device", metavar="ID", help="device id (found by mDNS)")
+    p.add_argument("--address", metavar="HOST:PORT", help="device address")
+    p.add_argument("--pos-name", default="POS", help="how the device will list this POS")
+    _mdns_option(p)
+    p.set_defaults(func=_run(_pair))
+
+    p = sub.add_parser("send", help="send a receipt PDF; prints the customer's download URL")
+    p.add_argument("file", metavar="FILE.pdf")
+    p.add_argument("--total", help="decimal total, e.g. 12.50")
+    p.add_argument("--currency", help="ISO 4217 code, e.g. EUR")
+    p.add_argument("--ref", help="the POS's own reference")
+    p.add_argument("--idempotency-key", help="reuse to make a retry safe (default: a new UUID)")
+    p.add_argument("--device", metavar="ID")
+    p.add_argument("--address", metavar="HOST:PORT")
+    p.add_argument("--json", action="store_true", help="print {id, url, expires_at}")
+    _mdns_option(p)
+    p.set_defaults(func=_run(_send))
+
+
+def _run(handler: Any) -> Any:
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            handler(args)
+        except (CommandError, ClientError) as exc:
+            print(f"eticket: error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+    return wrapped

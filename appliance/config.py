@@ -1,0 +1,161 @@
+"""The appliance's settings: one object, built once at start-up and passed down.
+
+Sources, highest priority first: command-line flags, environment (``ETICKET_<KEY>``, e.g.
+``ETICKET_LISTEN=0.0.0.0:8080``), the TOML file (``--config``, else ``$ETICKET_CONFIG``, else
+``/etc/eticket/eticket.toml`` on a device, else ``$XDG_CONFIG_HOME/eticket/eticket.toml``), then the
+defaults below. Leaf modules never read ``os.environ``.
+
+Example ``eticket.toml``::
+
+    name = "Boulangerie Martin"
+    listen = "0.0.0.0:8080"
+    retention_seconds = 2592000   # 30 days
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+MIB = 1024 * 1024
+DAY_SECONDS = 86_400
+DEVICE_CONFIG = Path("/etc/eticket/eticket.toml")
+
+
+class ConfigError(Exception):
+    """The configuration is wrong; the message names the key and the source."""
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/eticket`` (``~/.local/share/eticket``): where a desk keeps the appliance's state."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "eticket"
+
+
+def default_config_file() -> Path | None:
+    """The TOML file used when ``--config`` is not given, or None when there is none."""
+    env = os.environ.get("ETICKET_CONFIG")
+    if env:
+        return Path(env)
+    if DEVICE_CONFIG.exists():
+        return DEVICE_CONFIG
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    desk = Path(base) / "eticket" / "eticket.toml"
+    return desk if desk.exists() else None
+
+
+def split_host_port(value: str, default_port: int = 8080) -> tuple[str, int]:
+    """Split ``HOST:PORT``, ``[V6]:PORT`` or ``HOST`` into ``(host, port)``; raise ValueError if malformed."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif value.count(":") == 1:
+        host, port_text = value.split(":")
+    else:
+        host, port_text = value, ""
+    port = int(port_text) if port_text else default_port
+    if not host or not 0 < port < 65536:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host, port
+
+
+class Settings(BaseSettings):
+    """Appliance settings; every field can be set in TOML, as ``ETICKET_<FIELD>`` or as a flag."""
+
+    model_config = SettingsConfigDict(env_prefix="ETICKET_", extra="forbid", frozen=True)
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="State: SQLite database, device id.")
+    listen: str = Field("127.0.0.1:8080", description="HOST:PORT the HTTP server binds.")
+    public_url: str | None = Field(
+        None, description="Base of customer download URLs; default: http://<LAN IPv4>:<port>."
+    )
+    mdns_interfaces: str = Field(
+        "auto",
+        description="Comma-separated addresses or interface names for mDNS; 'none' turns it off; "
+        "'auto' = loopback when listening on loopback, else every interface.",
+    )
+    name: str = Field("eTicket", min_length=1, max_length=63, description="Shop/device name (DNS-SD instance).")
+    max_body_bytes: int = Field(10 * MIB, gt=0, description="Largest receipt accepted, in bytes.")
+    retention_seconds: float = Field(30 * DAY_SECONDS, gt=0, description="How long a receipt can be downloaded.")
+    display_timeout_seconds: float = Field(120.0, gt=0, description="Ticket scene shown this long, then idle.")
+    pairing_code_ttl_seconds: float = Field(600.0, gt=0, description="Lifetime of one pairing code.")
+    kiosk: bool = Field(False, description="Also start the kiosk (a child process, restarted if it dies).")
+    log_level: str = Field("info", description="debug, info, warning or error.")
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        split_host_port(value)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            if not value.startswith(("http://", "https://")):
+                raise ValueError("must start with http:// or https://")
+            value = value.rstrip("/")
+        return value
+
+    @property
+    def host(self) -> str:
+        """The listen host."""
+        return split_host_port(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """The listen port."""
+        return split_host_port(self.listen)[1]
+
+    @property
+    def listens_on_loopback(self) -> bool:
+        """True when the server binds a loopback address only (a desk in dev mode)."""
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
+
+
+def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
+    """Build :class:`Settings` from flags (``None`` values are "not given"), environment and TOML.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type, or an unreadable TOML file; the message
+            names the key.
+    """
+    given = {k: v for k, v in flags.items() if v is not None}
+    path = config_file or default_config_file()
+    if path is not None and not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist.")
+
+    class _Sourced(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            return tuple(sources)
+
+    try:
+        settings = _Sourced(**given)
+    except ValidationError as exc:
+        faults = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"Invalid configuration ({path or 'flags/environment'}): {faults}") from exc
+    except ValueError as exc:  # TOML syntax errors arrive as tomllib.TOMLDecodeError, a ValueError
+        raise ConfigError(f"Cannot read config file {path}: {exc}") from exc
+    return settings

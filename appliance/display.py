@@ -1,0 +1,98 @@
+"""The customer screen's state, as the appliance decides it, and the stream screen clients follow.
+
+States (``scene``):
+
+* ``pairing`` — no POS paired yet: the pairing QR and the short code.
+* ``idle`` — the shop name.
+* ``ticket`` — the QR of a receipt's capability URL, total and currency; back to ``idle`` after
+  ``display_timeout_seconds``, on ``DELETE /api/v1/display``, or replaced by the next ticket.
+
+Shape sent to screen clients (JSON)::
+
+    {"seq": 7, "scene": "ticket", "shop": "Boulangerie Martin",
+     "ticket": {"id": "t-…", "url": "http://192.168.1.20:8080/r/…", "total": "12.50", "currency": "EUR",
+                "expires_at": "2026-12-29T10:00:00Z"},
+     "pairing": null}
+
+``seq`` increases with every change, so a client can tell a new state from a repeated one.
+All methods run on the event loop (``async_`` where they wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+from .pairing import PairingWindow
+
+SCENE_IDLE = "idle"
+SCENE_PAIRING = "pairing"
+SCENE_TICKET = "ticket"
+
+
+class Display:
+    """Holds the current screen state and wakes every follower when it changes."""
+
+    def __init__(self, shop: str, timeout_seconds: float) -> None:
+        self._shop = shop
+        self._timeout = timeout_seconds
+        self._seq = 0
+        self._scene = SCENE_IDLE
+        self._ticket: dict[str, Any] | None = None
+        self._pairing: dict[str, Any] | None = None
+        self._changed = asyncio.Condition()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The current state, in the shape documented above (a copy)."""
+        return copy.deepcopy(
+            {
+                "seq": self._seq,
+                "scene": self._scene,
+                "shop": self._shop,
+                "ticket": self._ticket if self._scene == SCENE_TICKET else None,
+                "pairing": self._pairing if self._scene == SCENE_PAIRING else None,
+            }
+        )
+
+    async def async_wait_change(self, after_seq: int, timeout: float) -> dict[str, Any] | None:
+        """Wait until ``seq`` exceeds ``after_seq``; return the new state, or None after ``timeout`` seconds."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self._seq > after_seq), timeout)
+            except TimeoutError:
+                return None
+        return self.snapshot()
+
+    async def async_show_ticket(self, ticket: dict[str, Any]) -> None:
+        """Show a ticket's QR now; schedule the return to idle."""
+        self._cancel_timer()
+        self._ticket = ticket
+        await self._async_set(SCENE_TICKET)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._timeout, lambda: loop.create_task(self.async_clear()))
+
+    async def async_clear(self) -> None:
+        """Leave the ticket scene: back to idle (or pairing while unpaired)."""
+        self._cancel_timer()
+        self._ticket = None
+        await self._async_set(SCENE_PAIRING if self._pairing else SCENE_IDLE)
+
+    async def async_set_pairing(self, window: PairingWindow | None) -> None:
+        """Show the pairing scene for ``window`` (None: pairing closed)."""
+        self._pairing = None if window is None else {"uri": window.uri, "code": window.display_code,
+                                                     "expires_at": window.expires_at_iso}
+        if self._scene != SCENE_TICKET:
+            await self._async_set(SCENE_PAIRING if self._pairing else SCENE_IDLE)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _async_set(self, scene: str) -> None:
+        async with self._changed:
+            self._scene = scene
+            self._seq += 1
+            self._changed.notify_all()

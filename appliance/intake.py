@@ -1,0 +1,57 @@
+"""Ticket metadata rules: total, currency and the POS's own reference."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pycountry
+
+from .errors import InvalidCurrency, InvalidReference, InvalidTotal
+
+TOTAL_PATTERN = re.compile(r"-?(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?")
+"""A plain decimal string: optional minus (refunds), up to 12 integer digits, up to 4 decimals. No
+exponent, no thousands separator, no comma: the POS sends ``12.50``, the screen localises it."""
+MAX_REFERENCE_CHARS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class TicketMeta:
+    """Validated metadata: ``total`` decimal string, ``currency`` ISO 4217 alphabetic code, ``reference``."""
+
+    total: str | None = None
+    currency: str | None = None
+    reference: str | None = None
+
+    def fingerprint(self) -> str:
+        """A stable text form, part of the idempotency fingerprint."""
+        return f"{self.total or ''}\x1f{self.currency or ''}\x1f{self.reference or ''}"
+
+
+def parse_meta(total: str | None, currency: str | None, reference: str | None) -> TicketMeta:
+    """Validate the optional metadata fields; empty strings count as absent.
+
+    Raises:
+        InvalidTotal: not a decimal string as TOTAL_PATTERN describes.
+        InvalidCurrency: not an active ISO 4217 alphabetic code (``EUR``, ``CHF``…; case-insensitive).
+        InvalidReference: over 128 characters or holding control characters.
+    """
+    total = (total or "").strip() or None
+    currency = (currency or "").strip() or None
+    reference = (reference or "").strip() or None
+    if total is not None and not TOTAL_PATTERN.fullmatch(total):
+        raise InvalidTotal(
+            f"total {total[:40]!r} is not a decimal amount; send it like '12.50' (dot as decimal separator)."
+        )
+    if currency is not None:
+        code = currency.upper()
+        if len(code) != 3 or not code.isalpha() or pycountry.currencies.get(alpha_3=code) is None:
+            raise InvalidCurrency(f"currency {currency[:40]!r} is not an ISO 4217 code such as 'EUR'.")
+        currency = code
+    if reference is not None and (
+        len(reference) > MAX_REFERENCE_CHARS or any(ord(ch) < 32 or ord(ch) == 127 for ch in reference)
+    ):
+        raise InvalidReference(
+            f"ref must be at most {MAX_REFERENCE_CHARS} printable characters (got {len(reference)})."
+        )
+    return TicketMeta(total=total, currency=currency, reference=reference)

@@ -1,0 +1,215 @@
+"""The appliance's behaviour, independent of HTTP: accept tickets, pair POS, drive the display.
+
+One :class:`Appliance` per process. Blocking work (SQLite, PDF checks) runs in worker threads; the rest on
+the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from . import __version__
+from .config import Settings
+from .discovery import Advertiser, lan_ipv4, resolve_interfaces
+from .display import Display
+from .errors import IdempotencyKeyReused, PairingRefused
+from .intake import TicketMeta
+from .pairing import PairingWindow
+from .pdfcheck import check_pdf
+from .store import Pos, Store, Ticket, sha256_hex
+
+log = logging.getLogger(__name__)
+
+KIOSK_FILE = "kiosk.json"
+"""In the data dir, mode 0600: ``{"url": <appliance base URL on loopback>, "token": <screen token>}``.
+Reading it is how the local kiosk proves it runs on the device as the appliance's user."""
+PURGE_INTERVAL_SECONDS = 3600.0
+PAIRING_TICK_SECONDS = 1.0
+
+
+def rfc3339(ts: float) -> str:
+    """Unix seconds -> ``2026-11-29T10:00:00Z``."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically to ``path`` with mode 0600."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class Appliance:
+    """State owner: store, display, pairing window, mDNS advertisement, screen token."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = Store(settings.data_dir / "eticket.sqlite3")
+        self.device_id = self.store.device_id()
+        self.address = self._reachable_address()
+        self.public_url = settings.public_url or f"http://{self.address}"
+        self.display = Display(shop=settings.name, timeout_seconds=settings.display_timeout_seconds)
+        self.pairing: PairingWindow | None = None
+        self.screen_token = secrets.token_urlsafe(32)
+        self._advertiser: Advertiser | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _reachable_address(self) -> str:
+        """``host:port`` a POS or phone can reach: the listen address, or the LAN IPv4 when listening on all."""
+        host = self.settings.host
+        if host in ("0.0.0.0", "::", ""):
+            host = lan_ipv4() or "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{host}:{self.settings.port}"
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    async def async_start(self) -> None:
+        """Write the kiosk file, open pairing if unpaired, start mDNS and housekeeping."""
+        kiosk_host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
+        kiosk_url = f"http://{'[::1]' if kiosk_host == '::' else kiosk_host}:{self.settings.port}"
+        _write_private(
+            self.settings.data_dir / KIOSK_FILE, json.dumps({"url": kiosk_url, "token": self.screen_token})
+        )
+        paired = await run_in_threadpool(self.store.pos_count) > 0
+        if not paired:
+            await self._async_open_pairing()
+        interfaces = resolve_interfaces(self.settings.mdns_interfaces, loopback_only=self.settings.listens_on_loopback)
+        if interfaces != []:
+            host = self.address.rsplit(":", 1)[0].strip("[]")
+            self._advertiser = Advertiser(
+                name=self.settings.name, device_id=self.device_id, port=self.settings.port,
+                interfaces=interfaces, addresses=[host] if "." in host else [],
+            )
+            try:
+                await self._advertiser.async_start(paired=paired)
+            except OSError as exc:  # no multicast on the interface: the API still works, discovery does not
+                log.error("mDNS could not start (%s); POS must use --address. Is multicast enabled?", exc)
+                self._advertiser = None
+        self._tasks.append(asyncio.create_task(self._async_purge_loop()))
+        self._tasks.append(asyncio.create_task(self._async_pairing_loop()))
+        log.info("appliance %s ready on %s (customer URLs: %s)", self.device_id, self.address, self.public_url)
+
+    async def async_stop(self) -> None:
+        """Say mDNS goodbye, stop housekeeping, close the database."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._advertiser is not None:
+            await self._advertiser.async_close()
+        self.store.close()
+
+    # --- pairing ---------------------------------------------------------------------------------------
+    async def _async_open_pairing(self) -> None:
+        self.pairing = PairingWindow(
+            device_id=self.device_id, address=self.address, name=self.settings.name,
+            ttl_seconds=self.settings.pairing_code_ttl_seconds,
+        )
+        await self.display.async_set_pairing(self.pairing)
+
+    async def async_pair(self, code: str, pos_name: str) -> tuple[Pos, str]:
+        """Exchange the on-screen code for a new POS bearer token; return ``(pos, token)``.
+
+        The code is single-use: success closes the pairing window. Five wrong codes replace it.
+
+        Raises:
+            PairingRefused: the window is closed, or the code is wrong or expired.
+        """
+        window = self.pairing
+        if window is None:
+            raise PairingRefused("Pairing is closed: this device is already paired.")
+        code_before = window.code
+        if not window.check(code):
+            if window.code != code_before:
+                await self.display.async_set_pairing(window)
+                raise PairingRefused("Wrong pairing code; too many attempts, so a new code is now on screen.")
+            raise PairingRefused("Wrong or expired pairing code. Read the code on the device screen again.")
+        self.pairing = None
+        token = secrets.token_urlsafe(32)
+        pos = await run_in_threadpool(self.store.add_pos, pos_name, token)
+        await self.display.async_set_pairing(None)
+        if self._advertiser is not None:
+            await self._advertiser.async_set_paired(True)
+        log.info("paired POS %s (%s)", pos.id, pos.name)
+        return pos, token
+
+    async def _async_pairing_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PAIRING_TICK_SECONDS)
+            if self.pairing is not None and self.pairing.expired:
+                self.pairing.renew()
+                await self.display.async_set_pairing(self.pairing)
+
+    # --- tickets ---------------------------------------------------------------------------------------
+    async def async_accept_ticket(
+        self, pos: Pos, pdf: bytes, meta: TicketMeta, idempotency_key: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """Check, store durably and show a ticket; return ``(response body, created)``.
+
+        The body is ``{"id", "url", "expires_at", "total", "currency", "ref"}``. ``created`` is False for a
+        replay of an ``Idempotency-Key`` with the same receipt (nothing new is stored or shown).
+
+        Raises:
+            RejectedPdf: the document is refused (see :func:`appliance.pdfcheck.check_pdf`).
+            IdempotencyKeyReused: the key was used before with a different receipt or metadata.
+        """
+        request_sha = sha256_hex(sha256_hex(pdf) + "\x1e" + meta.fingerprint())
+        info = await run_in_threadpool(check_pdf, pdf)
+        ticket, created = await run_in_threadpool(
+            lambda: self.store.add_ticket(
+                pos_id=pos.id, pdf=pdf, pages=info.pages, request_sha256=request_sha,
+                idempotency_key=idempotency_key, total=meta.total, currency=meta.currency,
+                reference=meta.reference, retention_seconds=self.settings.retention_seconds,
+            )
+        )
+        if not created and ticket.request_sha256 != request_sha:
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was already used for a different receipt; use a new key per sale."
+            )
+        body = self.ticket_body(ticket)
+        if created:
+            await self.display.async_show_ticket(
+                {"id": ticket.id, "url": body["url"], "total": ticket.total, "currency": ticket.currency,
+                 "expires_at": body["expires_at"]}
+            )
+            log.info("ticket %s accepted from %s (%d bytes, %d pages)", ticket.id, pos.id, ticket.size, ticket.pages)
+        return body, created
+
+    def ticket_url(self, ticket: Ticket) -> str:
+        """The customer's capability URL: ``<public base>/r/<token>``."""
+        return f"{self.public_url}/r/{ticket.token}"
+
+    def ticket_body(self, ticket: Ticket) -> dict[str, Any]:
+        """The POS-facing JSON for a ticket."""
+        return {
+            "id": ticket.id, "url": self.ticket_url(ticket), "expires_at": rfc3339(ticket.expires_at),
+            "total": ticket.total, "currency": ticket.currency, "ref": ticket.reference,
+        }
+
+    async def _async_purge_loop(self) -> None:
+        while True:
+            dropped = await run_in_threadpool(self.store.purge_expired)
+            if dropped:
+                log.info("purged %d expired receipts", dropped)
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+    def health(self) -> dict[str, Any]:
+        """``{"status": "ok", "version", "device_id", "paired"}``."""
+        return {"status": "ok", "version": __version__, "device_id": self.device_id, "paired": self.pairing is None}

@@ -1,0 +1,250 @@
+"""Durable state in one SQLite database: tickets (with their PDF), paired POS, the device identity.
+
+Durability: WAL journal with ``synchronous=FULL``, so a transaction is on disk when ``commit()`` returns
+(https://www.sqlite.org/pragma.html#pragma_synchronous). A ticket and its PDF are one row written in one
+transaction: after a crash (``kill -9``, power cut) it is either wholly there or not there at all.
+
+The methods are blocking; call them from a worker thread (``run_in_threadpool``), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+PURGE_GRACE_SECONDS = 30 * 86_400
+"""Expired rows keep their metadata (no PDF) this long, so a late scan gets 410 rather than 404."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pos (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    paired_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tickets (
+    id TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    token TEXT NOT NULL,
+    pos_id TEXT NOT NULL,
+    idempotency_key TEXT,
+    request_sha256 TEXT NOT NULL,
+    total TEXT,
+    currency TEXT,
+    reference TEXT,
+    pdf_sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    pages INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    downloaded_at REAL,
+    pdf BLOB,
+    UNIQUE (pos_id, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS tickets_expiry ON tickets (expires_at);
+"""
+
+
+def sha256_hex(data: bytes | str) -> str:
+    """Hex SHA-256 of ``data`` (UTF-8 for text)."""
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """One stored ticket; ``pdf`` is None once it expired and was purged. Times are Unix seconds."""
+
+    id: str
+    token: str
+    pos_id: str
+    idempotency_key: str | None
+    request_sha256: str
+    total: str | None
+    currency: str | None
+    reference: str | None
+    pdf_sha256: str
+    size: int
+    pages: int
+    created_at: float
+    expires_at: float
+    downloaded_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pos:
+    """A paired point of sale. Its bearer token is stored only as a SHA-256 hash."""
+
+    id: str
+    name: str
+    paired_at: float
+
+
+_TICKET_COLUMNS = (
+    "id, token, pos_id, idempotency_key, request_sha256, total, currency, reference, pdf_sha256, size, pages, "
+    "created_at, expires_at, downloaded_at"
+)
+
+
+class Store:
+    """The appliance's SQLite database at ``<data_dir>/eticket.sqlite3``. Thread-safe; blocking."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._lock, self._db:
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    # --- device identity -------------------------------------------------------------------------------
+    def device_id(self) -> str:
+        """The stable device id (``et-`` + 16 hex digits), made on first use and kept forever."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'device_id'").fetchone()
+            if row:
+                return str(row[0])
+            value = "et-" + secrets.token_hex(8)
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT INTO meta (key, value) VALUES ('device_id', ?)", (value,))
+            self._db.execute("COMMIT")
+            return value
+
+    # --- POS pairings --------------------------------------------------------------------------------
+    def add_pos(self, name: str, token: str) -> Pos:
+        """Record a newly paired POS whose bearer token is ``token`` (only its hash is kept)."""
+        pos = Pos(id="pos-" + secrets.token_hex(6), name=name, paired_at=time.time())
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO pos (id, name, token_sha256, paired_at) VALUES (?, ?, ?, ?)",
+                (pos.id, pos.name, sha256_hex(token), pos.paired_at),
+            )
+            self._db.execute("COMMIT")
+        return pos
+
+    def pos_for_token(self, token: str) -> Pos | None:
+        """The POS holding bearer ``token``, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, name, paired_at FROM pos WHERE token_sha256 = ?", (sha256_hex(token),)
+            ).fetchone()
+        return Pos(*row) if row else None
+
+    def pos_count(self) -> int:
+        """How many POS are paired."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM pos").fetchone()[0])
+
+    # --- tickets ---------------------------------------------------------------------------------------
+    def add_ticket(
+        self,
+        *,
+        pos_id: str,
+        pdf: bytes,
+        pages: int,
+        request_sha256: str,
+        idempotency_key: str | None,
+        total: str | None,
+        currency: str | None,
+        reference: str | None,
+        retention_seconds: float,
+    ) -> tuple[Ticket, bool]:
+        """Store a ticket durably; return ``(ticket, created)``.
+
+        With an ``idempotency_key`` already used by this POS the earlier ticket is returned with
+        ``created=False`` and nothing is written; the caller compares ``request_sha256``.
+        The token is 32 bytes from the OS CSPRNG (256 bits), URL-safe base64 (43 characters).
+        """
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if idempotency_key is not None:
+                    row = self._db.execute(
+                        f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE pos_id = ? AND idempotency_key = ?",
+                        (pos_id, idempotency_key),
+                    ).fetchone()
+                    if row:
+                        self._db.execute("ROLLBACK")
+                        return Ticket(*row), False
+                token = secrets.token_urlsafe(32)
+                ticket = Ticket(
+                    id="t-" + secrets.token_hex(8),
+                    token=token,
+                    pos_id=pos_id,
+                    idempotency_key=idempotency_key,
+                    request_sha256=request_sha256,
+                    total=total,
+                    currency=currency,
+                    reference=reference,
+                    pdf_sha256=sha256_hex(pdf),
+                    size=len(pdf),
+                    pages=pages,
+                    created_at=now,
+                    expires_at=now + retention_seconds,
+                    downloaded_at=None,
+                )
+                self._db.execute(
+                    f"INSERT INTO tickets ({_TICKET_COLUMNS}, token_sha256, pdf) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        ticket.id, ticket.token, ticket.pos_id, ticket.idempotency_key, ticket.request_sha256,
+                        ticket.total, ticket.currency, ticket.reference, ticket.pdf_sha256, ticket.size,
+                        ticket.pages, ticket.created_at, ticket.expires_at, None, sha256_hex(token), pdf,
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        return ticket, True
+
+    def ticket_by_token(self, token: str) -> tuple[Ticket, bytes | None] | None:
+        """``(ticket, pdf)`` for a capability token, or None. Looked up by the token's hash."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_TICKET_COLUMNS}, pdf FROM tickets WHERE token_sha256 = ?", (sha256_hex(token),)
+            ).fetchone()
+        if row is None:
+            return None
+        return Ticket(*row[:-1]), row[-1]
+
+    def mark_downloaded(self, ticket_id: str) -> None:
+        """Remember the first download time of a ticket."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE tickets SET downloaded_at = ? WHERE id = ? AND downloaded_at IS NULL", (time.time(), ticket_id)
+            )
+
+    def ticket_count(self) -> int:
+        """How many tickets are stored (expired ones included until purged)."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM tickets").fetchone()[0])
+
+    def purge_expired(self, now: float | None = None) -> int:
+        """Drop the PDF of expired tickets and the rows of long-expired ones; return PDFs dropped."""
+        now = time.time() if now is None else now
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            cur = self._db.execute("UPDATE tickets SET pdf = NULL WHERE expires_at <= ? AND pdf IS NOT NULL", (now,))
+            self._db.execute("DELETE FROM tickets WHERE expires_at <= ?", (now - PURGE_GRACE_SECONDS,))
+            self._db.execute("COMMIT")
+        return cur.rowcount

@@ -1,0 +1,176 @@
+"""POS and screen API under ``/api/v1`` (docs/protocol.md is the contract)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.datastructures import UploadFile
+
+from ..errors import (
+    BadPairingRequest,
+    BadRequest,
+    EmptyBody,
+    MissingFile,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from ..intake import parse_meta
+from ..store import Pos
+from .auth import appliance_of, require_pos, require_screen
+
+router = APIRouter(prefix="/api/v1")
+
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+"""Allowance for multipart boundaries and form fields on top of ``max_body_bytes``."""
+STREAM_KEEPALIVE_SECONDS = 15.0
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """Read the body, refusing it once it exceeds ``limit`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked body is cut
+    off as soon as it passes the limit.
+
+    Raises:
+        PayloadTooLarge: over ``limit``.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The body is {int(declared)} bytes; this device accepts at most {limit} bytes.",
+                              limit=limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The body exceeds this device's limit of {limit} bytes.", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _multipart(request: Request, body: bytes, limit: int) -> tuple[bytes, dict[str, str]]:
+    """Parse an already size-checked multipart body: the ``file`` part and the text fields."""
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    parsed = Request(request.scope, replay)
+    form = await parsed.form(max_files=1, max_fields=16)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise MissingFile("A multipart ticket needs the receipt PDF in a part named 'file'.")
+        pdf = await upload.read()
+        if len(pdf) > limit:
+            raise PayloadTooLarge(f"The PDF exceeds this device's limit of {limit} bytes.", limit=limit)
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    finally:
+        await form.close()
+    return pdf, fields
+
+
+@router.post("/tickets", status_code=201)
+async def post_ticket(request: Request, pos: Annotated[Pos, Depends(require_pos)]) -> Response:
+    """Accept a receipt.
+
+    Body: the PDF (``Content-Type: application/pdf``, metadata as query parameters ``total``, ``currency``,
+    ``ref``) or ``multipart/form-data`` (part ``file`` + fields ``total``, ``currency``, ``ref``).
+    Header ``Idempotency-Key`` (draft-ietf-httpapi-idempotency-key-header): a retry with the same key and
+    the same receipt gets the first answer again, with ``Idempotent-Replayed: true``.
+
+    201: ``{"id", "url", "expires_at", "total", "currency", "ref"}``, sent only after the ticket is on disk.
+    Errors (problem details, RFC 9457): 400 empty-body / missing-file, 401, 413 too-large,
+    415 unsupported-media-type, 422 not-a-pdf / pdf-unreadable / pdf-password-protected / pdf-no-pages /
+    pdf-no-usable-page / pdf-javascript / invalid-total / invalid-currency / invalid-reference /
+    idempotency-key-reused. Nothing is stored on error.
+    """
+    app = appliance_of(request)
+    limit = app.settings.max_body_bytes
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/pdf":
+        pdf = await _read_body(request, limit)
+        fields = dict(request.query_params)
+    elif content_type == "multipart/form-data":
+        raw = await _read_body(request, limit + MULTIPART_OVERHEAD_BYTES)
+        pdf, fields = await _multipart(request, raw, limit)
+    else:
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type or '(none)'!r} is not accepted; send application/pdf or multipart/form-data."
+        )
+    if not pdf:
+        raise EmptyBody("The request carried no PDF bytes.")
+    meta = parse_meta(fields.get("total"), fields.get("currency"), fields.get("ref"))
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        raise BadRequest("Idempotency-Key must be 1 to 255 characters.")
+    body, created = await app.async_accept_ticket(pos, pdf, meta, key)
+    headers = {} if created else {"Idempotent-Replayed": "true"}
+    return JSONResponse(body, status_code=201, headers=headers)
+
+
+@router.post("/pair", status_code=201)
+async def post_pair(request: Request) -> JSONResponse:
+    """Exchange the pairing code shown on the device for a POS bearer token.
+
+    Body (JSON): ``{"code": "ABCD-EFGH", "name": "Till 1"}`` (``name`` optional, at most 64 characters).
+    201: ``{"pos_id", "token", "device_id", "api": "/api/v1"}``; keep the token secret, it is shown once.
+    Errors: 400 bad-pairing-request, 403 pairing-refused (wrong/expired code, window closed).
+    """
+    try:
+        data = json.loads(await _read_body(request, 4096) or b"null")
+    except ValueError as exc:
+        raise BadPairingRequest("The body must be JSON: {\"code\": \"ABCD-EFGH\", \"name\": \"Till 1\"}.") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("code"), str):
+        raise BadPairingRequest("The body must be a JSON object with a string 'code'.")
+    name = data.get("name") or "POS"
+    if not isinstance(name, str) or len(name) > 64:
+        raise BadPairingRequest("'name' must be a string of at most 64 characters.")
+    app = appliance_of(request)
+    pos, token = await app.async_pair(data["code"], name)
+    return JSONResponse({"pos_id": pos.id, "token": token, "device_id": app.device_id, "api": "/api/v1"},
+                        status_code=201)
+
+
+@router.delete("/display", status_code=204)
+async def delete_display(request: Request, pos: Annotated[Pos, Depends(require_pos)]) -> Response:
+    """Take the receipt off the screen now (the customer left). 204; 401 without a POS token."""
+    await appliance_of(request).display.async_clear()
+    return Response(status_code=204)
+
+
+@router.get("/display", dependencies=[Depends(require_screen)])
+async def get_display(request: Request) -> dict[str, Any]:
+    """The screen state now (shape in :mod:`appliance.display`). Screen token required (401)."""
+    return appliance_of(request).display.snapshot()
+
+
+@router.get("/display/stream", dependencies=[Depends(require_screen)])
+async def stream_display(request: Request) -> StreamingResponse:
+    """Server-Sent Events (WHATWG HTML §9.2): one ``event: state`` with the JSON state at once, then one
+    per change; ``id`` is ``seq``. A comment line every 15 s keeps idle connections alive. Screen token
+    required (401): the state carries capability URLs."""
+    display = appliance_of(request).display
+
+    async def events() -> AsyncIterator[str]:
+        state: dict[str, Any] | None = display.snapshot()
+        seq = -1
+        while True:
+            if state is not None:
+                seq = int(state["seq"])
+                yield f"id: {seq}\nevent: state\ndata: {json.dumps(state)}\n\n"
+            else:
+                yield ": keepalive\n\n"
+            if await request.is_disconnected():
+                return
+            try:
+                state = await display.async_wait_change(seq, STREAM_KEEPALIVE_SECONDS)
+            except asyncio.CancelledError:
+                return
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})

@@ -1,0 +1,102 @@
+"""The FastAPI application: routes, problem-details rendering (RFC 9457), security headers, access log."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..errors import PROBLEM_TYPE_BASE, ApplianceError
+from ..service import Appliance
+from . import api, download
+from .logs import AccessLog
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+SECURITY_HEADERS = [
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy",
+     b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; "
+     b"base-uri 'none'; form-action 'none'"),
+    (b"x-frame-options", b"DENY"),
+]
+"""Sent on every response: nothing is cached (receipts are personal), no referrer leaks a capability URL,
+no script or third-party resource can load (OWASP Secure Headers)."""
+
+
+class SecurityHeaders:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` (replacing any same-named header)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in SECURITY_HEADERS}
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message["headers"] = headers + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def _problem(request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def create_app(appliance: Appliance) -> FastAPI:
+    """Build the ASGI app around ``appliance``; its lifespan starts and stops the appliance."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await appliance.async_start()
+        try:
+            yield
+        finally:
+            await appliance.async_stop()
+
+    app = FastAPI(title="eTicket appliance", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.appliance = appliance
+    app.include_router(api.router)
+    app.include_router(download.router)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        """``{"status": "ok", "version", "device_id", "paired"}``; no authentication."""
+        return appliance.health()
+
+    @app.exception_handler(ApplianceError)
+    async def on_appliance_error(request: Request, exc: ApplianceError) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Bearer realm="eticket"'} if exc.status == 401 else None
+        return _problem(request, exc.status, exc.problem(instance=None), headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        body = {"type": PROBLEM_TYPE_BASE + slug, "title": str(exc.detail), "status": exc.status_code,
+                "detail": f"{request.method} {request.url.path.split('/r/')[0]} is {exc.detail}."}
+        return _problem(request, exc.status_code, body)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        faults = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        body = {"type": PROBLEM_TYPE_BASE + "bad-request", "title": "Bad request", "status": 400, "detail": faults}
+        return _problem(request, 400, body)
+
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(AccessLog)
+    return app

@@ -1,0 +1,64 @@
+"""The customer's side: ``GET /r/{token}``, the capability URL in the QR."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from html import escape
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import ApplianceError, Gone, NotFound
+from .auth import appliance_of
+
+router = APIRouter()
+
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+"""secrets.token_urlsafe(32): 256 bits in 43 URL-safe base64 characters."""
+
+
+def _page(error: ApplianceError) -> Response:
+    """A tiny HTML page for a phone's browser: no script, no external asset."""
+    text = {
+        404: "This receipt link is not known here. Check that you scanned the code on this shop's screen.",
+        410: "This receipt has expired and was deleted. Ask the shop for a copy.",
+    }.get(error.status, error.detail)
+    html = (
+        "<!doctype html><html><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>{escape(error.title)}</title></head><body style='font:18px sans-serif;margin:2em'>"
+        f"<h1>{escape(error.title)}</h1><p>{escape(text)}</p></body></html>"
+    )
+    return Response(html, status_code=error.status, media_type="text/html; charset=utf-8")
+
+
+@router.get("/r/{token}")
+async def download(token: str, request: Request) -> Response:
+    """Return the stored receipt PDF, byte-identical, ``Content-Disposition: inline``.
+
+    404 for an unknown token, 410 once the retention period is over: an HTML page when the client accepts
+    ``text/html`` (a phone), problem details otherwise. No cookie is set; security headers come from the app.
+    """
+    app = appliance_of(request)
+    try:
+        if not TOKEN_PATTERN.fullmatch(token):
+            raise NotFound("No receipt at this address.")
+        found = await run_in_threadpool(app.store.ticket_by_token, token)
+        if found is None:
+            raise NotFound("No receipt at this address.")
+        ticket, pdf = found
+        if pdf is None or ticket.expires_at <= time.time():
+            raise Gone("This receipt has expired.")
+    except ApplianceError as error:
+        if "text/html" in request.headers.get("accept", ""):
+            return _page(error)
+        raise
+    if ticket.downloaded_at is None:
+        await run_in_threadpool(app.store.mark_downloaded, ticket.id)
+    day = datetime.fromtimestamp(ticket.created_at, UTC).strftime("%Y-%m-%d")
+    filename = f"receipt-{day}-{ticket.id.removeprefix('t-')}.pdf"
+    return Response(
+        pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{filename}"'}
+    )

@@ -1,0 +1,47 @@
+"""An access log that never writes a capability token."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("eticket.access")
+
+_CAPABILITY_PATH = re.compile(r"^/r/[^/]+")
+
+
+def redact_path(path: str) -> str:
+    """``/r/<token>`` -> ``/r/<redacted>``; other paths unchanged. Query strings are never logged."""
+    return _CAPABILITY_PATH.sub("/r/<redacted>", path)
+
+
+class AccessLog:
+    """ASGI middleware: one line per request: client, method, redacted path, status, milliseconds."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            log.info(
+                '%s "%s %s" %s %.1fms', client[0], scope["method"], redact_path(scope["path"]), status,
+                (time.perf_counter() - start) * 1000,
+            )

@@ -1,0 +1,46 @@
+"""``eticket kiosk``: run the counter screen, or render one snapshot of it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 800x480 (got {text!r})") from None
+    if not (64 <= w <= 8192 and 64 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"size {w}x{h} is out of range (64 to 8192 pixels a side)")
+    return w, h
+
+
+def _kiosk(args: argparse.Namespace) -> int:
+    from appliance.config import default_data_dir
+    from appliance.server import configure_logging
+
+    from .app import run, snapshot
+
+    configure_logging(args.log_level)
+    data_dir = args.data_dir or default_data_dir()
+    if args.snapshot:
+        ok = snapshot(data_dir, args.size or (800, 480), args.snapshot)
+        if not ok:
+            print("eticket: warning: appliance unreachable; the snapshot shows the connecting scene", file=sys.stderr)
+        return 0
+    run(data_dir, args.size, args.fullscreen)
+    return 0
+
+
+def add_kiosk_parser(sub: Any) -> None:
+    """Add ``kiosk`` to the ``eticket`` subparsers."""
+    p = sub.add_parser("kiosk", help="run the counter screen (pygame-ce), or render a snapshot of it")
+    p.add_argument("--data-dir", type=Path, help="the appliance's data dir (holds kiosk.json)")
+    p.add_argument("--size", type=_size, help="WIDTHxHEIGHT in pixels (default 800x480, or the screen's)")
+    p.add_argument("--fullscreen", action="store_true", help="fill the display (on the device)")
+    p.add_argument("--snapshot", type=Path, metavar="FILE.png", help="render the current screen to a PNG and exit")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_kiosk)

@@ -1,0 +1,140 @@
+"""Following the appliance's display stream (Server-Sent Events) from a background thread."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+"""Delays between reconnection attempts; the last one repeats."""
+READ_TIMEOUT_SECONDS = 40.0
+"""Longer than the appliance's 15 s keepalive: a silent stream this long is a dead connection."""
+KIOSK_FILE = "kiosk.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the appliance is and the screen token that lets us read its state."""
+
+    url: str
+    token: str
+
+
+def read_endpoint(data_dir: Path) -> Endpoint:
+    """Read ``<data_dir>/kiosk.json`` (written by the appliance at start, mode 0600).
+
+    Raises:
+        OSError: the file is missing or unreadable (the appliance has not started yet).
+        ValueError: the file is not the expected JSON.
+    """
+    raw = json.loads((data_dir / KIOSK_FILE).read_text())
+    return Endpoint(url=str(raw["url"]), token=str(raw["token"]))
+
+
+def fetch_state(endpoint: Endpoint, timeout: float = 5.0) -> dict[str, Any]:
+    """``GET /api/v1/display`` once.
+
+    Raises:
+        httpx.HTTPError: unreachable or refused.
+    """
+    response = httpx.get(f"{endpoint.url}/api/v1/display", headers={"Authorization": f"Bearer {endpoint.token}"},
+                         timeout=timeout)
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def iter_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """Parse SSE lines (WHATWG HTML §9.2.6) into ``(event, data)``; comments are skipped."""
+    event, data = "message", []
+    for line in lines:
+        if line == "":
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                event = value
+            elif field == "data":
+                data.append(value)
+
+
+class Follower:
+    """Keeps ``state`` equal to the appliance's display state; ``None`` while disconnected.
+
+    ``on_change`` is called (from the follower thread) after every change. Reconnects with backoff; re-reads
+    ``kiosk.json`` each time, since the appliance makes a new screen token when it restarts.
+    """
+
+    def __init__(self, data_dir: Path, on_change: Any = None) -> None:
+        self._data_dir = data_dir
+        self._on_change = on_change
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._state: dict[str, Any] | None = None
+        self._client: httpx.Client | None = None
+        self._thread = threading.Thread(target=self._run, name="display-follower", daemon=True)
+
+    @property
+    def state(self) -> dict[str, Any] | None:
+        """The latest state, or None while not connected."""
+        with self._lock:
+            return self._state
+
+    def start(self) -> None:
+        """Start following in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following and close the connection."""
+        self._stop.set()
+        client = self._client
+        if client is not None:
+            client.close()
+
+    def _set(self, state: dict[str, Any] | None) -> None:
+        with self._lock:
+            changed = state != self._state
+            self._state = state
+        if changed and self._on_change is not None:
+            self._on_change()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                endpoint = read_endpoint(self._data_dir)
+                self._follow(endpoint)
+                failures = 0
+            except (OSError, ValueError, KeyError, httpx.HTTPError) as exc:
+                # Appliance not started yet, restarting, or our token is stale: show "connecting" and retry.
+                log.debug("display stream unavailable: %s", exc)
+                failures += 1
+            self._set(None)
+            self._stop.wait(BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)])
+
+    def _follow(self, endpoint: Endpoint) -> None:
+        timeout = httpx.Timeout(5.0, read=READ_TIMEOUT_SECONDS)
+        with httpx.Client(timeout=timeout) as client:
+            self._client = client
+            headers = {"Authorization": f"Bearer {endpoint.token}", "Accept": "text/event-stream"}
+            with client.stream("GET", f"{endpoint.url}/api/v1/display/stream", headers=headers) as response:
+                response.raise_for_status()
+                for event, data in iter_events(response.iter_lines()):
+                    if event == "state":
+                        self._set(json.loads(data))
+                    if self._stop.is_set():
+                        return

@@ -1,0 +1,157 @@
+"""Scenes: pure functions of (display state, screen size) returning a pygame Surface.
+
+The state is the appliance's display state (see ``appliance.display``); ``None`` means "not connected".
+High contrast (black on white), the QR as large as the layout allows, text sized to the screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+
+import pygame
+
+from .qr import DARK, LIGHT, draw_qr
+
+BACKGROUND = LIGHT
+INK = DARK
+MUTED = (70, 70, 70)
+MARGIN_RATIO = 0.04
+"""Margin around the layout, as a fraction of the shorter screen side."""
+
+CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF", "JPY": "¥"}
+
+State = dict[str, Any] | None
+
+
+@lru_cache(maxsize=64)
+def _font(px: int, bold: bool = False) -> pygame.font.Font:
+    if not pygame.font.get_init():
+        pygame.font.init()
+    font = pygame.font.Font(None, px)  # pygame-ce's bundled sans font: no system font lookup
+    font.bold = bold
+    return font
+
+
+def _fit(text: str, max_w: int, max_px: int, bold: bool = False) -> pygame.Surface:
+    """Render ``text`` at the largest size up to ``max_px`` that fits ``max_w`` pixels."""
+    px = max(max_px, 8)
+    while True:
+        image = _font(px, bold).render(text, True, INK, BACKGROUND)
+        if image.get_width() <= max_w or px <= 8:
+            return image
+        px = max(8, int(px * 0.9))
+
+
+def _column(surface: pygame.Surface, area: pygame.Rect, lines: list[tuple[str, float, bool]]) -> None:
+    """Stack lines vertically centred in ``area``; each is (text, height as fraction of area height, bold)."""
+    images = [_fit(text, area.width, int(area.height * frac), bold) for text, frac, bold in lines if text]
+    gap = int(area.height * 0.04)
+    total = sum(i.get_height() for i in images) + gap * (len(images) - 1)
+    y = area.y + max(0, (area.height - total) // 2)
+    for image in images:
+        surface.blit(image, (area.centerx - image.get_width() // 2, y))
+        y += image.get_height() + gap
+
+
+def format_total(total: str | None, currency: str | None) -> str:
+    """``("12.5", "EUR")`` -> ``"12.50 €"``; unknown currencies keep their ISO code; no total -> ``""``."""
+    if not total:
+        return ""
+    try:
+        amount = Decimal(total)
+        text = f"{amount:.2f}" if amount == amount.quantize(Decimal("0.01")) else str(amount)
+    except InvalidOperation:
+        text = total
+    if not currency:
+        return text
+    return f"{text} {CURRENCY_SYMBOLS.get(currency, currency)}"
+
+
+def _split(size: tuple[int, int]) -> tuple[pygame.Rect, pygame.Rect]:
+    """Split the screen into a square QR area and a text area (side by side, or stacked in portrait)."""
+    w, h = size
+    margin = int(min(w, h) * MARGIN_RATIO)
+    inner = pygame.Rect(margin, margin, w - 2 * margin, h - 2 * margin)
+    if w >= h:
+        side = min(inner.height, int(inner.width * 0.58))
+        qr = pygame.Rect(inner.x, inner.y + (inner.height - side) // 2, side, side)
+        text = pygame.Rect(qr.right + margin, inner.y, inner.right - qr.right - margin, inner.height)
+    else:
+        side = min(inner.width, int(inner.height * 0.62))
+        qr = pygame.Rect(inner.x + (inner.width - side) // 2, inner.y, side, side)
+        text = pygame.Rect(inner.x, qr.bottom + margin, inner.width, inner.bottom - qr.bottom - margin)
+    return qr, text
+
+
+def scene_connecting(state: State, size: tuple[int, int]) -> pygame.Surface:
+    """Shown while the appliance cannot be reached (start-up, restart)."""
+    surface = pygame.Surface(size)
+    surface.fill(BACKGROUND)
+    _column(surface, surface.get_rect().inflate(-size[0] // 10, -size[1] // 4),
+            [("Connecting…", 0.22, True), ("The receipt screen is starting.", 0.1, False)])
+    return surface
+
+
+def scene_idle(state: State, size: tuple[int, int]) -> pygame.Surface:
+    """The shop name, large."""
+    assert state is not None
+    surface = pygame.Surface(size)
+    surface.fill(BACKGROUND)
+    _column(surface, surface.get_rect().inflate(-size[0] // 10, -size[1] // 4),
+            [(str(state.get("shop") or "eTicket"), 0.3, True), ("Paperless receipts", 0.1, False)])
+    return surface
+
+
+def scene_pairing(state: State, size: tuple[int, int]) -> pygame.Surface:
+    """The pairing QR (URI with device address, id and one-time code) and the code to type."""
+    assert state is not None
+    pairing = state.get("pairing") or {}
+    surface = pygame.Surface(size)
+    surface.fill(BACKGROUND)
+    qr_area, text_area = _split(size)
+    draw_qr(surface, str(pairing.get("uri", "")), qr_area)
+    _column(surface, text_area, [
+        ("Pair your till", 0.13, True),
+        ("Scan this code with the till,", 0.07, False),
+        ("or type:", 0.07, False),
+        (str(pairing.get("code", "")), 0.16, True),
+    ])
+    return surface
+
+
+def scene_ticket(state: State, size: tuple[int, int]) -> pygame.Surface:
+    """The receipt QR, as large as the layout allows, the total and the instruction."""
+    assert state is not None
+    ticket = state.get("ticket") or {}
+    surface = pygame.Surface(size)
+    surface.fill(BACKGROUND)
+    qr_area, text_area = _split(size)
+    draw_qr(surface, str(ticket.get("url", "")), qr_area)
+    _column(surface, text_area, [
+        (format_total(ticket.get("total"), ticket.get("currency")), 0.2, True),
+        ("Scan to get", 0.1, False),
+        ("your receipt", 0.1, False),
+        ("No app, no e-mail", 0.06, False),
+    ])
+    return surface
+
+
+SCENES: dict[str, Callable[[State, tuple[int, int]], pygame.Surface]] = {
+    "connecting": scene_connecting,
+    "idle": scene_idle,
+    "pairing": scene_pairing,
+    "ticket": scene_ticket,
+}
+
+
+def render(state: State, size: tuple[int, int]) -> pygame.Surface:
+    """Draw the scene for ``state`` (None: connecting) at ``size`` (width, height in pixels).
+
+    An unknown scene name draws the idle scene, so a newer appliance never blanks an older kiosk.
+    """
+    if state is None:
+        return scene_connecting(None, size)
+    return SCENES.get(str(state.get("scene")), scene_idle)(state, size)

@@ -1,0 +1,17 @@
+#!/bin/bash
+# Install the Debian packages the tests need, when running as root and they are missing.
+# Without root, say what is missing; the tests that need it skip on a desk and fail in CI.
+set -euo pipefail
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v avahi-browse >/dev/null || need+=(avahi-utils)
+command -v avahi-daemon >/dev/null || need+=(avahi-daemon)
+command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+  echo "note: Debian packages missing (install as root): ${need[*]}" >&2
+fi
