@@ -1,0 +1,209 @@
+"""Intake over real HTTP: bad input is refused with a problem detail naming the fault, nothing is stored,
+and the service keeps serving."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Appliance, samples
+
+GOOD = samples("pdf")
+PROBLEM = "application/problem+json"
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _post(app: Appliance, token: str, body: bytes, content_type: str = "application/pdf", **kw: object) -> httpx.Response:
+    headers = {**_auth(token), "Content-Type": content_type, **kw.pop("headers", {})}  # type: ignore[dict-item]
+    return httpx.post(app.url + "/api/v1/tickets", content=body, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
+
+
+def _assert_problem(r: httpx.Response, status: int, slug: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    problem = r.json()
+    assert problem["type"].endswith("/" + slug), problem
+    assert problem["status"] == status and problem["title"] and problem["detail"]
+
+
+@pytest.mark.parametrize("pdf", samples("pdf-bad"), ids=lambda p: p.name)
+def test_each_bad_sample_is_refused_and_nothing_is_stored(appliance: Appliance, pos_token: str, pdf: Path) -> None:
+    from tests.unit.test_pdfcheck import EXPECTED_REFUSAL
+
+    r = _post(appliance, pos_token, pdf.read_bytes())
+    _assert_problem(r, 422, EXPECTED_REFUSAL[pdf.name].slug)
+    assert appliance.ticket_rows() == 0
+    assert appliance.display()["scene"] == "idle"
+    assert httpx.get(appliance.url + "/healthz").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "content_type, body, status, slug",
+    [
+        ("text/plain", b"%PDF-1.4 hello", 415, "unsupported-media-type"),
+        ("application/json", b"{}", 415, "unsupported-media-type"),
+        ("application/pdf", b"", 400, "empty-body"),
+        ("application/pdf", b"PK\x03\x04 this is a zip", 422, "not-a-pdf"),
+    ],
+)
+def test_wrong_content_type_and_empty_body(appliance: Appliance, pos_token: str, content_type: str, body: bytes,
+                                           status: int, slug: str) -> None:
+    _assert_problem(_post(appliance, pos_token, body, content_type), status, slug)
+    assert appliance.ticket_rows() == 0
+
+
+@pytest.mark.parametrize(
+    "params, slug",
+    [
+        ({"total": "12,50"}, "invalid-total"),
+        ({"total": "1e3"}, "invalid-total"),
+        ({"total": "abc"}, "invalid-total"),
+        ({"currency": "EURO"}, "invalid-currency"),
+        ({"currency": "XYZ"}, "invalid-currency"),
+        ({"ref": "x" * 200}, "invalid-reference"),
+    ],
+)
+def test_malformed_metadata(appliance: Appliance, pos_token: str, params: dict[str, str], slug: str) -> None:
+    r = _post(appliance, pos_token, GOOD[0].read_bytes(), params=params)
+    _assert_problem(r, 422, slug)
+    assert appliance.ticket_rows() == 0
+
+
+def test_body_over_the_limit_is_refused_from_its_declared_length(appliance_factory: object) -> None:
+    """A 10 GB upload announced by Content-Length is refused at once, without reading it."""
+    app: Appliance = appliance_factory("--max-body-bytes", "100000")  # type: ignore[operator]
+    token = app.pair()
+    with socket.create_connection(("127.0.0.1", app.port)) as sock:
+        sock.sendall(
+            b"POST /api/v1/tickets HTTP/1.1\r\nHost: x\r\nContent-Type: application/pdf\r\n"
+            b"Authorization: Bearer " + token.encode() + b"\r\nContent-Length: 10000000000\r\n\r\n%PDF-1.4\n"
+        )
+        sock.settimeout(5)
+        head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 413"), head[:200]
+    assert b"too-large" in head or b"problem+json" in head
+    assert app.ticket_rows() == 0
+
+
+def test_chunked_body_over_the_limit_is_cut_off(appliance_factory: object) -> None:
+    app: Appliance = appliance_factory("--max-body-bytes", "100000")  # type: ignore[operator]
+    token = app.pair()
+
+    def chunks() -> Iterator[bytes]:
+        yield b"%PDF-1.4\n"
+        for _ in range(100):
+            yield b"0" * 10_000
+
+    r = httpx.post(app.url + "/api/v1/tickets", content=chunks(),
+                   headers={**_auth(token), "Content-Type": "application/pdf"})
+    _assert_problem(r, 413, "too-large")
+    assert app.ticket_rows() == 0
+    small = _post(app, token, GOOD[0].read_bytes())
+    assert small.status_code == 201
+
+
+def test_multipart_with_metadata(appliance: Appliance, pos_token: str) -> None:
+    pdf = GOOD[1].read_bytes()
+    r = httpx.post(appliance.url + "/api/v1/tickets", headers=_auth(pos_token),
+                   files={"file": ("r.pdf", pdf, "application/pdf")},
+                   data={"total": "7.20", "currency": "chf", "ref": "A-1"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["total"], body["currency"], body["ref"]) == ("7.20", "CHF", "A-1")
+    assert httpx.get(body["url"]).content == pdf
+    missing = httpx.post(appliance.url + "/api/v1/tickets", headers=_auth(pos_token), data={"total": "1"},
+                         files={"other": ("r.pdf", pdf, "application/pdf")})
+    _assert_problem(missing, 400, "missing-file")
+
+
+def test_every_pos_endpoint_needs_a_valid_token(appliance: Appliance, pos_token: str) -> None:
+    pdf = GOOD[0].read_bytes()
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic dXNlcjpwdw=="}):
+        r = httpx.post(appliance.url + "/api/v1/tickets", content=pdf,
+                       headers={**headers, "Content-Type": "application/pdf"})
+        _assert_problem(r, 401, "unauthorized")
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        _assert_problem(httpx.delete(appliance.url + "/api/v1/display", headers=headers), 401, "unauthorized")
+        _assert_problem(httpx.get(appliance.url + "/api/v1/display", headers=headers), 401, "unauthorized")
+    # A POS token is not a screen token: the stream carries capability URLs.
+    _assert_problem(httpx.get(appliance.url + "/api/v1/display/stream", headers=_auth(pos_token)), 401,
+                    "unauthorized")
+    assert appliance.ticket_rows() == 0
+
+
+def test_idempotency_key_never_makes_a_second_ticket(appliance: Appliance, pos_token: str) -> None:
+    """A POS that retries after a timeout gets the same ticket, not a second one."""
+    pdf = GOOD[0].read_bytes()
+    first = _post(appliance, pos_token, pdf, params={"total": "3.10"}, headers={"Idempotency-Key": "sale-42"})
+    again = _post(appliance, pos_token, pdf, params={"total": "3.10"}, headers={"Idempotency-Key": "sale-42"})
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert appliance.ticket_rows() == 1
+    other = _post(appliance, pos_token, GOOD[1].read_bytes(), headers={"Idempotency-Key": "sale-42"})
+    _assert_problem(other, 422, "idempotency-key-reused")
+    new = _post(appliance, pos_token, pdf, headers={"Idempotency-Key": "sale-43"})
+    assert new.status_code == 201 and new.json()["id"] != first.json()["id"]
+    assert appliance.ticket_rows() == 2
+
+
+def test_download_headers_unknown_and_expired(appliance_factory: object) -> None:
+    app: Appliance = appliance_factory("--retention-seconds", "2")  # type: ignore[operator]
+    token = app.pair()
+    pdf = GOOD[0].read_bytes()
+    body = _post(app, token, pdf).json()
+    r = httpx.get(body["url"])
+    assert r.status_code == 200 and r.content == pdf
+    assert r.headers["cache-control"] == "no-store"
+    assert r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    assert "set-cookie" not in r.headers
+
+    token_part = body["url"].rsplit("/", 1)[1]
+    assert len(token_part) >= 22  # >= 128 bits in URL-safe base64
+    unknown = httpx.get(app.url + "/r/" + "A" * 43)
+    _assert_problem(unknown, 404, "not-found")
+    page = httpx.get(app.url + "/r/" + "A" * 43, headers={"Accept": "text/html"})
+    assert page.status_code == 404 and "<script" not in page.text
+
+    time.sleep(2.5)
+    _assert_problem(httpx.get(body["url"]), 410, "expired")
+    assert httpx.get(body["url"], headers={"Accept": "text/html"}).status_code == 410
+
+
+def test_display_follows_tickets_and_clears(appliance_factory: object) -> None:
+    app: Appliance = appliance_factory("--display-timeout", "1.5")  # type: ignore[operator]
+    token = app.pair()
+    assert app.display()["scene"] == "idle"
+    body = _post(app, token, GOOD[0].read_bytes(), params={"total": "9.99", "currency": "EUR"}).json()
+    state = app.display()
+    assert state["scene"] == "ticket" and state["ticket"]["url"] == body["url"]  # type: ignore[index]
+    assert state["ticket"]["total"] == "9.99"  # type: ignore[index]
+    time.sleep(2.0)
+    assert app.display()["scene"] == "idle"
+    _post(app, token, GOOD[0].read_bytes())
+    assert app.display()["scene"] == "ticket"
+    assert httpx.delete(app.url + "/api/v1/display", headers=_auth(token)).status_code == 204
+    assert app.display()["scene"] == "idle"
+
+
+def test_no_token_or_secret_in_the_logs(appliance: Appliance) -> None:
+    code = appliance.pairing_code()
+    token = appliance.pair()
+    body = _post(appliance, token, GOOD[0].read_bytes()).json()
+    httpx.get(body["url"])
+    httpx.get(appliance.url + "/r/" + body["url"].rsplit("/", 1)[1] + "x")
+    logs = appliance.logs()
+    capability = body["url"].rsplit("/", 1)[1]
+    assert "/r/<redacted>" in logs
+    for secret in (capability, token, code, code.replace("-", ""), appliance.screen_token()):
+        assert secret not in logs
