@@ -1,0 +1,97 @@
+"""Scenes are pure functions of (state, size): rendered headless, the QR read back from the pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pygame
+import pytest
+import zxingcpp
+
+from kiosk.qr import QUIET_ZONE_MODULES, draw_qr, qr_matrix
+from kiosk.scenes import _split, format_total, render
+
+URL = "http://192.168.1.20:8080/r/" + "x" * 43
+PAIR = "eticket://pair?v=1&id=et-0123456789abcdef&addr=192.168.1.20%3A8080&code=ABCD2345&name=Boulangerie"
+SIZES = [(800, 480), (1920, 1080), (480, 800), (320, 240), (1280, 720)]
+
+
+def _state(scene: str) -> dict[str, object]:
+    return {
+        "seq": 3, "scene": scene, "shop": "Boulangerie Martin",
+        "ticket": {"id": "t-1", "url": URL, "total": "12.5", "currency": "EUR", "expires_at": "2026-12-29T10:00:00Z"},
+        "pairing": {"uri": PAIR, "code": "ABCD-2345", "expires_at": "2026-11-29T10:10:00Z"},
+    }
+
+
+def _decode(surface: pygame.Surface) -> list[str]:
+    pixels = np.ascontiguousarray(pygame.surfarray.array3d(surface).swapaxes(0, 1))
+    return [r.text for r in zxingcpp.read_barcodes(pixels)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("scene, text", [("ticket", URL), ("pairing", PAIR)])
+def test_qr_scenes_decode_at_every_size(scene: str, text: str, size: tuple[int, int]) -> None:
+    surface = render(_state(scene), size)
+    assert surface.get_size() == size
+    assert _decode(surface) == [text]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_qr_is_as_large_as_the_layout_allows_with_whole_pixel_modules(size: tuple[int, int]) -> None:
+    surface = pygame.Surface(size)
+    area, _ = _split(size)
+    placement = draw_qr(surface, URL, area)
+    span = placement.modules + 2 * QUIET_ZONE_MODULES
+    assert placement.rect.width == span * placement.module_px
+    assert placement.module_px == min(area.size) // span  # one more pixel per module would not fit
+    assert area.contains(placement.rect)
+    # The quiet zone (4 modules each side) is light, and the symbol's top-left module is dark.
+    pixels = pygame.surfarray.array3d(surface)
+    q = QUIET_ZONE_MODULES * placement.module_px
+    r = placement.rect
+    for band in (pixels[r.left:r.left + q, r.top:r.bottom], pixels[r.right - q:r.right, r.top:r.bottom],
+                 pixels[r.left:r.right, r.top:r.top + q], pixels[r.left:r.right, r.bottom - q:r.bottom]):
+        assert band.min() == 255
+    assert pixels[r.left + q, r.top + q].max() == 0
+
+
+def test_each_module_is_a_uniform_block() -> None:
+    surface = pygame.Surface((800, 480))
+    surface.fill((255, 255, 255))
+    placement = draw_qr(surface, URL, pygame.Rect(0, 0, 480, 480))
+    matrix = qr_matrix(URL)
+    px = placement.module_px
+    pixels = pygame.surfarray.array3d(surface)[:, :, 0]
+    origin = placement.rect.x + QUIET_ZONE_MODULES * px, placement.rect.y + QUIET_ZONE_MODULES * px
+    for y, row in enumerate(matrix):
+        for x, dark in enumerate(row):
+            block = pixels[origin[0] + x * px: origin[0] + (x + 1) * px, origin[1] + y * px: origin[1] + (y + 1) * px]
+            assert (block == (0 if dark else 255)).all()
+
+
+def test_never_micro_qr() -> None:
+    assert len(qr_matrix("1")) >= 21  # version 1 QR is 21 modules; Micro QR would be 11
+
+
+def test_scenes_are_pure() -> None:
+    a = render(_state("ticket"), (800, 480))
+    b = render(_state("ticket"), (800, 480))
+    assert pygame.image.tobytes(a, "RGB") == pygame.image.tobytes(b, "RGB")
+
+
+@pytest.mark.parametrize("scene", ["idle", "unknown-future-scene", None])
+def test_text_scenes_have_no_qr_and_are_not_blank(scene: str | None) -> None:
+    state = None if scene is None else _state(scene)
+    surface = render(state, (800, 480))
+    assert _decode(surface) == []
+    pixels = pygame.surfarray.array3d(surface)
+    assert (pixels.min(axis=2) < 128).mean() > 0.005  # some dark ink: text is drawn
+
+
+@pytest.mark.parametrize(
+    "total, currency, shown",
+    [("12.5", "EUR", "12.50 €"), ("3", "USD", "3.00 $"), ("0.125", "CHF", "0.125 CHF"), ("7", None, "7.00"),
+     (None, "EUR", ""), ("-4.20", "XOF", "-4.20 XOF")],
+)
+def test_total_formatting(total: str | None, currency: str | None, shown: str) -> None:
+    assert format_total(total, currency) == shown
