@@ -59,6 +59,10 @@ def split_host_port(value: str, default_port: int = 8080) -> tuple[str, int]:
         host, port_text = value.split(":")
     else:
         host, port_text = value, ""
+        if ":" in host:  # a bare IPv6 address, or garbage such as "127.0.0.1:0:1"
+            ipaddress.IPv6Address(host)
+    if port_text and not port_text.isdigit():
+        raise ValueError(f"port {port_text!r} is not a number")
     port = int(port_text) if port_text else default_port
     if not host or not 0 < port < 65536:
         raise ValueError(f"expected HOST:PORT, got {value!r}")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
 import secrets
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,19 @@ class Appliance:
             host = f"[{host}]"
         return f"{host}:{self.settings.port}"
 
+    def _advertised_ipv4(self) -> list[str]:
+        """IPv4 addresses for the A records: the reachable address when it is an IPv4 literal, else none
+        (zeroconf then publishes the service without addresses and clients cannot use it)."""
+        host = self.address.rsplit(":", 1)[0].strip("[]")
+        try:
+            return [str(ipaddress.IPv4Address(host))]
+        except ValueError:
+            try:
+                return [socket.gethostbyname(host)]
+            except OSError:
+                log.warning("cannot resolve %s to an IPv4 address: mDNS will advertise no address", host)
+                return []
+
     # --- lifecycle -------------------------------------------------------------------------------------
     async def async_start(self) -> None:
         """Write the kiosk file, open pairing if unpaired, start mDNS and housekeeping."""
@@ -91,10 +106,9 @@ class Appliance:
             await self._async_open_pairing()
         interfaces = resolve_interfaces(self.settings.mdns_interfaces, loopback_only=self.settings.listens_on_loopback)
         if interfaces != []:
-            host = self.address.rsplit(":", 1)[0].strip("[]")
             self._advertiser = Advertiser(
                 name=self.settings.name, device_id=self.device_id, port=self.settings.port,
-                interfaces=interfaces, addresses=[host] if "." in host else [],
+                interfaces=interfaces, addresses=self._advertised_ipv4(),
             )
             try:
                 await self._advertiser.async_start(paired=paired)

@@ -1,0 +1,49 @@
+"""DNS-SD advertisement, seen from a separate python-zeroconf instance on loopback."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from zeroconf import IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
+
+from appliance.client import discover
+from tests.conftest import Appliance
+
+SERVICE = "_eticket._tcp.local."
+
+
+def test_txt_record_and_paired_flag(appliance: Appliance) -> None:
+    (device,) = [d for d in discover(3.0, ["127.0.0.1"]) if d.port == appliance.port]
+    assert device.id.startswith("et-") and device.version == "1" and device.path == "/api/v1"
+    assert device.paired is False and device.addresses == ["127.0.0.1"]
+    appliance.pair()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        (device,) = [d for d in discover(1.0, ["127.0.0.1"], device_id=device.id) if d.port == appliance.port]
+        if device.paired:
+            break
+    assert device.paired is True
+
+
+def test_goodbye_on_shutdown_and_same_id_after_restart(appliance: Appliance) -> None:
+    (before,) = [d for d in discover(3.0, ["127.0.0.1"]) if d.port == appliance.port]
+    removed = threading.Event()
+    zc = Zeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+
+    def on_change(zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
+        if name == before.instance and state_change is ServiceStateChange.Removed:
+            removed.set()
+
+    browser = ServiceBrowser(zc, SERVICE, handlers=[on_change])
+    try:
+        time.sleep(1.5)
+        appliance.stop()
+        # A goodbye (TTL 0) removes it at once; without one it would linger for the record TTL (75 s+).
+        assert removed.wait(5), "no mDNS goodbye on shutdown"
+    finally:
+        browser.cancel()
+        zc.close()
+    appliance.start()
+    (after,) = [d for d in discover(3.0, ["127.0.0.1"], device_id=before.id) if d.port == appliance.port]
+    assert after.id == before.id

@@ -1,0 +1,61 @@
+"""Settings come from flags, environment and TOML, in that order; a wrong key is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.config import ConfigError, load_settings, split_host_port
+
+
+def test_priority_flags_over_environment_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = tmp_path / "eticket.toml"
+    toml.write_text('name = "From file"\nlisten = "0.0.0.0:9000"\nretention_seconds = 60\n')
+    monkeypatch.setenv("ETICKET_LISTEN", "127.0.0.1:9001")
+    s = load_settings(toml, name="From flag")
+    assert (s.name, s.listen, s.retention_seconds) == ("From flag", "127.0.0.1:9001", 60)
+    assert s.max_body_bytes == 10 * 1024 * 1024 and s.display_timeout_seconds == 120
+
+
+def test_defaults_are_the_embedded_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("ETICKET_CONFIG", raising=False)
+    s = load_settings()
+    assert s.listen == "127.0.0.1:8080" and s.listens_on_loopback and s.retention_seconds == 30 * 86400
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [('colour = "red"\n', "colour"), ('listen = "nowhere:99999"\n', "listen"), ("max_body_bytes = -1\n", "max_body_bytes"),
+     ('public_url = "ftp://x"\n', "public_url"), ("name = [\n", "Cannot read")],
+)
+def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
+    toml = tmp_path / "eticket.toml"
+    toml.write_text(text)
+    with pytest.raises(ConfigError, match=key):
+        load_settings(toml)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("127.0.0.1:8080", ("127.0.0.1", 8080)), ("[::1]:9", ("::1", 9)), ("host", ("host", 8080))],
+)
+def test_split_host_port(text: str, expected: tuple[str, int]) -> None:
+    assert split_host_port(text) == expected
+
+
+def test_serve_with_a_bad_config_says_which_key_and_exits(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    toml = tmp_path / "eticket.toml"
+    toml.write_text('listen = "127.0.0.1:0:1"\n')
+    result = run_cli("serve", "--config", str(toml), "--data-dir", str(tmp_path / "d"), env={"PATH": "/usr/bin"},
+                     check=False, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.startswith("eticket: error:") and "listen" in result.stderr
