@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+src"
 
-from .config import ConfigError, Settings, load_settings  # noqa: E402
-from .errors import ApplianceError  # noqa: E402
+from .config import ConfigError, Settings, load_settings
+from .errors import ApplianceError
 
 __all__ = ["ApplianceError", "ConfigError", "Settings", "__version__", "load_settings"]

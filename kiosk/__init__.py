@@ -8,7 +8,7 @@ import os
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # no banner on stdout
 
-from .qr import QrPlacement, draw_qr  # noqa: E402
-from .scenes import render  # noqa: E402
+from .qr import QrPlacement, draw_qr
+from .scenes import render
 
 __all__ = ["QrPlacement", "draw_qr", "render"]

@@ -55,12 +55,12 @@ def fetch_state(endpoint: Endpoint, timeout: float = 5.0) -> dict[str, Any]:
 
 def iter_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
     """Parse SSE lines (WHATWG HTML §9.2.6) into ``(event, data)``; comments are skipped."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     for line in lines:
         if line == "":
             if data:
                 yield event, "\n".join(data)
-            event, data = "message", []
+            event, data = "message", list[str]()
         elif line.startswith(":"):
             continue
         else:

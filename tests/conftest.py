@@ -191,7 +191,9 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: dict[str, str], check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str], check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run ``eticket ARGS`` as a separate process."""
     result = subprocess.run([*ETICKET, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
     if check and result.returncode != 0:

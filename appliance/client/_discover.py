@@ -50,7 +50,9 @@ def _from_info(info: ServiceInfo) -> DiscoveredDevice | None:
     )
 
 
-def discover(timeout: float = 3.0, interfaces: list[str] | None = None, device_id: str | None = None) -> list[DiscoveredDevice]:
+def discover(
+    timeout: float = 3.0, interfaces: list[str] | None = None, device_id: str | None = None
+) -> list[DiscoveredDevice]:
     """Browse for ``timeout`` seconds and return the devices found, sorted by name.
 
     ``interfaces``: IPv4 addresses to use (None: all). With ``device_id`` the browse stops as soon as

@@ -21,7 +21,9 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _post(app: Appliance, token: str, body: bytes, content_type: str = "application/pdf", **kw: object) -> httpx.Response:
+def _post(
+    app: Appliance, token: str, body: bytes, content_type: str = "application/pdf", **kw: object
+) -> httpx.Response:
     headers = {**_auth(token), "Content-Type": content_type, **kw.pop("headers", {})}  # type: ignore[dict-item]
     return httpx.post(app.url + "/api/v1/tickets", content=body, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
 

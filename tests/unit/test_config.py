@@ -27,7 +27,8 @@ def test_defaults_are_the_embedded_ones(tmp_path: Path, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize(
     "text, key",
-    [('colour = "red"\n', "colour"), ('listen = "nowhere:99999"\n', "listen"), ("max_body_bytes = -1\n", "max_body_bytes"),
+    [('colour = "red"\n', "colour"), ('listen = "nowhere:99999"\n', "listen"),
+     ("max_body_bytes = -1\n", "max_body_bytes"),
      ('public_url = "ftp://x"\n', "public_url"), ("name = [\n", "Cannot read")],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:

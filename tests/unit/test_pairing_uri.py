@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.pairing import CODE_ALPHABET, PairingWindow, build_pairing_uri, normalise_code, parse_pairing_uri
+from appliance.pairing import (
+    CODE_ALPHABET,
+    PairingWindow,
+    build_pairing_uri,
+    normalise_code,
+    parse_pairing_uri,
+)
 
 
 def test_round_trip_with_awkward_names() -> None:
