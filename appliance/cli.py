@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     from kiosk.cli import add_kiosk_parser
 
-    from .client.cli import add_client_parsers
+    from .client_cli import add_client_parsers
 
     parser = argparse.ArgumentParser(prog="eticket", description="Paperless till receipts shown as a QR code.")
     parser.add_argument("--version", action="version", version=f"eticket {__version__}")

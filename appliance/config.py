@@ -27,6 +27,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ._paths import default_data_dir, split_host_port
+
+__all__ = ["ConfigError", "Settings", "default_config_file", "default_data_dir", "load_settings", "split_host_port"]
+
 MIB = 1024 * 1024
 DAY_SECONDS = 86_400
 DEVICE_CONFIG = Path("/etc/eticket/eticket.toml")
@@ -34,12 +38,6 @@ DEVICE_CONFIG = Path("/etc/eticket/eticket.toml")
 
 class ConfigError(Exception):
     """The configuration is wrong; the message names the key and the source."""
-
-
-def default_data_dir() -> Path:
-    """``$XDG_DATA_HOME/eticket`` (``~/.local/share/eticket``): where a desk keeps the appliance's state."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "eticket"
 
 
 def default_config_file() -> Path | None:
@@ -52,26 +50,6 @@ def default_config_file() -> Path | None:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     desk = Path(base) / "eticket" / "eticket.toml"
     return desk if desk.exists() else None
-
-
-def split_host_port(value: str, default_port: int = 8080) -> tuple[str, int]:
-    """Split ``HOST:PORT``, ``[V6]:PORT`` or ``HOST`` into ``(host, port)``; raise ValueError if malformed."""
-    value = value.strip()
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif value.count(":") == 1:
-        host, port_text = value.split(":")
-    else:
-        host, port_text = value, ""
-        if ":" in host:  # a bare IPv6 address, or garbage such as "127.0.0.1:0:1"
-            ipaddress.IPv6Address(host)
-    if port_text and not port_text.isdigit():
-        raise ValueError(f"port {port_text!r} is not a number")
-    port = int(port_text) if port_text else default_port
-    if not host or not 0 < port < 65536:
-        raise ValueError(f"expected HOST:PORT, got {value!r}")
-    return host, port
 
 
 class Settings(BaseSettings):

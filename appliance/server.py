@@ -10,6 +10,7 @@ import threading
 
 import uvicorn
 
+from ._paths import configure_logging
 from .config import Settings
 from .service import Appliance
 from .web import create_app
@@ -17,16 +18,6 @@ from .web import create_app
 log = logging.getLogger(__name__)
 
 KIOSK_RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
-
-
-def configure_logging(level: str) -> None:
-    """One format for every part: ``time level logger: message`` on stderr (journald adds its own time)."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
-    )
-    # httpx logs every request URL at INFO; a URL may be a capability URL, so keep it quiet.
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class KioskSupervisor:

@@ -19,8 +19,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _kiosk(args: argparse.Namespace) -> int:
-    from appliance.config import default_data_dir
-    from appliance.server import configure_logging
+    from appliance._paths import configure_logging, default_data_dir
 
     from .app import run, snapshot
 

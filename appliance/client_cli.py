@@ -1,4 +1,4 @@
-"""``eticket discover | pair | send``: the POS-side commands, on the client library."""
+"""``eticket discover | pair | send``: the POS-side commands, on the client library (:mod:`appliance.client`)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import split_host_port
-from ..discovery import resolve_interfaces
-from ..pairing import parse_pairing_uri
-from ._api import ClientError, DeviceClient
-from ._credentials import Credentials, PairedDevice
-from ._discover import discover
+from ._paths import split_host_port
+
+if TYPE_CHECKING:
+    from .client import PairedDevice
+
+# The client library (httpx, zeroconf) is imported inside the handlers: building the parser stays cheap, so
+# `eticket kiosk` does not pay for it.
 
 DEFAULT_DISCOVERY_SECONDS = 3.0
 
@@ -24,6 +25,8 @@ class CommandError(Exception):
 
 
 def _interfaces(spec: str | None) -> list[str] | None:
+    from .discovery import resolve_interfaces
+
     spec = spec or os.environ.get("ETICKET_MDNS_INTERFACES") or "auto"
     try:
         return resolve_interfaces(spec, loopback_only=False)
@@ -41,6 +44,8 @@ def _address(text: str) -> str:
 
 def _find(device_id: str, args: argparse.Namespace) -> str:
     """Address of ``device_id`` by mDNS, or CommandError."""
+    from .client import discover
+
     devices = discover(args.timeout, _interfaces(args.mdns_interfaces), device_id=device_id)
     for device in devices:
         if device.id == device_id:
@@ -49,6 +54,8 @@ def _find(device_id: str, args: argparse.Namespace) -> str:
 
 
 def _discover(args: argparse.Namespace) -> None:
+    from .client import discover
+
     devices = discover(args.timeout, _interfaces(args.mdns_interfaces))
     if args.json:
         print(json.dumps([d.as_json() for d in devices], indent=2))
@@ -60,6 +67,9 @@ def _discover(args: argparse.Namespace) -> None:
 
 
 def _pair(args: argparse.Namespace) -> None:
+    from .client import Credentials, DeviceClient, PairedDevice
+    from .pairing import parse_pairing_uri
+
     if args.uri:
         try:
             fields = parse_pairing_uri(args.uri)
@@ -82,6 +92,8 @@ def _pair(args: argparse.Namespace) -> None:
 
 
 def _pick(args: argparse.Namespace) -> PairedDevice:
+    from .client import Credentials
+
     devices = Credentials().load()
     if args.device:
         if args.device not in devices:
@@ -101,6 +113,8 @@ def _pick(args: argparse.Namespace) -> PairedDevice:
 
 
 def _send(args: argparse.Namespace) -> None:
+    from .client import ClientError, Credentials, DeviceClient
+
     path = Path(args.file)
     try:
         pdf = path.read_bytes()
@@ -166,6 +180,8 @@ def add_client_parsers(sub: Any) -> None:
 
 def _run(handler: Any) -> Any:
     def wrapped(args: argparse.Namespace) -> int:
+        from .client import ClientError
+
         try:
             handler(args)
         except (CommandError, ClientError) as exc:
