@@ -27,11 +27,14 @@ State = dict[str, Any] | None
 
 
 @lru_cache(maxsize=64)
-def _font(px: int, bold: bool = False) -> pygame.font.Font:
+def _font(px: int, heavy: bool = False) -> pygame.font.Font:
+    """pygame-ce's bundled FreeSansBold (no system font lookup); ``heavy`` adds a little emboldening for
+    headlines, kept small so that large digits stay crisp."""
     if not pygame.font.get_init():
         pygame.font.init()
-    font = pygame.font.Font(None, px)  # pygame-ce's bundled sans font: no system font lookup
-    font.bold = bold
+    font = pygame.font.Font(None, px)
+    if heavy and px < 64:
+        font.bold = True
     return font
 
 
