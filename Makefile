@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DATA ?= .eticket-data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test test-quick test-slow bench lint sysdeps clean
+.PHONY: run test test-slow bench lint sysdeps loopback-multicast clean
 
 $(BIN)/eticket: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -57,12 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-url", metavar="URL", help="base of customer URLs (default http://<LAN IPv4>:PORT)")
     serve.add_argument("--mdns-interfaces", metavar="LIST",
                        help="addresses or interface names for mDNS, 'none' to turn it off (default: auto)")
-    serve.add_argument("--name", help="shop/device name shown on screen and in mDNS")
+    serve.add_argument("--name", help="shop/device name shown on screen and in mDNS (default eTicket)")
     serve.add_argument("--kiosk", action="store_true", help="also run the kiosk as a supervised child process")
-    serve.add_argument("--retention-seconds", type=float, help="how long receipts stay downloadable")
+    serve.add_argument("--retention-seconds", type=float,
+                       help="how long receipts stay downloadable (default 2592000 = 30 days)")
     serve.add_argument("--max-body-bytes", type=int, help="largest receipt accepted (default 10 MiB)")
     serve.add_argument("--display-timeout", type=float, help="seconds a ticket stays on screen (default 120)")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     serve.set_defaults(func=_serve)
 
     add_kiosk_parser(sub)

@@ -62,8 +62,15 @@ def _discover(args: argparse.Namespace) -> None:
         return
     if not devices:
         raise CommandError(f"no eTicket device found within {args.timeout:g} s")
-    for d in devices:
-        print(f"{d.id}  {d.name!r}  {','.join(d.addresses)}:{d.port}  paired={'yes' if d.paired else 'no'}")
+    from .client import Credentials
+
+    mine = Credentials().load()
+    rows = [("ID", "NAME", "ADDRESS", "HAS A POS", "PAIRED WITH THIS POS")]
+    rows += [(d.id, d.name, f"{','.join(d.addresses)}:{d.port}", "yes" if d.paired else "no",
+              "yes" if d.id in mine else "no") for d in devices]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _pair(args: argparse.Namespace) -> None:
@@ -143,7 +150,8 @@ def _send(args: argparse.Namespace) -> None:
 
 
 def _mdns_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--timeout", type=float, default=DEFAULT_DISCOVERY_SECONDS, help="seconds to browse")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_DISCOVERY_SECONDS,
+                        help=f"seconds to browse (default {DEFAULT_DISCOVERY_SECONDS:g})")
     parser.add_argument("--mdns-interfaces", metavar="LIST",
                         help="addresses or interface names to browse on (default $ETICKET_MDNS_INTERFACES or all)")
 
@@ -171,8 +179,8 @@ def add_client_parsers(sub: Any) -> None:
     p.add_argument("--currency", help="ISO 4217 code, e.g. EUR")
     p.add_argument("--ref", help="the POS's own reference")
     p.add_argument("--idempotency-key", help="reuse to make a retry safe (default: a new UUID)")
-    p.add_argument("--device", metavar="ID")
-    p.add_argument("--address", metavar="HOST:PORT")
+    p.add_argument("--device", metavar="ID", help="the paired device to use (default: the only one)")
+    p.add_argument("--address", metavar="HOST:PORT", help="the paired device at this address")
     p.add_argument("--json", action="store_true", help="print {id, url, expires_at}")
     _mdns_option(p)
     p.set_defaults(func=_run(_send))

@@ -43,6 +43,7 @@ class Display:
         self._pairing: dict[str, Any] | None = None
         self._changed = asyncio.Condition()
         self._timer: asyncio.TimerHandle | None = None
+        self.closed = False
 
     def snapshot(self) -> dict[str, Any]:
         """The current state, in the shape documented above (a copy)."""
@@ -57,13 +58,23 @@ class Display:
         )
 
     async def async_wait_change(self, after_seq: int, timeout: float) -> dict[str, Any] | None:
-        """Wait until ``seq`` exceeds ``after_seq``; return the new state, or None after ``timeout`` seconds."""
+        """Wait until ``seq`` exceeds ``after_seq``; return the new state, or None after ``timeout`` seconds
+        or once the display is closed (check :attr:`closed`)."""
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self._seq > after_seq), timeout)
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._seq > after_seq or self.closed), timeout
+                )
             except TimeoutError:
                 return None
-        return self.snapshot()
+        return None if self.closed else self.snapshot()
+
+    async def async_close(self) -> None:
+        """The process is stopping: wake every follower so that its stream ends and shutdown is prompt."""
+        self._cancel_timer()
+        async with self._changed:
+            self.closed = True
+            self._changed.notify_all()
 
     async def async_show_ticket(self, ticket: dict[str, Any]) -> None:
         """Show a ticket's QR now; schedule the return to idle."""

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 
@@ -59,6 +61,18 @@ class KioskSupervisor:
             self._stop.wait(delay)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the appliance first when a stop signal arrives (streams end at once)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
+
+
 def serve(settings: Settings) -> None:
     """Run the appliance until SIGINT/SIGTERM; mDNS says goodbye on the way out."""
     configure_logging(settings.log_level)
@@ -69,7 +83,7 @@ def serve(settings: Settings) -> None:
         app, host=settings.host, port=settings.port, access_log=False, log_config=None,
         log_level=settings.log_level, proxy_headers=False, server_header=False, timeout_graceful_shutdown=3,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, on_exit=appliance.begin_shutdown)
     if supervisor is not None:
         supervisor.start()
     try:

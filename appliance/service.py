@@ -70,6 +70,7 @@ class Appliance:
         self.screen_token = secrets.token_urlsafe(32)
         self._advertiser: Advertiser | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _reachable_address(self) -> str:
         """``host:port`` a POS or phone can reach: the listen address, or the LAN IPv4 when listening on all."""
@@ -94,8 +95,15 @@ class Appliance:
                 return []
 
     # --- lifecycle -------------------------------------------------------------------------------------
+    def begin_shutdown(self) -> None:
+        """Called from a signal handler: end the display streams so that the server can stop at once."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: loop.create_task(self.display.async_close()))
+
     async def async_start(self) -> None:
         """Write the kiosk file, open pairing if unpaired, start mDNS and housekeeping."""
+        self._loop = asyncio.get_running_loop()
         kiosk_host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
         kiosk_url = f"http://{'[::1]' if kiosk_host == '::' else kiosk_host}:{self.settings.port}"
         _write_private(

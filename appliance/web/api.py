@@ -172,5 +172,7 @@ async def stream_display(request: Request) -> StreamingResponse:
                 state = await display.async_wait_change(seq, STREAM_KEEPALIVE_SECONDS)
             except asyncio.CancelledError:
                 return
+            if display.closed:
+                return
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})

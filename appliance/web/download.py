@@ -34,6 +34,20 @@ def _page(error: ApplianceError) -> Response:
     return Response(html, status_code=error.status, media_type="text/html; charset=utf-8")
 
 
+@router.get("/")
+async def home(request: Request) -> Response:
+    """A plain page for whoever opens the device's address in a browser: what this is, nothing more."""
+    shop = escape(appliance_of(request).settings.name)
+    html = (
+        "<!doctype html><html><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>{shop} · eTicket</title></head><body style='font:18px sans-serif;margin:2em'>"
+        f"<h1>{shop}</h1><p>This is an eTicket receipt screen. Scan the QR code shown at the counter to get "
+        "your receipt.</p></body></html>"
+    )
+    return Response(html, media_type="text/html; charset=utf-8")
+
+
 @router.get("/r/{token}")
 async def download(token: str, request: Request) -> Response:
     """Return the stored receipt PDF, byte-identical, ``Content-Disposition: inline``.
