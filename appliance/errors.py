@@ -6,11 +6,13 @@ Our exception hierarchy::
     ├── BadRequest                    (400)
     │   ├── EmptyBody                 (400 empty-body)
     │   ├── MissingFile               (400 missing-file)
+    │   ├── BadMultipart              (400 bad-multipart)
     │   └── BadPairingRequest         (400 bad-pairing-request)
     ├── Unauthorized                  (401 unauthorized)
     ├── PairingRefused                (403 pairing-refused)
     ├── NotFound                      (404 not-found)
     ├── Gone                          (410 expired)
+    ├── RequestTimeout                (408 request-timeout)
     ├── PayloadTooLarge               (413 too-large)
     ├── UnsupportedMediaType          (415 unsupported-media-type)
     ├── IdempotencyKeyReused          (422 idempotency-key-reused)
@@ -24,7 +26,9 @@ Our exception hierarchy::
         ├── PasswordProtectedPdf      (422 pdf-password-protected)
         ├── PdfWithoutPages           (422 pdf-no-pages)
         ├── PdfWithoutUsablePage      (422 pdf-no-usable-page)
-        └── PdfWithJavaScript         (422 pdf-javascript)
+        ├── PdfTooComplex             (422 pdf-too-complex)
+        ├── PdfWithJavaScript         (422 pdf-javascript)
+        └── PdfWithLaunchAction       (422 pdf-launch-action)
 
 Every class carries ``status`` (HTTP status code), ``slug`` (the stable last part of the problem ``type``
 URI, so clients switch on it and never on wording) and ``title``. The instance message is the ``detail``:
@@ -85,6 +89,13 @@ class MissingFile(BadRequest):
     title = "Missing file part"
 
 
+class BadMultipart(BadRequest):
+    """The multipart/form-data body is malformed (boundary, parts, field limits)."""
+
+    slug = "bad-multipart"
+    title = "Malformed multipart body"
+
+
 class BadPairingRequest(BadRequest):
     """The pairing request is not of the documented form."""
 
@@ -124,12 +135,20 @@ class Gone(ApplianceError):
     title = "Receipt expired"
 
 
+class RequestTimeout(ApplianceError):
+    """The client stopped sending its body before it was complete."""
+
+    status = 408
+    slug = "request-timeout"
+    title = "Request body not received in time"
+
+
 class PayloadTooLarge(ApplianceError):
-    """The body is over the configured limit (``max_body_bytes``)."""
+    """The body is over the limit (``max_body_bytes`` for receipts)."""
 
     status = 413
     slug = "too-large"
-    title = "Receipt too large"
+    title = "Body too large"
 
 
 class UnsupportedMediaType(ApplianceError):
@@ -220,8 +239,22 @@ class PdfWithoutUsablePage(RejectedPdf):
     title = "PDF has no usable page"
 
 
+class PdfTooComplex(RejectedPdf):
+    """More pages or objects than any receipt has (a resource-exhaustion attempt or the wrong file)."""
+
+    slug = "pdf-too-complex"
+    title = "PDF too complex for a receipt"
+
+
 class PdfWithJavaScript(RejectedPdf):
-    """The PDF carries JavaScript; receipts never carry code."""
+    """The PDF carries JavaScript (or an XFA form, which carries scripts); receipts never carry code."""
 
     slug = "pdf-javascript"
     title = "PDF carries JavaScript"
+
+
+class PdfWithLaunchAction(RejectedPdf):
+    """The PDF asks the viewer to launch a program or open a file (``/S /Launch``)."""
+
+    slug = "pdf-launch-action"
+    title = "PDF launches programs"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import pycountry
@@ -13,6 +14,18 @@ TOTAL_PATTERN = re.compile(r"-?(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?")
 """A plain decimal string: optional minus (refunds), up to 12 integer digits, up to 4 decimals. No
 exponent, no thousands separator, no comma: the POS sends ``12.50``, the screen localises it."""
 MAX_REFERENCE_CHARS = 128
+NOT_CURRENCIES = frozenset({"XXX", "XTS", "XAU", "XAG", "XPD", "XPT", "XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA"})
+"""ISO 4217 codes that are not money a shop takes: 'no currency', testing, precious metals, bond-market and
+accounting units (ISO 4217 §6.2, the X codes)."""
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+"""Control, format (bidi overrides, zero-width), private, surrogate, unassigned and line/paragraph
+separators: nothing a person can read, and bidi controls can disguise text in logs and on screen."""
+
+
+def printable_text(text: str) -> bool:
+    """True when ``text`` holds only characters a person can read (no control, format or separator
+    characters: Unicode general categories Cc, Cf, Co, Cs, Cn, Zl, Zp)."""
+    return not any(unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +46,9 @@ def parse_meta(total: str | None, currency: str | None, reference: str | None) -
 
     Raises:
         InvalidTotal: not a decimal string as TOTAL_PATTERN describes.
-        InvalidCurrency: not an active ISO 4217 alphabetic code (``EUR``, ``CHF``…; case-insensitive).
-        InvalidReference: over 128 characters or holding control characters.
+        InvalidCurrency: not an ISO 4217 alphabetic code of money (``EUR``, ``CHF``…; ASCII, case-insensitive;
+            not XXX, XTS, metals or units: NOT_CURRENCIES).
+        InvalidReference: over 128 characters, or holding characters that are not printable (printable_text).
     """
     total = (total or "").strip() or None
     currency = (currency or "").strip() or None
@@ -45,12 +59,11 @@ def parse_meta(total: str | None, currency: str | None, reference: str | None) -
         )
     if currency is not None:
         code = currency.upper()
-        if len(code) != 3 or not code.isalpha() or pycountry.currencies.get(alpha_3=code) is None:
+        if (not currency.isascii() or len(code) != 3 or not code.isalpha() or code in NOT_CURRENCIES
+                or pycountry.currencies.get(alpha_3=code) is None):
             raise InvalidCurrency(f"currency {currency[:40]!r} is not an ISO 4217 code such as 'EUR'.")
         currency = code
-    if reference is not None and (
-        len(reference) > MAX_REFERENCE_CHARS or any(ord(ch) < 32 or ord(ch) == 127 for ch in reference)
-    ):
+    if reference is not None and (len(reference) > MAX_REFERENCE_CHARS or not printable_text(reference)):
         raise InvalidReference(
             f"ref must be at most {MAX_REFERENCE_CHARS} printable characters (got {len(reference)})."
         )

@@ -20,6 +20,8 @@ from .web import create_app
 log = logging.getLogger(__name__)
 
 KIOSK_RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
+MAX_CONNECTIONS = 256
+"""Concurrent connections and tasks; beyond it uvicorn answers 503 instead of exhausting descriptors."""
 
 
 class KioskSupervisor:
@@ -82,6 +84,7 @@ def serve(settings: Settings) -> None:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, access_log=False, log_config=None,
         log_level=settings.log_level, proxy_headers=False, server_header=False, timeout_graceful_shutdown=3,
+        limit_concurrency=MAX_CONNECTIONS,
     )
     server = _Server(config, on_exit=appliance.begin_shutdown)
     if supervisor is not None:

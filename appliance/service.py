@@ -27,7 +27,7 @@ from .display import Display
 from .errors import IdempotencyKeyReused, PairingRefused
 from .intake import TicketMeta
 from .pairing import PairingWindow
-from .pdfcheck import check_pdf
+from .pdfworker import PdfChecker, default_workers
 from .store import Pos, Store, Ticket, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class Appliance:
         self.display = Display(shop=settings.name, timeout_seconds=settings.display_timeout_seconds)
         self.pairing: PairingWindow | None = None
         self.screen_token = secrets.token_urlsafe(32)
+        self.pdf_checker = PdfChecker(default_workers())
         self._advertiser: Advertiser | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -136,6 +137,7 @@ class Appliance:
                 await task
         if self._advertiser is not None:
             await self._advertiser.async_close()
+        self.pdf_checker.close()
         self.store.close()
 
     # --- pairing ---------------------------------------------------------------------------------------
@@ -193,7 +195,15 @@ class Appliance:
             IdempotencyKeyReused: the key was used before with a different receipt or metadata.
         """
         request_sha = sha256_hex(sha256_hex(pdf) + "\x1e" + meta.fingerprint())
-        info = await run_in_threadpool(check_pdf, pdf)
+        if idempotency_key is not None:  # a retry is answered before any PDF work
+            earlier = await run_in_threadpool(self.store.ticket_by_idempotency_key, pos.id, idempotency_key)
+            if earlier is not None:
+                if earlier.request_sha256 != request_sha:
+                    raise IdempotencyKeyReused(
+                        "This Idempotency-Key was already used for a different receipt; use a new key per sale."
+                    )
+                return self.ticket_body(earlier), False
+        info = await run_in_threadpool(self.pdf_checker.check, pdf)
         ticket, created = await run_in_threadpool(
             lambda: self.store.add_ticket(
                 pos_id=pos.id, pdf=pdf, pages=info.pages, request_sha256=request_sha,

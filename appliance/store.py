@@ -217,6 +217,14 @@ class Store:
                 raise
         return ticket, True
 
+    def ticket_by_idempotency_key(self, pos_id: str, key: str) -> Ticket | None:
+        """The ticket this POS already sent with ``key``, or None."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE pos_id = ? AND idempotency_key = ?", (pos_id, key)
+            ).fetchone()
+        return Ticket(*row) if row else None
+
     def ticket_by_token(self, token: str) -> tuple[Ticket, bytes | None] | None:
         """``(ticket, pdf)`` for a capability token, or None. Looked up by the token's hash."""
         with self._lock:

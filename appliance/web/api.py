@@ -10,16 +10,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
+    BadMultipart,
     BadPairingRequest,
     BadRequest,
     EmptyBody,
     MissingFile,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
 )
-from ..intake import parse_meta
+from ..intake import parse_meta, printable_text
 from ..store import Pos
 from .auth import appliance_of, require_pos, require_screen
 
@@ -28,6 +31,9 @@ router = APIRouter(prefix="/api/v1")
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Allowance for multipart boundaries and form fields on top of ``max_body_bytes``."""
 STREAM_KEEPALIVE_SECONDS = 15.0
+BODY_TIMEOUT_SECONDS = 60.0
+"""A body must arrive within this time (10 MiB over a slow shop Wi-Fi takes seconds): stalled uploads
+(slowloris) are dropped instead of holding a connection forever."""
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
@@ -39,6 +45,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
     Raises:
         PayloadTooLarge: over ``limit``.
+        RequestTimeout: the body took longer than BODY_TIMEOUT_SECONDS.
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -46,11 +53,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
                               limit=limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"The body exceeds this device's limit of {limit} bytes.", limit=limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"The body exceeds this device's limit of {limit} bytes.", limit=limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"The body did not arrive within {BODY_TIMEOUT_SECONDS:.0f} s.") from None
     return b"".join(chunks)
 
 
@@ -61,7 +72,10 @@ async def _multipart(request: Request, body: bytes, limit: int) -> tuple[bytes, 
         return {"type": "http.request", "body": body, "more_body": False}
 
     parsed = Request(request.scope, replay)
-    form = await parsed.form(max_files=1, max_fields=16)
+    try:
+        form = await parsed.form(max_files=1, max_fields=16)
+    except StarletteHTTPException as exc:  # starlette's parser: no boundary, too many parts, field too large
+        raise BadMultipart(f"The multipart body is malformed: {exc.detail}.") from exc
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -120,17 +134,18 @@ async def post_pair(request: Request) -> JSONResponse:
 
     Body (JSON): ``{"code": "ABCD-EFGH", "name": "Till 1"}`` (``name`` optional, at most 64 characters).
     201: ``{"pos_id", "token", "device_id", "api": "/api/v1"}``; keep the token secret, it is shown once.
-    Errors: 400 bad-pairing-request, 403 pairing-refused (wrong/expired code, window closed).
+    Errors: 400 bad-pairing-request, 403 pairing-refused (wrong/expired code, window closed), 413 too-large
+    (body over 4096 bytes).
     """
     try:
         data = json.loads(await _read_body(request, 4096) or b"null")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BadPairingRequest("The body must be JSON: {\"code\": \"ABCD-EFGH\", \"name\": \"Till 1\"}.") from exc
     if not isinstance(data, dict) or not isinstance(data.get("code"), str):
         raise BadPairingRequest("The body must be a JSON object with a string 'code'.")
     name = data.get("name") or "POS"
-    if not isinstance(name, str) or len(name) > 64:
-        raise BadPairingRequest("'name' must be a string of at most 64 characters.")
+    if not isinstance(name, str) or len(name) > 64 or not printable_text(name):
+        raise BadPairingRequest("'name' must be a string of at most 64 printable characters.")
     app = appliance_of(request)
     pos, token = await app.async_pair(data["code"], name)
     return JSONResponse({"pos_id": pos.id, "token": token, "device_id": app.device_id, "api": "/api/v1"},

@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import PROBLEM_TYPE_BASE, ApplianceError
 from ..service import Appliance
 from . import api, download
-from .logs import AccessLog
+from .logs import AccessLog, redact_path
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -76,7 +76,7 @@ def create_app(appliance: Appliance) -> FastAPI:
     app.include_router(api.router)
     app.include_router(download.router)
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict[str, Any]:
         """``{"status": "ok", "version", "device_id", "paired"}``; no authentication."""
         return appliance.health()
@@ -90,7 +90,7 @@ def create_app(appliance: Appliance) -> FastAPI:
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         body = {"type": PROBLEM_TYPE_BASE + slug, "title": str(exc.detail), "status": exc.status_code,
-                "detail": f"{request.method} {request.url.path.split('/r/')[0]} is {exc.detail}."}
+                "detail": f"{request.method} {redact_path(request.url.path)} is {exc.detail}."}
         return _problem(request, exc.status_code, body)
 
     @app.exception_handler(RequestValidationError)

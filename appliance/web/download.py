@@ -48,7 +48,7 @@ async def home(request: Request) -> Response:
     return Response(html, media_type="text/html; charset=utf-8")
 
 
-@router.get("/r/{token}")
+@router.api_route("/r/{token}", methods=["GET", "HEAD"])
 async def download(token: str, request: Request) -> Response:
     """Return the stored receipt PDF, byte-identical, ``Content-Disposition: inline``.
 
@@ -69,7 +69,7 @@ async def download(token: str, request: Request) -> Response:
         if "text/html" in request.headers.get("accept", ""):
             return _page(error)
         raise
-    if ticket.downloaded_at is None:
+    if ticket.downloaded_at is None and request.method == "GET":
         await run_in_threadpool(app.store.mark_downloaded, ticket.id)
     day = datetime.fromtimestamp(ticket.created_at, UTC).strftime("%Y-%m-%d")
     filename = f"receipt-{day}-{ticket.id.removeprefix('t-')}.pdf"

@@ -10,12 +10,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("eticket.access")
 
-_CAPABILITY_PATH = re.compile(r"^/r/[^/]+")
+_LONG_SEGMENT = re.compile(r"[^/]{16,}")
+"""Any path segment of 16 characters or more may be a secret (capability tokens are 43): never logged."""
 
 
 def redact_path(path: str) -> str:
-    """``/r/<token>`` -> ``/r/<redacted>``; other paths unchanged. Query strings are never logged."""
-    return _CAPABILITY_PATH.sub("/r/<redacted>", path)
+    """Replace every path segment of 16+ characters by ``<redacted>``, wherever it sits (``/r/T``, ``//r/T``,
+    ``/r/./T``, ``/r%2FT``), and cut the path at 200 characters. Query strings are never logged."""
+    return _LONG_SEGMENT.sub("<redacted>", path)[:200]
 
 
 class AccessLog:

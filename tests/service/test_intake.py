@@ -209,3 +209,50 @@ def test_no_token_or_secret_in_the_logs(appliance: Appliance) -> None:
     assert "/r/<redacted>" in logs
     for secret in (capability, token, code, code.replace("-", ""), appliance.screen_token()):
         assert secret not in logs
+
+
+def test_hostile_input_found_by_the_breaker_gets_problem_details(appliance: Appliance, pos_token: str) -> None:
+    """Regressions from an adversarial review: each of these once got a 500, a crash or a leak."""
+    from tests.unit.test_pdfcheck import _page_bomb
+
+    bomb = _post(appliance, pos_token, _page_bomb(100_000))
+    _assert_problem(bomb, 422, "pdf-too-complex")
+    # Malformed multipart: no boundary, two file parts.
+    _assert_problem(_post(appliance, pos_token, b"--x\r\n", "multipart/form-data"), 400, "bad-multipart")
+    two = httpx.post(appliance.url + "/api/v1/tickets", headers=_auth(pos_token),
+                     files=[("file", ("a.pdf", GOOD[0].read_bytes(), "application/pdf")),
+                            ("file", ("b.pdf", GOOD[0].read_bytes(), "application/pdf"))])
+    _assert_problem(two, 400, "bad-multipart")
+    # Invisible characters in the reference, and codes that are not money.
+    _assert_problem(_post(appliance, pos_token, GOOD[0].read_bytes(), params={"ref": "R-1\u202e"}), 422,
+                    "invalid-reference")
+    for code in ("XXX", "XAU", "ıdr"):
+        _assert_problem(_post(appliance, pos_token, GOOD[0].read_bytes(), params={"currency": code}), 422,
+                        "invalid-currency")
+    assert appliance.ticket_rows() == 0
+    assert httpx.head(appliance.url + "/healthz").status_code == 200
+
+
+def test_pairing_bodies_that_once_crashed(appliance: Appliance) -> None:
+    deep = httpx.post(appliance.url + "/api/v1/pair", content=b"[" * 4000)
+    _assert_problem(deep, 400, "bad-pairing-request")
+    forged = httpx.post(appliance.url + "/api/v1/pair",
+                        json={"code": appliance.pairing_code(), "name": "x\n2026-11-29 INFO forged line"})
+    _assert_problem(forged, 400, "bad-pairing-request")
+
+
+def test_odd_spellings_of_a_capability_path_never_reach_the_log(appliance: Appliance, pos_token: str) -> None:
+    body = _post(appliance, pos_token, GOOD[0].read_bytes()).json()
+    token = body["url"].rsplit("/", 1)[1]
+    assert httpx.head(body["url"]).status_code == 200
+    for path in (f"//r/{token}", f"/R/{token}", f"/r/./{token}", f"/r%2F{token}", f"/x/{token}/y"):
+        with socket.create_connection(("127.0.0.1", appliance.port)) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            sock.settimeout(5)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 ") and token.encode() not in answer.split(b"\r\n\r\n", 1)[1]
+    time.sleep(0.3)
+    logs = appliance.logs()
+    assert token not in logs and token[:16] not in logs

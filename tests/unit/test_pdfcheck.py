@@ -68,3 +68,104 @@ def test_javascript_hidden_in_an_annotation_is_found(tmp_path: Path) -> None:
         pdf.save(out, object_stream_mode=pikepdf.ObjectStreamMode.generate)
     with pytest.raises(errors.PdfWithJavaScript):
         check_pdf(out.read_bytes())
+
+
+def _with(tmp_path: Path, edit: object) -> bytes:
+    """A real sample receipt, edited by ``edit(pdf)`` and saved (object streams on, to hide things well)."""
+    import io
+
+    import pikepdf
+
+    with pikepdf.open(io.BytesIO(samples("pdf")[0].read_bytes())) as pdf:
+        edit(pdf)  # type: ignore[operator]
+        out = io.BytesIO()
+        pdf.save(out, object_stream_mode=pikepdf.ObjectStreamMode.generate)
+    return out.getvalue()
+
+
+def _js() -> object:
+    import pikepdf
+
+    return pikepdf.Dictionary(S=pikepdf.Name.JavaScript, JS=pikepdf.String("app.alert(1)"))
+
+
+def _set_open_action(pdf: object) -> None:
+    pdf.Root.OpenAction = _js()  # type: ignore[attr-defined]
+
+
+def _set_page_aa(pdf: object) -> None:
+    import pikepdf
+
+    pdf.pages[0].AA = pikepdf.Dictionary(O=_js())  # type: ignore[attr-defined]
+
+
+def _set_next_chain(pdf: object) -> None:
+    import pikepdf
+
+    pdf.Root.OpenAction = pikepdf.Dictionary(  # type: ignore[attr-defined]
+        S=pikepdf.Name.URI, URI=pikepdf.String("https://example.invalid"), Next=pikepdf.Array([_js()]))
+
+
+def _set_xfa(pdf: object) -> None:
+    import pikepdf
+
+    pdf.Root.AcroForm = pikepdf.Dictionary(Fields=pikepdf.Array(), XFA=pikepdf.String("<xdp/>"))  # type: ignore[attr-defined]
+
+
+def _set_launch(pdf: object) -> None:
+    import pikepdf
+
+    pdf.Root.OpenAction = pikepdf.Dictionary(S=pikepdf.Name.Launch, F=pikepdf.String("cmd.exe"))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "edit, fault",
+    [(_set_open_action, errors.PdfWithJavaScript), (_set_page_aa, errors.PdfWithJavaScript),
+     (_set_next_chain, errors.PdfWithJavaScript), (_set_xfa, errors.PdfWithJavaScript),
+     (_set_launch, errors.PdfWithLaunchAction)],
+    ids=["direct-open-action", "direct-page-aa", "next-chain", "xfa", "launch"],
+)
+def test_active_content_written_inline_is_found(tmp_path: Path, edit: object, fault: type[Exception]) -> None:
+    """Actions written as direct (inline) dictionaries, nested anywhere, are found too."""
+    with pytest.raises(fault):
+        check_pdf(_with(tmp_path, edit))
+
+
+def _page_bomb(count: int) -> bytes:
+    """One page referenced ``count`` times from a single /Kids array: a few KB claiming many pages."""
+    import io
+
+    import pikepdf
+
+    pdf = pikepdf.new()
+    pdf.add_blank_page(page_size=(200, 300))
+    page = pdf.Root.Pages.Kids[0]
+    pdf.Root.Pages.Kids = pikepdf.Array([page] * count)
+    pdf.Root.Pages.Count = count
+    out = io.BytesIO()
+    pdf.save(out, object_stream_mode=pikepdf.ObjectStreamMode.generate, compress_streams=True)
+    return out.getvalue()
+
+
+def test_a_page_bomb_is_refused_before_it_is_expanded() -> None:
+    body = _page_bomb(100_000)
+    assert len(body) < 100_000
+    with pytest.raises(errors.PdfTooComplex):
+        check_pdf(body)
+    assert check_pdf(_page_bomb(3)).pages == 3
+
+
+def test_a_page_tree_that_loops_is_unreadable() -> None:
+    import io
+
+    import pikepdf
+
+    pdf = pikepdf.new()
+    pdf.add_blank_page(page_size=(200, 300))
+    pages = pdf.Root.Pages
+    pages.Kids.append(pages)  # the tree contains itself
+    pages.Count = 2
+    out = io.BytesIO()
+    pdf.save(out)
+    with pytest.raises((errors.UnreadablePdf, errors.PdfTooComplex)):
+        check_pdf(out.getvalue())

@@ -1,0 +1,165 @@
+"""PDF checks in separate worker processes, bounded in memory and time.
+
+A receipt PDF comes from the network. The engines that read it (qpdf, PDFium) are C++ and can be driven to
+exhaust memory, loop for minutes or crash by a crafted file of a few kilobytes. So the appliance never parses
+a PDF itself: a small pool of worker processes does, each under ``RLIMIT_AS`` and a wall-clock deadline. A
+worker that dies, overruns or runs out of memory is replaced; the request gets a 422 and the appliance keeps
+serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import resource
+import select
+import struct
+import subprocess
+import sys
+from typing import Any, BinaryIO
+
+from . import errors
+from .pdfcheck import PdfInfo, check_pdf
+
+log = logging.getLogger(__name__)
+
+CHECK_TIMEOUT_SECONDS = 20.0
+"""Wall-clock budget of one check; the real samples take under 0.1 s, the worst of them about 2 s."""
+WORKER_MEMORY_BYTES = 1024 * 1024 * 1024
+"""Address-space limit of a worker (RLIMIT_AS): a receipt needs a few tens of MiB."""
+DEFAULT_WORKERS = 2
+
+
+_LENGTH = struct.Struct(">I")
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    data = stream.read(size)
+    if data is None or len(data) != size:
+        raise EOFError
+    return data
+
+
+def worker_main() -> None:
+    """Worker loop on stdin/stdout: a request is a 4-byte big-endian length and the PDF bytes; the answer is
+    one JSON line, ``["ok", pages, width, height]`` or ``["rejected", class name, detail]``."""
+    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        try:
+            (size,) = _LENGTH.unpack(_read_exact(stdin, _LENGTH.size))
+            data = _read_exact(stdin, size)
+        except EOFError:
+            return
+        answer: list[object]
+        try:
+            info = check_pdf(data)
+            answer = ["ok", info.pages, *info.first_page_pt]
+        except errors.RejectedPdf as exc:
+            answer = ["rejected", type(exc).__name__, exc.detail]
+        except MemoryError:
+            answer = ["rejected", "PdfTooComplex", "The PDF needs more memory to read than any receipt."]
+        except Exception as exc:  # an engine failure we did not foresee: refuse the file, keep the worker
+            answer = ["rejected", "UnreadablePdf", f"The PDF cannot be read ({type(exc).__name__})."]
+        stdout.write(json.dumps(answer).encode() + b"\n")
+        stdout.flush()
+
+
+class _Worker:
+    """One ``python -m appliance.pdfworker`` process (a plain subprocess: nothing of the server is inherited)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance.pdfworker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, close_fds=True,
+        )
+
+    def ask(self, data: bytes, timeout: float) -> list[Any] | None:
+        """Send one PDF; the answer, or None after ``timeout`` seconds. Raises OSError/EOFError if it died."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(_LENGTH.pack(len(data)) + data)
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            return None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise EOFError
+        answer: list[Any] = json.loads(line)
+        return answer
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+class PdfChecker:
+    """Runs :func:`appliance.pdfcheck.check_pdf` in ``workers`` processes. Thread-safe; :meth:`check` blocks
+    while every worker is busy, which also bounds how many checks run at once."""
+
+    def __init__(self, workers: int = DEFAULT_WORKERS, timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
+        self._timeout = timeout
+        self._idle: queue.Queue[_Worker | None] = queue.Queue()
+        for _ in range(max(1, workers)):
+            self._idle.put(None)  # a slot; the process starts on first use
+
+    def check(self, data: bytes) -> PdfInfo:
+        """Check ``data`` in a worker; return its :class:`PdfInfo` or raise the RejectedPdf naming the fault.
+
+        Raises:
+            RejectedPdf: the fault found, or PdfTooComplex when the worker ran over its time or memory, or
+                died reading the file.
+        """
+        worker = self._idle.get()
+        try:
+            if worker is None or not worker.alive():
+                worker = _Worker()
+            try:
+                answer = worker.ask(data, self._timeout)
+            except (EOFError, OSError, ValueError):
+                log.warning("PDF check worker %s died (exit code %s)", worker.proc.pid, worker.proc.poll())
+                worker.stop()
+                worker = None
+                raise errors.PdfTooComplex(
+                    "The PDF crashed the reader or needs more memory than any receipt.") from None
+            if answer is None:
+                log.warning("PDF check over %.0f s: worker %s killed", self._timeout, worker.proc.pid)
+                worker.stop()
+                worker = None
+                raise errors.PdfTooComplex(f"The PDF takes more than {self._timeout:.0f} s to read; no receipt does.")
+        finally:
+            self._idle.put(worker)
+        if answer[0] == "ok":
+            return PdfInfo(pages=int(answer[1]), first_page_pt=(float(answer[2]), float(answer[3])))
+        error_class = getattr(errors, str(answer[1]), errors.UnreadablePdf)
+        if not (isinstance(error_class, type) and issubclass(error_class, errors.RejectedPdf)):
+            error_class = errors.UnreadablePdf
+        raise error_class(str(answer[2]))
+
+    def close(self) -> None:
+        """Stop every worker."""
+        while True:
+            try:
+                worker = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            if worker is not None:
+                worker.stop()
+
+
+def default_workers() -> int:
+    """Two workers, or one on a single-core board."""
+    return min(DEFAULT_WORKERS, os.cpu_count() or 1)
+
+
+if __name__ == "__main__":
+    worker_main()
