@@ -46,6 +46,9 @@ from kiosk.scenes import render  # noqa: E402
 SIZES = {"20KB": 20_000, "200KB": 200_000, "2MB": 2_000_000}
 SCREEN = (800, 480)
 POLL_INTERVAL_SECONDS = 1.0
+RENDER_LOCK = threading.Lock()
+"""pygame's font renderer is not thread-safe: the two screen clients draw one at a time (the kiosk itself
+draws from one thread only)."""
 MARK_BEGIN = "<!-- bench:post-to-qr:begin -->"
 MARK_END = "<!-- bench:post-to-qr:end -->"
 
@@ -98,7 +101,8 @@ class StreamScreen:
                 state = json.loads(data)
                 if state["scene"] != "ticket":
                     continue
-                frame = render(state, SCREEN)
+                with RENDER_LOCK:
+                    frame = render(state, SCREEN)
                 with self._cond:
                     self._frames[state["ticket"]["url"]] = (time.perf_counter(), frame)
                     self._cond.notify_all()
@@ -124,7 +128,9 @@ class PollingScreen:
         while time.perf_counter() < deadline:
             state = httpx.get(self._endpoint.url + "/api/v1/display", headers=headers).json()
             if state["scene"] == "ticket" and state["ticket"]["url"] == url:
-                return time.perf_counter(), render(state, SCREEN)
+                with RENDER_LOCK:
+                    frame = render(state, SCREEN)
+                return time.perf_counter(), frame
             time.sleep(POLL_INTERVAL_SECONDS)
         raise TimeoutError(url)
 
