@@ -5,6 +5,8 @@
     eticket discover   find devices on the LAN (POS side)
     eticket pair       pair this POS with a device (POS side)
     eticket send       send a receipt PDF (POS side)
+    eticket pairings   list, revoke or open POS pairings (device side, local admin socket)
+    eticket status     health, pairing state and URLs (device side)
 
 Errors are one line on stderr (``eticket: error: …``) and a non-zero exit status.
 """
@@ -29,6 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = load_settings(
             args.config, data_dir=args.data_dir, listen=args.listen, public_url=args.public_url,
             mdns_interfaces=args.mdns_interfaces, name=args.name, kiosk=args.kiosk or None,
+            api_listen=args.api_listen, tls=args.tls,
             retention_seconds=args.retention_seconds, max_body_bytes=args.max_body_bytes,
             display_timeout_seconds=args.display_timeout, log_level=args.log_level,
         )
@@ -43,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     from kiosk.cli import add_kiosk_parser
 
+    from .admin_cli import add_admin_parsers
     from .client_cli import add_client_parsers
 
     parser = argparse.ArgumentParser(prog="eticket", description="Paperless till receipts shown as a QR code.")
@@ -53,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML settings file (default: $ETICKET_CONFIG, "
                        "/etc/eticket/eticket.toml, ~/.config/eticket/eticket.toml)")
     serve.add_argument("--data-dir", type=Path, help="state directory (default ~/.local/share/eticket)")
-    serve.add_argument("--listen", metavar="HOST:PORT", help="address to bind (default 127.0.0.1:8080)")
+    serve.add_argument("--listen", metavar="HOST:PORT",
+                       help="plain-HTTP address for customer downloads and screens (default 127.0.0.1:8080)")
+    serve.add_argument("--api-listen", metavar="HOST:PORT",
+                       help="address of the HTTPS POS API (default: the --listen host, port 8443)")
+    serve.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None,
+                       help="serve the POS API over HTTPS with the pinned device certificate (default on)")
     serve.add_argument("--public-url", metavar="URL", help="base of customer URLs (default http://<LAN IPv4>:PORT)")
     serve.add_argument("--mdns-interfaces", metavar="LIST",
                        help="addresses or interface names for mDNS, 'none' to turn it off (default: auto)")
@@ -68,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_kiosk_parser(sub)
     add_client_parsers(sub)
+    add_admin_parsers(sub)
     return parser
 
 

@@ -65,37 +65,29 @@ def _discover(args: argparse.Namespace) -> None:
     from .client import Credentials
 
     mine = Credentials().load()
-    rows = [("ID", "NAME", "ADDRESS", "HAS A POS", "PAIRED WITH THIS POS")]
-    rows += [(d.id, d.name, f"{','.join(d.addresses)}:{d.port}", "yes" if d.paired else "no",
-              "yes" if d.id in mine else "no") for d in devices]
+    rows = [("ID", "NAME", "API", "HAS A POS", "PAIRED WITH THIS POS", "CERTIFICATE SHA-256")]
+    rows += [(d.id, d.name, d.api_address + ("" if d.tls else " (no TLS)"), "yes" if d.paired else "no",
+              "yes" if d.id in mine else "no", d.fingerprint or "-") for d in devices]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _pair(args: argparse.Namespace) -> None:
-    from .client import Credentials, DeviceClient, PairedDevice
-    from .pairing import parse_pairing_uri
+    from .client import Credentials, pair_with_code, pair_with_uri
 
-    if args.uri:
+    if args.uri is not None:
         try:
-            fields = parse_pairing_uri(args.uri)
+            device = pair_with_uri(args.uri, args.pos_name)
         except ValueError as exc:
             raise CommandError(f"--uri: {exc}") from exc
-        device_id, address, code, name = fields["id"], fields["addr"], fields["code"], fields["name"]
     else:
         if not (args.device or args.address):
             raise CommandError("--code needs --device ID or --address HOST:PORT")
-        code, name = args.code, ""
         address = _address(args.address) if args.address else _find(args.device, args)
-        device_id = args.device or ""
-    with DeviceClient(address) as client:
-        answer = client.pair(code, args.pos_name)
-    if device_id and answer["device_id"] != device_id:
-        raise CommandError(f"the device at {address} is {answer['device_id']}, not {device_id}")
-    Credentials().save(PairedDevice(device_id=answer["device_id"], name=name or answer["device_id"],
-                                    address=address, pos_id=answer["pos_id"], token=answer["token"]))
-    print(f"paired with {answer['device_id']} at {address} as {answer['pos_id']}")
+        device = pair_with_code(address, args.code, args.pos_name, device_id=args.device)
+    Credentials().save(device)
+    print(f"paired with {device.device_id} at {device.address} as {device.pos_id}")
 
 
 def _pick(args: argparse.Namespace) -> PairedDevice:
@@ -130,7 +122,7 @@ def _send(args: argparse.Namespace) -> None:
     device = _pick(args)
 
     def attempt(address: str) -> Any:
-        with DeviceClient(address, device.token) as client:
+        with DeviceClient(address, device.token, device.cert_pem or None) as client:
             return client.send(pdf, total=args.total, currency=args.currency, ref=args.ref,
                                idempotency_key=args.idempotency_key)
 

@@ -32,6 +32,7 @@ from ._paths import default_data_dir, split_host_port
 __all__ = ["ConfigError", "Settings", "default_config_file", "default_data_dir", "load_settings", "split_host_port"]
 
 MIB = 1024 * 1024
+DEFAULT_API_PORT = 8443
 DAY_SECONDS = 86_400
 DEVICE_CONFIG = Path("/etc/eticket/eticket.toml")
 
@@ -58,7 +59,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ETICKET_", extra="forbid", frozen=True)
 
     data_dir: Path = Field(default_factory=default_data_dir, description="State: SQLite database, device id.")
-    listen: str = Field("127.0.0.1:8080", description="HOST:PORT the HTTP server binds.")
+    listen: str = Field("127.0.0.1:8080", description="HOST:PORT of plain HTTP: customer downloads.")
+    api_listen: str | None = Field(
+        None, description="HOST:PORT of the HTTPS POS API; default: the listen host, port 8443."
+    )
+    tls: bool = Field(True, description="Serve the POS API over HTTPS with the device certificate (pinned).")
     public_url: str | None = Field(
         None, description="Base of customer download URLs; default: http://<LAN IPv4>:<port>."
     )
@@ -75,10 +80,11 @@ class Settings(BaseSettings):
     kiosk: bool = Field(False, description="Also start the kiosk (a child process, restarted if it dies).")
     log_level: str = Field("info", description="debug, info, warning or error.")
 
-    @field_validator("listen")
+    @field_validator("listen", "api_listen")
     @classmethod
-    def _check_listen(cls, value: str) -> str:
-        split_host_port(value)
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
         return value
 
     @field_validator("public_url")
@@ -99,6 +105,16 @@ class Settings(BaseSettings):
     def port(self) -> int:
         """The listen port."""
         return split_host_port(self.listen)[1]
+
+    @property
+    def api_host_port(self) -> tuple[str, int]:
+        """Where the POS API listens: ``api_listen``, else the listen host on port 8443; without TLS, the
+        plain listener itself."""
+        if not self.tls:
+            return self.host, self.port
+        if self.api_listen:
+            return split_host_port(self.api_listen)
+        return self.host, DEFAULT_API_PORT
 
     @property
     def listens_on_loopback(self) -> bool:

@@ -24,7 +24,7 @@ import asyncio
 import copy
 from typing import Any
 
-from .pairing import PairingWindow
+from .pairing._window import PairingWindow
 
 SCENE_IDLE = "idle"
 SCENE_PAIRING = "pairing"
@@ -90,11 +90,14 @@ class Display:
         self._ticket = None
         await self._async_set(SCENE_PAIRING if self._pairing else SCENE_IDLE)
 
-    async def async_set_pairing(self, window: PairingWindow | None) -> None:
-        """Show the pairing scene for ``window`` (None: pairing closed)."""
-        self._pairing = None if window is None else {"uri": window.uri, "code": window.display_code,
-                                                     "expires_at": window.expires_at_iso}
-        if self._scene != SCENE_TICKET:
+    async def async_set_pairing(self, window: PairingWindow | None, *, now: bool = False) -> None:
+        """Show the pairing scene for ``window`` (None: pairing closed). A receipt on screen stays until it
+        times out, unless ``now`` (someone at the device asked to pair)."""
+        self._pairing = None if window is None else window.screen_state()
+        if now and self._pairing:
+            self._cancel_timer()
+            self._ticket = None
+        if self._scene != SCENE_TICKET or now:
             await self._async_set(SCENE_PAIRING if self._pairing else SCENE_IDLE)
 
     def _cancel_timer(self) -> None:

@@ -10,6 +10,7 @@ Our exception hierarchy::
     │   └── BadPairingRequest         (400 bad-pairing-request)
     ├── Unauthorized                  (401 unauthorized)
     ├── PairingRefused                (403 pairing-refused)
+    ├── PairingLocked                 (429 pairing-locked)
     ├── NotFound                      (404 not-found)
     ├── Gone                          (410 expired)
     ├── RequestTimeout                (408 request-timeout)
@@ -117,6 +118,14 @@ class PairingRefused(ApplianceError):
     status = 403
     slug = "pairing-refused"
     title = "Pairing refused"
+
+
+class PairingLocked(ApplianceError):
+    """Too many wrong attempts: pairing is locked for a while (extension member ``retry_after``, seconds)."""
+
+    status = 429
+    slug = "pairing-locked"
+    title = "Pairing locked"
 
 
 class NotFound(ApplianceError):

@@ -145,6 +145,17 @@ class PdfChecker:
             error_class = errors.UnreadablePdf
         raise error_class(str(answer[2]))
 
+    def warm(self) -> None:
+        """Start every worker now (blocking), so the first receipt does not wait for a process start."""
+        workers = []
+        while True:
+            try:
+                workers.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        for worker in workers:
+            self._idle.put(worker if worker is not None and worker.alive() else _Worker())
+
     def close(self) -> None:
         """Stop every worker."""
         while True:

@@ -1,27 +1,35 @@
-"""``eticket serve``: the appliance process (uvicorn on the configured address) and, optionally, its kiosk."""
+"""``eticket serve``: the appliance process — the HTTPS POS API, plain-HTTP customer downloads and screen
+stream, the local admin socket — and, optionally, its kiosk."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
-from types import FrameType
+from collections.abc import Generator
+from pathlib import Path
 
 import uvicorn
 
 from ._paths import configure_logging
+from .admin_cli import ADMIN_SOCKET
 from .config import Settings
 from .service import Appliance
 from .web import create_app
+from .web.admin import create_admin_app
 
 log = logging.getLogger(__name__)
 
 KIOSK_RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
 MAX_CONNECTIONS = 256
-"""Concurrent connections and tasks; beyond it uvicorn answers 503 instead of exhausting descriptors."""
+"""Concurrent connections and tasks per listener; beyond it uvicorn answers 503 instead of exhausting
+descriptors."""
 
 
 class KioskSupervisor:
@@ -64,33 +72,75 @@ class KioskSupervisor:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling the appliance first when a stop signal arrives (streams end at once)."""
+    """A uvicorn server that leaves signal handling to :func:`serve` (several servers share one loop)."""
 
-    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_exit = on_exit
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._on_exit()
-        super().handle_exit(sig, frame)
+
+def _unix_socket(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path`` with mode 0600 (uvicorn's own ``uds`` would make it 0666)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(16)
+    return sock
+
+
+async def _async_serve(settings: Settings) -> None:
+    appliance = Appliance(settings)
+    common = dict(access_log=False, log_config=None, log_level=settings.log_level, proxy_headers=False,
+                  server_header=False, timeout_graceful_shutdown=3, lifespan="off",
+                  limit_concurrency=MAX_CONNECTIONS)
+    configs: list[tuple[uvicorn.Config, list[socket.socket] | None]] = []
+    if settings.tls:
+        host, port = settings.api_host_port
+        identity = appliance.identity
+        configs.append((uvicorn.Config(create_app(appliance, public=False), host=host, port=port,
+                                       ssl_keyfile=str(identity.key_path), ssl_certfile=str(identity.cert_path),
+                                       **common), None))  # type: ignore[arg-type]
+        configs.append((uvicorn.Config(create_app(appliance, pos_api=False), host=settings.host,
+                                       port=settings.port, **common), None))  # type: ignore[arg-type]
+    else:
+        configs.append((uvicorn.Config(create_app(appliance), host=settings.host, port=settings.port,
+                                       **common), None))  # type: ignore[arg-type]
+    admin_sock = _unix_socket(settings.data_dir / ADMIN_SOCKET)
+    configs.append((uvicorn.Config(create_admin_app(appliance), **common), [admin_sock]))  # type: ignore[arg-type]
+    servers = [(_Server(config), sockets) for config, sockets in configs]
+
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        appliance.begin_shutdown()
+        for server, _ in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    await appliance.async_start()
+    try:
+        await asyncio.gather(*(server.serve(sockets=sockets) for server, sockets in servers))
+    finally:
+        await appliance.async_stop()
+        with contextlib.suppress(FileNotFoundError):
+            (settings.data_dir / ADMIN_SOCKET).unlink()
 
 
 def serve(settings: Settings) -> None:
     """Run the appliance until SIGINT/SIGTERM; mDNS says goodbye on the way out."""
     configure_logging(settings.log_level)
-    appliance = Appliance(settings)
-    app = create_app(appliance)
     supervisor = KioskSupervisor(str(settings.data_dir)) if settings.kiosk else None
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, access_log=False, log_config=None,
-        log_level=settings.log_level, proxy_headers=False, server_header=False, timeout_graceful_shutdown=3,
-        limit_concurrency=MAX_CONNECTIONS,
-    )
-    server = _Server(config, on_exit=appliance.begin_shutdown)
     if supervisor is not None:
         supervisor.start()
     try:
-        server.run()
+        asyncio.run(_async_serve(settings))
     finally:
         if supervisor is not None:
             supervisor.stop()

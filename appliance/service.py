@@ -22,11 +22,12 @@ from starlette.concurrency import run_in_threadpool
 
 from . import __version__
 from .config import Settings
-from .discovery import Advertiser, lan_ipv4, resolve_interfaces
+from .discovery import AddressWatcher, Advertiser, interface_addresses, lan_ipv4, resolve_interfaces
 from .display import Display
-from .errors import IdempotencyKeyReused, PairingRefused
+from .errors import IdempotencyKeyReused
+from .identity import load_or_create
 from .intake import TicketMeta
-from .pairing import PairingWindow
+from .pairing import PairingManager
 from .pdfworker import PdfChecker, default_workers
 from .store import Pos, Store, Ticket, sha256_hex
 
@@ -63,37 +64,88 @@ class Appliance:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = Store(settings.data_dir / "eticket.sqlite3")
         self.device_id = self.store.device_id()
-        self.address = self._reachable_address()
+        self.identity = load_or_create(settings.data_dir, self.device_id)
+        self.address = self._reachable_address(settings.host, settings.port)
+        self.api_address = self._reachable_address(*settings.api_host_port)
+        self.api_url = f"{'https' if settings.tls else 'http'}://{self.api_address}"
         self.public_url = settings.public_url or f"http://{self.address}"
         self.display = Display(shop=settings.name, timeout_seconds=settings.display_timeout_seconds)
-        self.pairing: PairingWindow | None = None
+        self.paired = self.store.pos_count() > 0
+        self.pairing = PairingManager(
+            store=self.store, device_id=self.device_id, address=self.api_address, name=settings.name,
+            fingerprint=self.identity.fingerprint, ttl_seconds=settings.pairing_code_ttl_seconds,
+            on_change=self.display.async_set_pairing, on_paired=self._async_on_paired,
+        )
         self.screen_token = secrets.token_urlsafe(32)
         self.pdf_checker = PdfChecker(default_workers())
         self._advertiser: Advertiser | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._watcher = AddressWatcher(self._async_addresses_changed)
 
-    def _reachable_address(self) -> str:
-        """``host:port`` a POS or phone can reach: the listen address, or the LAN IPv4 when listening on all."""
-        host = self.settings.host
+    @staticmethod
+    def _reachable_address(host: str, port: int) -> str:
+        """``host:port`` a POS or phone can reach: the given address, or the LAN IPv4 when it is a wildcard."""
         if host in ("0.0.0.0", "::", ""):
             host = lan_ipv4() or "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"{host}:{self.settings.port}"
+        return f"{host}:{port}"
 
-    def _advertised_ipv4(self) -> list[str]:
-        """IPv4 addresses for the A records: the reachable address when it is an IPv4 literal, else none
-        (zeroconf then publishes the service without addresses and clients cannot use it)."""
-        host = self.address.rsplit(":", 1)[0].strip("[]")
+    def _mdns_plan(self) -> tuple[list[str] | None, list[str]] | None:
+        """``(interfaces, addresses)`` for mDNS now, or None when it is off.
+
+        Addresses: the API's own address when it listens on one; on a wildcard, every address of the mDNS
+        interfaces (IPv4, then global/ULA IPv6).
+        """
+        interfaces = resolve_interfaces(self.settings.mdns_interfaces, loopback_only=self.settings.listens_on_loopback)
+        if interfaces == []:
+            return None
+        host = self.settings.api_host_port[0]
+        if host in ("0.0.0.0", "::", ""):
+            return interfaces, interface_addresses(interfaces)
         try:
-            return [str(ipaddress.IPv4Address(host))]
+            return interfaces, [str(ipaddress.ip_address(host))]
         except ValueError:
             try:
-                return [socket.gethostbyname(host)]
+                return interfaces, [socket.gethostbyname(host)]
             except OSError:
-                log.warning("cannot resolve %s to an IPv4 address: mDNS will advertise no address", host)
-                return []
+                log.warning("cannot resolve %s to an address: mDNS will advertise no address", host)
+                return interfaces, []
+
+    async def _async_start_mdns(self) -> None:
+        plan = self._mdns_plan()
+        if plan is None:
+            return
+        interfaces, addresses = plan
+        advertiser = Advertiser(
+            name=self.settings.name, device_id=self.device_id, port=self.settings.api_host_port[1],
+            interfaces=interfaces, addresses=addresses, fingerprint=self.identity.fingerprint, tls=self.settings.tls,
+        )
+        try:
+            await advertiser.async_start(paired=self.paired)
+        except OSError as exc:  # no multicast on the interface: the API still works, discovery does not
+            log.error("mDNS could not start (%s); POS must use --address. Is multicast enabled?", exc)
+            return
+        self._advertiser = advertiser
+
+    async def _async_addresses_changed(self) -> None:
+        """The LAN addresses changed (DHCP, roaming, cable): recompute URLs and re-announce over mDNS."""
+        self.address = self._reachable_address(self.settings.host, self.settings.port)
+        self.api_address = self._reachable_address(*self.settings.api_host_port)
+        self.api_url = f"{'https' if self.settings.tls else 'http'}://{self.api_address}"
+        if not self.settings.public_url:
+            self.public_url = f"http://{self.address}"
+        await self.pairing.async_set_address(self.api_address)
+        plan = self._mdns_plan()
+        current = self._advertiser
+        if current is not None and plan is not None and (current.interfaces, current.addresses) == plan:
+            return
+        log.info("addresses changed: now %s; re-announcing", ", ".join(plan[1]) if plan else "none")
+        if current is not None:
+            self._advertiser = None
+            await current.async_close()
+        await self._async_start_mdns()
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def begin_shutdown(self) -> None:
@@ -105,28 +157,20 @@ class Appliance:
     async def async_start(self) -> None:
         """Write the kiosk file, open pairing if unpaired, start mDNS and housekeeping."""
         self._loop = asyncio.get_running_loop()
-        kiosk_host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
-        kiosk_url = f"http://{'[::1]' if kiosk_host == '::' else kiosk_host}:{self.settings.port}"
+        kiosk_host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(self.settings.host,
+                                                                                   self.settings.host)
+        kiosk_url = f"http://{kiosk_host}:{self.settings.port}"
         _write_private(
             self.settings.data_dir / KIOSK_FILE, json.dumps({"url": kiosk_url, "token": self.screen_token})
         )
-        paired = await run_in_threadpool(self.store.pos_count) > 0
-        if not paired:
-            await self._async_open_pairing()
-        interfaces = resolve_interfaces(self.settings.mdns_interfaces, loopback_only=self.settings.listens_on_loopback)
-        if interfaces != []:
-            self._advertiser = Advertiser(
-                name=self.settings.name, device_id=self.device_id, port=self.settings.port,
-                interfaces=interfaces, addresses=self._advertised_ipv4(),
-            )
-            try:
-                await self._advertiser.async_start(paired=paired)
-            except OSError as exc:  # no multicast on the interface: the API still works, discovery does not
-                log.error("mDNS could not start (%s); POS must use --address. Is multicast enabled?", exc)
-                self._advertiser = None
+        if not self.paired:
+            await self.pairing.async_open(None)
+        await self._async_start_mdns()
+        self._watcher.start()
+        self._tasks.append(asyncio.create_task(asyncio.to_thread(self.pdf_checker.warm)))
         self._tasks.append(asyncio.create_task(self._async_purge_loop()))
         self._tasks.append(asyncio.create_task(self._async_pairing_loop()))
-        log.info("appliance %s ready on %s (customer URLs: %s)", self.device_id, self.address, self.public_url)
+        log.info("appliance %s ready: POS API %s, customer URLs %s", self.device_id, self.api_url, self.public_url)
 
     async def async_stop(self) -> None:
         """Say mDNS goodbye, stop housekeeping, close the database."""
@@ -135,51 +179,36 @@ class Appliance:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._watcher.stop()
         if self._advertiser is not None:
             await self._advertiser.async_close()
         self.pdf_checker.close()
         self.store.close()
 
     # --- pairing ---------------------------------------------------------------------------------------
-    async def _async_open_pairing(self) -> None:
-        self.pairing = PairingWindow(
-            device_id=self.device_id, address=self.address, name=self.settings.name,
-            ttl_seconds=self.settings.pairing_code_ttl_seconds,
-        )
-        await self.display.async_set_pairing(self.pairing)
+    async def _async_on_paired(self) -> None:
+        await self._async_set_paired(True)
 
-    async def async_pair(self, code: str, pos_name: str) -> tuple[Pos, str]:
-        """Exchange the on-screen code for a new POS bearer token; return ``(pos, token)``.
+    async def _async_set_paired(self, paired: bool) -> None:
+        if paired != self.paired:
+            self.paired = paired
+            if self._advertiser is not None:
+                await self._advertiser.async_set_paired(paired)
 
-        The code is single-use: success closes the pairing window. Five wrong codes replace it.
-
-        Raises:
-            PairingRefused: the window is closed, or the code is wrong or expired.
-        """
-        window = self.pairing
-        if window is None:
-            raise PairingRefused("Pairing is closed: this device is already paired.")
-        code_before = window.code
-        if not window.check(code):
-            if window.code != code_before:
-                await self.display.async_set_pairing(window)
-                raise PairingRefused("Wrong pairing code; too many attempts, so a new code is now on screen.")
-            raise PairingRefused("Wrong or expired pairing code. Read the code on the device screen again.")
-        self.pairing = None
-        token = secrets.token_urlsafe(32)
-        pos = await run_in_threadpool(self.store.add_pos, pos_name, token)
-        await self.display.async_set_pairing(None)
-        if self._advertiser is not None:
-            await self._advertiser.async_set_paired(True)
-        log.info("paired POS %s (%s)", pos.id, pos.name)
-        return pos, token
+    async def async_revoke_pos(self, pos_id: str) -> bool:
+        """Revoke a POS's token at once; reopen pairing when no POS is left. False if unknown."""
+        removed = await run_in_threadpool(self.store.revoke_pos, pos_id)
+        if removed:
+            log.info("revoked POS %s", pos_id)
+            if await run_in_threadpool(self.store.pos_count) == 0:
+                await self._async_set_paired(False)
+                await self.pairing.async_open(None)
+        return removed
 
     async def _async_pairing_loop(self) -> None:
         while True:
             await asyncio.sleep(PAIRING_TICK_SECONDS)
-            if self.pairing is not None and self.pairing.expired:
-                self.pairing.renew()
-                await self.display.async_set_pairing(self.pairing)
+            await self.pairing.async_tick()
 
     # --- tickets ---------------------------------------------------------------------------------------
     async def async_accept_ticket(
@@ -243,5 +272,6 @@ class Appliance:
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
     def health(self) -> dict[str, Any]:
-        """``{"status": "ok", "version", "device_id", "paired"}``."""
-        return {"status": "ok", "version": __version__, "device_id": self.device_id, "paired": self.pairing is None}
+        """``{"status": "ok", "version", "device_id", "paired", "fingerprint"}``."""
+        return {"status": "ok", "version": __version__, "device_id": self.device_id, "paired": self.paired,
+                "fingerprint": self.identity.fingerprint}

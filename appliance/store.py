@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS tickets (
     UNIQUE (pos_id, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS tickets_expiry ON tickets (expires_at);
+CREATE TABLE IF NOT EXISTS screens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    added_at REAL NOT NULL
+);
 """
 
 
@@ -146,6 +152,46 @@ class Store:
                 "SELECT id, name, paired_at FROM pos WHERE token_sha256 = ?", (sha256_hex(token),)
             ).fetchone()
         return Pos(*row) if row else None
+
+    def list_pos(self) -> list[Pos]:
+        """Every paired POS, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, name, paired_at FROM pos ORDER BY paired_at").fetchall()
+        return [Pos(*row) for row in rows]
+
+    def revoke_pos(self, pos_id: str) -> bool:
+        """Forget a POS: its token stops working at once. False if there was no such POS."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM pos WHERE id = ?", (pos_id,))
+        return cur.rowcount > 0
+
+    # --- screen clients ----------------------------------------------------------------------------------
+    def add_screen(self, name: str, token: str) -> Pos:
+        """Record a paired screen (a tablet's browser); only the token's hash is kept."""
+        screen = Pos(id="scr-" + secrets.token_hex(6), name=name, paired_at=time.time())
+        with self._lock:
+            self._db.execute("INSERT INTO screens (id, name, token_sha256, added_at) VALUES (?, ?, ?, ?)",
+                             (screen.id, screen.name, sha256_hex(token), screen.paired_at))
+        return screen
+
+    def screen_for_token(self, token: str) -> Pos | None:
+        """The paired screen holding ``token``, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT id, name, added_at FROM screens WHERE token_sha256 = ?",
+                                   (sha256_hex(token),)).fetchone()
+        return Pos(*row) if row else None
+
+    def list_screens(self) -> list[Pos]:
+        """Every paired screen, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, name, added_at FROM screens ORDER BY added_at").fetchall()
+        return [Pos(*row) for row in rows]
+
+    def revoke_screen(self, screen_id: str) -> bool:
+        """Forget a screen. False if there was no such screen."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM screens WHERE id = ?", (screen_id,))
+        return cur.rowcount > 0
 
     def pos_count(self) -> int:
         """How many POS are paired."""

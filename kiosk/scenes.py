@@ -115,6 +115,13 @@ def scene_pairing(state: State, size: tuple[int, int]) -> pygame.Surface:
     surface = pygame.Surface(size)
     surface.fill(BACKGROUND)
     qr_area, text_area = _split(size)
+    if pairing.get("locked_until"):
+        _column(surface, surface.get_rect().inflate(-size[0] // 10, -size[1] // 4), [
+            ("Pairing locked", 0.2, True),
+            ("Too many wrong codes.", 0.09, False),
+            ("Try again in a minute.", 0.09, False),
+        ])
+        return surface
     draw_qr(surface, str(pairing.get("uri", "")), qr_area)
     _column(surface, text_area, [
         ("Pair your till", 0.13, True),

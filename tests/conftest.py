@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -53,7 +54,7 @@ def decode_qr_png(path: Path) -> list[str]:
     from PIL import Image
 
     with Image.open(path) as image:
-        return [r.text for r in zxingcpp.read_barcodes(image.convert("L")) if r.format == zxingcpp.BarcodeFormat.QRCode]
+        return [r.text for r in zxingcpp.read_barcodes(image.convert("L"), formats=zxingcpp.BarcodeFormat.QRCode)]
 
 
 def loopback_multicast() -> bool:
@@ -66,13 +67,16 @@ def loopback_multicast() -> bool:
 
 @dataclass
 class Appliance:
-    """One real ``eticket serve`` process on 127.0.0.1."""
+    """One real ``eticket serve`` process on 127.0.0.1: plain HTTP (downloads, screens) on ``port``, the
+    HTTPS POS API on ``api_port``."""
 
     data_dir: Path
     port: int
+    api_port: int = field(default_factory=free_port)
     extra: list[str] = field(default_factory=list)
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    _api: httpx.Client | None = None
 
     @property
     def url(self) -> str:
@@ -82,11 +86,36 @@ class Appliance:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def api_url(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def api_address(self) -> str:
+        return f"127.0.0.1:{self.api_port}"
+
+    def cert_pem(self) -> str:
+        return (self.data_dir / "tls" / "cert.pem").read_text()
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context pinned to this device's certificate (what a paired POS uses)."""
+        from appliance.identity import pinned_client_context
+
+        return pinned_client_context(self.cert_pem())
+
+    @property
+    def api(self) -> httpx.Client:
+        """An HTTPS client for the POS API, pinned to the device certificate (no auth header by default)."""
+        if self._api is None:
+            self._api = httpx.Client(base_url=self.api_url, verify=self.ssl_context(), timeout=30)
+        return self._api
+
     def start(self, timeout: float = 20.0) -> Appliance:
         self.log_path = self.log_path or self.data_dir.parent / f"serve-{self.port}.log"
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*ETICKET, "serve", "--data-dir", str(self.data_dir), "--listen", self.address,
+             "--api-listen", self.api_address,
              "--mdns-interfaces", "127.0.0.1", "--log-level", "debug", *self.extra],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
         )
@@ -103,6 +132,9 @@ class Appliance:
         raise RuntimeError(f"eticket serve not ready in {timeout} s: {self.logs()[-2000:]}")
 
     def stop(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -133,11 +165,27 @@ class Appliance:
         assert state["scene"] == "pairing", state
         return str(state["pairing"]["code"])  # type: ignore[index]
 
+    def pairing_uri(self) -> str:
+        state = self.display()
+        assert state["scene"] == "pairing", state
+        return str(state["pairing"]["uri"])  # type: ignore[index]
+
+    def pairing_secret(self) -> str:
+        from appliance.pairing import parse_pairing_uri
+
+        return parse_pairing_uri(self.pairing_uri())["s"]
+
     def pair(self, name: str = "test-till") -> str:
-        """Pair as a POS would after reading the code off the screen; return the bearer token."""
-        r = httpx.post(self.url + "/api/v1/pair", json={"code": self.pairing_code(), "name": name})
+        """Pair as a POS would after scanning the QR (secret over the pinned channel); return the token."""
+        r = self.api.post("/api/v1/pair", json={"secret": self.pairing_secret(), "name": name})
         assert r.status_code == 201, r.text
         return str(r.json()["token"])
+
+    def admin(self, method: str, path: str) -> httpx.Response:
+        """Call the local admin socket, as ``eticket pairings`` does."""
+        transport = httpx.HTTPTransport(uds=str(self.data_dir / "admin.sock"))
+        with httpx.Client(transport=transport, base_url="http://device") as client:
+            return client.request(method, path)
 
     def ticket_rows(self) -> int:
         """Tickets in the database, read directly (read-only) to prove nothing was stored."""

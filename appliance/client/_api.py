@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from ..identity import pinned_client_context
+from ..pairing import PosSide, b64d, b64e, normalise_code
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 SEND_ATTEMPTS = 3
@@ -15,6 +19,10 @@ SEND_ATTEMPTS = 3
 
 class ClientError(Exception):
     """The device could not be reached or answered something unexpected."""
+
+
+class PinMismatchError(ClientError):
+    """The device presented a certificate other than the pinned one: a different device, or an attacker."""
 
 
 class RefusedError(ClientError):
@@ -48,12 +56,19 @@ def _refusal(response: httpx.Response) -> RefusedError:
 
 
 class DeviceClient:
-    """Talks to the device at ``address`` (``host:port``) with bearer ``token`` (None before pairing)."""
+    """Talks to the device's API at ``address`` (``host:port``) with bearer ``token`` (None before pairing).
 
-    def __init__(self, address: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        self.base_url = f"http://{address}"
+    ``cert_pem``: the device certificate to pin (HTTPS: nothing is sent unless the server proves it holds
+    that certificate's key). Without it the API is spoken in plain HTTP (devices run with ``--no-tls``).
+    """
+
+    def __init__(self, address: str, token: str | None = None, cert_pem: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.address = address
+        self.base_url = f"{'https' if cert_pem else 'http'}://{address}"
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        verify = pinned_client_context(cert_pem) if cert_pem else True
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, verify=verify)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -68,6 +83,13 @@ class DeviceClient:
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            if isinstance(exc.__context__, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise PinMismatchError(
+                    f"the device at {self.address} presented a different certificate than the one paired: "
+                    "a different device, or someone in between. If the device was reset, pair again."
+                ) from exc
+            raise ClientError(f"cannot reach the device at {self.base_url}: {exc}") from exc
         except httpx.TransportError as exc:
             raise ClientError(f"cannot reach the device at {self.base_url}: {exc}") from exc
         if response.status_code >= 400:
@@ -79,15 +101,32 @@ class DeviceClient:
         result: dict[str, Any] = self._request("GET", "/healthz").json()
         return result
 
-    def pair(self, code: str, name: str = "POS") -> dict[str, str]:
-        """Exchange an on-screen pairing code for a token: ``{"pos_id", "token", "device_id", "api"}``.
+    def pair_with_secret(self, secret: str, name: str = "POS") -> dict[str, str]:
+        """``POST /api/v1/pair`` with the QR's secret: ``{"pos_id", "token", "device_id", "api"}``.
 
         Raises:
-            RefusedError: 403 pairing-refused (wrong/expired code, pairing closed).
-            ClientError: device unreachable.
+            RefusedError: 403 pairing-refused, 429 pairing-locked. ClientError: unreachable.
         """
-        result: dict[str, str] = self._request("POST", "/api/v1/pair", json={"code": code, "name": name}).json()
+        result: dict[str, str] = self._request("POST", "/api/v1/pair", json={"secret": secret, "name": name}).json()
         return result
+
+    def pair_with_code(self, code: str, device_id: str, pin_seen: str, name: str = "POS") -> dict[str, Any]:
+        """SPAKE2 pairing with a typed code (appliance.pairing._spake); ``pin_seen`` is the fingerprint of
+        the certificate this connection is pinned to. Returns the grant ``{"token", "pos_id", "device_id"}``.
+
+        Raises:
+            RefusedError: wrong code or relayed channel (403), locked (429).
+            ClientError: the device's confirmation does not match (not the same channel).
+        """
+        side = PosSide(normalise_code(code), device_id)
+        start = self._request("POST", "/api/v1/pair/spake2", json={"msg": b64e(side.msg_a)}).json()
+        confirm = side.receive(b64d(start["msg"]), pin_seen)
+        done = self._request("POST", f"/api/v1/pair/spake2/{start['session']}/confirm",
+                             json={"confirm": b64e(confirm), "name": name}).json()
+        try:
+            return side.open(b64d(done["confirm"]), b64d(done["sealed"]))
+        except ValueError as exc:
+            raise ClientError(f"pairing failed: {exc}") from exc
 
     def send(self, pdf: bytes, *, total: str | None = None, currency: str | None = None,
              ref: str | None = None, idempotency_key: str | None = None) -> SentTicket:

@@ -10,13 +10,15 @@ from pathlib import Path
 
 @dataclass(slots=True)
 class PairedDevice:
-    """A device this POS paired with: ``address`` is the last known ``host:port``; ``token`` the bearer."""
+    """A device this POS paired with: ``address`` is the last known ``host:port`` of its API; ``token`` the
+    bearer; ``cert_pem`` the pinned certificate (empty for a device without TLS)."""
 
     device_id: str
     name: str
     address: str
     pos_id: str
     token: str
+    cert_pem: str = ""
 
 
 def config_dir() -> Path:

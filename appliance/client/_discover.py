@@ -17,7 +17,8 @@ RESOLVE_TIMEOUT_MS = 1500
 
 @dataclass(frozen=True, slots=True)
 class DiscoveredDevice:
-    """One device as its DNS-SD records describe it: ``addresses`` are IPv4 strings, ``port`` TCP."""
+    """One device as its DNS-SD records describe it: ``addresses`` IPv4 first, then IPv6; ``port`` the API's
+    TCP port; ``fingerprint`` the certificate pin it announces (a hint: trust comes from pairing)."""
 
     id: str
     name: str
@@ -27,11 +28,14 @@ class DiscoveredDevice:
     paired: bool
     version: str
     path: str
+    tls: bool
+    fingerprint: str
 
     @property
     def api_address(self) -> str:
-        """``host:port`` of the device's API (first address)."""
-        return f"{self.addresses[0]}:{self.port}"
+        """``host:port`` of the device's API (first address; IPv6 in brackets)."""
+        host = self.addresses[0]
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -44,9 +48,11 @@ def _from_info(info: ServiceInfo) -> DiscoveredDevice | None:
         return None
     name = info.name.removesuffix("." + SERVICE_TYPE)
     addresses = [socket.inet_ntoa(a) for a in info.addresses_by_version(IPVersion.V4Only)]
+    addresses += [a for a in info.parsed_scoped_addresses(IPVersion.V6Only) if not a.startswith("fe80")]
     return DiscoveredDevice(
         id=txt["id"], name=name, instance=info.name, addresses=addresses, port=info.port,
         paired=txt.get("paired") == "1", version=txt.get("v", ""), path=txt.get("path", "/api/v1"),
+        tls=txt.get("tls", "0") == "1", fingerprint=txt.get("fp", ""),
     )
 
 
@@ -61,7 +67,7 @@ def discover(
     found: dict[str, DiscoveredDevice] = {}
     pending: set[str] = set()
     zc = Zeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only) if interfaces is not None \
-        else Zeroconf(ip_version=IPVersion.V4Only)
+        else Zeroconf(ip_version=IPVersion.All)
 
     def on_change(zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
         if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):

@@ -55,3 +55,27 @@ def lan_ipv4() -> str | None:
             if addr.is_private and not addr.is_loopback and not addr.is_link_local:
                 return text
     return None
+
+
+def interface_addresses(interfaces: list[str] | None) -> list[str]:
+    """Addresses to publish in A/AAAA records: the IPv4 addresses in ``interfaces`` (None: every non-loopback
+    interface's), plus the global and unique-local IPv6 addresses of the same interfaces. Loopback is kept
+    only when asked for explicitly (a desk confined to loopback)."""
+    wanted = set(interfaces) if interfaces is not None else None
+    v4: list[str] = []
+    v6: list[str] = []
+    for adapter in ifaddr.get_adapters():
+        ipv4 = [ip.ip for ip in adapter.ips if isinstance(ip.ip, str)]
+        if wanted is not None:
+            chosen = [a for a in ipv4 if a in wanted]
+        else:
+            chosen = [a for a in ipv4 if not ipaddress.IPv4Address(a).is_loopback]
+        if not chosen:
+            continue
+        v4.extend(chosen)
+        for ip in adapter.ips:
+            if isinstance(ip.ip, tuple):
+                addr = ipaddress.IPv6Address(ip.ip[0])
+                if not (addr.is_link_local or addr.is_loopback):
+                    v6.append(str(addr))
+    return v4 + v6

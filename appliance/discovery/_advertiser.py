@@ -16,10 +16,15 @@ TXT_VERSION = "1"
 API_PATH = "/api/v1"
 
 
-def txt_record(*, device_id: str, paired: bool) -> dict[str, str]:
+def txt_record(*, device_id: str, paired: bool, fingerprint: str = "", tls: bool = True) -> dict[str, str]:
     """The TXT record (RFC 6763 §6): ``id`` stable device id, ``v`` protocol version, ``paired`` 0/1,
-    ``path`` API base path."""
-    return {"id": device_id, "v": TXT_VERSION, "paired": "1" if paired else "0", "path": API_PATH}
+    ``path`` API base path, ``tls`` 1 when the API is HTTPS, ``fp`` the certificate's SHA-256 pin (a hint
+    for humans and tools: mDNS is unauthenticated, so a POS trusts the pin from the QR or SPAKE2 only)."""
+    txt = {"id": device_id, "v": TXT_VERSION, "paired": "1" if paired else "0", "path": API_PATH,
+           "tls": "1" if tls else "0"}
+    if fingerprint:
+        txt["fp"] = fingerprint
+    return txt
 
 
 class Advertiser:
@@ -29,18 +34,30 @@ class Advertiser:
     """
 
     def __init__(self, *, name: str, device_id: str, port: int, interfaces: list[str] | None,
-                 addresses: list[str]) -> None:
+                 addresses: list[str], fingerprint: str = "", tls: bool = True) -> None:
         self._device_id = device_id
+        self._fingerprint = fingerprint
+        self._tls = tls
         self._interfaces = interfaces
         self._info = ServiceInfo(
             SERVICE_TYPE,
             f"{name}.{SERVICE_TYPE}",
             port=port,
-            properties=txt_record(device_id=device_id, paired=False),
+            properties=txt_record(device_id=device_id, paired=False, fingerprint=fingerprint, tls=tls),
             server=f"{device_id}.local.",
-            addresses=[socket.inet_aton(a) for a in addresses],
+            addresses=[socket.inet_pton(socket.AF_INET6 if ":" in a else socket.AF_INET, a) for a in addresses],
         )
         self._zc: AsyncZeroconf | None = None
+
+    @property
+    def addresses(self) -> list[str]:
+        """The addresses published (IPv4 and IPv6 text)."""
+        return self._info.parsed_addresses()
+
+    @property
+    def interfaces(self) -> list[str] | None:
+        """The interface addresses mDNS runs on (None: all)."""
+        return self._interfaces
 
     @property
     def instance_name(self) -> str:
@@ -50,7 +67,7 @@ class Advertiser:
     async def async_start(self, *, paired: bool) -> None:
         """Join the multicast group and announce (RFC 6762 §8.3)."""
         if self._interfaces is None:
-            self._zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
+            self._zc = AsyncZeroconf(ip_version=IPVersion.All)
         else:
             self._zc = AsyncZeroconf(interfaces=self._interfaces, ip_version=IPVersion.V4Only)
         self._info = self._with_txt(paired)
@@ -80,7 +97,8 @@ class Advertiser:
             info.type,
             info.name,
             port=info.port,
-            properties=txt_record(device_id=self._device_id, paired=paired),
+            properties=txt_record(device_id=self._device_id, paired=paired, fingerprint=self._fingerprint,
+                                  tls=self._tls),
             server=info.server,
             addresses=info.addresses,
         )

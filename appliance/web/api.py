@@ -23,10 +23,14 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..intake import parse_meta, printable_text
+from ..pairing import b64d, b64e
 from ..store import Pos
 from .auth import appliance_of, require_pos, require_screen
 
 router = APIRouter(prefix="/api/v1")
+"""The POS API (HTTPS)."""
+screen_router = APIRouter(prefix="/api/v1")
+"""The screen API (plain HTTP beside the downloads: the local kiosk and tablets use it; screen token required)."""
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Allowance for multipart boundaries and form fields on top of ``max_body_bytes``."""
@@ -128,28 +132,76 @@ async def post_ticket(request: Request, pos: Annotated[Pos, Depends(require_pos)
     return JSONResponse(body, status_code=201, headers=headers)
 
 
-@router.post("/pair", status_code=201)
-async def post_pair(request: Request) -> JSONResponse:
-    """Exchange the pairing code shown on the device for a POS bearer token.
-
-    Body (JSON): ``{"code": "ABCD-EFGH", "name": "Till 1"}`` (``name`` optional, at most 64 characters).
-    201: ``{"pos_id", "token", "device_id", "api": "/api/v1"}``; keep the token secret, it is shown once.
-    Errors: 400 bad-pairing-request, 403 pairing-refused (wrong/expired code, window closed), 413 too-large
-    (body over 4096 bytes).
-    """
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON object (at most 4096 bytes). Raises BadPairingRequest, PayloadTooLarge."""
     try:
         data = json.loads(await _read_body(request, 4096) or b"null")
     except (ValueError, RecursionError) as exc:
-        raise BadPairingRequest("The body must be JSON: {\"code\": \"ABCD-EFGH\", \"name\": \"Till 1\"}.") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("code"), str):
-        raise BadPairingRequest("The body must be a JSON object with a string 'code'.")
+        raise BadPairingRequest("The body must be a JSON object (docs/protocol.md §2).") from exc
+    if not isinstance(data, dict):
+        raise BadPairingRequest("The body must be a JSON object (docs/protocol.md §2).")
+    return data
+
+
+def _pos_name(data: dict[str, Any]) -> str:
     name = data.get("name") or "POS"
     if not isinstance(name, str) or len(name) > 64 or not printable_text(name):
         raise BadPairingRequest("'name' must be a string of at most 64 printable characters.")
+    return name
+
+
+def _b64_field(data: dict[str, Any], key: str, size: int) -> bytes:
+    value = data.get(key)
+    try:
+        raw = b64d(value) if isinstance(value, str) and len(value) < 128 else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != size:
+        raise BadPairingRequest(f"'{key}' must be {size} bytes in unpadded base64url.")
+    return raw
+
+
+@router.post("/pair", status_code=201)
+async def post_pair(request: Request) -> JSONResponse:
+    """Pair with the secret read from the pairing QR (the client pinned the certificate from the same QR).
+
+    Body: ``{"secret": "<s from the QR>", "name": "Till 1"}`` (``name`` optional, at most 64 printable
+    characters). 201: ``{"pos_id", "token", "device_id", "api": "/api/v1"}``; the token is shown once.
+    Errors: 400 bad-pairing-request, 403 pairing-refused (wrong/expired/used secret, window closed),
+    413 too-large (body over 4096 bytes), 429 pairing-locked (``Retry-After``).
+    """
+    data = await _json_object(request)
+    if not isinstance(data.get("secret"), str):
+        raise BadPairingRequest("The body must carry the string 'secret' from the pairing QR.")
     app = appliance_of(request)
-    pos, token = await app.async_pair(data["code"], name)
+    pos, token = await app.pairing.async_pair_with_secret(data["secret"], _pos_name(data))
     return JSONResponse({"pos_id": pos.id, "token": token, "device_id": app.device_id, "api": "/api/v1"},
                         status_code=201)
+
+
+@router.post("/pair/spake2")
+async def post_spake_start(request: Request) -> JSONResponse:
+    """Typed-code pairing, step 1 (SPAKE2, appliance.pairing._spake). Body ``{"msg": b64url(33 bytes)}``.
+
+    200: ``{"session": id, "msg": b64url(33 bytes)}``. Errors: 400, 403 pairing-refused (closed), 429.
+    """
+    data = await _json_object(request)
+    session, msg_b = await appliance_of(request).pairing.async_spake_start(_b64_field(data, "msg", 33))
+    return JSONResponse({"session": session, "msg": b64e(msg_b)})
+
+
+@router.post("/pair/spake2/{session}/confirm", status_code=201)
+async def post_spake_confirm(session: str, request: Request) -> JSONResponse:
+    """Typed-code pairing, step 2. Body ``{"confirm": b64url(32 bytes), "name": "Till 1"}``.
+
+    201: ``{"confirm": b64url(32 bytes), "sealed": b64url(nonce + AES-GCM(grant))}``; the grant is
+    ``{"token", "pos_id", "device_id"}``. Errors: 400, 403 pairing-refused (wrong code, relayed channel,
+    unknown session — each a wrong attempt), 429 pairing-locked.
+    """
+    data = await _json_object(request)
+    confirm = _b64_field(data, "confirm", 32)
+    mine, sealed, _ = await appliance_of(request).pairing.async_spake_confirm(session, confirm, _pos_name(data))
+    return JSONResponse({"confirm": b64e(mine), "sealed": b64e(sealed)}, status_code=201)
 
 
 @router.delete("/display", status_code=204)
@@ -159,13 +211,13 @@ async def delete_display(request: Request, pos: Annotated[Pos, Depends(require_p
     return Response(status_code=204)
 
 
-@router.get("/display", dependencies=[Depends(require_screen)])
+@screen_router.get("/display", dependencies=[Depends(require_screen)])
 async def get_display(request: Request) -> dict[str, Any]:
     """The screen state now (shape in :mod:`appliance.display`). Screen token required (401)."""
     return appliance_of(request).display.snapshot()
 
 
-@router.get("/display/stream", dependencies=[Depends(require_screen)])
+@screen_router.get("/display/stream", dependencies=[Depends(require_screen)])
 async def stream_display(request: Request) -> StreamingResponse:
     """Server-Sent Events (WHATWG HTML §9.2): one ``event: state`` with the JSON state at once, then one
     per change; ``id`` is ``seq``. A comment line every 15 s keeps idle connections alive. Screen token

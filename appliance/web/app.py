@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -60,21 +58,20 @@ def _problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
-def create_app(appliance: Appliance) -> FastAPI:
-    """Build the ASGI app around ``appliance``; its lifespan starts and stops the appliance."""
+def create_app(appliance: Appliance, *, pos_api: bool = True, public: bool = True) -> FastAPI:
+    """Build an ASGI app around ``appliance`` (started and stopped by the caller).
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await appliance.async_start()
-        try:
-            yield
-        finally:
-            await appliance.async_stop()
-
-    app = FastAPI(title="eTicket appliance", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    ``pos_api``: the POS and screen API (served over HTTPS); ``public``: the customer's pages and downloads
+    (plain HTTP on the LAN: phones refuse self-signed certificates). ``/healthz`` is on both.
+    """
+    app = FastAPI(title="eTicket appliance", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json" if pos_api else None)
     app.state.appliance = appliance
-    app.include_router(api.router)
-    app.include_router(download.router)
+    if pos_api:
+        app.include_router(api.router)
+    if public:
+        app.include_router(api.screen_router)
+        app.include_router(download.router)
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict[str, Any]:
@@ -84,6 +81,8 @@ def create_app(appliance: Appliance) -> FastAPI:
     @app.exception_handler(ApplianceError)
     async def on_appliance_error(request: Request, exc: ApplianceError) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer realm="eticket"'} if exc.status == 401 else None
+        if "retry_after" in exc.extensions:
+            headers = {"Retry-After": str(exc.extensions["retry_after"])}
         return _problem(request, exc.status, exc.problem(instance=None), headers)
 
     @app.exception_handler(StarletteHTTPException)

@@ -19,14 +19,14 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_ticket(appliance_factory: o
     stop = threading.Event()
 
     def till(worker: int) -> None:
-        with httpx.Client(headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"},
-                          timeout=10) as client:
+        with httpx.Client(base_url=app.api_url, verify=app.ssl_context(), timeout=10,
+                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"}) as client:
             n = 0
             while not stop.is_set():
                 pdf = pdfs[(worker + n) % len(pdfs)]
                 n += 1
                 try:
-                    r = client.post(app.url + "/api/v1/tickets", content=pdf, params={"ref": f"{worker}-{n}"})
+                    r = client.post("/api/v1/tickets", content=pdf, params={"ref": f"{worker}-{n}"})
                 except httpx.TransportError:
                     return  # the device died under us: this one was never acknowledged
                 if r.status_code == 201:
@@ -61,6 +61,6 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_ticket(appliance_factory: o
     assert len(rows) >= len(acknowledged)
     assert all(hashlib.sha256(pdf).hexdigest() == digest for digest, pdf in rows)
     # Pairing survived too: the same POS token still works.
-    again = httpx.post(app.url + "/api/v1/tickets", content=pdfs[0],
+    again = app.api.post("/api/v1/tickets", content=pdfs[0],
                        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"})
     assert again.status_code == 201

@@ -7,7 +7,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import ETICKET, REPO, Appliance, decode_qr_png, samples
@@ -54,14 +53,14 @@ def test_headless_kiosk_shows_tickets_and_survives_an_appliance_restart(applianc
         token = appliance.pair()
         _wait_for(lambda: _qr_now(screen) == [], 10, "the idle scene after pairing")
 
-        sent = httpx.post(appliance.url + "/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
+        sent = appliance.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
                           headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"}).json()
         _wait_for(lambda: _qr_now(screen) == [sent["url"]], 10, "the ticket QR")
 
         appliance.kill9()
         _wait_for(lambda: _shows_connecting(screen) and kiosk.poll() is None, 15, "the connecting scene")
         appliance.start()
-        sent2 = httpx.post(appliance.url + "/api/v1/tickets", content=samples("pdf")[1].read_bytes(),
+        sent2 = appliance.api.post("/api/v1/tickets", content=samples("pdf")[1].read_bytes(),
                            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"}).json()
         _wait_for(lambda: _qr_now(screen) == [sent2["url"]], 20, "the ticket QR after the restart")
         assert kiosk.poll() is None, "the kiosk must keep running"

@@ -23,7 +23,7 @@ def test_discover_pair_send_every_sample_and_download_it_from_the_screen_qr(
 
     found = json.loads(run_cli("discover", "--json", "--timeout", "3", "--mdns-interfaces", "127.0.0.1",
                                env=cli_env).stdout)
-    mine = [d for d in found if d["port"] == appliance.port]
+    mine = [d for d in found if d["port"] == appliance.api_port]
     assert len(mine) == 1, found
     assert mine[0]["paired"] is False and mine[0]["addresses"] == ["127.0.0.1"]
     device_id = mine[0]["id"]
@@ -58,11 +58,11 @@ def test_discover_pair_send_every_sample_and_download_it_from_the_screen_qr(
 def test_send_errors_are_one_line_and_nonzero(appliance: Appliance, cli_env: dict[str, str], tmp_path: Path) -> None:
     """An integrator who forgot to pair, or sends a broken file, gets one clear line and a failing status."""
     pdf = GOOD_PDFS[0] if GOOD_PDFS else pytest.skip("no samples")
-    unpaired = run_cli("send", str(pdf), "--address", appliance.address, env=cli_env, check=False)
+    unpaired = run_cli("send", str(pdf), "--address", appliance.api_address, env=cli_env, check=False)
     assert unpaired.returncode != 0
     assert unpaired.stderr.count("\n") == 1 and "not paired" in unpaired.stderr
 
-    run_cli("pair", "--code", appliance.pairing_code().lower(), "--address", appliance.address, env=cli_env)
+    run_cli("pair", "--code", appliance.pairing_code().lower(), "--address", appliance.api_address, env=cli_env)
     bad = SAMPLES_BAD[0]
     refused = run_cli("send", str(bad), env=cli_env, check=False)
     assert refused.returncode != 0 and refused.stderr.count("\n") == 1 and "422" in refused.stderr

@@ -25,7 +25,7 @@ def _post(
     app: Appliance, token: str, body: bytes, content_type: str = "application/pdf", **kw: object
 ) -> httpx.Response:
     headers = {**_auth(token), "Content-Type": content_type, **kw.pop("headers", {})}  # type: ignore[dict-item]
-    return httpx.post(app.url + "/api/v1/tickets", content=body, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
+    return app.api.post("/api/v1/tickets", content=body, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
 
 
 def _assert_problem(r: httpx.Response, status: int, slug: str) -> None:
@@ -83,7 +83,8 @@ def test_body_over_the_limit_is_refused_from_its_declared_length(appliance_facto
     """A 10 GB upload announced by Content-Length is refused at once, without reading it."""
     app: Appliance = appliance_factory("--max-body-bytes", "100000")  # type: ignore[operator]
     token = app.pair()
-    with socket.create_connection(("127.0.0.1", app.port)) as sock:
+    with socket.create_connection(("127.0.0.1", app.api_port)) as raw, \
+            app.ssl_context().wrap_socket(raw) as sock:
         sock.sendall(
             b"POST /api/v1/tickets HTTP/1.1\r\nHost: x\r\nContent-Type: application/pdf\r\n"
             b"Authorization: Bearer " + token.encode() + b"\r\nContent-Length: 10000000000\r\n\r\n%PDF-1.4\n"
@@ -104,7 +105,7 @@ def test_chunked_body_over_the_limit_is_cut_off(appliance_factory: object) -> No
         for _ in range(100):
             yield b"0" * 10_000
 
-    r = httpx.post(app.url + "/api/v1/tickets", content=chunks(),
+    r = app.api.post("/api/v1/tickets", content=chunks(),
                    headers={**_auth(token), "Content-Type": "application/pdf"})
     _assert_problem(r, 413, "too-large")
     assert app.ticket_rows() == 0
@@ -114,14 +115,14 @@ def test_chunked_body_over_the_limit_is_cut_off(appliance_factory: object) -> No
 
 def test_multipart_with_metadata(appliance: Appliance, pos_token: str) -> None:
     pdf = GOOD[1].read_bytes()
-    r = httpx.post(appliance.url + "/api/v1/tickets", headers=_auth(pos_token),
+    r = appliance.api.post("/api/v1/tickets", headers=_auth(pos_token),
                    files={"file": ("r.pdf", pdf, "application/pdf")},
                    data={"total": "7.20", "currency": "chf", "ref": "A-1"})
     assert r.status_code == 201, r.text
     body = r.json()
     assert (body["total"], body["currency"], body["ref"]) == ("7.20", "CHF", "A-1")
     assert httpx.get(body["url"]).content == pdf
-    missing = httpx.post(appliance.url + "/api/v1/tickets", headers=_auth(pos_token), data={"total": "1"},
+    missing = appliance.api.post("/api/v1/tickets", headers=_auth(pos_token), data={"total": "1"},
                          files={"other": ("r.pdf", pdf, "application/pdf")})
     _assert_problem(missing, 400, "missing-file")
 
@@ -129,11 +130,11 @@ def test_multipart_with_metadata(appliance: Appliance, pos_token: str) -> None:
 def test_every_pos_endpoint_needs_a_valid_token(appliance: Appliance, pos_token: str) -> None:
     pdf = GOOD[0].read_bytes()
     for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic dXNlcjpwdw=="}):
-        r = httpx.post(appliance.url + "/api/v1/tickets", content=pdf,
+        r = appliance.api.post("/api/v1/tickets", content=pdf,
                        headers={**headers, "Content-Type": "application/pdf"})
         _assert_problem(r, 401, "unauthorized")
         assert r.headers["www-authenticate"].startswith("Bearer")
-        _assert_problem(httpx.delete(appliance.url + "/api/v1/display", headers=headers), 401, "unauthorized")
+        _assert_problem(appliance.api.delete("/api/v1/display", headers=headers), 401, "unauthorized")
         _assert_problem(httpx.get(appliance.url + "/api/v1/display", headers=headers), 401, "unauthorized")
     # A POS token is not a screen token: the stream carries capability URLs.
     _assert_problem(httpx.get(appliance.url + "/api/v1/display/stream", headers=_auth(pos_token)), 401,
@@ -194,12 +195,13 @@ def test_display_follows_tickets_and_clears(appliance_factory: object) -> None:
     assert app.display()["scene"] == "idle"
     _post(app, token, GOOD[0].read_bytes())
     assert app.display()["scene"] == "ticket"
-    assert httpx.delete(app.url + "/api/v1/display", headers=_auth(token)).status_code == 204
+    assert app.api.delete("/api/v1/display", headers=_auth(token)).status_code == 204
     assert app.display()["scene"] == "idle"
 
 
 def test_no_token_or_secret_in_the_logs(appliance: Appliance) -> None:
     code = appliance.pairing_code()
+    secret = appliance.pairing_secret()
     token = appliance.pair()
     body = _post(appliance, token, GOOD[0].read_bytes()).json()
     httpx.get(body["url"])
@@ -207,8 +209,8 @@ def test_no_token_or_secret_in_the_logs(appliance: Appliance) -> None:
     logs = appliance.logs()
     capability = body["url"].rsplit("/", 1)[1]
     assert "/r/<redacted>" in logs
-    for secret in (capability, token, code, code.replace("-", ""), appliance.screen_token()):
-        assert secret not in logs
+    for hidden in (capability, token, code, code.replace("-", ""), secret, appliance.screen_token()):
+        assert hidden not in logs
 
 
 def test_hostile_input_found_by_the_breaker_gets_problem_details(appliance: Appliance, pos_token: str) -> None:
@@ -219,7 +221,7 @@ def test_hostile_input_found_by_the_breaker_gets_problem_details(appliance: Appl
     _assert_problem(bomb, 422, "pdf-too-complex")
     # Malformed multipart: no boundary, two file parts.
     _assert_problem(_post(appliance, pos_token, b"--x\r\n", "multipart/form-data"), 400, "bad-multipart")
-    two = httpx.post(appliance.url + "/api/v1/tickets", headers=_auth(pos_token),
+    two = appliance.api.post("/api/v1/tickets", headers=_auth(pos_token),
                      files=[("file", ("a.pdf", GOOD[0].read_bytes(), "application/pdf")),
                             ("file", ("b.pdf", GOOD[0].read_bytes(), "application/pdf"))])
     _assert_problem(two, 400, "bad-multipart")
@@ -234,10 +236,10 @@ def test_hostile_input_found_by_the_breaker_gets_problem_details(appliance: Appl
 
 
 def test_pairing_bodies_that_once_crashed(appliance: Appliance) -> None:
-    deep = httpx.post(appliance.url + "/api/v1/pair", content=b"[" * 4000)
+    deep = appliance.api.post("/api/v1/pair", content=b"[" * 4000)
     _assert_problem(deep, 400, "bad-pairing-request")
-    forged = httpx.post(appliance.url + "/api/v1/pair",
-                        json={"code": appliance.pairing_code(), "name": "x\n2026-11-29 INFO forged line"})
+    forged = appliance.api.post("/api/v1/pair",
+                                json={"secret": appliance.pairing_secret(), "name": "x\n2026-11-29 INFO forged"})
     _assert_problem(forged, 400, "bad-pairing-request")
 
 

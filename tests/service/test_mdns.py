@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import httpx
 from zeroconf import IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
 
 from appliance.client import discover
@@ -14,20 +15,21 @@ SERVICE = "_eticket._tcp.local."
 
 
 def test_txt_record_and_paired_flag(appliance: Appliance) -> None:
-    (device,) = [d for d in discover(3.0, ["127.0.0.1"]) if d.port == appliance.port]
+    (device,) = [d for d in discover(3.0, ["127.0.0.1"]) if d.port == appliance.api_port]
     assert device.id.startswith("et-") and device.version == "1" and device.path == "/api/v1"
     assert device.paired is False and device.addresses == ["127.0.0.1"]
+    assert device.tls and device.fingerprint == httpx.get(appliance.url + "/healthz").json()["fingerprint"]
     appliance.pair()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        (device,) = [d for d in discover(1.0, ["127.0.0.1"], device_id=device.id) if d.port == appliance.port]
+        (device,) = [d for d in discover(1.0, ["127.0.0.1"], device_id=device.id) if d.port == appliance.api_port]
         if device.paired:
             break
     assert device.paired is True
 
 
 def test_goodbye_on_shutdown_and_same_id_after_restart(appliance: Appliance) -> None:
-    (before,) = [d for d in discover(3.0, ["127.0.0.1"]) if d.port == appliance.port]
+    (before,) = [d for d in discover(3.0, ["127.0.0.1"]) if d.port == appliance.api_port]
     removed = threading.Event()
     zc = Zeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
 
@@ -45,5 +47,5 @@ def test_goodbye_on_shutdown_and_same_id_after_restart(appliance: Appliance) -> 
         browser.cancel()
         zc.close()
     appliance.start()
-    (after,) = [d for d in discover(3.0, ["127.0.0.1"], device_id=before.id) if d.port == appliance.port]
+    (after,) = [d for d in discover(3.0, ["127.0.0.1"], device_id=before.id) if d.port == appliance.api_port]
     assert after.id == before.id

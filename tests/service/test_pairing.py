@@ -1,56 +1,109 @@
-"""Pairing: the code on the screen is the only way in; it is single-use, expires and resists guessing."""
+"""Pairing: the QR (secret + pinned certificate) or the typed code (SPAKE2) is the only way in; codes are
+single-use, expire, lock out after five wrong tries; tokens can be revoked."""
 
 from __future__ import annotations
 
 import time
 
 import httpx
+import pytest
 
+from appliance.client import RefusedError, pair_with_code, pair_with_uri
 from tests.conftest import Appliance
 
 
-def _pair(app: Appliance, code: object, name: object = "till") -> httpx.Response:
-    return httpx.post(app.url + "/api/v1/pair", json={"code": code, "name": name})
+def _pair(app: Appliance, secret: object, name: object = "till") -> httpx.Response:
+    return app.api.post("/api/v1/pair", json={"secret": secret, "name": name})
 
 
-def test_code_is_single_use_and_pairing_closes(appliance: Appliance) -> None:
-    code = appliance.pairing_code()
-    first = _pair(appliance, code)
+def test_qr_secret_is_single_use_and_pairing_closes(appliance: Appliance) -> None:
+    secret = appliance.pairing_secret()
+    first = _pair(appliance, secret)
     assert first.status_code == 201
     body = first.json()
     assert set(body) == {"pos_id", "token", "device_id", "api"} and len(body["token"]) >= 22
-    replay = _pair(appliance, code)
+    replay = _pair(appliance, secret)
     assert replay.status_code == 403 and replay.json()["type"].endswith("/pairing-refused")
     assert appliance.display()["scene"] == "idle"
     assert httpx.get(appliance.url + "/healthz").json()["paired"] is True
 
 
-def test_wrong_codes_are_refused_and_the_fifth_renews_the_code(appliance: Appliance) -> None:
+def test_pairing_by_uri_and_by_code_with_the_client_library(appliance: Appliance) -> None:
+    by_uri = pair_with_uri(appliance.pairing_uri(), "Till 1")
+    assert by_uri.cert_pem == appliance.cert_pem() and by_uri.address == appliance.api_address
+    assert appliance.admin("POST", "/pairings/open").status_code == 200
+    by_code = pair_with_code(appliance.api_address, appliance.pairing_code().lower(), "Till 2")
+    assert by_code.device_id == by_uri.device_id and by_code.token != by_uri.token
+    names = sorted(p["name"] for p in appliance.admin("GET", "/pairings").json())
+    assert names == ["Till 1", "Till 2"]
+
+
+def test_five_wrong_codes_lock_out_and_renew_the_code(appliance: Appliance) -> None:
     code = appliance.pairing_code()
+    wrong = "ZZZZ-ZZZZ" if code != "ZZZZ-ZZZZ" else "YYYY-YYYY"
     for attempt in range(5):
-        r = _pair(appliance, "ZZZZ-ZZZZ" if code != "ZZZZ-ZZZZ" else "YYYY-YYYY")
-        assert r.status_code == 403, attempt
+        with pytest.raises(RefusedError) as refused:
+            pair_with_code(appliance.api_address, wrong)
+        assert refused.value.status == 403, attempt
+    state = appliance.display()["pairing"]
+    assert state["locked_until"] is not None  # type: ignore[index]
     fresh = appliance.pairing_code()
     assert fresh != code
-    assert _pair(appliance, code).status_code == 403  # the old code is dead
-    assert _pair(appliance, fresh).status_code == 201
+    with pytest.raises(RefusedError) as locked:
+        pair_with_code(appliance.api_address, fresh)
+    assert locked.value.status == 429 and locked.value.slug == "pairing-locked"
+    assert int(_pair(appliance, "x").headers["retry-after"]) > 0
 
 
-def test_codes_expire_and_the_screen_gets_a_new_one(appliance_factory: object) -> None:
+def test_wrong_secrets_count_too(appliance: Appliance) -> None:
+    secret = appliance.pairing_secret()
+    for _ in range(5):
+        assert _pair(appliance, "not-the-secret").status_code == 403
+    assert _pair(appliance, secret).status_code == 429  # locked, and the old secret is dead anyway
+
+
+def test_codes_expire_and_the_screen_gets_a_new_one(appliance_factory: object, tmp_path: object) -> None:
     app: Appliance = appliance_factory()  # type: ignore[operator]
     app.stop()
-    app.extra = ["--config", str(app.data_dir.parent / "short.toml")]
-    (app.data_dir.parent / "short.toml").write_text("pairing_code_ttl_seconds = 1.5\n")
+    config = app.data_dir.parent / "short.toml"
+    config.write_text("pairing_code_ttl_seconds = 1.5\n")
+    app.extra = ["--config", str(config)]
     app.start()
-    code = app.pairing_code()
+    secret = app.pairing_secret()
     time.sleep(3)
-    assert _pair(app, code).status_code == 403
-    assert app.pairing_code() != code
+    assert _pair(app, secret).status_code == 403
+    assert app.pairing_secret() != secret
+
+
+def test_revoked_token_gets_401_and_pairing_reopens_when_none_is_left(appliance: Appliance) -> None:
+    token = appliance.pair()
+    (pos,) = appliance.admin("GET", "/pairings").json()
+    assert appliance.admin("DELETE", f"/pairings/{pos['id']}").status_code == 204
+    r = appliance.api.delete("/api/v1/display", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401
+    assert appliance.display()["scene"] == "pairing"
+    assert appliance.admin("DELETE", "/pairings/pos-nope").status_code == 404
+
+
+def test_pairing_is_closed_on_a_paired_device_until_opened_locally(appliance: Appliance) -> None:
+    appliance.pair()
+    with pytest.raises(RefusedError) as closed:
+        pair_with_code(appliance.api_address, "ABCD-EFGH")
+    assert closed.value.status == 403 and "pairings open" in closed.value.detail
+    opened = appliance.admin("POST", "/pairings/open").json()
+    assert opened["closes_at"] is not None
+    assert appliance.display()["scene"] == "pairing"
+    pair_with_code(appliance.api_address, appliance.pairing_code())
 
 
 def test_malformed_pairing_requests_name_the_fault(appliance: Appliance) -> None:
-    for body in (b"not json", b"[]", b'{"name": "x"}', b'{"code": 5}'):
-        r = httpx.post(appliance.url + "/api/v1/pair", content=body, headers={"Content-Type": "application/json"})
+    for body in (b"not json", b"[]", b'{"name": "x"}', b'{"secret": 5}'):
+        r = appliance.api.post("/api/v1/pair", content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 400 and r.json()["type"].endswith("/bad-pairing-request"), body
-    assert _pair(appliance, appliance.pairing_code(), name="x" * 65).status_code == 400
-    assert _pair(appliance, appliance.pairing_code()).status_code == 201
+    for body in (b"{}", b'{"msg": "AAAA"}', b'{"msg": 5}'):
+        r = appliance.api.post("/api/v1/pair/spake2", content=body)
+        assert r.status_code == 400, body
+    r = appliance.api.post("/api/v1/pair/spake2/nope/confirm", json={"confirm": "A" * 43})
+    assert r.status_code == 403
+    assert _pair(appliance, appliance.pairing_secret(), name="x" * 65).status_code == 400
+    assert _pair(appliance, appliance.pairing_secret()).status_code == 201

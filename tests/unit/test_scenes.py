@@ -25,7 +25,7 @@ def _state(scene: str) -> dict[str, object]:
 
 def _decode(surface: pygame.Surface) -> list[str]:
     pixels = np.ascontiguousarray(pygame.surfarray.array3d(surface).swapaxes(0, 1))
-    return [r.text for r in zxingcpp.read_barcodes(pixels)]
+    return [r.text for r in zxingcpp.read_barcodes(pixels, formats=zxingcpp.BarcodeFormat.QRCode)]
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -95,3 +95,9 @@ def test_text_scenes_have_no_qr_and_are_not_blank(scene: str | None) -> None:
 )
 def test_total_formatting(total: str | None, currency: str | None, shown: str) -> None:
     assert format_total(total, currency) == shown
+
+
+def test_locked_pairing_shows_no_qr_and_no_code() -> None:
+    state = _state("pairing")
+    state["pairing"]["locked_until"] = "2026-11-29T10:00:00Z"  # type: ignore[index]
+    assert _decode(render(state, (800, 480))) == []

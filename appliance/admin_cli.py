@@ -1,0 +1,71 @@
+"""``eticket pairings list | revoke ID | open`` and ``eticket status``: device-side commands over the local
+admin socket (``<data_dir>/admin.sock``, owner-only), so only the appliance's own user can run them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+ADMIN_SOCKET = "admin.sock"
+
+
+def _call(args: argparse.Namespace, method: str, path: str) -> Any:
+    import httpx
+
+    from ._paths import default_data_dir
+
+    sock = (args.data_dir or default_data_dir()) / ADMIN_SOCKET
+    if not sock.exists():
+        raise SystemExit(f"eticket: error: no appliance running with data dir {sock.parent} (no {sock.name})")
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://device",
+                          timeout=10) as client:
+            response = client.request(method, path)
+    except (httpx.TransportError, PermissionError) as exc:
+        raise SystemExit(f"eticket: error: cannot talk to the appliance at {sock}: {exc}") from exc
+    if response.status_code >= 400:
+        detail = response.json().get("detail", response.text) if response.content else response.reason_phrase
+        raise SystemExit(f"eticket: error: {detail}")
+    return response.json() if response.content else None
+
+
+def _pairings(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        rows = _call(args, "GET", "/pairings")
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif not rows:
+            print("no POS paired")
+        for row in [] if args.json else rows:
+            print(f"{row['id']}  {row['name']!r}  paired {row['paired_at']}")
+    elif args.action == "revoke":
+        if not args.id:
+            raise SystemExit("eticket: error: pairings revoke needs the POS id (see 'eticket pairings list')")
+        _call(args, "DELETE", f"/pairings/{args.id}")
+        print(f"revoked {args.id}: its token no longer works")
+    else:
+        answer = _call(args, "POST", "/pairings/open")
+        until = answer["closes_at"] or "the first pairing"
+        print(f"pairing open until {until}: the screen shows the QR and the code")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    print(json.dumps(_call(args, "GET", "/status"), indent=2))
+    return 0
+
+
+def add_admin_parsers(sub: Any) -> None:
+    """Add ``pairings`` and ``status`` to the ``eticket`` subparsers."""
+    p = sub.add_parser("pairings", help="on the device: list, revoke or open POS pairings")
+    p.add_argument("action", choices=["list", "revoke", "open"])
+    p.add_argument("id", nargs="?", help="the POS id to revoke")
+    p.add_argument("--data-dir", type=Path, help="the appliance's data dir (holds admin.sock)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_pairings)
+    p = sub.add_parser("status", help="on the device: health, pairing state and URLs")
+    p.add_argument("--data-dir", type=Path, help="the appliance's data dir (holds admin.sock)")
+    p.set_defaults(func=_status)
+

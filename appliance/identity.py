@@ -1,0 +1,122 @@
+"""The device's TLS identity: an ECDSA P-256 key and a self-signed certificate, made on first start.
+
+POS clients cannot check this certificate against a CA (a shop LAN has no domain name); they pin it. The
+pin travels in the pairing QR (read off the device's screen: physical presence), or is bound to the typed
+code by SPAKE2 (see appliance.pairing). Files live in ``<data_dir>/tls/`` with owner-only permissions.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+CERT_VALIDITY_DAYS = 20 * 365
+"""The certificate lives as long as the device: pinning replaces expiry; re-pairing replaces the pin."""
+
+
+def fingerprint_der(der: bytes) -> str:
+    """SHA-256 of a DER certificate as unpadded base64url (43 characters): the pin carried in QR and TXT."""
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
+def fingerprint_pem(pem: str) -> str:
+    """:func:`fingerprint_der` of a PEM certificate."""
+    return fingerprint_der(ssl.PEM_cert_to_DER_cert(pem))
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Paths of the key and certificate, the certificate PEM and its pin (:func:`fingerprint_der`)."""
+
+    key_path: Path
+    cert_path: Path
+    cert_pem: str
+    fingerprint: str
+
+    def server_context(self) -> ssl.SSLContext:
+        """An SSL context serving this identity (TLS 1.2+)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cert_path, self.key_path)
+        return ctx
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def load_or_create(data_dir: Path, device_id: str) -> Identity:
+    """Load ``<data_dir>/tls/{key,cert}.pem``, creating them on first start (key 0600, directory 0700)."""
+    folder = data_dir / "tls"
+    key_path, cert_path = folder / "key.pem", folder / "cert.pem"
+    if not (key_path.exists() and cert_path.exists()):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)])
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=CERT_VALIDITY_DAYS))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"{device_id}.local")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        _write_private(key_path, key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        tmp = cert_path.with_suffix(".tmp")
+        _write_private(tmp, cert.public_bytes(serialization.Encoding.PEM))
+        os.replace(tmp, cert_path)
+    pem = cert_path.read_text()
+    return Identity(key_path=key_path, cert_path=cert_path, cert_pem=pem, fingerprint=fingerprint_pem(pem))
+
+
+def pinned_client_context(cert_pem: str) -> ssl.SSLContext:
+    """A client context that trusts exactly one self-signed certificate and nothing else.
+
+    The handshake fails unless the server proves it holds the key of ``cert_pem``: no request, and so no
+    bearer token, is ever sent to anyone else. Host names are not checked (a LAN address is not a name);
+    the pin is the identity.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=cert_pem)
+    return ctx
+
+
+def fetch_certificate(host: str, port: int, timeout: float = 5.0) -> str:
+    """The PEM certificate a TLS server presents, without trusting it (to compare with a pin).
+
+    Raises:
+        OSError: unreachable, or not speaking TLS.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    import socket
+
+    with socket.create_connection((host, port), timeout=timeout) as raw, ctx.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    if not der:
+        raise OSError(f"{host}:{port} presented no certificate")
+    return ssl.DER_cert_to_PEM_cert(der)

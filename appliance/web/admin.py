@@ -1,0 +1,67 @@
+"""The device-local admin API, on a Unix socket only the appliance's user can open (``<data_dir>/admin.sock``,
+mode 0600). Reaching it proves local, privileged presence; ``eticket pairings …`` uses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from ..errors import ApplianceError, NotFound
+from ..pairing import OPEN_WINDOW_SECONDS
+from ..service import Appliance, rfc3339
+
+router = APIRouter()
+
+
+def _app(request: Request) -> Appliance:
+    appliance: Appliance = request.app.state.appliance
+    return appliance
+
+
+@router.get("/pairings")
+async def list_pairings(request: Request) -> list[dict[str, Any]]:
+    """Every paired POS: ``[{"id", "name", "paired_at"}]`` (RFC 3339)."""
+    from starlette.concurrency import run_in_threadpool
+
+    rows = await run_in_threadpool(_app(request).store.list_pos)
+    return [{"id": p.id, "name": p.name, "paired_at": rfc3339(p.paired_at)} for p in rows]
+
+
+@router.delete("/pairings/{pos_id}", status_code=204)
+async def revoke_pairing(pos_id: str, request: Request) -> Response:
+    """Revoke a POS at once (its token gets 401 from now on). 404 if unknown."""
+    if not await _app(request).async_revoke_pos(pos_id):
+        raise NotFound(f"No paired POS {pos_id!r}; see 'eticket pairings list'.")
+    return Response(status_code=204)
+
+
+@router.post("/pairings/open")
+async def open_pairing(request: Request) -> dict[str, Any]:
+    """Open the pairing window for OPEN_WINDOW_SECONDS (or until the first pairing on an unpaired device):
+    the screen shows a fresh QR and code. ``{"closes_at": RFC 3339 or null}``."""
+    app = _app(request)
+    window = await app.pairing.async_open(None if not app.paired else OPEN_WINDOW_SECONDS)
+    return {"closes_at": None if window.closes_at is None else rfc3339(window.closes_at)}
+
+
+@router.get("/status")
+async def status(request: Request) -> dict[str, Any]:
+    """Health plus ``pairing_open``, ``api_url`` and ``public_url``."""
+    app = _app(request)
+    return {**app.health(), "pairing_open": app.pairing.window is not None, "api_url": app.api_url,
+            "public_url": app.public_url}
+
+
+def create_admin_app(appliance: Appliance) -> FastAPI:
+    """The admin ASGI app (no docs, problem details on errors)."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.appliance = appliance
+    app.include_router(router)
+
+    @app.exception_handler(ApplianceError)
+    async def on_error(request: Request, exc: ApplianceError) -> JSONResponse:
+        return JSONResponse(exc.problem(), status_code=exc.status, media_type="application/problem+json")
+
+    return app
