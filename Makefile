@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= .eticket-data
 LISTEN ?= 127.0.0.1:8080
+API_LISTEN ?= 127.0.0.1:8443
 
 .PHONY: run test test-slow bench lint sysdeps loopback-multicast clean
 
@@ -25,8 +26,9 @@ loopback-multicast:
 	  echo "note: 'ip link set lo multicast on' (as root) lets mDNS work on loopback"; fi
 
 run: $(BIN)/eticket loopback-multicast
-	@bash scripts/run-banner.sh "$(LISTEN)" "$(DATA)"
-	$(BIN)/eticket serve --data-dir $(DATA) --listen $(LISTEN) --mdns-interfaces 127.0.0.1 --kiosk
+	@bash scripts/run-banner.sh "$(LISTEN)" "$(API_LISTEN)" "$(DATA)"
+	$(BIN)/eticket serve --data-dir $(DATA) --listen $(LISTEN) --api-listen $(API_LISTEN) \
+	  --mdns-interfaces 127.0.0.1 --kiosk
 
 test: $(BIN)/eticket sysdeps loopback-multicast
 	$(BIN)/python -m pytest -q -m "not slow"
