@@ -1,0 +1,34 @@
+"""Fixtures for tests across hosts: a LAN of network namespaces made (and removed) by the test itself."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+from tests.network.netns import Lan, netns_available
+
+
+@pytest.fixture
+def lan() -> Iterator[Lan]:
+    reason = netns_available()
+    require(reason is None, reason or "")
+    require(shutil.which("curl") is not None, "curl is needed inside the namespaces")
+    network = Lan()
+    try:
+        yield network
+    finally:
+        network.close()
+
+
+@pytest.fixture
+def pos_env(tmp_path: Path) -> dict[str, str]:
+    """Environment of the POS host's CLI: its own credentials directory."""
+    env = dict(os.environ)
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "pos-config")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
