@@ -61,7 +61,8 @@ class Host:
         self.procs.append(proc)
         return proc
 
-    def eticket(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def eticket(self, *args: str, env: dict[str, str] | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return self.run(sys.executable, "-m", "appliance.cli", *args, env=env, timeout=timeout)
 
     def set_address(self, address: str) -> None:
@@ -75,9 +76,9 @@ class Host:
         argv = ["curl", "-s", "-k", "-X", method, "-o", "-", "-w", "\n%{http_code}", url]
         for key, value in (kwargs.get("headers") or {}).items():  # type: ignore[attr-defined]
             argv += ["-H", f"{key}: {value}"]
-        result = self.run(*argv, timeout=30)
-        body, _, status = result.stdout.rpartition("\n")
-        return httpx.Response(int(status or 0), content=body.encode())
+        result = subprocess.run(self.cmd(*argv), capture_output=True, timeout=30, check=False)
+        body, _, status = result.stdout.rpartition(b"\n")
+        return httpx.Response(int(status or 0), content=body)
 
 
 class Lan:

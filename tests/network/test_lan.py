@@ -138,6 +138,7 @@ def test_avahi_browse_sees_the_device_as_an_independent_peer(lan: Lan, tmp_path:
     _wait(resolved, 20, "avahi-browse to resolve the device")
     (line,) = [line for line in lines if f'"id={device_id}"' in line]
     fields = line.split(";")
-    assert fields[3].replace("\\032", " ") == "Boulangerie Martin" and fields[7] == device.address and fields[8] == "8443"
+    assert fields[3].replace("\\032", " ") == "Boulangerie Martin"
+    assert fields[7] == device.address and fields[8] == "8443"
     for key in ("v=1", "paired=0", "path=/api/v1", "tls=1"):
         assert f'"{key}"' in fields[9]
