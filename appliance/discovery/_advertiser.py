@@ -100,5 +100,5 @@ class Advertiser:
             properties=txt_record(device_id=self._device_id, paired=paired, fingerprint=self._fingerprint,
                                   tls=self._tls),
             server=info.server,
-            addresses=info.addresses,
+            addresses=info.addresses_by_version(IPVersion.All),
         )

@@ -142,3 +142,19 @@ def test_avahi_browse_sees_the_device_as_an_independent_peer(lan: Lan, tmp_path:
     assert fields[7] == device.address and fields[8] == "8443"
     for key in ("v=1", "paired=0", "path=/api/v1", "tls=1"):
         assert f'"{key}"' in fields[9]
+
+
+def test_ipv6_addresses_are_announced_and_usable(lan: Lan, tmp_path: Path, pos_env: dict[str, str]) -> None:
+    """On a dual-stack LAN the device publishes AAAA records too, and a POS can pair over IPv6."""
+    device, pos = lan.add_host("dev", 2, ipv6=True), lan.add_host("pos", 3, ipv6=True)
+    for host, address in ((device, "fd77::2"), (pos, "fd77::3")):
+        subprocess.run(["ip", "-n", host.ns, "addr", "add", f"{address}/64", "dev", "eth0", "nodad"], check=True)
+    data = tmp_path / "device"
+    start_device(device, data, "--api-listen", "[::]:8443")
+    _wait(lambda: any("fd77::2" in d["addresses"] for d in discover_json(pos, pos_env, timeout=2.0)), 15,  # type: ignore[operator]
+          "the IPv6 address over mDNS")
+    (found,) = discover_json(pos, pos_env)
+    assert device.address in found["addresses"]  # type: ignore[operator]
+    code = str(screen_state(device, data)["pairing"]["code"])  # type: ignore[index]
+    paired = pos.eticket("pair", "--code", code, "--address", "[fd77::2]:8443", env=pos_env)
+    assert paired.returncode == 0, paired.stderr
