@@ -52,6 +52,29 @@ def _pairings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _screens(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        rows = _call(args, "GET", "/screens")
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif not rows:
+            print("no extra screen paired (the local kiosk needs no pairing)")
+        for row in [] if args.json else rows:
+            print(f"{row['id']}  {row['name']!r}  paired {row['paired_at']}")
+    elif args.action == "revoke":
+        if not args.id:
+            raise SystemExit("eticket: error: screens revoke needs the screen id (see 'eticket screens list')")
+        _call(args, "DELETE", f"/screens/{args.id}")
+        print(f"revoked {args.id}")
+    else:
+        from urllib.parse import quote
+
+        answer = _call(args, "POST", f"/screens?name={quote(args.name)}")
+        print(f"the device screen now shows a one-time link until {answer['expires_at']}; open it on the new "
+              "screen, or run there: eticket kiosk --claim <link>")
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     print(json.dumps(_call(args, "GET", "/status"), indent=2))
     return 0
@@ -65,6 +88,13 @@ def add_admin_parsers(sub: Any) -> None:
     p.add_argument("--data-dir", type=Path, help="the appliance's data dir (holds admin.sock)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_pairings)
+    p = sub.add_parser("screens", help="on the device: add (one-time link on screen), list or revoke screens")
+    p.add_argument("action", choices=["add", "list", "revoke"])
+    p.add_argument("id", nargs="?", help="the screen id to revoke")
+    p.add_argument("--name", default="screen", help="name of the new screen (add)")
+    p.add_argument("--data-dir", type=Path, help="the appliance's data dir (holds admin.sock)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_screens)
     p = sub.add_parser("status", help="on the device: health, pairing state and URLs")
     p.add_argument("--data-dir", type=Path, help="the appliance's data dir (holds admin.sock)")
     p.set_defaults(func=_status)

@@ -6,6 +6,7 @@ States (``scene``):
 * ``idle`` — the shop name.
 * ``ticket`` — the QR of a receipt's capability URL, total and currency; back to ``idle`` after
   ``display_timeout_seconds``, on ``DELETE /api/v1/display``, or replaced by the next ticket.
+* ``screen-link`` — the one-time link that pairs another screen (``eticket screens add``).
 
 Shape sent to screen clients (JSON)::
 
@@ -29,6 +30,7 @@ from .pairing._window import PairingWindow
 SCENE_IDLE = "idle"
 SCENE_PAIRING = "pairing"
 SCENE_TICKET = "ticket"
+SCENE_SCREEN_LINK = "screen-link"
 
 
 class Display:
@@ -41,6 +43,7 @@ class Display:
         self._scene = SCENE_IDLE
         self._ticket: dict[str, Any] | None = None
         self._pairing: dict[str, Any] | None = None
+        self._screen_link: dict[str, Any] | None = None
         self._changed = asyncio.Condition()
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
@@ -54,6 +57,7 @@ class Display:
                 "shop": self._shop,
                 "ticket": self._ticket if self._scene == SCENE_TICKET else None,
                 "pairing": self._pairing if self._scene == SCENE_PAIRING else None,
+                "screen_link": self._screen_link if self._scene == SCENE_SCREEN_LINK else None,
             }
         )
 
@@ -89,6 +93,16 @@ class Display:
         self._cancel_timer()
         self._ticket = None
         await self._async_set(SCENE_PAIRING if self._pairing else SCENE_IDLE)
+
+    async def async_set_screen_link(self, link: dict[str, Any] | None) -> None:
+        """Show the one-time link that pairs another screen (``{"url", "name", "expires_at"}``), or end it."""
+        self._screen_link = link
+        if link is not None:
+            self._cancel_timer()
+            self._ticket = None
+            await self._async_set(SCENE_SCREEN_LINK)
+        elif self._scene == SCENE_SCREEN_LINK:
+            await self._async_set(SCENE_PAIRING if self._pairing else SCENE_IDLE)
 
     async def async_set_pairing(self, window: PairingWindow | None, *, now: bool = False) -> None:
         """Show the pairing scene for ``window`` (None: pairing closed). A receipt on screen stays until it

@@ -29,6 +29,7 @@ from .identity import load_or_create
 from .intake import TicketMeta
 from .pairing import PairingManager
 from .pdfworker import PdfChecker, default_workers
+from .screens import ScreenLinks
 from .store import Pos, Store, Ticket, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Appliance:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher = AddressWatcher(self._async_addresses_changed)
+        self.screens = ScreenLinks(self.store, self.display)
 
     @staticmethod
     def _reachable_address(host: str, port: int) -> str:
@@ -209,6 +211,7 @@ class Appliance:
         while True:
             await asyncio.sleep(PAIRING_TICK_SECONDS)
             await self.pairing.async_tick()
+            await self.screens.async_tick()
 
     # --- tickets ---------------------------------------------------------------------------------------
     async def async_accept_ticket(

@@ -25,6 +25,17 @@ def _kiosk(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level)
     data_dir = args.data_dir or default_data_dir()
+    if args.claim:
+        import httpx
+
+        from .follow import claim_screen
+
+        try:
+            endpoint = claim_screen(args.claim, data_dir)
+        except (ValueError, httpx.HTTPError) as exc:
+            print(f"eticket: error: cannot pair this screen: {exc}", file=sys.stderr)
+            return 1
+        print(f"this screen is paired with {endpoint.url}; its token is in {data_dir}/kiosk.json")
     if args.snapshot:
         ok = snapshot(data_dir, args.size or (800, 480), args.snapshot)
         if not ok:
@@ -41,5 +52,7 @@ def add_kiosk_parser(sub: Any) -> None:
     p.add_argument("--size", type=_size, help="WIDTHxHEIGHT in pixels (default 800x480, or the screen's)")
     p.add_argument("--fullscreen", action="store_true", help="fill the display (on the device)")
     p.add_argument("--snapshot", type=Path, metavar="FILE.png", help="render the current screen to a PNG and exit")
+    p.add_argument("--claim", metavar="LINK", help="pair this screen with the one-time link that "
+                   "'eticket screens add' shows on the device, then run (a second screen on another machine)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_kiosk)

@@ -40,6 +40,32 @@ def read_endpoint(data_dir: Path) -> Endpoint:
     return Endpoint(url=str(raw["url"]), token=str(raw["token"]))
 
 
+def claim_screen(link: str, data_dir: Path, timeout: float = 10.0) -> Endpoint:
+    """Spend a one-time screen link (``eticket screens add`` on the device) and keep the screen token in
+    ``<data_dir>/kiosk.json`` (mode 0600), so this kiosk follows that appliance from now on.
+
+    Raises:
+        httpx.HTTPError: unreachable, or the link was refused (used, expired, unknown).
+        ValueError: not a screen link.
+    """
+    import os
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(link)
+    if parts.scheme not in ("http", "https") or not parts.path.startswith("/screen/claim/"):
+        raise ValueError("not a screen link (expected http://<device>/screen/claim/<secret>)")
+    response = httpx.post(link, headers={"Accept": "application/json"}, timeout=timeout)
+    response.raise_for_status()
+    endpoint = Endpoint(url=f"{parts.scheme}://{parts.netloc}", token=str(response.json()["token"]))
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = data_dir / KIOSK_FILE
+    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"url": endpoint.url, "token": endpoint.token}, handle)
+    os.replace(path.with_suffix(".tmp"), path)
+    return endpoint
+
+
 def fetch_state(endpoint: Endpoint, timeout: float = 5.0) -> dict[str, Any]:
     """``GET /api/v1/display`` once.
 

@@ -149,11 +149,28 @@ def scene_ticket(state: State, size: tuple[int, int]) -> pygame.Surface:
     return surface
 
 
+def scene_screen_link(state: State, size: tuple[int, int]) -> pygame.Surface:
+    """The one-time link that pairs another screen."""
+    assert state is not None
+    link = state.get("screen_link") or {}
+    surface = pygame.Surface(size)
+    surface.fill(BACKGROUND)
+    qr_area, text_area = _split(size)
+    draw_qr(surface, str(link.get("url", "")), qr_area)
+    _column(surface, text_area, [
+        ("Add a screen", 0.13, True),
+        ("Open this link on", 0.07, False),
+        (f"the screen '{link.get('name', '')}'", 0.07, False),
+    ])
+    return surface
+
+
 SCENES: dict[str, Callable[[State, tuple[int, int]], pygame.Surface]] = {
     "connecting": scene_connecting,
     "idle": scene_idle,
     "pairing": scene_pairing,
     "ticket": scene_ticket,
+    "screen-link": scene_screen_link,
 }
 
 

@@ -46,6 +46,35 @@ async def open_pairing(request: Request) -> dict[str, Any]:
     return {"closes_at": None if window.closes_at is None else rfc3339(window.closes_at)}
 
 
+@router.post("/screens")
+async def add_screen(request: Request) -> dict[str, Any]:
+    """Show a one-time link (QR) on the device screen that pairs another screen: ``{"url", "expires_at"}``.
+    Query ``name`` names the screen (default "screen")."""
+    app = _app(request)
+    name = request.query_params.get("name") or "screen"
+    url, expires_at = await app.screens.async_add(name[:64], app.public_url)
+    return {"url": url, "expires_at": rfc3339(expires_at)}
+
+
+@router.get("/screens")
+async def list_screens(request: Request) -> list[dict[str, Any]]:
+    """Every paired screen (the local kiosk is not listed: it proves itself with kiosk.json)."""
+    from starlette.concurrency import run_in_threadpool
+
+    rows = await run_in_threadpool(_app(request).store.list_screens)
+    return [{"id": p.id, "name": p.name, "paired_at": rfc3339(p.paired_at)} for p in rows]
+
+
+@router.delete("/screens/{screen_id}", status_code=204)
+async def revoke_screen(screen_id: str, request: Request) -> Response:
+    """Revoke a screen: its token stops opening the stream at once. 404 if unknown."""
+    from starlette.concurrency import run_in_threadpool
+
+    if not await run_in_threadpool(_app(request).store.revoke_screen, screen_id):
+        raise NotFound(f"No paired screen {screen_id!r}; see 'eticket screens list'.")
+    return Response(status_code=204)
+
+
 @router.get("/status")
 async def status(request: Request) -> dict[str, Any]:
     """Health plus ``pairing_open``, ``api_url`` and ``public_url``."""

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..errors import PROBLEM_TYPE_BASE, ApplianceError
 from ..service import Appliance
-from . import api, download
+from . import api, download, screen_claim
 from .logs import AccessLog, redact_path
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -32,7 +32,7 @@ no script or third-party resource can load (OWASP Secure Headers)."""
 
 
 class SecurityHeaders:
-    """ASGI middleware adding :data:`SECURITY_HEADERS` (replacing any same-named header)."""
+    """ASGI middleware adding :data:`SECURITY_HEADERS` where the route did not set that header itself."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -44,9 +44,10 @@ class SecurityHeaders:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                names = {name for name, _ in SECURITY_HEADERS}
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
-                message["headers"] = headers + SECURITY_HEADERS
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                # A route may set a policy of its own (the screen-claim form); every other response gets ours.
+                message["headers"] = headers + [(k, v) for k, v in SECURITY_HEADERS if k not in present]
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
@@ -71,6 +72,7 @@ def create_app(appliance: Appliance, *, pos_api: bool = True, public: bool = Tru
         app.include_router(api.router)
     if public:
         app.include_router(api.screen_router)
+        app.include_router(screen_claim.router)
         app.include_router(download.router)
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])

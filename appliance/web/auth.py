@@ -39,11 +39,16 @@ async def require_pos(request: Request) -> Pos:
 
 
 async def require_screen(request: Request) -> None:
-    """FastAPI dependency: a screen client (the local kiosk proves itself with the token in kiosk.json).
+    """FastAPI dependency: a screen client — the local kiosk (token in kiosk.json, owner-only) or a screen
+    paired with ``eticket screens add`` (token stored hashed).
 
     Raises:
         Unauthorized: no screen token.
     """
     token = _bearer(request)
-    if not hmac.compare_digest(token.encode(), appliance_of(request).screen_token.encode()):
-        raise Unauthorized("Screen clients need the screen token (the local kiosk reads it from kiosk.json).")
+    app = appliance_of(request)
+    if hmac.compare_digest(token.encode(), app.screen_token.encode()):
+        return
+    if await run_in_threadpool(app.store.screen_for_token, token) is None:
+        raise Unauthorized("Screen clients need a screen token: the local kiosk's (kiosk.json) or one from "
+                           "'eticket screens add'.")
