@@ -42,13 +42,14 @@ def _address(text: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _find(device_id: str, args: argparse.Namespace) -> str:
-    """Address of ``device_id`` by mDNS, or CommandError."""
+def _find(device_id: str, args: argparse.Namespace, pin: str | None = None) -> str:
+    """Address of ``device_id`` by mDNS, or CommandError. With ``pin``, announcements whose ``fp`` differs are
+    ignored (mDNS is unauthenticated: a spoofed answer must not redirect a paired POS)."""
     from .client import discover
 
     devices = discover(args.timeout, _interfaces(args.mdns_interfaces), device_id=device_id)
     for device in devices:
-        if device.id == device_id:
+        if device.id == device_id and (pin is None or device.fingerprint == pin):
             return device.api_address
     raise CommandError(f"device {device_id} not found on the network within {args.timeout:g} s")
 
@@ -131,10 +132,15 @@ def _send(args: argparse.Namespace) -> None:
     except ClientError as exc:
         if getattr(exc, "status", None) is not None or args.address:
             raise
-        # The device may have a new address (DHCP): find it again by its stable id.
-        device.address = _find(device.device_id, args)
+        # The device may have a new address (DHCP): find it again by its stable id and certificate pin, and
+        # keep the new address only once the pinned handshake has worked there.
+        from .identity import fingerprint_pem
+
+        pin = fingerprint_pem(device.cert_pem) if device.cert_pem else None
+        address = _find(device.device_id, args, pin)
+        sent = attempt(address)
+        device.address = address
         Credentials().save(device)
-        sent = attempt(device.address)
     if args.json:
         print(json.dumps({"id": sent.id, "url": sent.url, "expires_at": sent.expires_at}))
     else:

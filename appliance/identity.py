@@ -43,13 +43,6 @@ class Identity:
     cert_pem: str
     fingerprint: str
 
-    def server_context(self) -> ssl.SSLContext:
-        """An SSL context serving this identity (TLS 1.2+)."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self.cert_path, self.key_path)
-        return ctx
-
 
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -27,6 +27,8 @@ from .web.admin import create_admin_app
 log = logging.getLogger(__name__)
 
 KIOSK_RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
+TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+"""Forward-secret AEAD suites only (TLS 1.2; TLS 1.3 suites are always AEAD): no CBC, no RSA key exchange."""
 MAX_CONNECTIONS = 256
 """Concurrent connections and tasks per listener; beyond it uvicorn answers 503 instead of exhausting
 descriptors."""
@@ -94,7 +96,30 @@ def _unix_socket(path: Path) -> socket.socket:
     return sock
 
 
+class BindError(Exception):
+    """A listen address is in use or not ours; the message names it."""
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    """Bind ``host:port`` now, before anything starts, so a taken port is one clear error and an exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 async def _async_serve(settings: Settings) -> None:
+    public_sock = _tcp_socket(settings.host, settings.port)
+    api_sock = _tcp_socket(*settings.api_host_port) if settings.tls else None
     appliance = Appliance(settings)
     common = dict(access_log=False, log_config=None, log_level=settings.log_level, proxy_headers=False,
                   server_header=False, timeout_graceful_shutdown=3, lifespan="off",
@@ -105,12 +130,12 @@ async def _async_serve(settings: Settings) -> None:
         identity = appliance.identity
         configs.append((uvicorn.Config(create_app(appliance, public=False), host=host, port=port,
                                        ssl_keyfile=str(identity.key_path), ssl_certfile=str(identity.cert_path),
-                                       **common), None))  # type: ignore[arg-type]
+                                       ssl_ciphers=TLS_CIPHERS, **common), [api_sock]))  # type: ignore[arg-type,list-item]
         configs.append((uvicorn.Config(create_app(appliance, pos_api=False), host=settings.host,
-                                       port=settings.port, **common), None))  # type: ignore[arg-type]
+                                       port=settings.port, **common), [public_sock]))  # type: ignore[arg-type]
     else:
         configs.append((uvicorn.Config(create_app(appliance), host=settings.host, port=settings.port,
-                                       **common), None))  # type: ignore[arg-type]
+                                       **common), [public_sock]))  # type: ignore[arg-type]
     admin_sock = _unix_socket(settings.data_dir / ADMIN_SOCKET)
     configs.append((uvicorn.Config(create_admin_app(appliance), **common), [admin_sock]))  # type: ignore[arg-type]
     servers = [(_Server(config), sockets) for config, sockets in configs]
@@ -141,6 +166,9 @@ def serve(settings: Settings) -> None:
         supervisor.start()
     try:
         asyncio.run(_async_serve(settings))
+    except BindError as exc:
+        log.error("%s. Is another appliance running? Choose other ports with --listen / --api-listen.", exc)
+        raise SystemExit(2) from exc
     finally:
         if supervisor is not None:
             supervisor.stop()

@@ -63,6 +63,7 @@ class Appliance:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(settings.data_dir, 0o700)  # receipts and tokens: owner only, even if the directory pre-existed
         self.store = Store(settings.data_dir / "eticket.sqlite3")
         self.device_id = self.store.device_id()
         self.identity = load_or_create(settings.data_dir, self.device_id)

@@ -120,7 +120,10 @@ class DeviceClient:
         """
         side = PosSide(normalise_code(code), device_id)
         start = self._request("POST", "/api/v1/pair/spake2", json={"msg": b64e(side.msg_a)}).json()
-        confirm = side.receive(b64d(start["msg"]), pin_seen)
+        try:
+            confirm = side.receive(b64d(str(start["msg"])), pin_seen)
+        except (ValueError, KeyError) as exc:
+            raise ClientError(f"pairing failed: {exc}") from exc
         done = self._request("POST", f"/api/v1/pair/spake2/{start['session']}/confirm",
                              json={"confirm": b64e(confirm), "name": name}).json()
         try:

@@ -111,6 +111,10 @@ class PairingManager:
             log.warning("pairing locked after %d wrong attempts; new code on screen", MAX_WRONG_CODES)
 
     async def _async_grant(self, name: str) -> tuple[Pos, str]:
+        # Spend the window before the first await: concurrent requests with the same secret or code must
+        # find it closed (single use), not race through while the token is being stored.
+        self.window = None
+        self._sessions.clear()
         token = secrets.token_urlsafe(32)
         pos = await run_in_threadpool(self._store.add_pos, name, token)
         await self.async_close()

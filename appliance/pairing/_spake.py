@@ -33,7 +33,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from spake2 import SPAKE2_A, SPAKE2_B
-from spake2.spake2 import SPAKEError
 
 LABEL = b"eticket pairing v1"
 ID_POS = b"eticket-pos"
@@ -84,7 +83,7 @@ class DeviceSide:
         """Take the POS's message and derive the keys (with the device's own pin)."""
         try:
             key = self._spake.finish(msg_a)
-        except (SPAKEError, ValueError, TypeError) as exc:
+        except Exception as exc:  # spake2 raises SPAKEError, ValueError, NotOnCurve (a bare Exception), ...
             raise ValueError("malformed SPAKE2 message") from exc
         self.keys = derive(key, msg_a, self.msg_b, pin)
 
@@ -110,8 +109,15 @@ class PosSide:
         self.keys: Keys | None = None
 
     def receive(self, msg_b: bytes, pin_seen: str) -> bytes:
-        """Take the device's message; return our confirmation. ``pin_seen``: the certificate our TLS saw."""
-        key = self._spake.finish(msg_b)
+        """Take the device's message; return our confirmation. ``pin_seen``: the certificate our TLS saw.
+
+        Raises:
+            ValueError: a malformed message (not a point of the group, wrong side, reflected).
+        """
+        try:
+            key = self._spake.finish(msg_b)
+        except Exception as exc:  # as in DeviceSide.receive
+            raise ValueError("malformed SPAKE2 message from the device") from exc
         self.keys = derive(key, self.msg_a, msg_b, pin_seen)
         return confirmation(self.keys.pos_confirm, b"pos")
 

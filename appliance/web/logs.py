@@ -16,8 +16,11 @@ _LONG_SEGMENT = re.compile(r"[^/]{16,}")
 
 def redact_path(path: str) -> str:
     """Replace every path segment of 16+ characters by ``<redacted>``, wherever it sits (``/r/T``, ``//r/T``,
-    ``/r/./T``, ``/r%2FT``), and cut the path at 200 characters. Query strings are never logged."""
-    return _LONG_SEGMENT.sub("<redacted>", path)[:200]
+    ``/r/./T``, ``/r%2FT``), cut the path at 200 characters and escape non-printable characters as ``\\xNN``.
+    Query strings are never logged."""
+    redacted = _LONG_SEGMENT.sub("<redacted>", path)[:200]
+    # Percent-decoded paths may hold newlines or terminal escapes: never let a client forge log lines.
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in redacted)
 
 
 class AccessLog:

@@ -258,3 +258,12 @@ def test_odd_spellings_of_a_capability_path_never_reach_the_log(appliance: Appli
     time.sleep(0.3)
     logs = appliance.logs()
     assert token not in logs and token[:16] not in logs
+
+
+def test_control_characters_in_paths_cannot_forge_log_lines(appliance: Appliance) -> None:
+    httpx.get(appliance.url + "/x%0aINFO/a%1b[2J%00")  # short segments: not redacted, so escaped
+    time.sleep(0.3)
+    logs = appliance.logs()
+    assert "\nINFO/" not in logs
+    bad = [line for line in logs.splitlines() if "\x1b" in line or "\x00" in line]
+    assert not bad and "\\x0a" in logs, bad

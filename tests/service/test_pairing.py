@@ -107,3 +107,35 @@ def test_malformed_pairing_requests_name_the_fault(appliance: Appliance) -> None
     assert r.status_code == 403
     assert _pair(appliance, appliance.pairing_secret(), name="x" * 65).status_code == 400
     assert _pair(appliance, appliance.pairing_secret()).status_code == 201
+
+
+def test_concurrent_uses_of_one_secret_pair_exactly_one_pos(appliance: Appliance) -> None:
+    """Single use holds under a race: twenty requests with the same QR secret at once make one pairing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    secret = appliance.pairing_secret()
+    ctx = appliance.ssl_context()
+
+    def attempt(_: int) -> int:
+        with httpx.Client(base_url=appliance.api_url, verify=ctx) as client:
+            return client.post("/api/v1/pair", json={"secret": secret, "name": "racer"}).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(attempt, range(20)))
+    assert codes.count(201) == 1 and set(codes) <= {201, 403}, codes
+    assert len(appliance.admin("GET", "/pairings").json()) == 1
+
+
+def test_points_off_the_curve_are_a_clear_400(appliance: Appliance) -> None:
+    from appliance.pairing import b64e
+
+    for raw in (b"A" + bytes(range(32)), b"A" + b"\xff" * 32, b"A" + bytes(32)):
+        r = appliance.api.post("/api/v1/pair/spake2", json={"msg": b64e(raw)})
+        assert r.status_code == 400 and r.json()["type"].endswith("/bad-pairing-request"), raw
+    assert "Traceback" not in appliance.logs()
+
+
+def test_state_files_are_owner_only(appliance: Appliance) -> None:
+    assert appliance.data_dir.stat().st_mode & 0o777 == 0o700
+    for name in ("eticket.sqlite3", "kiosk.json", "admin.sock", "tls/key.pem"):
+        assert (appliance.data_dir / name).stat().st_mode & 0o077 == 0, name
