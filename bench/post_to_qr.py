@@ -149,8 +149,8 @@ def run(tickets: int, poll_tickets: int) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     eticket = [sys.executable, "-m", "appliance.cli"]
     serve = subprocess.Popen([*eticket, "serve", "--data-dir", str(work / "data"), "--listen", f"127.0.0.1:{port}",
-                              "--mdns-interfaces", "none", "--log-level", "warning"], cwd=REPO, env=env,
-                             stderr=open(work / "serve.log", "wb"))
+                              "--api-listen", f"127.0.0.1:{port + 1}", "--mdns-interfaces", "none",
+                              "--log-level", "warning"], cwd=REPO, env=env, stderr=open(work / "serve.log", "wb"))
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -163,9 +163,16 @@ def run(tickets: int, poll_tickets: int) -> dict[str, Any]:
     try:
         endpoint = read_endpoint(work / "data")
         state = httpx.get(base + "/api/v1/display", headers={"Authorization": f"Bearer {endpoint.token}"}).json()
-        token = httpx.post(base + "/api/v1/pair", json={"code": state["pairing"]["code"]}).json()["token"]
-        post = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}",
-                                                    "Content-Type": "application/pdf"}, timeout=60)
+        from appliance.identity import pinned_client_context
+        from appliance.pairing import parse_pairing_uri
+
+        pinned = pinned_client_context((work / "data" / "tls" / "cert.pem").read_text())
+        api = f"https://127.0.0.1:{port + 1}"
+        secret = parse_pairing_uri(state["pairing"]["uri"])["s"]
+        token = httpx.post(api + "/api/v1/pair", json={"secret": secret}, verify=pinned).json()["token"]
+        # The POS keeps one pinned HTTPS connection open, as a till does between sales.
+        post = httpx.Client(base_url=api, verify=pinned, timeout=60,
+                            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"})
         stream = StreamScreen(endpoint)
         poller = PollingScreen(endpoint)
         time.sleep(0.5)
@@ -225,6 +232,7 @@ def run(tickets: int, poll_tickets: int) -> dict[str, Any]:
 
 def table(data: dict[str, Any]) -> str:
     lines = [
+        "The POS posts over HTTPS (pinned certificate, kept-alive connection). "
         f"POST → rendered {data['screen']} frame whose QR decodes; {data['tickets_per_size']['stream']} tickets per "
         f"size on the stream, {data['tickets_per_size']['poll-1s']} with 1 s polling; one run, {data['date']}, "
         f"{data['machine']['cpus']} cores. Milliseconds.",
