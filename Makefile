@@ -33,8 +33,9 @@ run: $(BIN)/eticket loopback-multicast
 test: $(BIN)/eticket sysdeps loopback-multicast
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Slow proofs (image builds, emulated boots). Exit status 5 means "no slow test yet": not a failure.
 test-slow: $(BIN)/eticket sysdeps loopback-multicast
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]
 
 bench: $(BIN)/eticket loopback-multicast
 	$(BIN)/python bench/post_to_qr.py

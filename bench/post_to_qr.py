@@ -150,7 +150,8 @@ def run(tickets: int, poll_tickets: int) -> dict[str, Any]:
     eticket = [sys.executable, "-m", "appliance.cli"]
     serve = subprocess.Popen([*eticket, "serve", "--data-dir", str(work / "data"), "--listen", f"127.0.0.1:{port}",
                               "--api-listen", f"127.0.0.1:{port + 1}", "--mdns-interfaces", "none",
-                              "--log-level", "warning"], cwd=REPO, env=env, stderr=open(work / "serve.log", "wb"))
+                              "--log-level", os.environ.get("BENCH_LOG_LEVEL", "warning")], cwd=REPO, env=env,
+                             stderr=open(work / "serve.log", "wb"))
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:

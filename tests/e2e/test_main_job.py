@@ -76,3 +76,18 @@ def test_send_errors_are_one_line_and_nonzero(appliance: Appliance, cli_env: dic
 
 
 SAMPLES_BAD = samples("pdf-bad")
+
+
+def test_a_changed_device_certificate_is_a_clear_error_never_silent_trust(
+    appliance: Appliance, cli_env: dict[str, str]
+) -> None:
+    """The device is replaced (or impersonated) at the same address: `send` refuses and names the reason."""
+    import shutil
+
+    run_cli("pair", "--uri", appliance.pairing_uri(), env=cli_env)
+    assert run_cli("send", str(GOOD_PDFS[0]), env=cli_env).returncode == 0
+    appliance.stop()
+    shutil.rmtree(appliance.data_dir / "tls")  # a new key and certificate on the next start
+    appliance.start()
+    refused = run_cli("send", str(GOOD_PDFS[0]), "--address", appliance.api_address, env=cli_env, check=False)
+    assert refused.returncode != 0 and "different certificate" in refused.stderr, refused.stderr
