@@ -33,40 +33,96 @@ def save_png(surface: pygame.Surface, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def snapshot(data_dir: Path, size: tuple[int, int], out: Path) -> bool:
-    """Render what the screen shows now into ``out`` (PNG). Returns False if the appliance was unreachable
-    (the PNG then shows the "connecting" scene, as the screen would)."""
+ROTATIONS = (0, 90, 180, 270)
+
+
+def logical_size(physical: tuple[int, int], rotate: int) -> tuple[int, int]:
+    """The size scenes are drawn at for a panel of ``physical`` size turned by ``rotate`` degrees."""
+    return (physical[1], physical[0]) if rotate in (90, 270) else physical
+
+
+def orient(frame: pygame.Surface, rotate: int) -> pygame.Surface:
+    """Turn a drawn frame ``rotate`` degrees clockwise (0/90/180/270, exact: no resampling)."""
+    return pygame.transform.rotate(frame, -rotate) if rotate else frame
+
+
+def compose(state: dict[str, object] | None, physical: tuple[int, int], rotate: int) -> pygame.Surface:
+    """What the panel shows: the scene drawn upright at the logical size, then turned onto the panel."""
+    return orient(_safe_render(state, logical_size(physical, rotate)), rotate)
+
+
+def snapshot(data_dir: Path, size: tuple[int, int], out: Path, rotate: int = 0) -> bool:
+    """Render what the screen shows now into ``out`` (PNG, the panel's ``size``, turned by ``rotate``).
+    Returns False if the appliance was unreachable (the PNG then shows the "connecting" scene, as the
+    screen would)."""
     try:
         state = fetch_state(read_endpoint(data_dir))
     except (OSError, ValueError, KeyError, httpx.HTTPError) as exc:
         log.warning("appliance unreachable (%s): snapshot shows the connecting scene", exc)
         state = None
     pygame.font.init()
-    save_png(render(state, size), out)
+    save_png(compose(state, size, rotate), out)
     return state is not None
 
 
-def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool) -> None:
+class _Panel:
+    """Where frames go: an SDL window/KMSDRM output, a raw framebuffer, or nothing (headless)."""
+
+    def __init__(self, size: tuple[int, int] | None, fullscreen: bool, fbdev: Path | None) -> None:
+        self.fb = None
+        self.headless = False
+        if fbdev is not None:
+            from .fbdev import FramebufferSink
+
+            os.environ["SDL_VIDEODRIVER"] = "dummy"  # SDL only for fonts and surfaces; pixels go to /dev/fbN
+            pygame.display.init()
+            self.fb = FramebufferSink(fbdev)
+            self.size = self.fb.size
+            return
+        self.headless = not has_display()
+        if self.headless:
+            os.environ["SDL_VIDEODRIVER"] = "dummy"
+        pygame.display.init()  # not pygame.init(): no audio, no joystick
+        flags = pygame.FULLSCREEN if fullscreen and not self.headless else 0
+        self.screen = pygame.display.set_mode(size or ((0, 0) if fullscreen else (800, 480)), flags)
+        pygame.display.set_caption("eTicket")
+        pygame.mouse.set_visible(False)
+        self.size = self.screen.get_size()
+
+    def describe(self) -> str:
+        if self.fb is not None:
+            return f"framebuffer {self.fb.device} ({self.fb.geometry.format})"
+        return "headless" if self.headless else "on " + pygame.display.get_driver()
+
+    def show(self, frame: pygame.Surface, data_dir: Path) -> None:
+        if self.fb is not None:
+            self.fb.show(frame)
+            return
+        self.size = self.screen.get_size()
+        self.screen.blit(frame, (0, 0))
+        pygame.display.flip()
+        if self.headless:
+            save_png(frame, data_dir / SCREEN_PNG)
+
+
+def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: int = 0,
+        fbdev: Path | None = None) -> None:
     """Show scenes until SIGTERM/SIGINT or the window is closed.
 
-    Without a display (no X11/Wayland/KMSDRM) it runs headless and writes every new frame to
-    ``<data_dir>/screen.png``, so the screen can still be seen on a desk.
+    Output: ``fbdev`` (a raw framebuffer, for SPI panels), else SDL (KMSDRM on the device, a window on a
+    desk). Without any display it runs headless and writes every new frame to ``<data_dir>/screen.png``.
+    ``rotate``: degrees clockwise the picture is turned to match how the panel is mounted.
+
+    Raises:
+        FramebufferError: ``fbdev`` cannot be used (missing, unsupported format).
     """
-    headless = not has_display()
-    if headless:
-        os.environ["SDL_VIDEODRIVER"] = "dummy"
-    pygame.display.init()  # not pygame.init(): no audio, no joystick
+    panel = _Panel(size, fullscreen, fbdev)
     pygame.font.init()
-    flags = pygame.FULLSCREEN if fullscreen and not headless else 0
-    screen = pygame.display.set_mode(size or ((0, 0) if fullscreen else (800, 480)), flags)
-    pygame.display.set_caption("eTicket")
-    pygame.mouse.set_visible(False)
     changed = threading.Event()
     follower = Follower(data_dir, on_change=changed.set)
     follower.start()
     changed.set()
-    log.info("kiosk running %s at %dx%d", "headless" if headless else "on " + pygame.display.get_driver(),
-             *screen.get_size())
+    log.info("kiosk running %s at %dx%d, rotation %d", panel.describe(), *panel.size, rotate)
     try:
         running = True
         while running:
@@ -77,11 +133,7 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool) -> None:
                     changed.set()
             if changed.is_set():
                 changed.clear()
-                frame = _safe_render(follower.state, screen.get_size())
-                screen.blit(frame, (0, 0))
-                pygame.display.flip()
-                if headless:
-                    save_png(frame, data_dir / SCREEN_PNG)
+                panel.show(compose(follower.state, panel.size, rotate), data_dir)
             pygame.time.wait(FRAME_INTERVAL_MS)
     finally:
         follower.stop()

@@ -37,11 +37,17 @@ def _kiosk(args: argparse.Namespace) -> int:
             return 1
         print(f"this screen is paired with {endpoint.url}; its token is in {data_dir}/kiosk.json")
     if args.snapshot:
-        ok = snapshot(data_dir, args.size or (800, 480), args.snapshot)
+        ok = snapshot(data_dir, args.size or (800, 480), args.snapshot, args.rotate)
         if not ok:
             print("eticket: warning: appliance unreachable; the snapshot shows the connecting scene", file=sys.stderr)
         return 0
-    run(data_dir, args.size, args.fullscreen)
+    from .fbdev import FramebufferError
+
+    try:
+        run(data_dir, args.size, args.fullscreen, args.rotate, args.fbdev)
+    except FramebufferError as exc:
+        print(f"eticket: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -51,6 +57,10 @@ def add_kiosk_parser(sub: Any) -> None:
     p.add_argument("--data-dir", type=Path, help="the appliance's data dir (holds kiosk.json)")
     p.add_argument("--size", type=_size, help="WIDTHxHEIGHT in pixels (default 800x480, or the screen's)")
     p.add_argument("--fullscreen", action="store_true", help="fill the display (on the device)")
+    p.add_argument("--rotate", type=int, choices=[0, 90, 180, 270], default=0,
+                   help="turn the picture clockwise to match how the panel is mounted")
+    p.add_argument("--fbdev", type=Path, metavar="/dev/fbN",
+                   help="draw on a raw framebuffer (SPI panels without a KMS driver) instead of SDL")
     p.add_argument("--snapshot", type=Path, metavar="FILE.png", help="render the current screen to a PNG and exit")
     p.add_argument("--claim", metavar="LINK", help="pair this screen with the one-time link that "
                    "'eticket screens add' shows on the device, then run (a second screen on another machine)")

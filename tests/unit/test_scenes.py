@@ -101,3 +101,21 @@ def test_locked_pairing_shows_no_qr_and_no_code() -> None:
     state = _state("pairing")
     state["pairing"]["locked_until"] = "2026-11-29T10:00:00Z"  # type: ignore[index]
     assert _decode(render(state, (800, 480))) == []
+
+
+@pytest.mark.parametrize("rotate", [0, 90, 180, 270])
+def test_rotated_panels_show_the_upright_scene_turned_exactly(rotate: int) -> None:
+    from kiosk.app import compose
+
+    physical = (480, 800) if rotate in (90, 270) else (800, 480)
+    shown = compose(_state("ticket"), physical, rotate)
+    assert shown.get_size() == physical
+    upright = pygame.transform.rotate(shown, rotate)  # turn it back
+    assert pygame.image.tobytes(upright, "RGB") == pygame.image.tobytes(render(_state("ticket"), (800, 480)), "RGB")
+    assert _decode(shown) == [URL]
+
+
+@pytest.mark.parametrize("size", [(240, 320), (320, 240)], ids=["240x320", "320x240"])
+def test_small_spi_panels_still_carry_a_decodable_qr(size: tuple[int, int]) -> None:
+    for scene, text in (("ticket", URL), ("pairing", PAIR)):
+        assert _decode(render(_state(scene), size)) == [text]
