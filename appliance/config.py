@@ -73,6 +73,7 @@ class Settings(BaseSettings):
         "'auto' = loopback when listening on loopback, else every interface.",
     )
     name: str = Field("eTicket", min_length=1, max_length=63, description="Shop/device name (DNS-SD instance).")
+    language: str = Field("fr", pattern="^(fr|it|en|de|es)$", description="Screen language (fr, it, en, de, es).")
     max_body_bytes: int = Field(10 * MIB, gt=0, description="Largest receipt accepted, in bytes.")
     retention_seconds: float = Field(30 * DAY_SECONDS, gt=0, description="How long a receipt can be downloaded.")
     display_timeout_seconds: float = Field(120.0, gt=0, description="Ticket scene shown this long, then idle.")

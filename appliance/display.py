@@ -7,6 +7,9 @@ States (``scene``):
 * ``ticket`` — the QR of a receipt's capability URL, total and currency; back to ``idle`` after
   ``display_timeout_seconds``, on ``DELETE /api/v1/display``, or replaced by the next ticket.
 * ``screen-link`` — the one-time link that pairs another screen (``eticket screens add``).
+* ``downloaded`` — the customer's phone fetched the receipt on screen: a thank-you for a few seconds.
+
+``lang`` (fr, it, en, de, es) is the shop's language, or the one the ticket asked for.
 
 Shape sent to screen clients (JSON)::
 
@@ -31,13 +34,17 @@ SCENE_IDLE = "idle"
 SCENE_PAIRING = "pairing"
 SCENE_TICKET = "ticket"
 SCENE_SCREEN_LINK = "screen-link"
+SCENE_DOWNLOADED = "downloaded"
+DOWNLOADED_SECONDS = 6.0
+"""How long the thank-you shows after the customer's phone fetched the receipt on screen."""
 
 
 class Display:
     """Holds the current screen state and wakes every follower when it changes."""
 
-    def __init__(self, shop: str, timeout_seconds: float) -> None:
+    def __init__(self, shop: str, timeout_seconds: float, lang: str = "fr") -> None:
         self._shop = shop
+        self._lang = lang
         self._timeout = timeout_seconds
         self._seq = 0
         self._scene = SCENE_IDLE
@@ -55,7 +62,9 @@ class Display:
                 "seq": self._seq,
                 "scene": self._scene,
                 "shop": self._shop,
-                "ticket": self._ticket if self._scene == SCENE_TICKET else None,
+                "lang": (self._ticket or {}).get("lang") or self._lang
+                if self._scene in (SCENE_TICKET, SCENE_DOWNLOADED) else self._lang,
+                "ticket": self._ticket if self._scene in (SCENE_TICKET, SCENE_DOWNLOADED) else None,
                 "pairing": self._pairing if self._scene == SCENE_PAIRING else None,
                 "screen_link": self._screen_link if self._scene == SCENE_SCREEN_LINK else None,
             }
@@ -87,6 +96,15 @@ class Display:
         await self._async_set(SCENE_TICKET)
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._timeout, lambda: loop.create_task(self.async_clear()))
+
+    async def async_ticket_downloaded(self, ticket_id: str) -> None:
+        """The phone fetched ``ticket_id``: if it is on screen, thank the customer, then go idle."""
+        if self._scene != SCENE_TICKET or (self._ticket or {}).get("id") != ticket_id:
+            return
+        self._cancel_timer()
+        await self._async_set(SCENE_DOWNLOADED)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(DOWNLOADED_SECONDS, lambda: loop.create_task(self.async_clear()))
 
     async def async_clear(self) -> None:
         """Leave the ticket scene: back to idle (or pairing while unpaired)."""

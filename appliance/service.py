@@ -71,7 +71,8 @@ class Appliance:
         self.api_address = self._reachable_address(*settings.api_host_port)
         self.api_url = f"{'https' if settings.tls else 'http'}://{self.api_address}"
         self.public_url = settings.public_url or f"http://{self.address}"
-        self.display = Display(shop=settings.name, timeout_seconds=settings.display_timeout_seconds)
+        self.display = Display(shop=settings.name, timeout_seconds=settings.display_timeout_seconds,
+                               lang=settings.language)
         self.paired = self.store.pos_count() > 0
         self.pairing = PairingManager(
             store=self.store, device_id=self.device_id, address=self.api_address, name=settings.name,
@@ -216,7 +217,7 @@ class Appliance:
 
     # --- tickets ---------------------------------------------------------------------------------------
     async def async_accept_ticket(
-        self, pos: Pos, pdf: bytes, meta: TicketMeta, idempotency_key: str | None
+        self, pos: Pos, pdf: bytes, meta: TicketMeta, idempotency_key: str | None, lang: str | None = None
     ) -> tuple[dict[str, Any], bool]:
         """Check, store durably and show a ticket; return ``(response body, created)``.
 
@@ -252,7 +253,8 @@ class Appliance:
         if created:
             await self.display.async_show_ticket(
                 {"id": ticket.id, "url": body["url"], "total": ticket.total, "currency": ticket.currency,
-                 "expires_at": body["expires_at"]}
+                 "expires_at": body["expires_at"], "lang": lang,
+                 "valid_days": max(1, round(self.settings.retention_seconds / 86_400))}
             )
             log.info("ticket %s accepted from %s (%d bytes, %d pages)", ticket.id, pos.id, ticket.size, ticket.pages)
         return body, created

@@ -146,4 +146,6 @@ def _safe_render(state: dict[str, object] | None, size: tuple[int, int]) -> pyga
         return render(state, size)
     except Exception:
         log.exception("scene %r failed to draw; showing a plain scene", (state or {}).get("scene"))
-        return render(None, size)
+        from .scenes import scene_error
+
+        return scene_error(state, size)

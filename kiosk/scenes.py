@@ -13,6 +13,7 @@ from typing import Any
 
 import pygame
 
+from .i18n import translator
 from .qr import DARK, LIGHT, draw_qr
 
 BACKGROUND = LIGHT
@@ -73,6 +74,11 @@ def format_total(total: str | None, currency: str | None) -> str:
     return f"{text} {CURRENCY_SYMBOLS.get(currency, currency)}"
 
 
+def _validity(t: Callable[[str], str], days: object) -> str:
+    """"Link valid 30 days", or nothing when the state does not say."""
+    return t("Link valid {days} days").format(days=days) if isinstance(days, int) and days > 0 else ""
+
+
 def _split(size: tuple[int, int]) -> tuple[pygame.Rect, pygame.Rect]:
     """Split the screen into a square QR area and a text area (side by side, or stacked in portrait)."""
     w, h = size
@@ -91,25 +97,28 @@ def _split(size: tuple[int, int]) -> tuple[pygame.Rect, pygame.Rect]:
 
 def scene_connecting(state: State, size: tuple[int, int]) -> pygame.Surface:
     """Shown while the appliance cannot be reached (start-up, restart)."""
+    t = translator(None if state is None else state.get("lang"))
     surface = pygame.Surface(size)
     surface.fill(BACKGROUND)
     _column(surface, surface.get_rect().inflate(-size[0] // 10, -size[1] // 4),
-            [("Connecting…", 0.22, True), ("The receipt screen is starting.", 0.1, False)])
+            [(t("Connecting…"), 0.22, True), (t("The receipt screen is starting."), 0.1, False)])
     return surface
 
 
 def scene_idle(state: State, size: tuple[int, int]) -> pygame.Surface:
     """The shop name, large."""
+    t = translator(None if state is None else state.get("lang"))
     assert state is not None
     surface = pygame.Surface(size)
     surface.fill(BACKGROUND)
     _column(surface, surface.get_rect().inflate(-size[0] // 10, -size[1] // 4),
-            [(str(state.get("shop") or "eTicket"), 0.3, True), ("Paperless receipts", 0.1, False)])
+            [(str(state.get("shop") or "eTicket"), 0.3, True), (t("Paperless receipts"), 0.1, False)])
     return surface
 
 
 def scene_pairing(state: State, size: tuple[int, int]) -> pygame.Surface:
     """The pairing QR (URI with device address, id and one-time code) and the code to type."""
+    t = translator(None if state is None else state.get("lang"))
     assert state is not None
     pairing = state.get("pairing") or {}
     surface = pygame.Surface(size)
@@ -117,16 +126,16 @@ def scene_pairing(state: State, size: tuple[int, int]) -> pygame.Surface:
     qr_area, text_area = _split(size)
     if pairing.get("locked_until"):
         _column(surface, surface.get_rect().inflate(-size[0] // 10, -size[1] // 4), [
-            ("Pairing locked", 0.2, True),
-            ("Too many wrong codes.", 0.09, False),
-            ("Try again in a minute.", 0.09, False),
+            (t("Pairing locked"), 0.2, True),
+            (t("Too many wrong codes."), 0.09, False),
+            (t("Try again in a minute."), 0.09, False),
         ])
         return surface
     draw_qr(surface, str(pairing.get("uri", "")), qr_area)
     _column(surface, text_area, [
-        ("Pair your till", 0.13, True),
-        ("Scan this code with the till,", 0.07, False),
-        ("or type:", 0.07, False),
+        (t("Pair your till"), 0.13, True),
+        (t("Scan this code with the till,"), 0.07, False),
+        (t("or type:"), 0.07, False),
         (str(pairing.get("code", "")), 0.16, True),
     ])
     return surface
@@ -134,6 +143,7 @@ def scene_pairing(state: State, size: tuple[int, int]) -> pygame.Surface:
 
 def scene_ticket(state: State, size: tuple[int, int]) -> pygame.Surface:
     """The receipt QR, as large as the layout allows, the total and the instruction."""
+    t = translator(None if state is None else state.get("lang"))
     assert state is not None
     ticket = state.get("ticket") or {}
     surface = pygame.Surface(size)
@@ -142,15 +152,17 @@ def scene_ticket(state: State, size: tuple[int, int]) -> pygame.Surface:
     draw_qr(surface, str(ticket.get("url", "")), qr_area)
     _column(surface, text_area, [
         (format_total(ticket.get("total"), ticket.get("currency")), 0.2, True),
-        ("Scan to get", 0.1, False),
-        ("your receipt", 0.1, False),
-        ("No app, no e-mail", 0.06, False),
+        (t("Scan to get"), 0.1, False),
+        (t("your receipt"), 0.1, False),
+        (t("No app, no e-mail"), 0.06, False),
+        (_validity(t, ticket.get("valid_days")), 0.05, False),
     ])
     return surface
 
 
 def scene_screen_link(state: State, size: tuple[int, int]) -> pygame.Surface:
     """The one-time link that pairs another screen."""
+    t = translator(None if state is None else state.get("lang"))
     assert state is not None
     link = state.get("screen_link") or {}
     surface = pygame.Surface(size)
@@ -158,10 +170,35 @@ def scene_screen_link(state: State, size: tuple[int, int]) -> pygame.Surface:
     qr_area, text_area = _split(size)
     draw_qr(surface, str(link.get("url", "")), qr_area)
     _column(surface, text_area, [
-        ("Add a screen", 0.13, True),
-        ("Open this link on", 0.07, False),
-        (f"the screen '{link.get('name', '')}'", 0.07, False),
+        (t("Add a screen"), 0.13, True),
+        (t("Open this link on"), 0.07, False),
+        (t("the screen '{name}'").format(name=link.get("name", "")), 0.07, False),
     ])
+    return surface
+
+
+def scene_downloaded(state: State, size: tuple[int, int]) -> pygame.Surface:
+    """The customer's phone fetched the receipt: a short thank-you, no QR."""
+    t = translator(None if state is None else state.get("lang"))
+    surface = pygame.Surface(size)
+    surface.fill(BACKGROUND)
+    w, h = size
+    unit = min(w, h) // 10  # a tick drawn as lines: the bundled font has no check-mark glyph
+    cx, cy = w // 2, h // 4
+    pygame.draw.lines(surface, INK, False, [(cx - 2 * unit, cy), (cx - unit // 2, cy + 3 * unit // 2),
+                                            (cx + 2 * unit, cy - 3 * unit // 2)], max(4, unit // 2))
+    _column(surface, pygame.Rect(w // 20, h // 2, w - w // 10, h // 2 - h // 10),
+            [(t("Receipt downloaded"), 0.3, True), (t("Thank you!"), 0.22, False)])
+    return surface
+
+
+def scene_error(state: State, size: tuple[int, int]) -> pygame.Surface:
+    """A scene failed to draw: a plain message, never a blank screen."""
+    t = translator(None if state is None else state.get("lang"))
+    surface = pygame.Surface(size)
+    surface.fill(BACKGROUND)
+    _column(surface, surface.get_rect().inflate(-size[0] // 10, -size[1] // 4),
+            [(t("Something went wrong"), 0.16, True), (t("Please ask at the counter."), 0.09, False)])
     return surface
 
 
@@ -171,6 +208,8 @@ SCENES: dict[str, Callable[[State, tuple[int, int]], pygame.Surface]] = {
     "pairing": scene_pairing,
     "ticket": scene_ticket,
     "screen-link": scene_screen_link,
+    "downloaded": scene_downloaded,
+    "error": scene_error,
 }
 
 

@@ -17,6 +17,7 @@ from ..errors import (
     BadPairingRequest,
     BadRequest,
     EmptyBody,
+    InvalidTicket,
     MissingFile,
     PayloadTooLarge,
     RequestTimeout,
@@ -35,6 +36,7 @@ screen_router = APIRouter(prefix="/api/v1")
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Allowance for multipart boundaries and form fields on top of ``max_body_bytes``."""
 STREAM_KEEPALIVE_SECONDS = 15.0
+SCREEN_LANGUAGES = ("fr", "it", "en", "de", "es")
 BODY_TIMEOUT_SECONDS = 60.0
 """A body must arrive within this time (10 MiB over a slow shop Wi-Fi takes seconds): stalled uploads
 (slowloris) are dropped instead of holding a connection forever."""
@@ -98,7 +100,8 @@ async def post_ticket(request: Request, pos: Annotated[Pos, Depends(require_pos)
     """Accept a receipt.
 
     Body: the PDF (``Content-Type: application/pdf``, metadata as query parameters ``total``, ``currency``,
-    ``ref``) or ``multipart/form-data`` (part ``file`` + fields ``total``, ``currency``, ``ref``).
+    ``ref``, ``lang`` — the screen language for this customer: fr, it, en, de, es) or
+    ``multipart/form-data`` (part ``file`` + the same fields).
     Header ``Idempotency-Key`` (draft-ietf-httpapi-idempotency-key-header): a retry with the same key and
     the same receipt gets the first answer again, with ``Idempotent-Replayed: true``.
 
@@ -124,10 +127,13 @@ async def post_ticket(request: Request, pos: Annotated[Pos, Depends(require_pos)
     if not pdf:
         raise EmptyBody("The request carried no PDF bytes.")
     meta = parse_meta(fields.get("total"), fields.get("currency"), fields.get("ref"))
+    lang = fields.get("lang") or None
+    if lang is not None and lang not in SCREEN_LANGUAGES:
+        raise InvalidTicket(f"lang {lang[:20]!r} is not one of {', '.join(SCREEN_LANGUAGES)}.")
     key = request.headers.get("idempotency-key")
     if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
         raise BadRequest("Idempotency-Key must be 1 to 255 characters.")
-    body, created = await app.async_accept_ticket(pos, pdf, meta, key)
+    body, created = await app.async_accept_ticket(pos, pdf, meta, key, lang)
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return JSONResponse(body, status_code=201, headers=headers)
 

@@ -71,6 +71,7 @@ async def download(token: str, request: Request) -> Response:
         raise
     if ticket.downloaded_at is None and request.method == "GET":
         await run_in_threadpool(app.store.mark_downloaded, ticket.id)
+        await app.display.async_ticket_downloaded(ticket.id)
     day = datetime.fromtimestamp(ticket.created_at, UTC).strftime("%Y-%m-%d")
     filename = f"receipt-{day}-{ticket.id.removeprefix('t-')}.pdf"
     return Response(

@@ -267,3 +267,16 @@ def test_control_characters_in_paths_cannot_forge_log_lines(appliance: Appliance
     assert "\nINFO/" not in logs
     bad = [line for line in logs.splitlines() if "\x1b" in line or "\x00" in line]
     assert not bad and "\\x0a" in logs, bad
+
+
+def test_the_screen_thanks_the_customer_when_the_phone_downloads(appliance_factory: object) -> None:
+    app: Appliance = appliance_factory()  # type: ignore[operator]
+    token = app.pair()
+    body = _post(app, token, GOOD[0].read_bytes(), params={"lang": "de"}).json()
+    state = app.display()
+    assert state["scene"] == "ticket" and state["lang"] == "de" and state["ticket"]["valid_days"] == 30  # type: ignore[index]
+    assert httpx.head(body["url"]).status_code == 200  # a HEAD (link preview) is not a download
+    assert app.display()["scene"] == "ticket"
+    assert httpx.get(body["url"]).status_code == 200
+    assert app.display()["scene"] == "downloaded"
+    _assert_problem(_post(app, token, GOOD[0].read_bytes(), params={"lang": "klingon"}), 422, "invalid-ticket")

@@ -79,7 +79,7 @@ def test_scenes_are_pure() -> None:
     assert pygame.image.tobytes(a, "RGB") == pygame.image.tobytes(b, "RGB")
 
 
-@pytest.mark.parametrize("scene", ["idle", "unknown-future-scene", None])
+@pytest.mark.parametrize("scene", ["idle", "downloaded", "error", "unknown-future-scene", None])
 def test_text_scenes_have_no_qr_and_are_not_blank(scene: str | None) -> None:
     state = None if scene is None else _state(scene)
     surface = render(state, (800, 480))

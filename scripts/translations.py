@@ -1,0 +1,92 @@
+"""Write the gettext catalogues of the counter screen (kiosk/locale/<lang>/LC_MESSAGES/eticket.po and .mo).
+
+    .venv/bin/python scripts/translations.py
+
+The English source strings are the msgids; the table below is the translation memory. A test checks that
+every string the scenes use is translated in every language and that the committed .mo files are current.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import write_po
+
+ROOT = Path(__file__).resolve().parents[1] / "kiosk" / "locale"
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "Connecting…": {"fr": "Connexion…", "it": "Connessione…", "de": "Verbindung…", "es": "Conectando…"},
+    "The receipt screen is starting.": {
+        "fr": "L'écran des tickets démarre.", "it": "Lo schermo degli scontrini si avvia.",
+        "de": "Der Belegbildschirm startet.", "es": "La pantalla de tickets se está iniciando."},
+    "Paperless receipts": {"fr": "Tickets sans papier", "it": "Scontrini senza carta", "de": "Belege ohne Papier",
+                           "es": "Tickets sin papel"},
+    "Pairing locked": {"fr": "Appairage bloqué", "it": "Abbinamento bloccato", "de": "Kopplung gesperrt",
+                       "es": "Emparejamiento bloqueado"},
+    "Too many wrong codes.": {"fr": "Trop de codes erronés.", "it": "Troppi codici errati.",
+                              "de": "Zu viele falsche Codes.", "es": "Demasiados códigos erróneos."},
+    "Try again in a minute.": {"fr": "Réessayez dans une minute.", "it": "Riprova tra un minuto.",
+                               "de": "In einer Minute erneut versuchen.", "es": "Inténtelo en un minuto."},
+    "Pair your till": {"fr": "Appairez votre caisse", "it": "Abbina la tua cassa", "de": "Kasse koppeln",
+                       "es": "Empareje su caja"},
+    "Scan this code with the till,": {"fr": "Scannez ce code avec la caisse,",
+                                      "it": "Scansiona il codice con la cassa,",
+                                      "de": "Code mit der Kasse scannen", "es": "Escanee este código con la caja,"},
+    "or type:": {"fr": "ou saisissez :", "it": "o digita:", "de": "oder eingeben:", "es": "o escriba:"},
+    "Scan to get": {"fr": "Scannez pour obtenir", "it": "Scansiona per avere", "de": "Scannen Sie hier",
+                    "es": "Escanee para obtener"},
+    "your receipt": {"fr": "votre ticket", "it": "lo scontrino", "de": "für Ihren Beleg", "es": "su ticket"},
+    "No app, no e-mail": {"fr": "Sans appli, sans e-mail", "it": "Senza app, senza e-mail",
+                          "de": "Ohne App, ohne E-Mail", "es": "Sin app, sin correo"},
+    "Link valid {days} days": {"fr": "Lien valable {days} jours", "it": "Link valido {days} giorni",
+                               "de": "Link {days} Tage gültig", "es": "Enlace válido {days} días"},
+    "Receipt downloaded": {"fr": "Ticket téléchargé", "it": "Scontrino scaricato", "de": "Beleg heruntergeladen",
+                           "es": "Ticket descargado"},
+    "Thank you!": {"fr": "Merci !", "it": "Grazie!", "de": "Danke!", "es": "¡Gracias!"},
+    "Add a screen": {"fr": "Ajouter un écran", "it": "Aggiungi uno schermo", "de": "Bildschirm hinzufügen",
+                     "es": "Añadir una pantalla"},
+    "Open this link on": {"fr": "Ouvrez ce lien sur", "it": "Apri questo link su", "de": "Diesen Link öffnen auf",
+                          "es": "Abra este enlace en"},
+    "the screen '{name}'": {"fr": "l'écran « {name} »", "it": "lo schermo «{name}»", "de": "dem Bildschirm „{name}“",
+                            "es": "la pantalla «{name}»"},
+    "Something went wrong": {"fr": "Un problème est survenu", "it": "Si è verificato un problema",
+                             "de": "Etwas ist schiefgelaufen", "es": "Algo ha fallado"},
+    "Please ask at the counter.": {"fr": "Merci de demander en caisse.", "it": "Chieda alla cassa.",
+                                   "de": "Bitte an der Kasse fragen.", "es": "Pregunte en la caja."},
+}
+LANGUAGES = ("fr", "it", "de", "es")
+FIXED_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+"""Catalogue dates are fixed so that the files are the same bytes whenever they are rebuilt."""
+
+
+def catalogues() -> dict[str, tuple[bytes, bytes]]:
+    """``{lang: (po bytes, mo bytes)}`` built from MESSAGES (deterministic: no dates)."""
+    out: dict[str, tuple[bytes, bytes]] = {}
+    for lang in LANGUAGES:
+        catalog = Catalog(locale=lang, domain="eticket", project="eTicket", version="1", charset="utf-8",
+                          creation_date=FIXED_DATE, revision_date=FIXED_DATE, fuzzy=False)
+        for msgid, translations in MESSAGES.items():
+            catalog.add(msgid, translations[lang])
+        po, mo = io.BytesIO(), io.BytesIO()
+        write_po(po, catalog, omit_header=True, sort_output=True)
+        write_mo(mo, catalog)
+        out[lang] = (po.getvalue(), mo.getvalue())
+    return out
+
+
+def main() -> None:
+    for lang, (po, mo) in catalogues().items():
+        folder = ROOT / lang / "LC_MESSAGES"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "eticket.po").write_bytes(po)
+        (folder / "eticket.mo").write_bytes(mo)
+        print(f"{lang}: {len(MESSAGES)} messages", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
