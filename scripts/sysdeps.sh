@@ -5,6 +5,7 @@ set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
+command -v chromium >/dev/null || need+=(chromium)
 command -v avahi-browse >/dev/null || need+=(avahi-utils)
 command -v avahi-daemon >/dev/null || need+=(avahi-daemon)
 command -v dbus-daemon >/dev/null || need+=(dbus-daemon)

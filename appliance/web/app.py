@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..errors import PROBLEM_TYPE_BASE, ApplianceError
 from ..service import Appliance
-from . import api, download, screen_claim
+from . import api, download, screen_claim, screen_page
 from .logs import AccessLog, redact_path
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -73,6 +73,7 @@ def create_app(appliance: Appliance, *, pos_api: bool = True, public: bool = Tru
     if public:
         app.include_router(api.screen_router)
         app.include_router(screen_claim.router)
+        app.include_router(screen_page.router)
         app.include_router(download.router)
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])

@@ -38,17 +38,23 @@ async def require_pos(request: Request) -> Pos:
     return pos
 
 
+async def screen_token_valid(app: Appliance, token: str) -> bool:
+    """True for the local kiosk's token or a paired screen's (stored hashed)."""
+    if hmac.compare_digest(token.encode(), app.screen_token.encode()):
+        return True
+    return await run_in_threadpool(app.store.screen_for_token, token) is not None
+
+
 async def require_screen(request: Request) -> None:
     """FastAPI dependency: a screen client — the local kiosk (token in kiosk.json, owner-only) or a screen
-    paired with ``eticket screens add`` (token stored hashed).
+    paired with ``eticket screens add`` (token stored hashed). The token comes as a bearer header, or as
+    ``?key=`` for browsers (EventSource cannot set headers; query strings are never logged).
 
     Raises:
-        Unauthorized: no screen token.
+        Unauthorized: no valid screen token.
     """
-    token = _bearer(request)
-    app = appliance_of(request)
-    if hmac.compare_digest(token.encode(), app.screen_token.encode()):
-        return
-    if await run_in_threadpool(app.store.screen_for_token, token) is None:
+    key = request.query_params.get("key")
+    token = key if key else _bearer(request)
+    if not await screen_token_valid(appliance_of(request), token):
         raise Unauthorized("Screen clients need a screen token: the local kiosk's (kiosk.json) or one from "
                            "'eticket screens add'.")

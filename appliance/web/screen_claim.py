@@ -48,4 +48,7 @@ async def claim(secret: str, request: Request) -> Response:
     if wants_json:
         return JSONResponse({"screen_id": screen.id, "token": token, "stream": "/api/v1/display/stream"},
                             status_code=201)
-    return _page("Screen paired", f"<p>This screen is paired as {escape(screen.name)}.</p>", status=201)
+    url = f"/screen?key={token}"
+    return _page("Screen paired", f"<p>This screen is paired as {escape(screen.name)}.</p>"
+                 f"<p><a href='{escape(url)}' style='font-size:1.5em'>Open the screen</a> (bookmark it, or add it to "
+                 "the home screen)</p>", status=201)

@@ -1,0 +1,96 @@
+"""The web screen for old tablets, in a real headless Chromium: it loads, a ticket appears within one second
+of the POST, and the QR read from the screenshot is the ticket's URL."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Appliance, require, run_cli, samples
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[object]:
+    require(Path(CHROMIUM).exists(), "Debian's chromium is not installed")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "the playwright package is not installed")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 800, "height": 480})
+        requests: list[str] = []
+        context.on("request", lambda request: requests.append(request.url))
+        tab = context.new_page()
+        tab.requests = requests  # type: ignore[attr-defined]
+        yield tab
+        browser.close()
+
+
+def _qr(png: bytes) -> list[str]:
+    import zxingcpp
+    from PIL import Image
+
+    return [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode)]
+
+
+def test_the_web_screen_shows_each_ticket_within_a_second(appliance: Appliance, page: object,
+                                                          cli_env: dict[str, str], tmp_path: Path) -> None:
+    token = appliance.pair()
+    run_cli("screens", "add", "--name", "Tablet", "--data-dir", str(appliance.data_dir), env=cli_env)
+    link = appliance.display()["screen_link"]["url"]  # type: ignore[index]
+    tab = page  # the tablet opens the link shown on the device screen and presses the button
+    tab.goto(link)  # type: ignore[attr-defined]
+    tab.click("button")  # type: ignore[attr-defined]
+    tab.click("text=Open the screen")  # type: ignore[attr-defined]
+    tab.wait_for_selector(".scene[data-scene=idle]", timeout=5000)  # type: ignore[attr-defined]
+    time.sleep(0.5)  # the page's EventSource is connected
+
+    for pdf in samples("pdf")[:3]:
+        started = time.monotonic()
+        sent = appliance.api.post("/api/v1/tickets", content=pdf.read_bytes(), params={"total": "4.20"},
+                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"})
+        assert sent.status_code == 201
+        ticket = sent.json()
+        tab.wait_for_selector(f".scene[data-ticket='{ticket['id']}']", timeout=1000)  # type: ignore[attr-defined]
+        assert time.monotonic() - started < 1.0
+        assert _qr(tab.screenshot()) == [ticket["url"]]  # type: ignore[attr-defined]
+
+    own = f"http://127.0.0.1:{appliance.port}/"
+    assert all(url.startswith(own) for url in tab.requests)  # type: ignore[attr-defined]  # no third party
+    assert tab.context.cookies() == []  # type: ignore[attr-defined]
+
+
+def test_without_a_key_the_screen_is_refused(appliance: Appliance, page: object) -> None:
+    response = page.goto(appliance.url + "/screen")  # type: ignore[attr-defined]
+    assert response.status == 401
+    response = page.goto(appliance.url + "/screen?key=" + "x" * 43)  # type: ignore[attr-defined]
+    assert response.status == 401
+
+
+def test_without_javascript_the_page_still_follows_by_meta_refresh(appliance: Appliance, tmp_path: Path) -> None:
+    require(Path(CHROMIUM).exists(), "Debian's chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    token = appliance.pair()
+    key = appliance.screen_token()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        tab = browser.new_context(java_script_enabled=False, viewport={"width": 800, "height": 480}).new_page()
+        tab.goto(f"{appliance.url}/screen?key={key}")
+        tab.wait_for_selector(".scene[data-scene=idle]")
+        ticket = appliance.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
+                                    headers={"Authorization": f"Bearer {token}",
+                                             "Content-Type": "application/pdf"}).json()
+        tab.wait_for_selector(f".scene[data-ticket='{ticket['id']}']", timeout=8000)
+        assert _qr(tab.screenshot()) == [ticket["url"]]
+        browser.close()
