@@ -11,6 +11,7 @@ import httpx
 import pygame
 
 from .follow import Follower, fetch_state, read_endpoint
+from .hotplug import DrmWatcher
 from .scenes import render
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class _Panel:
     def __init__(self, size: tuple[int, int] | None, fullscreen: bool, fbdev: Path | None) -> None:
         self.fb = None
         self.headless = False
+        self.open = True
+        self._wanted = (size, fullscreen)
         if fbdev is not None:
             from .fbdev import FramebufferSink
 
@@ -82,12 +85,28 @@ class _Panel:
         self.headless = not has_display()
         if self.headless:
             os.environ["SDL_VIDEODRIVER"] = "dummy"
+        self._open_sdl()
+
+    def _open_sdl(self) -> None:
+        size, fullscreen = self._wanted
         pygame.display.init()  # not pygame.init(): no audio, no joystick
         flags = pygame.FULLSCREEN if fullscreen and not self.headless else 0
         self.screen = pygame.display.set_mode(size or ((0, 0) if fullscreen else (800, 480)), flags)
         pygame.display.set_caption("eTicket")
         pygame.mouse.set_visible(False)
         self.size = self.screen.get_size()
+        self.open = True
+
+    def close(self) -> None:
+        """The display went away (HDMI unplugged): release it, keep everything else running."""
+        if self.fb is None and self.open:
+            pygame.display.quit()
+            self.open = False
+
+    def reopen(self) -> None:
+        """The display came back: open it again (its size may have changed)."""
+        if self.fb is None and not self.open:
+            self._open_sdl()
 
     def describe(self) -> str:
         if self.fb is not None:
@@ -97,6 +116,8 @@ class _Panel:
     def show(self, frame: pygame.Surface, data_dir: Path) -> None:
         if self.fb is not None:
             self.fb.show(frame)
+            return
+        if not self.open:
             return
         self.size = self.screen.get_size()
         self.screen.blit(frame, (0, 0))
@@ -122,6 +143,15 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
     follower = Follower(data_dir, on_change=changed.set)
     follower.start()
     changed.set()
+    plugged: list[bool] = []  # hot-plug news from the watcher thread, applied on this (the SDL) thread
+
+    def on_plug(now: bool) -> None:
+        plugged.append(now)
+        changed.set()
+
+    watcher = DrmWatcher(on_plug)
+    if fbdev is None and not panel.headless:
+        watcher.start()
     log.info("kiosk running %s at %dx%d, rotation %d", panel.describe(), *panel.size, rotate)
     try:
         running = True
@@ -133,7 +163,13 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
                     changed.set()
             if changed.is_set():
                 changed.clear()
-                panel.show(compose(follower.state, panel.size, rotate), data_dir)
+                while plugged:
+                    if plugged.pop(0):
+                        panel.reopen()
+                    else:
+                        panel.close()
+                if panel.open:
+                    panel.show(compose(follower.state, panel.size, rotate), data_dir)
             pygame.time.wait(FRAME_INTERVAL_MS)
     finally:
         follower.stop()

@@ -119,3 +119,14 @@ def test_rotated_panels_show_the_upright_scene_turned_exactly(rotate: int) -> No
 def test_small_spi_panels_still_carry_a_decodable_qr(size: tuple[int, int]) -> None:
     for scene, text in (("ticket", URL), ("pairing", PAIR)):
         assert _decode(render(_state(scene), size)) == [text]
+
+
+def test_a_scene_that_cannot_draw_falls_back_to_a_plain_one(caplog: pytest.LogCaptureFixture) -> None:
+    """A URL too long for a tiny panel makes the ticket scene fail: the screen shows the error scene."""
+    from kiosk.app import _safe_render
+    from kiosk.scenes import scene_error
+
+    state = {"scene": "ticket", "shop": "x", "ticket": {"url": "http://x/" + "y" * 2000}}
+    frame = _safe_render(state, (96, 64))
+    assert pygame.image.tobytes(frame, "RGB") == pygame.image.tobytes(scene_error(state, (96, 64)), "RGB")
+    assert "failed to draw" in caplog.text
