@@ -127,7 +127,8 @@ def run(trials: int, seed: int) -> dict[str, Any]:
                             "decoded": ok, "rate": round(ok / trials, 3)})
     return {"benchmark": "qr-first-scan", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seed": seed, "camera": f"{CAMERA[0]}x{CAMERA[1]}, {FOV_DEGREES:g}° FOV, 30-60 cm, tilt 0-25°",
-            "machine": {"python": platform.python_version(), "zxing_cpp": importlib.metadata.version("zxing-cpp")}, "results": results}
+            "machine": {"python": platform.python_version(), "zxing_cpp": importlib.metadata.version("zxing-cpp")},
+            "results": results}
 
 
 def table(data: dict[str, Any]) -> str:
