@@ -155,6 +155,7 @@ def run(tickets: int) -> dict[str, Any]:
         kiosk.wait(10)
 
         # --- Chromium on /screen -----------------------------------------------------------------------
+        from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as pw:
@@ -168,7 +169,10 @@ def run(tickets: int) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 url = pos.post("/api/v1/tickets", content=pdf, params={"total": f"{i}.50"}).json()["url"]
                 while True:
-                    shot = page.screenshot()
+                    try:
+                        shot = page.screenshot()
+                    except PlaywrightError:  # the page is between two documents (it reloads on a change)
+                        continue
                     seen = time.perf_counter()
                     if _decode(shot) == [url]:
                         times.append(seen - t0)
@@ -198,14 +202,11 @@ def _cmdline(pid: int | str) -> str:
 
 
 def _chromium_root() -> int:
-    """The newest Chromium browser process (one whose parent is not Chromium): the root of its tree."""
-    roots = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or "chromium" not in _cmdline(entry.name).split(" ")[0]:
-            continue
-        ppid = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1]
-        if "chromium" not in _cmdline(ppid).split(" ")[0]:
-            roots.append(int(entry.name))
+    """The Chromium browser process Playwright started (it talks to Playwright over a pipe): the root of the
+    tree whose memory is measured (renderer, GPU, utility and zygote processes are its descendants)."""
+    roots = [int(e.name) for e in Path("/proc").iterdir()
+             if e.name.isdigit() and "--remote-debugging-pipe" in _cmdline(e.name)
+             and "chromium" in _cmdline(e.name).split(" ")[0]]
     return max(roots)
 
 

@@ -17,7 +17,7 @@ from .scenes import render
 log = logging.getLogger(__name__)
 
 FRAME_INTERVAL_MS = 100
-"""Event-loop tick; a state change is drawn on the next tick (at most 100 ms later)."""
+"""Longest wait between two looks at SDL events; a new display state wakes the loop at once."""
 SCREEN_PNG = "screen.png"
 
 
@@ -170,7 +170,7 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
                         panel.close()
                 if panel.open:
                     panel.show(compose(follower.state, panel.size, rotate), data_dir)
-            pygame.time.wait(FRAME_INTERVAL_MS)
+            changed.wait(FRAME_INTERVAL_MS / 1000)  # a new state wakes us at once; else poll SDL events
     finally:
         follower.stop()
         pygame.quit()
