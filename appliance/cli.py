@@ -31,7 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
         settings = load_settings(
             args.config, data_dir=args.data_dir, listen=args.listen, public_url=args.public_url,
             mdns_interfaces=args.mdns_interfaces, name=args.name, kiosk=args.kiosk or None,
-            api_listen=args.api_listen, tls=args.tls,
+            api_listen=args.api_listen, tls=args.tls, logo=args.logo, clock=args.clock or None,
+            language=args.language,
             retention_seconds=args.retention_seconds, max_body_bytes=args.max_body_bytes,
             display_timeout_seconds=args.display_timeout, log_level=args.log_level,
         )
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mdns-interfaces", metavar="LIST",
                        help="addresses or interface names for mDNS, 'none' to turn it off (default: auto)")
     serve.add_argument("--name", help="shop/device name shown on screen and in mDNS (default eTicket)")
+    serve.add_argument("--logo", type=Path, help="PNG or JPEG shown on the idle screen")
+    serve.add_argument("--clock", action="store_true", help="show the time on the idle screen")
+    serve.add_argument("--language", choices=["fr", "it", "en", "de", "es"], help="screen language (default fr)")
     serve.add_argument("--kiosk", action="store_true", help="also run the kiosk as a supervised child process")
     serve.add_argument("--retention-seconds", type=float,
                        help="how long receipts stay downloadable (default 2592000 = 30 days)")

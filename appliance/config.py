@@ -73,6 +73,8 @@ class Settings(BaseSettings):
         "'auto' = loopback when listening on loopback, else every interface.",
     )
     name: str = Field("eTicket", min_length=1, max_length=63, description="Shop/device name (DNS-SD instance).")
+    logo: Path | None = Field(None, description="PNG or JPEG shown on the idle screen (served at /logo).")
+    clock: bool = Field(False, description="Show the time on the idle screen.")
     language: str = Field("fr", pattern="^(fr|it|en|de|es)$", description="Screen language (fr, it, en, de, es).")
     max_body_bytes: int = Field(10 * MIB, gt=0, description="Largest receipt accepted, in bytes.")
     retention_seconds: float = Field(30 * DAY_SECONDS, gt=0, description="How long a receipt can be downloaded.")
@@ -86,6 +88,18 @@ class Settings(BaseSettings):
     def _check_listen(cls, value: str | None) -> str | None:
         if value is not None:
             split_host_port(value)
+        return value
+
+    @field_validator("logo")
+    @classmethod
+    def _check_logo(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                head = value.read_bytes()[:8]
+            except OSError as exc:
+                raise ValueError(f"cannot read {value}: {exc.strerror}") from exc
+            if not (head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8")):
+                raise ValueError(f"{value} is neither a PNG nor a JPEG")
         return value
 
     @field_validator("public_url")

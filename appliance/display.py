@@ -9,7 +9,9 @@ States (``scene``):
 * ``screen-link`` — the one-time link that pairs another screen (``eticket screens add``).
 * ``downloaded`` — the customer's phone fetched the receipt on screen: a thank-you for a few seconds.
 
-``lang`` (fr, it, en, de, es) is the shop's language, or the one the ticket asked for.
+``lang`` (fr, it, en, de, es) is the shop's language, or the one the ticket asked for. ``logo`` is the
+path of the shop's logo on the appliance (``/logo?v=<hash>``) or null; ``clock`` asks the idle scene for
+the time.
 
 Shape sent to screen clients (JSON)::
 
@@ -42,9 +44,12 @@ DOWNLOADED_SECONDS = 6.0
 class Display:
     """Holds the current screen state and wakes every follower when it changes."""
 
-    def __init__(self, shop: str, timeout_seconds: float, lang: str = "fr") -> None:
+    def __init__(self, shop: str, timeout_seconds: float, lang: str = "fr", logo: str | None = None,
+                 clock: bool = False) -> None:
         self._shop = shop
         self._lang = lang
+        self._logo = logo
+        self._clock = clock
         self._timeout = timeout_seconds
         self._seq = 0
         self._scene = SCENE_IDLE
@@ -62,6 +67,8 @@ class Display:
                 "seq": self._seq,
                 "scene": self._scene,
                 "shop": self._shop,
+                "logo": self._logo,
+                "clock": self._clock,
                 "lang": (self._ticket or {}).get("lang") or self._lang
                 if self._scene in (SCENE_TICKET, SCENE_DOWNLOADED) else self._lang,
                 "ticket": self._ticket if self._scene in (SCENE_TICKET, SCENE_DOWNLOADED) else None,

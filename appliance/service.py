@@ -71,8 +71,11 @@ class Appliance:
         self.api_address = self._reachable_address(*settings.api_host_port)
         self.api_url = f"{'https' if settings.tls else 'http'}://{self.api_address}"
         self.public_url = settings.public_url or f"http://{self.address}"
+        logo = None
+        if settings.logo is not None:
+            logo = f"/logo?v={sha256_hex(settings.logo.read_bytes())[:12]}"
         self.display = Display(shop=settings.name, timeout_seconds=settings.display_timeout_seconds,
-                               lang=settings.language)
+                               lang=settings.language, logo=logo, clock=settings.clock)
         self.paired = self.store.pos_count() > 0
         self.pairing = PairingManager(
             store=self.store, device_id=self.device_id, address=self.api_address, name=settings.name,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -47,6 +49,37 @@ def orient(frame: pygame.Surface, rotate: int) -> pygame.Surface:
     return pygame.transform.rotate(frame, -rotate) if rotate else frame
 
 
+class Extras:
+    """What the screen adds to the appliance's state before drawing: the logo image (fetched once per
+    version from the appliance) and the time of day. Keeps the scenes pure functions of their input."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+        self._logos: dict[str, pygame.Surface | None] = {}
+
+    def add(self, state: dict[str, object] | None, now: float | None = None) -> dict[str, object] | None:
+        if state is None:
+            return None
+        out = dict(state)
+        logo = state.get("logo")
+        if isinstance(logo, str) and logo:
+            if logo not in self._logos:
+                self._logos[logo] = self._fetch(logo)
+            out["logo_image"] = self._logos[logo]
+        if state.get("clock"):
+            out["time"] = time.strftime("%H:%M", time.localtime(now))
+        return out
+
+    def _fetch(self, path: str) -> pygame.Surface | None:
+        try:
+            response = httpx.get(read_endpoint(self._data_dir).url + path, timeout=5)
+            response.raise_for_status()
+            return pygame.image.load(io.BytesIO(response.content))
+        except (OSError, ValueError, KeyError, httpx.HTTPError, pygame.error) as exc:
+            log.warning("logo not shown: %s", exc)
+            return None
+
+
 def compose(state: dict[str, object] | None, physical: tuple[int, int], rotate: int) -> pygame.Surface:
     """What the panel shows: the scene drawn upright at the logical size, then turned onto the panel."""
     return orient(_safe_render(state, logical_size(physical, rotate)), rotate)
@@ -62,7 +95,7 @@ def snapshot(data_dir: Path, size: tuple[int, int], out: Path, rotate: int = 0) 
         log.warning("appliance unreachable (%s): snapshot shows the connecting scene", exc)
         state = None
     pygame.font.init()
-    save_png(compose(state, size, rotate), out)
+    save_png(compose(Extras(data_dir).add(state), size, rotate), out)
     return state is not None
 
 
@@ -150,6 +183,8 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
         changed.set()
 
     watcher = DrmWatcher(on_plug)
+    extras = Extras(data_dir)
+    minute = time.localtime().tm_min
     if fbdev is None and not panel.headless:
         watcher.start()
     log.info("kiosk running %s at %dx%d, rotation %d", panel.describe(), *panel.size, rotate)
@@ -169,8 +204,12 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
                     else:
                         panel.close()
                 if panel.open:
-                    panel.show(compose(follower.state, panel.size, rotate), data_dir)
+                    panel.show(compose(extras.add(follower.state), panel.size, rotate), data_dir)
             changed.wait(FRAME_INTERVAL_MS / 1000)  # a new state wakes us at once; else poll SDL events
+            if time.localtime().tm_min != minute:  # the idle clock moves on
+                minute = time.localtime().tm_min
+                if (follower.state or {}).get("clock"):
+                    changed.set()
     finally:
         follower.stop()
         pygame.quit()

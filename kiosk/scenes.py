@@ -106,13 +106,27 @@ def scene_connecting(state: State, size: tuple[int, int]) -> pygame.Surface:
 
 
 def scene_idle(state: State, size: tuple[int, int]) -> pygame.Surface:
-    """The shop name, large."""
+    """The shop name, large; the shop's logo above it (``logo_image``, a Surface the screen client put in
+    the state) and the time (``time``, "HH:MM", when ``clock``) if configured."""
     t = translator(None if state is None else state.get("lang"))
     assert state is not None
     surface = pygame.Surface(size)
     surface.fill(BACKGROUND)
-    _column(surface, surface.get_rect().inflate(-size[0] // 10, -size[1] // 4),
+    w, h = size
+    text_area = surface.get_rect().inflate(-w // 10, -h // 4)
+    logo = state.get("logo_image")
+    if isinstance(logo, pygame.Surface) and logo.get_width() and logo.get_height():
+        box = pygame.Rect(w // 10, h // 12, w - w // 5, int(h * 0.4))
+        scale = min(box.width / logo.get_width(), box.height / logo.get_height())
+        image = pygame.transform.smoothscale(logo, (max(1, int(logo.get_width() * scale)),
+                                                    max(1, int(logo.get_height() * scale))))
+        surface.blit(image, image.get_rect(center=box.center))
+        text_area = pygame.Rect(w // 20, box.bottom + h // 20, w - w // 10, h - box.bottom - h // 8)
+    _column(surface, text_area,
             [(str(state.get("shop") or "eTicket"), 0.3, True), (t("Paperless receipts"), 0.1, False)])
+    if state.get("clock") and state.get("time"):
+        clock = _fit(str(state["time"]), w // 4, h // 10)
+        surface.blit(clock, clock.get_rect(bottomright=(w - w // 40, h - h // 40)))
     return surface
 
 

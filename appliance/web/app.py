@@ -19,7 +19,7 @@ from .logs import AccessLog, redact_path
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 SECURITY_HEADERS = [
-    (b"cache-control", b"no-store"),
+    (b"cache-control", b"no-store"),  # a route may allow caching of public assets (the logo)
     (b"referrer-policy", b"no-referrer"),
     (b"x-content-type-options", b"nosniff"),
     (b"content-security-policy",

@@ -48,6 +48,17 @@ async def home(request: Request) -> Response:
     return Response(html, media_type="text/html; charset=utf-8")
 
 
+@router.get("/logo")
+async def logo(request: Request) -> Response:
+    """The shop's logo (config ``logo``), for screens; 404 when none is configured."""
+    path = appliance_of(request).settings.logo
+    if path is None:
+        raise NotFound("No logo is configured.")
+    data = await run_in_threadpool(path.read_bytes)
+    media = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
+    return Response(data, media_type=media, headers={"Cache-Control": "public, max-age=86400"})
+
+
 @router.api_route("/r/{token}", methods=["GET", "HEAD"])
 async def download(token: str, request: Request) -> Response:
     """Return the stored receipt PDF, byte-identical, ``Content-Disposition: inline``.

@@ -70,7 +70,9 @@ def _body(state: dict[str, Any], t: Any) -> str:
     if scene == "downloaded":
         return (f"<div class=cell><p class=big>&#10003; {escape(t('Receipt downloaded'))}</p>"
                 f"<p class=mid>{escape(t('Thank you!'))}</p></div>")
-    return (f"<div class=cell><p class=big>{escape(str(state.get('shop') or 'eTicket'))}</p>"
+    logo = state.get("logo")
+    image = f"<img src='{escape(str(logo))}' alt='' style='max-width:70vw;max-height:35vh'>" if logo else ""
+    return (f"<div class=cell>{image}<p class=big>{escape(str(state.get('shop') or 'eTicket'))}</p>"
             f"<p class=mid>{escape(t('Paperless receipts'))}</p></div>")
 
 

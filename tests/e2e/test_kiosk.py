@@ -67,3 +67,32 @@ def test_headless_kiosk_shows_tickets_and_survives_an_appliance_restart(applianc
     finally:
         kiosk.terminate()
         kiosk.wait(10)
+
+
+def test_idle_screen_shows_the_configured_logo_and_clock(appliance_factory: object, tmp_path: Path) -> None:
+    """A shop's logo (config) and the time appear on the idle screen; a bad logo file is refused at start."""
+    import httpx
+    import pygame
+
+    from tests.conftest import run_cli
+
+    logo = tmp_path / "logo.png"
+    art = pygame.Surface((120, 60))
+    art.fill((200, 30, 30))
+    pygame.image.save(art, str(logo))
+    app: Appliance = appliance_factory("--logo", str(logo), "--clock", "--language", "it")  # type: ignore[operator]
+    app.pair()
+    state = app.display()
+    assert state["scene"] == "idle" and state["clock"] is True and str(state["logo"]).startswith("/logo?v=")
+    assert httpx.get(app.url + "/logo").content == logo.read_bytes()
+    shot = tmp_path / "idle.png"
+    run_cli("kiosk", "--data-dir", str(app.data_dir), "--snapshot", str(shot), env=dict(os.environ))
+    image = pygame.image.load(str(shot))
+    reds = sum(1 for x in range(0, 800, 4) for y in range(0, 480, 4) if image.get_at((x, y))[:3] == (200, 30, 30))
+    assert reds > 50  # the logo is drawn
+
+    bad = tmp_path / "logo.txt"
+    bad.write_text("not an image")
+    refused = run_cli("serve", "--logo", str(bad), "--data-dir", str(tmp_path / "d"), env=dict(os.environ),
+                      check=False, timeout=30)
+    assert refused.returncode == 2 and "neither a PNG nor a JPEG" in refused.stderr
