@@ -31,20 +31,29 @@ def _call(args: argparse.Namespace, method: str, path: str) -> Any:
     return response.json() if response.content else None
 
 
+def _list(args: argparse.Namespace, kind: str, empty: str) -> None:
+    rows = _call(args, "GET", f"/{kind}")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print(empty)
+    for row in rows:
+        print(f"{row['id']}  {row['name']!r}  paired {row['paired_at']}")
+
+
+def _revoke(args: argparse.Namespace, kind: str, what: str) -> None:
+    if not args.id:
+        raise SystemExit(f"eticket: error: {kind} revoke needs the {what} id (see 'eticket {kind} list')")
+    _call(args, "DELETE", f"/{kind}/{args.id}")
+    print(f"revoked {args.id}: its token no longer works")
+
+
 def _pairings(args: argparse.Namespace) -> int:
     if args.action == "list":
-        rows = _call(args, "GET", "/pairings")
-        if args.json:
-            print(json.dumps(rows, indent=2))
-        elif not rows:
-            print("no POS paired")
-        for row in [] if args.json else rows:
-            print(f"{row['id']}  {row['name']!r}  paired {row['paired_at']}")
+        _list(args, "pairings", "no POS paired")
     elif args.action == "revoke":
-        if not args.id:
-            raise SystemExit("eticket: error: pairings revoke needs the POS id (see 'eticket pairings list')")
-        _call(args, "DELETE", f"/pairings/{args.id}")
-        print(f"revoked {args.id}: its token no longer works")
+        _revoke(args, "pairings", "POS")
     else:
         answer = _call(args, "POST", "/pairings/open")
         until = answer["closes_at"] or "the first pairing"
@@ -54,18 +63,9 @@ def _pairings(args: argparse.Namespace) -> int:
 
 def _screens(args: argparse.Namespace) -> int:
     if args.action == "list":
-        rows = _call(args, "GET", "/screens")
-        if args.json:
-            print(json.dumps(rows, indent=2))
-        elif not rows:
-            print("no extra screen paired (the local kiosk needs no pairing)")
-        for row in [] if args.json else rows:
-            print(f"{row['id']}  {row['name']!r}  paired {row['paired_at']}")
+        _list(args, "screens", "no extra screen paired (the local kiosk needs no pairing)")
     elif args.action == "revoke":
-        if not args.id:
-            raise SystemExit("eticket: error: screens revoke needs the screen id (see 'eticket screens list')")
-        _call(args, "DELETE", f"/screens/{args.id}")
-        print(f"revoked {args.id}")
+        _revoke(args, "screens", "screen")
     else:
         from urllib.parse import quote
 

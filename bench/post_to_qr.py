@@ -39,6 +39,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import pygame  # noqa: E402
 import zxingcpp  # noqa: E402
+from _report import publish  # noqa: E402
 
 from kiosk.follow import Endpoint, iter_events, read_endpoint  # noqa: E402
 from kiosk.scenes import render  # noqa: E402
@@ -49,8 +50,6 @@ POLL_INTERVAL_SECONDS = 1.0
 RENDER_LOCK = threading.Lock()
 """pygame's font renderer is not thread-safe: the two screen clients draw one at a time (the kiosk itself
 draws from one thread only)."""
-MARK_BEGIN = "<!-- bench:post-to-qr:begin -->"
-MARK_END = "<!-- bench:post-to-qr:end -->"
 
 
 def make_pdf(target: int, seed: int) -> bytes:
@@ -263,14 +262,7 @@ def main() -> None:
     parser.add_argument("--readme", type=Path, default=REPO / "README.md")
     args = parser.parse_args()
     data = run(args.tickets, args.poll_tickets)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=2) + "\n")
-    text = args.readme.read_text() if args.readme.exists() else ""
-    if MARK_BEGIN in text and MARK_END in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        _, tail = rest.split(MARK_END, 1)
-        args.readme.write_text(f"{head}{MARK_BEGIN}\n{table(data)}\n{MARK_END}{tail}")
-    print(table(data))
+    publish(data, table(data), args.out, args.readme, "post-to-qr")
 
 
 if __name__ == "__main__":

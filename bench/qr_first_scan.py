@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import math
 import os
 import platform
@@ -32,6 +31,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import pygame  # noqa: E402
 import zxingcpp  # noqa: E402
+from _report import publish  # noqa: E402
 
 from kiosk.scenes import render  # noqa: E402
 
@@ -47,8 +47,6 @@ PANELS = {  # resolution -> physical width of a typical panel of that resolution
     (1920, 1080): 47.6,  # 21.5" monitor
 }
 URL_LENGTHS = (40, 70, 100)
-MARK_BEGIN = "<!-- bench:qr-first-scan:begin -->"
-MARK_END = "<!-- bench:qr-first-scan:end -->"
 
 
 def url_of_length(n: int, rng: random.Random) -> str:
@@ -155,14 +153,7 @@ def main() -> None:
     parser.add_argument("--readme", type=Path, default=REPO / "README.md")
     args = parser.parse_args()
     data = run(args.trials, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=2) + "\n")
-    text = args.readme.read_text() if args.readme.exists() else ""
-    if MARK_BEGIN in text and MARK_END in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        _, tail = rest.split(MARK_END, 1)
-        args.readme.write_text(f"{head}{MARK_BEGIN}\n{table(data)}\n{MARK_END}{tail}")
-    print(table(data))
+    publish(data, table(data), args.out, args.readme, "qr-first-scan")
 
 
 if __name__ == "__main__":

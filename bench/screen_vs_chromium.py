@@ -37,6 +37,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _report import publish  # noqa: E402
+
 from appliance.identity import pinned_client_context  # noqa: E402
 from appliance.pairing import parse_pairing_uri  # noqa: E402
 
@@ -45,8 +47,6 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SIZE = (800, 480)
-MARK_BEGIN = "<!-- bench:screen-vs-chromium:begin -->"
-MARK_END = "<!-- bench:screen-vs-chromium:end -->"
 
 
 def _decode(png: bytes) -> list[str]:
@@ -229,14 +229,7 @@ def main() -> None:
     parser.add_argument("--readme", type=Path, default=REPO / "README.md")
     args = parser.parse_args()
     data = run(args.tickets)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=2) + "\n")
-    text = args.readme.read_text() if args.readme.exists() else ""
-    if MARK_BEGIN in text and MARK_END in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        _, tail = rest.split(MARK_END, 1)
-        args.readme.write_text(f"{head}{MARK_BEGIN}\n{table(data)}\n{MARK_END}{tail}")
-    print(table(data))
+    publish(data, table(data), args.out, args.readme, "screen-vs-chromium")
 
 
 if __name__ == "__main__":

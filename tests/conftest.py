@@ -35,6 +35,16 @@ def require(condition: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
+def wait_for(predicate: object, timeout: float, what: str, interval: float = 0.1) -> None:
+    """Poll ``predicate()`` until it is true, or fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(interval)
+    pytest.fail(f"timed out waiting for {what}")
+
+
 def samples(kind: str) -> list[Path]:
     """The sample files of ``kind`` (``pdf``, ``pdf-bad``, ``escpos``), sorted."""
     folder = SAMPLES / kind

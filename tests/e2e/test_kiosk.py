@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import ETICKET, REPO, Appliance, decode_qr_png, samples
-
-
-def _wait_for(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
+from tests.conftest import ETICKET, REPO, Appliance, decode_qr_png, samples, wait_for
 
 
 def _qr_now(png: Path) -> list[str]:
@@ -49,20 +37,20 @@ def test_headless_kiosk_shows_tickets_and_survives_an_appliance_restart(applianc
                              env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     screen = appliance.data_dir / "screen.png"
     try:
-        _wait_for(lambda: any(u.startswith("eticket://pair") for u in _qr_now(screen)), 20, "the pairing QR")
+        wait_for(lambda: any(u.startswith("eticket://pair") for u in _qr_now(screen)), 20, "the pairing QR")
         token = appliance.pair()
-        _wait_for(lambda: _qr_now(screen) == [], 10, "the idle scene after pairing")
+        wait_for(lambda: _qr_now(screen) == [], 10, "the idle scene after pairing")
 
         sent = appliance.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
                           headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"}).json()
-        _wait_for(lambda: _qr_now(screen) == [sent["url"]], 10, "the ticket QR")
+        wait_for(lambda: _qr_now(screen) == [sent["url"]], 10, "the ticket QR")
 
         appliance.kill9()
-        _wait_for(lambda: _shows_connecting(screen) and kiosk.poll() is None, 15, "the connecting scene")
+        wait_for(lambda: _shows_connecting(screen) and kiosk.poll() is None, 15, "the connecting scene")
         appliance.start()
         sent2 = appliance.api.post("/api/v1/tickets", content=samples("pdf")[1].read_bytes(),
                            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"}).json()
-        _wait_for(lambda: _qr_now(screen) == [sent2["url"]], 20, "the ticket QR after the restart")
+        wait_for(lambda: _qr_now(screen) == [sent2["url"]], 20, "the ticket QR after the restart")
         assert kiosk.poll() is None, "the kiosk must keep running"
     finally:
         kiosk.terminate()
