@@ -79,19 +79,31 @@ def _validity(t: Callable[[str], str], days: object) -> str:
     return t("Link valid {days} days").format(days=days) if isinstance(days, int) and days > 0 else ""
 
 
+SMALL_TEXT_AREA_PX = 120
+"""Below this, the ticket scene keeps only the total and "your receipt", so they stay legible."""
+LARGE_SCREEN_PX = 600
+"""From this short side up, modules are large anyway; the QR keeps a margin beyond its quiet zone."""
+QR_SHARE = 0.72
+"""Largest share of the long side the QR square may take; the rest holds the total and the instruction."""
+
+
 def _split(size: tuple[int, int]) -> tuple[pygame.Rect, pygame.Rect]:
-    """Split the screen into a square QR area and a text area (side by side, or stacked in portrait)."""
+    """Split the screen into a square QR area and a text area (side by side, or stacked in portrait).
+
+    The QR area runs to the screen's edge: its 4-module quiet zone is white like the background, so it is
+    the margin, and every pixel goes to larger modules (what decides a first scan on small panels).
+    """
     w, h = size
     margin = int(min(w, h) * MARGIN_RATIO)
-    inner = pygame.Rect(margin, margin, w - 2 * margin, h - 2 * margin)
+    edge = 0 if min(w, h) < LARGE_SCREEN_PX else margin  # a big screen keeps its margin: phones come close
     if w >= h:
-        side = min(inner.height, int(inner.width * 0.58))
-        qr = pygame.Rect(inner.x, inner.y + (inner.height - side) // 2, side, side)
-        text = pygame.Rect(qr.right + margin, inner.y, inner.right - qr.right - margin, inner.height)
+        side = min(h - 2 * edge, int(w * QR_SHARE))
+        qr = pygame.Rect(edge, (h - side) // 2, side, side)
+        text = pygame.Rect(qr.right, margin, w - qr.right - margin, h - 2 * margin)
     else:
-        side = min(inner.width, int(inner.height * 0.62))
-        qr = pygame.Rect(inner.x + (inner.width - side) // 2, inner.y, side, side)
-        text = pygame.Rect(inner.x, qr.bottom + margin, inner.width, inner.bottom - qr.bottom - margin)
+        side = min(w - 2 * edge, int(h * QR_SHARE))
+        qr = pygame.Rect((w - side) // 2, edge, side, side)
+        text = pygame.Rect(margin, qr.bottom, w - 2 * margin, h - qr.bottom - margin)
     return qr, text
 
 
@@ -164,13 +176,16 @@ def scene_ticket(state: State, size: tuple[int, int]) -> pygame.Surface:
     surface.fill(BACKGROUND)
     qr_area, text_area = _split(size)
     draw_qr(surface, str(ticket.get("url", "")), qr_area)
-    _column(surface, text_area, [
+    lines = [
         (format_total(ticket.get("total"), ticket.get("currency")), 0.2, True),
         (t("Scan to get"), 0.1, False),
         (t("your receipt"), 0.1, False),
         (t("No app, no e-mail"), 0.06, False),
         (_validity(t, ticket.get("valid_days")), 0.05, False),
-    ])
+    ]
+    if min(text_area.size) < SMALL_TEXT_AREA_PX:  # a small panel: fewer, larger lines
+        lines = [(lines[0][0], 0.3, True), (lines[2][0], 0.18, False)]
+    _column(surface, text_area, lines)
     return surface
 
 
