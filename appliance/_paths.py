@@ -15,6 +15,18 @@ def default_data_dir() -> Path:
     return Path(base) / "eticket"
 
 
+def write_private(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename) with mode 0600: keys, tokens
+    and credentials are never readable by others, nor ever half-written."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
 def split_host_port(value: str, default_port: int = 8080) -> tuple[str, int]:
     """Split ``HOST:PORT``, ``[V6]:PORT``, ``HOST`` or a bare IPv6 address into ``(host, port)``.
 

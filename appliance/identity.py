@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from ._paths import write_private
 
 CERT_VALIDITY_DAYS = 20 * 365
 """The certificate lives as long as the device: pinning replaces expiry; re-pairing replaces the pin."""
@@ -44,14 +45,6 @@ class Identity:
     fingerprint: str
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def load_or_create(data_dir: Path, device_id: str) -> Identity:
     """Load ``<data_dir>/tls/{key,cert}.pem``, creating them on first start (key 0600, directory 0700)."""
     folder = data_dir / "tls"
@@ -73,11 +66,9 @@ def load_or_create(data_dir: Path, device_id: str) -> Identity:
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .sign(key, hashes.SHA256())
         )
-        _write_private(key_path, key.private_bytes(
+        write_private(key_path, key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-        tmp = cert_path.with_suffix(".tmp")
-        _write_private(tmp, cert.public_bytes(serialization.Encoding.PEM))
-        os.replace(tmp, cert_path)
+        write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     pem = cert_path.read_text()
     return Identity(key_path=key_path, cert_path=cert_path, cert_pem=pem, fingerprint=fingerprint_pem(pem))
 

@@ -15,12 +15,12 @@ import os
 import secrets
 import socket
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from . import __version__
+from ._paths import write_private
 from .config import Settings
 from .discovery import AddressWatcher, Advertiser, interface_addresses, lan_ipv4, resolve_interfaces
 from .display import Display
@@ -44,17 +44,6 @@ PAIRING_TICK_SECONDS = 1.0
 def rfc3339(ts: float) -> str:
     """Unix seconds -> ``2026-11-29T10:00:00Z``."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` atomically to ``path`` with mode 0600."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class Appliance:
@@ -167,7 +156,7 @@ class Appliance:
         kiosk_host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(self.settings.host,
                                                                                    self.settings.host)
         kiosk_url = f"http://{kiosk_host}:{self.settings.port}"
-        _write_private(
+        write_private(
             self.settings.data_dir / KIOSK_FILE, json.dumps({"url": kiosk_url, "token": self.screen_token})
         )
         if not self.paired:

@@ -48,8 +48,9 @@ def claim_screen(link: str, data_dir: Path, timeout: float = 10.0) -> Endpoint:
         httpx.HTTPError: unreachable, or the link was refused (used, expired, unknown).
         ValueError: not a screen link.
     """
-    import os
     from urllib.parse import urlsplit
+
+    from appliance._paths import write_private
 
     parts = urlsplit(link)
     if parts.scheme not in ("http", "https") or not parts.path.startswith("/screen/claim/"):
@@ -58,11 +59,7 @@ def claim_screen(link: str, data_dir: Path, timeout: float = 10.0) -> Endpoint:
     response.raise_for_status()
     endpoint = Endpoint(url=f"{parts.scheme}://{parts.netloc}", token=str(response.json()["token"]))
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = data_dir / KIOSK_FILE
-    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"url": endpoint.url, "token": endpoint.token}, handle)
-    os.replace(path.with_suffix(".tmp"), path)
+    write_private(data_dir / KIOSK_FILE, json.dumps({"url": endpoint.url, "token": endpoint.token}))
     return endpoint
 
 

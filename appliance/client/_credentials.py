@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .._paths import write_private
+
 
 @dataclass(slots=True)
 class PairedDevice:
@@ -46,8 +48,4 @@ class Credentials:
         devices = self.load()
         devices[device.device_id] = device
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"devices": {k: asdict(v) for k, v in devices.items()}}, handle, indent=2)
-        os.replace(tmp, self.path)
+        write_private(self.path, json.dumps({"devices": {k: asdict(v) for k, v in devices.items()}}, indent=2))

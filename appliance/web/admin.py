@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from ..errors import ApplianceError, NotFound
 from ..pairing import OPEN_WINDOW_SECONDS
 from ..service import Appliance, rfc3339
+from ..store import Pos
 
 router = APIRouter()
 
@@ -20,13 +21,16 @@ def _app(request: Request) -> Appliance:
     return appliance
 
 
+def _rows(rows: list[Pos]) -> list[dict[str, Any]]:
+    return [{"id": p.id, "name": p.name, "paired_at": rfc3339(p.paired_at)} for p in rows]
+
+
 @router.get("/pairings")
 async def list_pairings(request: Request) -> list[dict[str, Any]]:
     """Every paired POS: ``[{"id", "name", "paired_at"}]`` (RFC 3339)."""
     from starlette.concurrency import run_in_threadpool
 
-    rows = await run_in_threadpool(_app(request).store.list_pos)
-    return [{"id": p.id, "name": p.name, "paired_at": rfc3339(p.paired_at)} for p in rows]
+    return _rows(await run_in_threadpool(_app(request).store.list_pos))
 
 
 @router.delete("/pairings/{pos_id}", status_code=204)
@@ -61,8 +65,7 @@ async def list_screens(request: Request) -> list[dict[str, Any]]:
     """Every paired screen (the local kiosk is not listed: it proves itself with kiosk.json)."""
     from starlette.concurrency import run_in_threadpool
 
-    rows = await run_in_threadpool(_app(request).store.list_screens)
-    return [{"id": p.id, "name": p.name, "paired_at": rfc3339(p.paired_at)} for p in rows]
+    return _rows(await run_in_threadpool(_app(request).store.list_screens))
 
 
 @router.delete("/screens/{screen_id}", status_code=204)

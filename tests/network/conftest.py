@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -26,9 +24,6 @@ def lan() -> Iterator[Lan]:
 
 
 @pytest.fixture
-def pos_env(tmp_path: Path) -> dict[str, str]:
-    """Environment of the POS host's CLI: its own credentials directory."""
-    env = dict(os.environ)
-    env["XDG_CONFIG_HOME"] = str(tmp_path / "pos-config")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+def pos_env(cli_env: dict[str, str]) -> dict[str, str]:
+    """Environment of the POS host's CLI: its own credentials directory (the shared ``cli_env``)."""
+    return cli_env
