@@ -7,6 +7,7 @@
     eticket send       send a receipt PDF (POS side)
     eticket pairings   list, revoke or open POS pairings (device side, local admin socket)
     eticket status     health, pairing state and URLs (device side)
+    eticket relay      run a receipt relay for phones on the internet (server side)
 
 Errors are one line on stderr (``eticket: error: …``) and a non-zero exit status.
 """
@@ -32,7 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
             args.config, data_dir=args.data_dir, listen=args.listen, public_url=args.public_url,
             mdns_interfaces=args.mdns_interfaces, name=args.name, kiosk=args.kiosk or None,
             api_listen=args.api_listen, tls=args.tls, logo=args.logo, clock=args.clock or None,
-            language=args.language,
+            language=args.language, relay_url=args.relay_url,
             retention_seconds=args.retention_seconds, max_body_bytes=args.max_body_bytes,
             display_timeout_seconds=args.display_timeout, log_level=args.log_level,
         )
@@ -46,6 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     from kiosk.cli import add_kiosk_parser
+    from relay.cli import add_relay_parser
 
     from .admin_cli import add_admin_parsers
     from .client_cli import add_client_parsers
@@ -71,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--logo", type=Path, help="PNG or JPEG shown on the idle screen")
     serve.add_argument("--clock", action="store_true", help="show the time on the idle screen")
     serve.add_argument("--language", choices=["fr", "it", "en", "de", "es"], help="screen language (default fr)")
+    serve.add_argument("--relay-url", metavar="URL",
+                       help="publish receipts sealed to this eTicket relay; QR codes point there (default: none)")
     serve.add_argument("--kiosk", action="store_true", help="also run the kiosk as a supervised child process")
     serve.add_argument("--retention-seconds", type=float,
                        help="how long receipts stay downloadable (default 2592000 = 30 days)")
@@ -82,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_kiosk_parser(sub)
     add_client_parsers(sub)
     add_admin_parsers(sub)
+    add_relay_parser(sub)
     return parser
 
 

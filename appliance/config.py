@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     retention_seconds: float = Field(30 * DAY_SECONDS, gt=0, description="How long a receipt can be downloaded.")
     display_timeout_seconds: float = Field(120.0, gt=0, description="Ticket scene shown this long, then idle.")
     pairing_code_ttl_seconds: float = Field(600.0, gt=0, description="Lifetime of one pairing code.")
+    relay_url: str | None = Field(
+        None, description="Base URL of an eTicket relay (https://relay.example.org): the QR points there and "
+        "receipts are uploaded sealed in the background; unset: the QR points at this device."
+    )
+    guest_wifi_ssid: str | None = Field(
+        None, min_length=1, max_length=32, description="Without a relay: a guest Wi-Fi whose join QR is shown "
+        "before the receipt QR (phones must be on the shop's LAN)."
+    )
+    guest_wifi_password: str | None = Field(None, max_length=63, description="Guest Wi-Fi passphrase (WPA).")
+    guest_wifi_seconds: float = Field(12.0, gt=0, le=120, description="How long the Wi-Fi QR shows first.")
     kiosk: bool = Field(False, description="Also start the kiosk (a child process, restarted if it dies).")
     log_level: str = Field("info", description="debug, info, warning or error.")
 
@@ -102,7 +112,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{value} is neither a PNG nor a JPEG")
         return value
 
-    @field_validator("public_url")
+    @field_validator("public_url", "relay_url")
     @classmethod
     def _check_public_url(cls, value: str | None) -> str | None:
         if value is not None:

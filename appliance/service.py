@@ -19,6 +19,8 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from relay.crypto import TOKEN_CHARS, Signer, new_token
+
 from . import __version__
 from ._paths import write_private
 from .config import Settings
@@ -29,6 +31,7 @@ from .identity import load_or_create
 from .intake import TicketMeta
 from .pairing import PairingManager
 from .pdfworker import PdfChecker, default_workers
+from .publisher import Publisher
 from .screens import ScreenLinks
 from .store import Pos, Store, Ticket, sha256_hex
 
@@ -78,6 +81,10 @@ class Appliance:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher = AddressWatcher(self._async_addresses_changed)
         self.screens = ScreenLinks(self.store, self.display)
+        self.publisher: Publisher | None = None
+        if settings.relay_url:
+            self.publisher = Publisher(self.store, settings.relay_url, Signer(self.identity.key_path.read_bytes()),
+                                       on_downloaded=self.display.async_ticket_downloaded)
 
     @staticmethod
     def _reachable_address(host: str, port: int) -> str:
@@ -166,6 +173,11 @@ class Appliance:
         self._tasks.append(asyncio.create_task(asyncio.to_thread(self.pdf_checker.warm)))
         self._tasks.append(asyncio.create_task(self._async_purge_loop()))
         self._tasks.append(asyncio.create_task(self._async_pairing_loop()))
+        if self.publisher is not None:
+            self._tasks.append(asyncio.create_task(self.publisher.async_run_uploads()))
+            self._tasks.append(asyncio.create_task(self.publisher.async_run_download_watch()))
+            log.info("publishing receipts to the relay %s as device %s", self.publisher.relay_url,
+                     self.publisher.signer.relay_id)
         log.info("appliance %s ready: POS API %s, customer URLs %s", self.device_id, self.api_url, self.public_url)
 
     async def async_stop(self) -> None:
@@ -176,6 +188,8 @@ class Appliance:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._watcher.stop()
+        if self.publisher is not None:
+            await self.publisher.async_close()
         if self._advertiser is not None:
             await self._advertiser.async_close()
         self.pdf_checker.close()
@@ -235,6 +249,7 @@ class Appliance:
                 pos_id=pos.id, pdf=pdf, pages=info.pages, request_sha256=request_sha,
                 idempotency_key=idempotency_key, total=meta.total, currency=meta.currency,
                 reference=meta.reference, retention_seconds=self.settings.retention_seconds,
+                make_token=new_token if self.publisher else None, publish=self.publisher is not None,
             )
         )
         if not created and ticket.request_sha256 != request_sha:
@@ -249,10 +264,15 @@ class Appliance:
                  "valid_days": max(1, round(self.settings.retention_seconds / 86_400))}
             )
             log.info("ticket %s accepted from %s (%d bytes, %d pages)", ticket.id, pos.id, ticket.size, ticket.pages)
+            if self.publisher is not None:
+                self.publisher.wake()
         return body, created
 
     def ticket_url(self, ticket: Ticket) -> str:
-        """The customer's capability URL: ``<public base>/r/<token>``."""
+        """The customer's capability URL: ``<relay>/r/<token>`` for a ticket published to the relay (28-character
+        token), else ``<public base>/r/<token>`` (the device itself; the LAN)."""
+        if self.settings.relay_url and len(ticket.token) == TOKEN_CHARS:
+            return f"{self.settings.relay_url}/r/{ticket.token}"
         return f"{self.public_url}/r/{ticket.token}"
 
     def ticket_body(self, ticket: Ticket) -> dict[str, Any]:
@@ -270,6 +290,8 @@ class Appliance:
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
     def health(self) -> dict[str, Any]:
-        """``{"status": "ok", "version", "device_id", "paired", "fingerprint"}``."""
+        """``{"status": "ok", "version", "device_id", "paired", "fingerprint", "relay"}``; ``relay`` is null
+        without a relay, else the upload queue (:meth:`Publisher.status`)."""
         return {"status": "ok", "version": __version__, "device_id": self.device_id, "paired": self.paired,
-                "fingerprint": self.identity.fingerprint}
+                "fingerprint": self.identity.fingerprint,
+                "relay": self.publisher.status() if self.publisher is not None else None}

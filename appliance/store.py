@@ -15,6 +15,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,16 @@ CREATE TABLE IF NOT EXISTS tickets (
     UNIQUE (pos_id, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS tickets_expiry ON tickets (expires_at);
+CREATE TABLE IF NOT EXISTS outbox (
+    ticket_id TEXT PRIMARY KEY REFERENCES tickets (id) ON DELETE CASCADE,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    sent_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS screens (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -215,12 +226,16 @@ class Store:
         currency: str | None,
         reference: str | None,
         retention_seconds: float,
+        make_token: Callable[[float], str] | None = None,
+        publish: bool = False,
     ) -> tuple[Ticket, bool]:
         """Store a ticket durably; return ``(ticket, created)``.
 
         With an ``idempotency_key`` already used by this POS the earlier ticket is returned with
         ``created=False`` and nothing is written; the caller compares ``request_sha256``.
-        The token is 32 bytes from the OS CSPRNG (256 bits), URL-safe base64 (43 characters).
+        The token is ``make_token(now)`` (a relay token, :func:`relay.crypto.new_token`), else 32 bytes from the
+        OS CSPRNG (256 bits), URL-safe base64 (43 characters). ``publish`` queues the ticket for upload to the
+        relay in the same transaction (the outbox), so an acknowledged ticket is never left unpublished.
         """
         now = time.time()
         with self._lock:
@@ -234,7 +249,7 @@ class Store:
                     if row:
                         self._db.execute("ROLLBACK")
                         return Ticket(*row), False
-                token = secrets.token_urlsafe(32)
+                token = make_token(now) if make_token else secrets.token_urlsafe(32)
                 ticket = Ticket(
                     id="t-" + secrets.token_hex(8),
                     token=token,
@@ -260,6 +275,9 @@ class Store:
                         ticket.pages, ticket.created_at, ticket.expires_at, None, sha256_hex(token), pdf,
                     ),
                 )
+                if publish:
+                    self._db.execute("INSERT INTO outbox (ticket_id, state, next_attempt_at, created_at) "
+                                     "VALUES (?, 'pending', ?, ?)", (ticket.id, now, now))
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
@@ -302,7 +320,68 @@ class Store:
         now = time.time() if now is None else now
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("UPDATE outbox SET state = 'expired' WHERE state = 'pending' AND ticket_id IN "
+                             "(SELECT id FROM tickets WHERE expires_at <= ?)", (now,))
             cur = self._db.execute("UPDATE tickets SET pdf = NULL WHERE expires_at <= ? AND pdf IS NOT NULL", (now,))
             self._db.execute("DELETE FROM tickets WHERE expires_at <= ?", (now - PURGE_GRACE_SECONDS,))
             self._db.execute("COMMIT")
         return cur.rowcount
+
+    # --- relay outbox ------------------------------------------------------------------------------------
+    def due_uploads(self, now: float, limit: int = 16) -> list[tuple[str, str, bytes, float, int]]:
+        """Pending uploads whose time has come: ``(ticket_id, token, pdf, expires_at, attempts)``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT t.id, t.token, t.pdf, t.expires_at, o.attempts FROM outbox o JOIN tickets t ON t.id = "
+                "o.ticket_id WHERE o.state = 'pending' AND o.next_attempt_at <= ? AND t.pdf IS NOT NULL "
+                "ORDER BY o.created_at LIMIT ?", (now, limit)).fetchall()
+        return [(str(r[0]), str(r[1]), bytes(r[2]), float(r[3]), int(r[4])) for r in rows]
+
+    def next_upload_at(self) -> float | None:
+        """When the next pending upload is due (Unix seconds), or None when nothing is pending."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def upload_done(self, ticket_id: str) -> None:
+        """The relay acknowledged the upload."""
+        with self._lock:
+            self._db.execute("UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1, "
+                             "last_error = NULL WHERE ticket_id = ?", (time.time(), ticket_id))
+
+    def upload_failed(self, ticket_id: str, error: str, next_attempt_at: float | None) -> None:
+        """An attempt failed: retry at ``next_attempt_at``, or give up (state ``failed``) when None."""
+        with self._lock:
+            if next_attempt_at is None:
+                self._db.execute("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ? "
+                                 "WHERE ticket_id = ?", (error, ticket_id))
+            else:
+                self._db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
+                                 "WHERE ticket_id = ?", (error, next_attempt_at, ticket_id))
+
+    def outbox_counts(self) -> dict[str, object]:
+        """``{"pending", "sent", "failed", "expired"}`` counts, ``oldest_pending_at`` (Unix s or None) and the
+        newest ``last_error`` of a pending or failed upload."""
+        with self._lock:
+            counts = dict(self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall())
+            oldest = self._db.execute("SELECT MIN(created_at) FROM outbox WHERE state = 'pending'").fetchone()[0]
+            error = self._db.execute("SELECT last_error FROM outbox WHERE state IN ('pending', 'failed') AND "
+                                     "last_error IS NOT NULL ORDER BY created_at DESC LIMIT 1").fetchone()
+        return {**{k: int(counts.get(k, 0)) for k in ("pending", "sent", "failed", "expired")},
+                "oldest_pending_at": oldest, "last_error": error[0] if error else None}
+
+    def awaiting_download(self, since: float, limit: int = 200) -> list[tuple[str, str]]:
+        """Uploaded tickets created after ``since`` that no phone has fetched yet: ``(ticket_id, token)``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT t.id, t.token FROM outbox o JOIN tickets t ON t.id = o.ticket_id WHERE o.state = 'sent' "
+                "AND t.downloaded_at IS NULL AND t.created_at > ? ORDER BY t.created_at DESC LIMIT ?",
+                (since, limit)).fetchall()
+        return [(str(a), str(b)) for a, b in rows]
+
+    def mark_downloaded_at(self, ticket_id: str, at: float) -> bool:
+        """Record a download the relay reported; True if it was not known before."""
+        with self._lock:
+            cur = self._db.execute("UPDATE tickets SET downloaded_at = ? WHERE id = ? AND downloaded_at IS NULL",
+                                   (at, ticket_id))
+        return cur.rowcount > 0

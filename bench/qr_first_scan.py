@@ -67,9 +67,10 @@ def _perspective_coeffs(src: list[tuple[float, float]], dst: list[tuple[float, f
     return list(np.linalg.solve(a, b))
 
 
-def photograph(screen: Image.Image, panel_cm: float, rng: random.Random) -> Image.Image:
-    """What a phone camera sees of ``screen`` (a PIL RGB image of the panel)."""
-    distance = rng.uniform(30, 60)
+def photograph(screen: Image.Image, panel_cm: float, rng: random.Random,
+               distance_cm: tuple[float, float] = (30, 60)) -> Image.Image:
+    """What a phone camera sees of ``screen`` (a PIL RGB image of the panel) from ``distance_cm`` (min, max)."""
+    distance = rng.uniform(*distance_cm)
     view_cm = 2 * distance * math.tan(math.radians(FOV_DEGREES / 2))
     width = max(8, int(CAMERA[0] * panel_cm / view_cm))
     height = max(8, int(width * screen.height / screen.width))
@@ -105,11 +106,14 @@ def photograph(screen: Image.Image, panel_cm: float, rng: random.Random) -> Imag
     return Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8))
 
 
-def run(trials: int, seed: int) -> dict[str, Any]:
+def run(trials: int, seed: int, distance_cm: tuple[float, float] = (30, 60),
+        screens: set[str] | None = None) -> dict[str, Any]:
     pygame.font.init()
     rng = random.Random(seed)
     results = []
     for (w, h), panel_cm in PANELS.items():
+        if screens and f"{w}x{h}" not in screens:
+            continue
         for length in URL_LENGTHS:
             ok = 0
             for _ in range(trials):
@@ -118,13 +122,13 @@ def run(trials: int, seed: int) -> dict[str, Any]:
                          "ticket": {"url": url, "total": "12.50", "currency": "EUR", "valid_days": 30}}
                 surface = render(state, (w, h))
                 screen = Image.frombytes("RGB", (w, h), pygame.image.tobytes(surface, "RGB"))
-                photo = photograph(screen, panel_cm, rng)
+                photo = photograph(screen, panel_cm, rng, distance_cm)
                 found = [r.text for r in zxingcpp.read_barcodes(photo, formats=zxingcpp.BarcodeFormat.QRCode)]
                 ok += found == [url]
             results.append({"screen": f"{w}x{h}", "panel_cm": panel_cm, "url_chars": length, "trials": trials,
                             "decoded": ok, "rate": round(ok / trials, 3)})
     return {"benchmark": "qr-first-scan", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "seed": seed, "camera": f"{CAMERA[0]}x{CAMERA[1]}, {FOV_DEGREES:g}° FOV, 30-60 cm, tilt 0-25°",
+            "seed": seed, "camera": f"{CAMERA[0]}x{CAMERA[1]}, {FOV_DEGREES:g}° FOV, {distance_cm[0]:g}-{distance_cm[1]:g} cm, tilt 0-25°",
             "machine": {"python": platform.python_version(), "zxing_cpp": importlib.metadata.version("zxing-cpp")},
             "results": results}
 
@@ -151,9 +155,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "qr-first-scan.json")
     parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    parser.add_argument("--distance", type=float, nargs=2, default=(30.0, 60.0), metavar=("MIN_CM", "MAX_CM"),
+                        help="phone-to-panel distance range (default 30 60)")
+    parser.add_argument("--screens", nargs="*", help="only these sizes, e.g. 320x240 240x320")
+    parser.add_argument("--name", default="qr-first-scan", help="README section and result name")
     args = parser.parse_args()
-    data = run(args.trials, args.seed)
-    publish(data, table(data), args.out, args.readme, "qr-first-scan")
+    data = run(args.trials, args.seed, tuple(args.distance), set(args.screens or ()))
+    publish(data, table(data), args.out, args.readme, args.name)
 
 
 if __name__ == "__main__":

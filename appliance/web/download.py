@@ -15,8 +15,9 @@ from .auth import appliance_of
 
 router = APIRouter()
 
-TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
-"""secrets.token_urlsafe(32): 256 bits in 43 URL-safe base64 characters."""
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}|[A-Za-z0-9_-]{28}")
+"""secrets.token_urlsafe(32): 256 bits in 43 URL-safe base64 characters; or a relay token (28 characters,
+:func:`relay.crypto.new_token`) when the device publishes to a relay."""
 
 
 def _page(error: ApplianceError) -> Response:

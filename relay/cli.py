@@ -1,0 +1,112 @@
+"""``eticket relay``: run a relay, or administer its storage.
+
+    eticket relay serve   [--listen HOST:PORT] [--storage DIR|s3://BUCKET[/PREFIX]] [--s3-endpoint URL] …
+    eticket relay block   DEVICE [--reason TEXT]     refuse this device's uploads (every replica, ≤ 10 s)
+    eticket relay unblock DEVICE
+    eticket relay sweep                               delete expired receipts now
+
+Settings also come from the environment (``ETICKET_RELAY_STORAGE``, ``ETICKET_RELAY_S3_ENDPOINT``,
+``ETICKET_RELAY_RETENTION_DAYS``, ``ETICKET_RELAY_QUOTA_RECEIPTS``, ``ETICKET_RELAY_QUOTA_BYTES``); flags win.
+S3 credentials come from boto3's usual sources (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``…).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from appliance._paths import configure_logging, split_host_port
+
+from .app import RelaySettings, create_relay_app
+from .crypto import valid_rid
+from .storage import DirStorage, S3Storage, open_storage
+
+ENV = "ETICKET_RELAY_"
+
+
+def _storage(args: argparse.Namespace) -> DirStorage | S3Storage:
+    spec = args.storage or os.environ.get(ENV + "STORAGE", "relay-data")
+    return open_storage(spec, args.s3_endpoint or os.environ.get(ENV + "S3_ENDPOINT"))
+
+
+def _settings(args: argparse.Namespace) -> RelaySettings:
+    def pick(flag: Any, name: str, default: float) -> float:
+        return float(flag if flag is not None else os.environ.get(ENV + name, default))
+
+    base = RelaySettings()
+    return RelaySettings(
+        retention_seconds=pick(args.retention_days, "RETENTION_DAYS", base.retention_seconds / 86_400) * 86_400,
+        pending_seconds=pick(args.pending_days, "PENDING_DAYS", base.pending_seconds / 86_400) * 86_400,
+        quota_receipts=int(pick(args.quota_receipts, "QUOTA_RECEIPTS", base.quota_receipts)),
+        quota_bytes=int(pick(args.quota_bytes, "QUOTA_BYTES", base.quota_bytes)),
+        miss_limit=int(pick(args.miss_limit, "MISS_LIMIT", base.miss_limit)),
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    configure_logging(args.log_level)
+    storage = _storage(args)
+    settings = _settings(args)
+    if isinstance(storage, S3Storage):
+        print(f"eticket relay: {storage.ensure_bucket(max(1, round(settings.retention_seconds / 86_400)))}",
+              file=sys.stderr)
+    host, port = split_host_port(args.listen, 8090)
+    app = create_relay_app(storage, settings, sweep_interval=args.sweep_interval)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, proxy_headers=True,
+                forwarded_allow_ips=args.forwarded_allow_ips, server_header=False, timeout_keep_alive=30)
+    return 0
+
+
+def _block(args: argparse.Namespace) -> int:
+    if not valid_rid(args.device):
+        print("eticket relay: error: a device id is 43 base64url characters (shown by 'eticket status' "
+              "on the device, and in the relay's log)", file=sys.stderr)
+        return 2
+    storage = _storage(args)
+    if args.relay_command == "block":
+        storage.put(f"b/{args.device}", b"", {"reason": args.reason or ""})
+        print(f"blocked {args.device}")
+    else:
+        storage.delete(f"b/{args.device}")
+        print(f"unblocked {args.device}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .app import Relay
+
+    print(f"deleted {Relay(_storage(args), _settings(args)).sweep()} expired receipts")
+    return 0
+
+
+def add_relay_parser(sub: Any) -> None:
+    """Add ``relay serve|block|unblock|sweep`` to the ``eticket`` parser."""
+    relay = sub.add_parser("relay", help="run a receipt relay, or administer its storage")
+    commands = relay.add_subparsers(dest="relay_command", required=True, metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--storage", help="a directory, or s3://BUCKET[/PREFIX] (default ./relay-data)")
+    common.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible server (default: AWS)")
+    common.add_argument("--retention-days", type=float, help="keep receipts this long at most (default 30)")
+    common.add_argument("--pending-days", type=float,
+                        help="show 'on its way' for links this long before 404 (default 7)")
+    common.add_argument("--quota-receipts", type=int, help="receipts per device per UTC day (default 5000)")
+    common.add_argument("--quota-bytes", type=int, help="bytes per device per UTC day (default 1 GiB)")
+    common.add_argument("--miss-limit", type=int, help="unknown links per client address per minute (default 30)")
+    serve = commands.add_parser("serve", parents=[common], help="run the relay")
+    serve.add_argument("--listen", default="127.0.0.1:8090", metavar="HOST:PORT", help="default 127.0.0.1:8090")
+    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1",
+                       help="load balancers whose X-Forwarded-For is trusted (default 127.0.0.1)")
+    serve.add_argument("--sweep-interval", type=float, default=600.0, help="seconds between expiry sweeps")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
+    for name, text in (("block", "refuse a device's uploads"), ("unblock", "accept a device again")):
+        cmd = commands.add_parser(name, parents=[common], help=text)
+        cmd.add_argument("device", help="the device's relay id (43 characters)")
+        if name == "block":
+            cmd.add_argument("--reason", help="kept with the block, for the operator")
+        cmd.set_defaults(func=_block)
+    commands.add_parser("sweep", parents=[common], help="delete expired receipts now").set_defaults(func=_sweep)

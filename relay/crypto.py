@@ -1,0 +1,195 @@
+"""Receipt tokens, sealing and signed requests shared by the device and the relay.
+
+Token (the capability in ``/r/{token}``): 21 bytes, unpadded base64url (28 characters)::
+
+    0x01 | issued (4 bytes, Unix seconds, big-endian) | 16 random bytes (128 bits, OS CSPRNG)
+
+The issue time is not secret (the relay sees when an upload arrives anyway); it lets a stateless relay tell
+"on its way" from "expired" from "unknown" without any record of tokens it has not seen.
+
+From the token, HKDF-SHA256 (RFC 5869; no salt; IKM = the 21 token bytes) derives with distinct ``info``:
+
+* ``eticket/v1 receipt-id`` -> 32 bytes: the receipt id (``rid``, base64url, 43 characters), the storage name;
+* ``eticket/v1 key``        -> 32 bytes: the AES-256-GCM key;
+* ``eticket/v1 nonce``      -> 12 bytes: the GCM nonce. Each token seals exactly one receipt, so a fixed
+  nonce per key is safe (NIST SP 800-38D §8: a (key, nonce) pair is never used for two plaintexts), and a
+  retried upload is byte-identical, which makes uploads idempotent.
+
+Sealed receipt: ``AES-256-GCM(key, nonce, pdf, aad=b"eticket/v1 " + rid)`` (ciphertext || 16-byte tag).
+The rid in the AAD stops a sealed receipt from being served under another id.
+
+Signed requests (device -> relay): ECDSA P-256 with SHA-256 (FIPS 186-5) by the device's key over::
+
+    eticket-relay-v1 \\n METHOD \\n PATH \\n DATE \\n EXPIRES \\n hex(SHA-256(body))
+
+sent as headers ``Eticket-Key`` (the public key, DER SubjectPublicKeyInfo, base64url), ``Eticket-Date``
+(Unix seconds), ``Eticket-Expires`` (Unix seconds, uploads only, else empty) and ``Eticket-Signature`` (DER
+signature, base64url). The device's relay id is base64url(SHA-256(SubjectPublicKeyInfo)).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import struct
+import time
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+TOKEN_VERSION = 1
+TOKEN_BYTES = 21
+TOKEN_CHARS = 28
+RANDOM_BYTES = 16
+SIGNATURE_CONTEXT = "eticket-relay-v1"
+CLOCK_SKEW_SECONDS = 300
+"""A signed request's ``Eticket-Date`` may differ from the relay's clock by this much (replay window)."""
+
+
+class BadToken(ValueError):
+    """Not a relay token (wrong length, alphabet or version)."""
+
+
+class BadSignature(ValueError):
+    """A signed request whose key, date or signature does not verify; the message says which."""
+
+
+def b64u(data: bytes) -> str:
+    """Unpadded base64url (RFC 4648 §5)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64u(text: str) -> bytes:
+    """Inverse of :func:`b64u`; raises ValueError on anything but canonical unpadded base64url."""
+    if not text or "=" in text or any(c not in _B64U for c in text):
+        raise ValueError("not base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64u(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
+
+
+_B64U = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def new_token(now: float | None = None) -> str:
+    """A fresh token issued at ``now`` (Unix seconds): 28 characters, 128 random bits."""
+    issued = int(time.time() if now is None else now)
+    return b64u(bytes([TOKEN_VERSION]) + struct.pack(">I", issued) + os.urandom(RANDOM_BYTES))
+
+
+@dataclass(frozen=True, slots=True)
+class TokenKeys:
+    """What a token opens: ``issued`` (Unix seconds), ``rid`` (storage name), ``key`` and ``nonce``."""
+
+    issued: int
+    rid: str
+    key: bytes
+    nonce: bytes
+
+    def seal(self, pdf: bytes) -> bytes:
+        """The sealed receipt (ciphertext and tag) for ``pdf``."""
+        return AESGCM(self.key).encrypt(self.nonce, pdf, b"eticket/v1 " + self.rid.encode())
+
+    def open(self, sealed: bytes) -> bytes:
+        """The PDF inside ``sealed``. Raises :class:`cryptography.exceptions.InvalidTag` if it was altered or
+        sealed under another token."""
+        return AESGCM(self.key).decrypt(self.nonce, sealed, b"eticket/v1 " + self.rid.encode())
+
+
+def _hkdf(token_bytes: bytes, info: bytes, length: int) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(token_bytes)
+
+
+def parse_token(token: str) -> TokenKeys:
+    """Derive ``rid``, key and nonce from a token. Raises :class:`BadToken` if it is not a v1 relay token."""
+    if len(token) != TOKEN_CHARS:
+        raise BadToken("a receipt token has 28 characters")
+    try:
+        raw = unb64u(token)
+    except ValueError as exc:
+        raise BadToken("a receipt token is base64url") from exc
+    if len(raw) != TOKEN_BYTES or raw[0] != TOKEN_VERSION:
+        raise BadToken("unknown token version")
+    issued = struct.unpack(">I", raw[1:5])[0]
+    return TokenKeys(issued=issued, rid=b64u(_hkdf(raw, b"eticket/v1 receipt-id", 32)),
+                     key=_hkdf(raw, b"eticket/v1 key", 32), nonce=_hkdf(raw, b"eticket/v1 nonce", 12))
+
+
+def valid_rid(rid: str) -> bool:
+    """True for a well-formed receipt id (43 base64url characters, 32 bytes)."""
+    if len(rid) != 43:
+        return False
+    try:
+        return len(unb64u(rid)) == 32
+    except ValueError:
+        return False
+
+
+
+def signing_payload(method: str, path: str, date: str, expires: str, body: bytes) -> bytes:
+    """The bytes a device signs for a request (see the module docstring)."""
+    return "\n".join([SIGNATURE_CONTEXT, method.upper(), path, date, expires,
+                      hashlib.sha256(body).hexdigest()]).encode()
+
+
+def device_relay_id(spki_der: bytes) -> str:
+    """A device's id on a relay: base64url(SHA-256(DER SubjectPublicKeyInfo)), 43 characters."""
+    return b64u(hashlib.sha256(spki_der).digest())
+
+
+class Signer:
+    """Signs relay requests with a device's EC P-256 private key (PEM file, PKCS#8)."""
+
+    def __init__(self, key_pem: bytes) -> None:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+            raise ValueError("the device key must be an EC P-256 key")
+        self._key = key
+        self.spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.relay_id = device_relay_id(self.spki)
+
+    def headers(self, method: str, path: str, body: bytes, expires: int | None = None,
+                now: float | None = None) -> dict[str, str]:
+        """The ``Eticket-*`` headers that sign ``method path`` with ``body``."""
+        date = str(int(time.time() if now is None else now))
+        exp = "" if expires is None else str(int(expires))
+        signature = self._key.sign(signing_payload(method, path, date, exp, body), ec.ECDSA(hashes.SHA256()))
+        headers = {"Eticket-Key": b64u(self.spki), "Eticket-Date": date, "Eticket-Signature": b64u(signature)}
+        if exp:
+            headers["Eticket-Expires"] = exp
+        return headers
+
+
+def verify_request(method: str, path: str, headers: dict[str, str], body: bytes,
+                   now: float | None = None) -> str:
+    """Check a signed request; return the device's relay id.
+
+    ``headers`` maps lower-case names to values. Raises :class:`BadSignature` naming the fault: a missing
+    header, a key that is not P-256, a date outside ±CLOCK_SKEW_SECONDS, or a signature that does not verify.
+    """
+    try:
+        key_text, date, signature_text = (headers[h] for h in ("eticket-key", "eticket-date", "eticket-signature"))
+    except KeyError as exc:
+        raise BadSignature(f"missing header {exc.args[0].title()}: uploads must be signed by the device") from None
+    try:
+        spki = unb64u(key_text)
+        public = serialization.load_der_public_key(spki)
+    except ValueError as exc:
+        raise BadSignature("Eticket-Key is not a base64url DER public key") from exc
+    if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
+        raise BadSignature("Eticket-Key must be an EC P-256 public key")
+    if not date.isdigit() or abs(int(date) - (time.time() if now is None else now)) > CLOCK_SKEW_SECONDS:
+        raise BadSignature(f"Eticket-Date must be Unix seconds within {CLOCK_SKEW_SECONDS} s of the relay's clock")
+    try:
+        public.verify(unb64u(signature_text), signing_payload(method, path, date, headers.get("eticket-expires", ""),
+                                                              body), ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError) as exc:
+        raise BadSignature("Eticket-Signature does not verify for this request and body") from exc
+    return device_relay_id(spki)

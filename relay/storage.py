@@ -1,0 +1,202 @@
+"""Where a relay keeps sealed receipts: a local directory, or an S3-compatible bucket shared by replicas.
+
+Every replica is stateless: everything it must agree on with the others lives in storage, under these keys
+(``rid`` and device ids are base64url, so keys are plain ASCII)::
+
+    r/<rid>                         a sealed receipt; metadata: device, expires (Unix s), sha256
+    d/<rid>                         the receipt was downloaded; metadata: at (Unix s)
+    q/<device>/<YYYYMMDD>/<rid>.<n> quota ledger: one empty object per receipt accepted that UTC day, n bytes
+    b/<device>                      the operator blocked this device; metadata: reason
+
+Operations are blocking (boto3 is); the relay calls them from worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+_KEY = re.compile(r"[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-.]+)*")
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a storage key this module writes; ValueError otherwise (no ``..``, no ``//``)."""
+    if not _KEY.fullmatch(key) or ".." in key:
+        raise ValueError(f"bad storage key {key!r}")
+    return key
+
+
+class Storage(Protocol):
+    """Objects with small string metadata. Missing objects are None, never an exception."""
+
+    def put(self, key: str, data: bytes, meta: dict[str, str]) -> None:
+        """Write ``key`` atomically (readers see the old object or the new one, never a part)."""
+
+    def get(self, key: str) -> tuple[bytes, dict[str, str]] | None:
+        """``(data, metadata)`` or None."""
+
+    def head(self, key: str) -> dict[str, str] | None:
+        """Metadata or None."""
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; no error if absent."""
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every key starting with ``prefix`` (which ends with ``/``)."""
+
+    def describe(self) -> str:
+        """For the log: where objects live (no credentials)."""
+
+
+class DirStorage:
+    """Objects as files under ``root``: 4-byte metadata length, metadata JSON, data. Written to a temporary
+    file, fsync'd and renamed, so a power cut leaves the old object or the new one."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put(self, key: str, data: bytes, meta: dict[str, str]) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        header = json.dumps(meta, sort_keys=True).encode()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(struct.pack(">I", len(header)) + header + data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _read(self, key: str, with_data: bool) -> tuple[bytes, dict[str, str]] | None:
+        try:
+            with open(self._path(key), "rb") as f:
+                (n,) = struct.unpack(">I", f.read(4))
+                meta = json.loads(f.read(n))
+                return (f.read() if with_data else b""), meta
+        except FileNotFoundError:
+            return None
+
+    def get(self, key: str) -> tuple[bytes, dict[str, str]] | None:
+        return self._read(key, True)
+
+    def head(self, key: str) -> dict[str, str] | None:
+        found = self._read(key, False)
+        return None if found is None else found[1]
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        base = self.root / check_key(prefix.rstrip("/"))
+        if not base.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if not name.startswith(".tmp-"):
+                    yield str(Path(dirpath, name).relative_to(self.root))
+
+    def describe(self) -> str:
+        return f"directory {self.root}"
+
+
+class S3Storage:
+    """Objects in an S3-compatible bucket through boto3; metadata as ``x-amz-meta-*`` headers.
+
+    Credentials and region come from boto3's usual sources (``AWS_ACCESS_KEY_ID``…, ``~/.aws``).
+    ``endpoint_url`` points at a non-AWS server (SeaweedFS, MinIO, Garage, Ceph RGW).
+    """
+
+    def __init__(self, bucket: str, endpoint_url: str | None = None, prefix: str = "") -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket, self.prefix, self.endpoint_url = bucket, prefix, endpoint_url
+        self._s3: Any = boto3.client(
+            "s3", endpoint_url=endpoint_url,
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=20,
+                          s3={"addressing_style": "path"}),
+        )
+
+    def _missing(self, exc: Exception) -> bool:
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        return code in ("404", "NoSuchKey", "NotFound")
+
+    def put(self, key: str, data: bytes, meta: dict[str, str]) -> None:
+        self._s3.put_object(Bucket=self.bucket, Key=self.prefix + check_key(key), Body=data, Metadata=meta)
+
+    def get(self, key: str) -> tuple[bytes, dict[str, str]] | None:
+        try:
+            obj = self._s3.get_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
+        except self._s3.exceptions.ClientError as exc:
+            if self._missing(exc):
+                return None
+            raise
+        return obj["Body"].read(), dict(obj.get("Metadata", {}))
+
+    def head(self, key: str) -> dict[str, str] | None:
+        try:
+            obj = self._s3.head_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
+        except self._s3.exceptions.ClientError as exc:
+            if self._missing(exc):
+                return None
+            raise
+        return dict(obj.get("Metadata", {}))
+
+    def delete(self, key: str) -> None:
+        self._s3.delete_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        full = self.prefix + check_key(prefix.rstrip("/")) + "/"
+        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield item["Key"][len(self.prefix):]
+
+    def ensure_bucket(self, retention_days: int) -> str:
+        """Create the bucket if missing and ask for a lifecycle rule expiring every object after
+        ``retention_days`` + 1 days (a backstop behind the relay's own sweep). Returns what happened, for the
+        log: some S3-compatible servers do not implement lifecycle rules."""
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+        except self._s3.exceptions.ClientError:
+            self._s3.create_bucket(Bucket=self.bucket)
+        rule = {"ID": "eticket-expiry", "Status": "Enabled", "Filter": {"Prefix": self.prefix},
+                "Expiration": {"Days": retention_days + 1}}
+        try:
+            self._s3.put_bucket_lifecycle_configuration(Bucket=self.bucket,
+                                                        LifecycleConfiguration={"Rules": [rule]})
+        except self._s3.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            return f"lifecycle rule not set ({code}); the relay's own sweep expires receipts"
+        return f"lifecycle rule: objects expire after {retention_days + 1} days"
+
+    def describe(self) -> str:
+        return f"s3 bucket {self.bucket} at {self.endpoint_url or 'AWS'}"
+
+
+def open_storage(spec: str, endpoint_url: str | None = None) -> DirStorage | S3Storage:
+    """``s3://bucket[/prefix]`` -> :class:`S3Storage`; anything else is a directory path."""
+    if spec.startswith("s3://"):
+        bucket, _, prefix = spec[5:].partition("/")
+        if not bucket:
+            raise ValueError("s3:// needs a bucket name: s3://eticket-receipts")
+        return S3Storage(bucket, endpoint_url, prefix.strip("/") + "/" if prefix.strip("/") else "")
+    return DirStorage(Path(spec))
