@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from relay.crypto import Signer, new_token, parse_token
 from tests.conftest import Appliance, free_port, samples, wait_for
