@@ -6,8 +6,10 @@ BIN := $(VENV)/bin
 DATA ?= .eticket-data
 LISTEN ?= 127.0.0.1:8080
 API_LISTEN ?= 127.0.0.1:8443
+RELAY_URL ?=
+RELAY_LISTEN ?= 127.0.0.1:8090
 
-.PHONY: run test test-slow bench lint sysdeps loopback-multicast clean
+.PHONY: run relay test test-slow bench bench-relay lint sysdeps loopback-multicast clean
 
 $(BIN)/eticket: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +30,11 @@ loopback-multicast:
 run: $(BIN)/eticket loopback-multicast
 	@bash scripts/run-banner.sh "$(LISTEN)" "$(API_LISTEN)" "$(DATA)"
 	$(BIN)/eticket serve --data-dir $(DATA) --listen $(LISTEN) --api-listen $(API_LISTEN) \
-	  --mdns-interfaces 127.0.0.1 --kiosk
+	  --mdns-interfaces 127.0.0.1 --kiosk $(if $(RELAY_URL),--relay-url $(RELAY_URL))
+
+# A relay on this machine (directory storage in .relay-data): `make relay`, then `make run RELAY_URL=http://127.0.0.1:8090`.
+relay: $(BIN)/eticket
+	$(BIN)/eticket relay serve --storage .relay-data --listen $(RELAY_LISTEN)
 
 test: $(BIN)/eticket sysdeps loopback-multicast
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -40,9 +46,14 @@ test-slow: $(BIN)/eticket sysdeps loopback-multicast
 bench: $(BIN)/eticket loopback-multicast
 	$(BIN)/python bench/post_to_qr.py
 
+# Relay downloads against nginx under wrk (Debian's wrk and nginx-light, installed when root).
+bench-relay: $(BIN)/eticket
+	@bash scripts/sysdeps.sh wrk nginx
+	$(BIN)/python bench/relay_vs_nginx.py
+
 lint: $(BIN)/eticket
-	$(BIN)/ruff check appliance kiosk tests bench
+	$(BIN)/ruff check appliance kiosk relay tests bench
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(DATA) *.egg-info
+	rm -rf $(VENV) $(DATA) .relay-data *.egg-info

@@ -128,7 +128,9 @@ def run(trials: int, seed: int, distance_cm: tuple[float, float] = (30, 60),
             results.append({"screen": f"{w}x{h}", "panel_cm": panel_cm, "url_chars": length, "trials": trials,
                             "decoded": ok, "rate": round(ok / trials, 3)})
     return {"benchmark": "qr-first-scan", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "seed": seed, "camera": f"{CAMERA[0]}x{CAMERA[1]}, {FOV_DEGREES:g}° FOV, {distance_cm[0]:g}-{distance_cm[1]:g} cm, tilt 0-25°",
+            "seed": seed,
+            "camera": f"{CAMERA[0]}x{CAMERA[1]}, {FOV_DEGREES:g}° FOV, {distance_cm[0]:g}-{distance_cm[1]:g} cm, "
+                      "tilt 0-25°",
             "machine": {"python": platform.python_version(), "zxing_cpp": importlib.metadata.version("zxing-cpp")},
             "results": results}
 

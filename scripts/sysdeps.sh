@@ -9,6 +9,13 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v avahi-browse >/dev/null || need+=(avahi-utils)
 command -v avahi-daemon >/dev/null || need+=(avahi-daemon)
 command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
+# Extra tools by name: `sysdeps.sh wrk nginx` (benchmarks).
+for tool in "$@"; do
+  case "$tool" in
+    wrk) command -v wrk >/dev/null || need+=(wrk) ;;
+    nginx) command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light) ;;
+  esac
+done
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
