@@ -4,6 +4,8 @@ States (``scene``):
 
 * ``pairing`` — no POS paired yet: the pairing QR and the short code.
 * ``idle`` — the shop name.
+* ``wifi`` — without a relay, when a guest Wi-Fi is configured: its join QR (``ticket.wifi.qr``, the ``WIFI:``
+  format) for ``guest_wifi_seconds`` before the receipt's own QR, so a phone on mobile data can reach the LAN.
 * ``ticket`` — the QR of a receipt's capability URL, total and currency; back to ``idle`` after
   ``display_timeout_seconds``, on ``DELETE /api/v1/display``, or replaced by the next ticket.
 * ``screen-link`` — the one-time link that pairs another screen (``eticket screens add``).
@@ -37,6 +39,8 @@ SCENE_PAIRING = "pairing"
 SCENE_TICKET = "ticket"
 SCENE_SCREEN_LINK = "screen-link"
 SCENE_DOWNLOADED = "downloaded"
+SCENE_WIFI = "wifi"
+_TICKET_SCENES = (SCENE_WIFI, SCENE_TICKET, SCENE_DOWNLOADED)
 DOWNLOADED_SECONDS = 6.0
 """How long the thank-you shows after the customer's phone fetched the receipt on screen."""
 
@@ -70,8 +74,8 @@ class Display:
                 "logo": self._logo,
                 "clock": self._clock,
                 "lang": (self._ticket or {}).get("lang") or self._lang
-                if self._scene in (SCENE_TICKET, SCENE_DOWNLOADED) else self._lang,
-                "ticket": self._ticket if self._scene in (SCENE_TICKET, SCENE_DOWNLOADED) else None,
+                if self._scene in _TICKET_SCENES else self._lang,
+                "ticket": self._ticket if self._scene in _TICKET_SCENES else None,
                 "pairing": self._pairing if self._scene == SCENE_PAIRING else None,
                 "screen_link": self._screen_link if self._scene == SCENE_SCREEN_LINK else None,
             }
@@ -96,17 +100,28 @@ class Display:
             self.closed = True
             self._changed.notify_all()
 
-    async def async_show_ticket(self, ticket: dict[str, Any]) -> None:
-        """Show a ticket's QR now; schedule the return to idle."""
+    async def async_show_ticket(self, ticket: dict[str, Any], wifi_seconds: float = 0.0) -> None:
+        """Show a ticket's QR now; schedule the return to idle. With ``ticket["wifi"]`` (``{"qr", "ssid"}``)
+        the Wi-Fi join QR shows first, for ``wifi_seconds``."""
         self._cancel_timer()
         self._ticket = ticket
-        await self._async_set(SCENE_TICKET)
         loop = asyncio.get_running_loop()
+        if ticket.get("wifi") and wifi_seconds > 0:
+            await self._async_set(SCENE_WIFI)
+            self._timer = loop.call_later(wifi_seconds, lambda: loop.create_task(self._async_wifi_done(ticket)))
+            return
+        await self._async_set(SCENE_TICKET)
         self._timer = loop.call_later(self._timeout, lambda: loop.create_task(self.async_clear()))
+
+    async def _async_wifi_done(self, ticket: dict[str, Any]) -> None:
+        if self._scene == SCENE_WIFI and self._ticket is ticket:
+            await self._async_set(SCENE_TICKET)
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._timeout, lambda: loop.create_task(self.async_clear()))
 
     async def async_ticket_downloaded(self, ticket_id: str) -> None:
         """The phone fetched ``ticket_id``: if it is on screen, thank the customer, then go idle."""
-        if self._scene != SCENE_TICKET or (self._ticket or {}).get("id") != ticket_id:
+        if self._scene not in (SCENE_TICKET, SCENE_WIFI) or (self._ticket or {}).get("id") != ticket_id:
             return
         self._cancel_timer()
         await self._async_set(SCENE_DOWNLOADED)
@@ -136,7 +151,7 @@ class Display:
         if now and self._pairing:
             self._cancel_timer()
             self._ticket = None
-        if self._scene != SCENE_TICKET or now:
+        if self._scene not in (SCENE_TICKET, SCENE_WIFI) or now:
             await self._async_set(SCENE_PAIRING if self._pairing else SCENE_IDLE)
 
     def _cancel_timer(self) -> None:

@@ -17,6 +17,7 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
+from segno.helpers import make_wifi_data
 from starlette.concurrency import run_in_threadpool
 
 from relay.crypto import TOKEN_CHARS, Signer, new_token
@@ -81,6 +82,12 @@ class Appliance:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher = AddressWatcher(self._async_addresses_changed)
         self.screens = ScreenLinks(self.store, self.display)
+        self.guest_wifi = None if settings.relay_url or not settings.guest_wifi_ssid else {
+            "ssid": settings.guest_wifi_ssid,
+            "qr": make_wifi_data(ssid=settings.guest_wifi_ssid, password=settings.guest_wifi_password or None,
+                                 security="WPA" if settings.guest_wifi_password else "nopass"),
+        }
+        """Without a relay: the guest Wi-Fi join QR (``WIFI:T:WPA;S:…;P:…;;``, segno's encoder) shown first."""
         self.publisher: Publisher | None = None
         if settings.relay_url:
             self.publisher = Publisher(self.store, settings.relay_url, Signer(self.identity.key_path.read_bytes()),
@@ -261,7 +268,8 @@ class Appliance:
             await self.display.async_show_ticket(
                 {"id": ticket.id, "url": body["url"], "total": ticket.total, "currency": ticket.currency,
                  "expires_at": body["expires_at"], "lang": lang,
-                 "valid_days": max(1, round(self.settings.retention_seconds / 86_400))}
+                 "valid_days": max(1, round(self.settings.retention_seconds / 86_400)), "wifi": self.guest_wifi},
+                wifi_seconds=self.settings.guest_wifi_seconds,
             )
             log.info("ticket %s accepted from %s (%d bytes, %d pages)", ticket.id, pos.id, ticket.size, ticket.pages)
             if self.publisher is not None:

@@ -189,6 +189,27 @@ def scene_ticket(state: State, size: tuple[int, int]) -> pygame.Surface:
     return surface
 
 
+def scene_wifi(state: State, size: tuple[int, int]) -> pygame.Surface:
+    """Step 1 when the receipt is on the LAN only: the guest Wi-Fi's join QR, then the receipt QR follows."""
+    t = translator(None if state is None else state.get("lang"))
+    assert state is not None
+    wifi = (state.get("ticket") or {}).get("wifi") or {}
+    surface = pygame.Surface(size)
+    surface.fill(BACKGROUND)
+    qr_area, text_area = _split(size)
+    draw_qr(surface, str(wifi.get("qr", "")), qr_area)
+    lines = [
+        (t("Step 1: Wi-Fi"), 0.13, True),
+        (t("Join the shop's Wi-Fi"), 0.08, False),
+        (str(wifi.get("ssid", "")), 0.1, True),
+        (t("The receipt code comes next"), 0.06, False),
+    ]
+    if min(text_area.size) < SMALL_TEXT_AREA_PX:
+        lines = [(lines[0][0], 0.25, True), (lines[2][0], 0.2, False)]
+    _column(surface, text_area, lines)
+    return surface
+
+
 def scene_screen_link(state: State, size: tuple[int, int]) -> pygame.Surface:
     """The one-time link that pairs another screen."""
     t = translator(None if state is None else state.get("lang"))
@@ -236,6 +257,7 @@ SCENES: dict[str, Callable[[State, tuple[int, int]], pygame.Surface]] = {
     "idle": scene_idle,
     "pairing": scene_pairing,
     "ticket": scene_ticket,
+    "wifi": scene_wifi,
     "screen-link": scene_screen_link,
     "downloaded": scene_downloaded,
     "error": scene_error,

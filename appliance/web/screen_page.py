@@ -62,6 +62,13 @@ def _body(state: dict[str, Any], t: Any) -> str:
         return (f"<div class=cell>{_qr_svg(str(ticket.get('url', '')))}</div><div class=cell>"
                 f"<p class=big>{escape(_total(ticket))}</p><p class=mid>{escape(t('Scan to get'))}<br>"
                 f"{escape(t('your receipt'))}</p><p class=small>{escape(t('No app, no e-mail'))}</p></div>")
+    if scene == "wifi":
+        wifi = (state.get("ticket") or {}).get("wifi") or {}
+        join = t("Join the shop's Wi-Fi")
+        return (f"<div class=cell>{_qr_svg(str(wifi.get('qr', '')))}</div><div class=cell>"
+                f"<p class=big>{escape(t('Step 1: Wi-Fi'))}</p><p class=mid>{escape(join)}"
+                f"</p><p class=big>{escape(str(wifi.get('ssid', '')))}</p>"
+                f"<p class=small>{escape(t('The receipt code comes next'))}</p></div>")
     if scene == "pairing" and not (state.get("pairing") or {}).get("locked_until"):
         pairing = state.get("pairing") or {}
         return (f"<div class=cell>{_qr_svg(str(pairing.get('uri', '')))}</div><div class=cell>"

@@ -12,13 +12,15 @@ from kiosk.scenes import _split, format_total, render
 
 URL = "http://192.168.1.20:8080/r/" + "x" * 43
 PAIR = "eticket://pair?v=1&id=et-0123456789abcdef&addr=192.168.1.20%3A8080&code=ABCD2345&name=Boulangerie"
+WIFI = "WIFI:T:WPA;S:Boulangerie-Invités;P:croissant\\;2026;;"
 SIZES = [(800, 480), (1920, 1080), (480, 800), (320, 240), (1280, 720)]
 
 
 def _state(scene: str) -> dict[str, object]:
     return {
         "seq": 3, "scene": scene, "shop": "Boulangerie Martin",
-        "ticket": {"id": "t-1", "url": URL, "total": "12.5", "currency": "EUR", "expires_at": "2026-12-29T10:00:00Z"},
+        "ticket": {"id": "t-1", "url": URL, "total": "12.5", "currency": "EUR", "expires_at": "2026-12-29T10:00:00Z",
+                   "wifi": {"qr": WIFI, "ssid": "Boulangerie-Invités"}},
         "pairing": {"uri": PAIR, "code": "ABCD-2345", "expires_at": "2026-11-29T10:10:00Z"},
     }
 
@@ -29,7 +31,7 @@ def _decode(surface: pygame.Surface) -> list[str]:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("scene, text", [("ticket", URL), ("pairing", PAIR)])
+@pytest.mark.parametrize("scene, text", [("ticket", URL), ("pairing", PAIR), ("wifi", WIFI)])
 def test_qr_scenes_decode_at_every_size(scene: str, text: str, size: tuple[int, int]) -> None:
     surface = render(_state(scene), size)
     assert surface.get_size() == size
