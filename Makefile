@@ -8,6 +8,7 @@ LISTEN ?= 127.0.0.1:8080
 API_LISTEN ?= 127.0.0.1:8443
 RELAY_URL ?=
 RELAY_LISTEN ?= 127.0.0.1:8090
+RELAY_DATA ?= relay-data
 
 .PHONY: run relay test test-slow bench bench-relay lint sysdeps loopback-multicast clean
 
@@ -32,9 +33,9 @@ run: $(BIN)/eticket loopback-multicast
 	$(BIN)/eticket serve --data-dir $(DATA) --listen $(LISTEN) --api-listen $(API_LISTEN) \
 	  --mdns-interfaces 127.0.0.1 --kiosk $(if $(RELAY_URL),--relay-url $(RELAY_URL))
 
-# A relay on this machine (directory storage in .relay-data): `make relay`, then `make run RELAY_URL=http://127.0.0.1:8090`.
+# A relay on this machine (directory storage in $(RELAY_DATA)): `make relay`, then `make run RELAY_URL=http://127.0.0.1:8090`.
 relay: $(BIN)/eticket
-	$(BIN)/eticket relay serve --storage .relay-data --listen $(RELAY_LISTEN)
+	$(BIN)/eticket relay serve --storage $(RELAY_DATA) --listen $(RELAY_LISTEN)
 
 test: $(BIN)/eticket sysdeps loopback-multicast
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -56,4 +57,4 @@ lint: $(BIN)/eticket
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(DATA) .relay-data *.egg-info
+	rm -rf $(VENV) $(DATA) relay-data *.egg-info

@@ -3,17 +3,21 @@
 The ticket and its outbox row are written in one SQLite transaction (:meth:`Store.add_ticket`), before the POS
 gets its 201, and the QR (``<relay>/r/<token>``) is on screen at once: nothing waits for the network. The
 :class:`Publisher` task uploads due rows, sealed (:mod:`relay.crypto`) and signed with the device key; on a
-failure it retries with exponential backoff and jitter (2 s doubling to 5 min), so a relay outage of hours or
-a restart of the device loses nothing. Outcomes by relay answer:
+failure it retries with exponential backoff and jitter (2 s doubling to 60 s), so a relay outage of hours or
+a restart of the device loses nothing, and a relay that comes back gets the queue within a minute. Outcomes by
+relay answer:
 
-* 201/200 — stored (200: it already had these bytes: an earlier attempt got through).
-* 401 (clock skew?), 403 (blocked), 408/5xx, network errors — retried (403 at most hourly).
-* 429 — retried after ``Retry-After``.
-* 400, 409, 413 — given up (``failed``): retrying the same bytes cannot succeed; the error is kept.
+* 201/200 with the receipt id echoed — stored (200: it already had these bytes: an earlier attempt got through).
+* 401 (clock skew?), 403 (blocked), 408/5xx, anything that is not the relay's own problem details, network
+  errors, a reply slower than 60 s — retried (403 every 5 min).
+* 429 — retried after ``Retry-After`` (at least the backoff, at most an hour).
+* 400, 409, 413 as problem details from the relay — given up (``failed``): retrying the same bytes cannot
+  succeed; the error is kept. (A proxy's HTML 413 is retried: the relay never saw the receipt.)
 
-A second task asks the relay which uploaded receipts of the last hour were downloaded (long poll, ``wait=20``)
-and tells the display, so the screen thanks the customer as it does for a download on the LAN.
-A failing relay never takes anything else down: every error is caught, logged without tokens, and retried.
+A second task asks the relay which receipts uploaded in the last 10 minutes were downloaded (long poll,
+``wait=20``) and tells the display, so the screen thanks the customer as it does for a download on the LAN.
+A failing relay never takes anything else down: replies are read up to 4 KiB, every error is caught, logged
+without tokens (and with the relay's text escaped), and retried.
 """
 
 from __future__ import annotations
@@ -30,21 +34,25 @@ from typing import Any
 import httpx
 from starlette.concurrency import run_in_threadpool
 
-from relay.crypto import Signer, parse_token
+from relay.crypto import Signer, parse_token, unix_seconds
 
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 BACKOFF_FIRST_SECONDS = 2.0
-BACKOFF_MAX_SECONDS = 300.0
-BLOCKED_RETRY_SECONDS = 3600.0
-WATCH_WINDOW_SECONDS = 3600.0
+BACKOFF_MAX_SECONDS = 60.0
+BLOCKED_RETRY_SECONDS = 300.0
+RETRY_AFTER_MAX_SECONDS = 3600.0
+WATCH_WINDOW_SECONDS = 600.0
+WATCH_MAX_IDS = 20
 LONG_POLL_SECONDS = 20.0
+REQUEST_DEADLINE_SECONDS = 60.0
+MAX_REPLY_BYTES = 4096
 
 
 def backoff(attempts: int, rng: random.Random | None = None) -> float:
-    """Seconds before attempt ``attempts + 1``: 2, 4, 8… capped at 300, each ±20% (so devices that lost the
+    """Seconds before attempt ``attempts + 1``: 2, 4, 8… capped at 60, each ±20% (so devices that lost the
     relay together do not all come back in the same second)."""
     base: float = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2.0 ** min(attempts, 16))
     jitter: float = (rng or random).uniform(0.8, 1.2)
@@ -78,9 +86,10 @@ class Publisher:
         "expired", "oldest_pending_seconds", "last_success_at", "last_error"}`` (times in Unix seconds)."""
         counts = dict(self.counts)
         oldest = counts.pop("oldest_pending_at", None)
+        last = self.last_success_at
         return {"url": self.relay_url, "relay_id": self.signer.relay_id, **counts,
                 "oldest_pending_seconds": None if oldest is None else round(time.time() - oldest, 1),
-                "last_success_at": self.last_success_at,
+                "last_success_at": None if last is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)),
                 "last_error": counts.get("last_error") or self.last_attempt_error}
 
     async def async_refresh_counts(self) -> None:
@@ -116,32 +125,50 @@ class Publisher:
             for ticket_id, token, pdf, expires_at, attempts in due:
                 await self._async_upload(ticket_id, token, pdf, expires_at, attempts)
 
+    async def _async_request(self, method: str, url: str, body: bytes,
+                             headers: dict[str, str]) -> tuple[int, httpx.Headers, bytes]:
+        """``(status, headers, at most MAX_REPLY_BYTES of the body)``: a relay cannot make the device read
+        more, or wait longer than REQUEST_DEADLINE_SECONDS. Raises httpx.HTTPError or TimeoutError."""
+        async with asyncio.timeout(REQUEST_DEADLINE_SECONDS):
+            async with self._client.stream(method, url, content=body, headers=headers) as response:
+                reply = bytearray()
+                async for chunk in response.aiter_raw():
+                    reply += chunk
+                    if len(reply) >= MAX_REPLY_BYTES:
+                        break
+                return response.status_code, response.headers, bytes(reply[:MAX_REPLY_BYTES])
+
     async def _async_upload(self, ticket_id: str, token: str, pdf: bytes, expires_at: float, attempts: int) -> None:
         keys = parse_token(token)
         sealed = await run_in_threadpool(keys.seal, pdf)
         path = f"/api/v1/receipts/{keys.rid}"
-        headers = self.signer.headers("PUT", path, sealed, expires=int(expires_at))
-        retry_at: float | None = time.time() + backoff(attempts)
+        headers = {**self.signer.headers("PUT", path, sealed, expires=int(expires_at)),
+                   "Content-Type": "application/octet-stream"}
+        now = time.time()
+        retry_at: float | None = now + backoff(attempts)
         try:
-            response = await self._client.put(self.relay_url + path, content=sealed,
-                                              headers={**headers, "Content-Type": "application/octet-stream"})
-        except httpx.HTTPError as exc:
+            status, reply_headers, reply = await self._async_request("PUT", self.relay_url + path, sealed, headers)
+        except (httpx.HTTPError, TimeoutError) as exc:
             error = f"relay unreachable: {type(exc).__name__}"
         else:
-            if response.status_code in (200, 201):
+            problem = reply_headers.get("content-type", "").startswith("application/problem+json")
+            if status in (200, 201) and _json_field(reply, "rid") == keys.rid:
                 await run_in_threadpool(self.store.upload_done, ticket_id)
                 self.last_success_at, self.last_attempt_error = time.time(), None
                 log.info("ticket %s published to the relay (%d bytes sealed)", ticket_id, len(sealed))
                 self._uploaded.set()
                 return
-            error = f"relay answered {response.status_code}: {_problem_detail(response)}"
-            if response.status_code in (400, 409, 413):
+            detail = _json_field(reply, "detail") if problem else None
+            detail = None if detail is None else str(detail)
+            error = f"relay answered {status}: {printable(detail or reply[:100].decode('utf-8', 'replace'))}"
+            if status in (400, 409, 413) and problem:
                 retry_at = None
-            elif response.status_code == 403:
-                retry_at = time.time() + BLOCKED_RETRY_SECONDS
-            elif response.status_code == 429:
-                after = response.headers.get("retry-after", "")
-                retry_at = time.time() + (float(after) if after.isdigit() else BACKOFF_MAX_SECONDS)
+            elif status == 403:
+                retry_at = now + max(backoff(attempts), BLOCKED_RETRY_SECONDS)
+            elif status == 429:
+                after = unix_seconds(reply_headers.get("retry-after", "").strip())
+                retry_at = now + max(backoff(attempts), min(float(after if after is not None else BACKOFF_MAX_SECONDS),
+                                                            RETRY_AFTER_MAX_SECONDS))
         self.last_attempt_error = error
         await run_in_threadpool(self.store.upload_failed, ticket_id, error, retry_at)
         if retry_at is None:
@@ -152,54 +179,73 @@ class Publisher:
 
     # --- downloads --------------------------------------------------------------------------------------
     async def async_run_download_watch(self) -> None:
-        """Forever: long-poll the relay for downloads of receipts uploaded in the last hour."""
+        """Forever: long-poll the relay for downloads of receipts uploaded in the last 10 minutes. Never dies:
+        a failed or malformed answer is logged and retried after a backoff."""
         failures = 0
         while True:
-            self._uploaded.clear()
-            watched = await run_in_threadpool(self.store.awaiting_download, time.time() - WATCH_WINDOW_SECONDS)
-            if not watched:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._uploaded.wait(), 60.0)
-                continue
-            by_rid = {parse_token(token).rid: ticket_id for ticket_id, token in watched}
-            poll = asyncio.ensure_future(self._async_poll(list(by_rid)))
-            uploaded = asyncio.ensure_future(self._uploaded.wait())
-            done, _ = await asyncio.wait({poll, uploaded}, return_when=asyncio.FIRST_COMPLETED)
-            uploaded.cancel()
-            if poll not in done:  # a new upload to watch: ask again with it included
-                poll.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await poll
-                continue
             try:
-                downloaded = poll.result()
-                failures = 0
-            except Exception as exc:
+                if await self._async_watch_once():
+                    failures = 0
+            except Exception as exc:  # the relay's problem, or ours: never stop watching
                 failures += 1
-                log.debug("download status query failed: %s", type(exc).__name__)
-                await asyncio.sleep(min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** min(failures, 8)))
-                continue
-            for rid, at in downloaded.items():
-                ticket_id = by_rid.get(rid)
-                if ticket_id is None:
-                    continue
-                if await run_in_threadpool(self.store.mark_downloaded_at, ticket_id, float(at)):
-                    log.info("ticket %s downloaded through the relay", ticket_id)
-                    await self._on_downloaded(ticket_id)
+                log.warning("download status query failed: %s", printable(str(exc))[:200] or type(exc).__name__)
+                await asyncio.sleep(backoff(min(failures, 5)))
 
-    async def _async_poll(self, rids: list[str]) -> dict[str, int]:
+    async def _async_watch_once(self) -> bool:
+        """One round: wait for something to watch, or poll once. True when the relay answered well."""
+        self._uploaded.clear()
+        watched = await run_in_threadpool(self.store.awaiting_download, time.time() - WATCH_WINDOW_SECONDS,
+                                          WATCH_MAX_IDS)
+        if not watched:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._uploaded.wait(), 60.0)
+            return True
+        by_rid = {parse_token(token).rid: ticket_id for ticket_id, token in watched}
+        poll = asyncio.ensure_future(self._async_poll(list(by_rid)))
+        uploaded = asyncio.ensure_future(self._uploaded.wait())
+        done, _ = await asyncio.wait({poll, uploaded}, return_when=asyncio.FIRST_COMPLETED)
+        uploaded.cancel()
+        if poll not in done:  # a new upload to watch: ask again with it included
+            poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await poll
+            return True
+        for rid, at in poll.result().items():
+            ticket_id = by_rid.get(rid)
+            if ticket_id is None:
+                continue
+            if await run_in_threadpool(self.store.mark_downloaded_at, ticket_id, at):
+                log.info("ticket %s downloaded through the relay", ticket_id)
+                await self._on_downloaded(ticket_id)
+        return True
+
+    async def _async_poll(self, rids: list[str]) -> dict[str, float]:
+        """``{rid: downloaded_at}`` from the relay. Raises ValueError on an answer of another shape."""
         body = json.dumps({"ids": rids}).encode()
         path = "/api/v1/status"
-        response = await self._client.post(
-            f"{self.relay_url}{path}?wait={LONG_POLL_SECONDS:g}", content=body,
-            headers={**self.signer.headers("POST", path, body), "Content-Type": "application/json"})
-        response.raise_for_status()
-        result: dict[str, int] = response.json()["downloaded"]
-        return result
+        status, _, reply = await self._async_request(
+            "POST", f"{self.relay_url}{path}?wait={LONG_POLL_SECONDS:g}", body,
+            {**self.signer.headers("POST", path, body), "Content-Type": "application/json"})
+        if status != 200:
+            raise ValueError(f"relay answered {status}")
+        downloaded = _json_field(reply, "downloaded")
+        if not isinstance(downloaded, dict) or not all(
+                isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+                for k, v in downloaded.items()):
+            raise ValueError("relay status answer is not {\"downloaded\": {rid: seconds}}")
+        return {k: float(v) for k, v in downloaded.items()}
 
 
-def _problem_detail(response: httpx.Response) -> str:
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (newlines, terminal escapes) as ``\\xNN``: text from a
+    relay goes into the log and ``/healthz`` and must not forge lines there."""
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def _json_field(reply: bytes, name: str) -> Any:
+    """``reply`` parsed as a JSON object, field ``name``; None when it is not one."""
     try:
-        return str(response.json().get("detail", ""))[:200]
+        value = json.loads(reply)
     except ValueError:
-        return response.text[:100]
+        return None
+    return value.get(name) if isinstance(value, dict) else None

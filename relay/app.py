@@ -1,4 +1,4 @@
-"""The relay's HTTP API (FastAPI). See ``docs/protocol.md`` §5 for the contract.
+"""The relay's HTTP API (FastAPI). See ``docs/protocol.md`` §9 for the contract.
 
 * ``PUT /api/v1/receipts/{rid}`` — a device uploads a sealed receipt (signed; quota; block list).
 * ``POST /api/v1/status`` — a device asks which of its receipts were downloaded (signed; long poll).
@@ -7,7 +7,9 @@
 * ``GET /healthz``.
 
 State lives in storage only (:mod:`relay.storage`), so any number of replicas can share one bucket. Per-replica
-memory holds caches and the miss counters (a client spread over N replicas gets up to N times the budget).
+memory holds caches, locks and counters: the miss limit, the concurrency limits and the quota lock are per
+replica (a client spread over N replicas gets up to N times the budget; quotas are exact on one replica and
+best effort across several).
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import json
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections import OrderedDict, defaultdict
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -29,12 +32,13 @@ from cryptography.exceptions import InvalidTag
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from appliance import __version__
 from appliance.web.common import SecurityHeaders, add_problem_handlers
 from appliance.web.logs import AccessLog
 
-from .crypto import BadSignature, BadToken, parse_token, valid_rid, verify_request
+from .crypto import BadSignature, BadToken, parse_token, precheck_headers, unix_seconds, valid_rid, verify_request
 from .errors import (
     BadRequest,
     BadSignatureError,
@@ -46,16 +50,24 @@ from .errors import (
     QuotaExceeded,
     ReceiptConflict,
     TooManyMisses,
+    TooManyRequests,
 )
-from .storage import DirStorage, S3Storage
+from .storage import DamagedObject, DirStorage, S3Storage
 
 log = logging.getLogger("eticket.relay")
 
-MAX_STATUS_IDS = 200
+MAX_STATUS_IDS = 50
 MAX_WAIT_SECONDS = 25.0
+STATUS_RECHECK_SECONDS = 2.0
 REFRESH_SECONDS = 3
+FUTURE_SKEW_SECONDS = 300
 BLOCK_CACHE_SECONDS = 10.0
 SWEEP_INTERVAL_SECONDS = 600.0
+BODY_DEADLINE_SECONDS = 60.0
+UPLOADS_PER_ADDRESS = 4
+POLLS_PER_DEVICE = 2
+POLLS_PER_ADDRESS = 8
+QUOTA_LOCK_STRIPES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +83,24 @@ class RelaySettings:
     quota_bytes: int = 1 << 30
     max_receipt_bytes: int = 20 * 1024 * 1024 + 16
     miss_limit: int = 30
-    """Unknown or expired links per client address per minute before 429."""
+    """Unknown or expired links per client address per minute before 429 (stored receipts are always served)."""
     pending_limit: int = 120
     """"On its way" pages per client address per minute (a phone refreshing every 3 s uses 20)."""
 
 
+def client_key(address: str) -> str:
+    """The rate-limit key of a client address: IPv4 as is, IPv6 by its /64 (one subscriber's network)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class RateLimiter:
-    """Fixed one-minute windows per (client address, kind); remembers at most ``capacity`` addresses."""
+    """Fixed one-minute windows per (client key, kind); remembers at most ``capacity`` keys."""
 
     def __init__(self, capacity: int = 100_000) -> None:
         self._windows: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
@@ -86,30 +109,76 @@ class RateLimiter:
     def over(self, address: str, kind: str, limit: int, now: float) -> int:
         """Seconds until the window ends if ``address`` already used ``limit`` of ``kind``, else 0."""
         minute = int(now // 60)
-        window, count = self._windows.get((address, kind), (minute, 0))
+        window, count = self._windows.get((client_key(address), kind), (minute, 0))
         return 60 - int(now % 60) if window == minute and count >= limit else 0
 
     def count(self, address: str, kind: str, now: float) -> None:
         """Record one ``kind`` event for ``address``."""
         minute = int(now // 60)
-        key = (address, kind)
+        key = (client_key(address), kind)
         window, count = self._windows.pop(key, (minute, 0))
         self._windows[key] = (minute, count + 1 if window == minute else 1)
         while len(self._windows) > self._capacity:
             self._windows.popitem(last=False)
 
 
+class Concurrency:
+    """At most ``limit`` requests in flight per key; :meth:`slot` raises TooManyRequests beyond it."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        self._limit, self._what = limit, what
+        self._in_flight: defaultdict[str, int] = defaultdict(int)
+
+    @contextlib.contextmanager
+    def slot(self, key: str) -> Iterator[None]:
+        if self._in_flight[key] >= self._limit:
+            raise TooManyRequests(f"At most {self._limit} {self._what} at once; wait for one to finish.",
+                                  retry_after=1)
+        self._in_flight[key] += 1
+        try:
+            yield
+        finally:
+            self._in_flight[key] -= 1
+            if not self._in_flight[key]:
+                del self._in_flight[key]
+
+
 def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d")
 
 
-def _html(title: str, text: str, status: int, refresh: int | None = None) -> Response:
+def _html(title: str, text: str, status: int, refresh: int | None = None, lang: str = "en") -> Response:
     meta = f"<meta http-equiv=refresh content={refresh}>" if refresh else ""
-    page = ("<!doctype html><html><head><meta charset=utf-8>"
+    page = (f"<!doctype html><html lang={lang}><head><meta charset=utf-8>"
             "<meta name=viewport content='width=device-width,initial-scale=1'>"
             f"{meta}<title>{escape(title)}</title></head><body style='font:18px sans-serif;margin:2em'>"
-            f"<h1>{escape(title)}</h1><p>{text}</p></body></html>")
+            f"<h1>{escape(title)}</h1><p>{escape(text)}</p></body></html>")
     return Response(page, status_code=status, media_type="text/html; charset=utf-8")
+
+
+PENDING_PAGE = {
+    "fr": ("Votre ticket arrive", "Votre ticket est en route. Cette page se recharge toute seule."),
+    "en": ("Your receipt is on its way", "Your receipt is on its way. This page reloads by itself."),
+    "it": ("Il tuo scontrino sta arrivando", "Lo scontrino è in arrivo. Questa pagina si ricarica da sola."),
+    "de": ("Ihr Beleg ist unterwegs", "Ihr Beleg ist unterwegs. Diese Seite lädt sich selbst neu."),
+    "es": ("Su ticket está en camino", "Su ticket está en camino. Esta página se recarga sola."),
+}
+ERROR_PAGE = {
+    404: "This receipt link is not known here. Check that you scanned the code on the shop's screen.",
+    410: "This receipt has expired and was deleted. Ask the shop for a copy.",
+    429: "Too many unknown links from your connection. Please wait a minute.",
+    500: "This receipt is damaged. Ask the shop for a copy.",
+}
+
+
+def preferred_language(accept_language: str) -> str:
+    """The first of fr, en, it, de, es named in an ``Accept-Language`` header (RFC 9110 §12.5.4; q-values in
+    order of appearance suffice for browsers), else en."""
+    for part in accept_language.split(","):
+        tag = part.split(";")[0].strip().lower()[:2]
+        if tag in PENDING_PAGE:
+            return tag
+    return "en"
 
 
 class Relay:
@@ -119,8 +188,12 @@ class Relay:
         self.storage = storage
         self.settings = settings
         self.limiter = RateLimiter()
+        self.uploads = Concurrency(UPLOADS_PER_ADDRESS, "uploads from one address")
+        self.polls_by_device = Concurrency(POLLS_PER_DEVICE, "status polls per device")
+        self.polls_by_address = Concurrency(POLLS_PER_ADDRESS, "status polls from one address")
         self._blocked: dict[str, tuple[float, bool]] = {}
         self._marked: OrderedDict[str, None] = OrderedDict()
+        self._quota_locks = [asyncio.Lock() for _ in range(QUOTA_LOCK_STRIPES)]
         self._downloads = asyncio.Condition()
         self._download_seq = 0
 
@@ -132,6 +205,8 @@ class Relay:
         if cached is None or now - cached[0] > BLOCK_CACHE_SECONDS:
             blocked = await run_in_threadpool(self.storage.head, f"b/{device}") is not None
             self._blocked[device] = cached = (now, blocked)
+            while len(self._blocked) > 100_000:
+                self._blocked.pop(next(iter(self._blocked)))
         if cached[1]:
             raise DeviceBlocked(f"This relay's operator blocked device {device}; ask them why.", device=device)
 
@@ -140,43 +215,61 @@ class Relay:
 
         Raises ReceiptConflict (other bytes or another device under ``rid``), QuotaExceeded."""
         digest = hashlib.sha256(sealed).hexdigest()
-        existing = await run_in_threadpool(self.storage.head, f"r/{rid}")
-        if existing is not None:
-            if existing.get("device") == device and existing.get("sha256") == digest:
-                return False
-            raise ReceiptConflict("Another receipt is already stored under this id.")
-        now = time.time()
-        day = _day(now)
-        ledger = [k.rsplit(".", 1) for k in await run_in_threadpool(
-            lambda: list(self.storage.keys(f"q/{device}/{day}/")))]
-        used_bytes = sum(int(size) for _, size in ledger if size.isdigit())
-        if len(ledger) + 1 > self.settings.quota_receipts or used_bytes + len(sealed) > self.settings.quota_bytes:
-            retry = 86_400 - int(now % 86_400)
-            raise QuotaExceeded(
-                f"Device {device} reached today's quota ({self.settings.quota_receipts} receipts, "
-                f"{self.settings.quota_bytes} bytes per UTC day); retry after midnight UTC.",
-                retry_after=retry, device=device)
-        meta = {"device": device, "expires": str(int(expires)), "sha256": digest, "created": str(int(now))}
-        await run_in_threadpool(self.storage.put, f"q/{device}/{day}/{rid}.{len(sealed)}", b"", {})
-        await run_in_threadpool(self.storage.put, f"r/{rid}", sealed, meta)
+        stripe = self._quota_locks[int.from_bytes(hashlib.sha256(device.encode()).digest()[:4], "big")
+                                   % QUOTA_LOCK_STRIPES]
+        async with stripe:  # check and write as one step (on this replica)
+            try:
+                existing = await run_in_threadpool(self.storage.head, f"r/{rid}")
+            except DamagedObject:
+                existing = {}
+            if existing is not None:
+                if existing.get("device") == device and existing.get("sha256") == digest:
+                    return False
+                raise ReceiptConflict("Another receipt is already stored under this id.")
+            now = time.time()
+            day = _day(now)
+            ledger = [k.rsplit(".", 1) for k in await run_in_threadpool(
+                lambda: list(self.storage.keys(f"q/{device}/{day}/")))]
+            used_bytes = sum(int(size) for *_, size in ledger if size.isdigit())
+            if (len(ledger) + 1 > self.settings.quota_receipts
+                    or used_bytes + len(sealed) > self.settings.quota_bytes):
+                raise QuotaExceeded(
+                    f"Device {device} reached today's quota ({self.settings.quota_receipts} receipts, "
+                    f"{self.settings.quota_bytes} bytes per UTC day); retry after midnight UTC.",
+                    retry_after=86_400 - int(now % 86_400), device=device)
+            meta = {"device": device, "expires": str(int(expires)), "sha256": digest, "created": str(int(now))}
+            await run_in_threadpool(self.storage.put, f"q/{device}/{day}/{rid}.{len(sealed)}", b"", {})
+            await run_in_threadpool(self.storage.put, f"r/{rid}", sealed, meta)
         return True
 
     async def async_downloaded(self, device: str, rids: list[str], wait: float) -> dict[str, int]:
         """``{rid: downloaded_at}`` for those of ``device``'s receipts that were downloaded; waits up to
         ``wait`` seconds for one, waking at once on a download through this replica, else checking storage
-        every second (another replica may have served it)."""
+        every 2 s (another replica may have served it). Ids stored by another device, or not stored, are
+        dropped after one look, so a throwaway key cannot make the relay poll storage for nothing."""
+        def owned(rid: str) -> bool:
+            try:
+                meta = self.storage.head(f"r/{rid}")
+            except DamagedObject:
+                return False
+            return meta is not None and meta.get("device") == device
+
+        mine = [rid for rid in rids if await run_in_threadpool(owned, rid)]
         deadline = time.monotonic() + wait
         while True:
             seq = self._download_seq
             found: dict[str, int] = {}
-            for rid in rids:
-                meta = await run_in_threadpool(self.storage.head, f"d/{rid}")
+            for rid in mine:
+                try:
+                    meta = await run_in_threadpool(self.storage.head, f"d/{rid}")
+                except DamagedObject:
+                    continue
                 if meta is not None and meta.get("device") == device:
-                    found[rid] = int(meta.get("at", "0"))
+                    found[rid] = unix_seconds(meta.get("at", "")) or 0
             left = deadline - time.monotonic()
-            if found or left <= 0:
+            if found or left <= 0 or not mine:
                 return found
-            await self._async_wait_download(seq, min(1.0, left))
+            await self._async_wait_download(seq, min(STATUS_RECHECK_SECONDS, left))
 
     async def _async_wait_download(self, seq: int, timeout: float) -> None:
         def changed() -> bool:
@@ -187,40 +280,48 @@ class Relay:
                 await asyncio.wait_for(self._downloads.wait_for(changed), timeout)
 
     # --- phones ---------------------------------------------------------------------------------------
+    def _miss(self, client: str, now: float, error: NotFound | Gone) -> NotFound | Gone | TooManyMisses:
+        retry = self.limiter.over(client, "miss", self.settings.miss_limit, now)
+        if retry:
+            return TooManyMisses("Too many unknown receipt links from this address; wait a minute.",
+                                 retry_after=retry)
+        self.limiter.count(client, "miss", now)
+        return error
+
     async def async_fetch(self, token: str, client: str, mark: bool) -> tuple[str, bytes | None, int]:
         """What ``GET /r/{token}`` shows: ``("pdf", pdf, created)`` or ``("pending", None, 0)``.
 
-        Raises NotFound, Gone (both counted as misses for ``client``), TooManyMisses, DamagedReceipt."""
+        A stored receipt is always served; misses (NotFound, Gone) count against ``client`` and turn into
+        TooManyMisses past the limit. Raises DamagedReceipt when the stored bytes do not open."""
         now = time.time()
-        for kind, limit in (("miss", self.settings.miss_limit), ("pending", self.settings.pending_limit)):
-            retry = self.limiter.over(client, kind, limit, now)
-            if retry and kind == "miss":
-                raise TooManyMisses("Too many unknown receipt links from this address; wait a minute.",
-                                    retry_after=retry)
         try:
             keys = parse_token(token)
-            if keys.issued > now + 300:
+            if keys.issued > now + FUTURE_SKEW_SECONDS:
                 raise BadToken("issued in the future")
         except BadToken:
-            self.limiter.count(client, "miss", now)
-            raise NotFound("No receipt at this address.") from None
-        found = await self._async_get(f"r/{keys.rid}")
+            raise self._miss(client, now, NotFound("No receipt at this address.")) from None
+        try:
+            found = await self._async_get(f"r/{keys.rid}")
+        except DamagedObject:
+            log.error("stored receipt %s… is unreadable", keys.rid[:8])
+            raise DamagedReceipt("The stored receipt is damaged; ask the shop for a copy.") from None
         if found is None:
-            if now > keys.issued + self.settings.retention_seconds:
-                self.limiter.count(client, "miss", now)
-                raise Gone("This receipt has expired.")
+            if now > keys.issued + self.settings.retention_seconds or await run_in_threadpool(
+                    self._tombstoned, keys.rid):
+                raise self._miss(client, now, Gone("This receipt has expired."))
             if now - keys.issued <= self.settings.pending_seconds:
                 retry = self.limiter.over(client, "pending", self.settings.pending_limit, now)
                 if retry:
                     raise TooManyMisses("Too many requests from this address; wait a minute.", retry_after=retry)
                 self.limiter.count(client, "pending", now)
                 return "pending", None, 0
-            self.limiter.count(client, "miss", now)
-            raise NotFound("No receipt at this address.")
+            raise self._miss(client, now, NotFound("No receipt at this address."))
         sealed, meta = found
-        if now >= float(meta.get("expires", "0")):
-            self.limiter.count(client, "miss", now)
-            raise Gone("This receipt has expired.")
+        expires = unix_seconds(meta.get("expires", ""))
+        if expires is None:
+            raise DamagedReceipt("The stored receipt is damaged; ask the shop for a copy.")
+        if now >= expires:
+            raise self._miss(client, now, Gone("This receipt has expired."))
         try:
             pdf = keys.open(sealed)
         except InvalidTag:
@@ -228,7 +329,13 @@ class Relay:
             raise DamagedReceipt("The stored receipt is damaged; ask the shop for a copy.") from None
         if mark:
             await self._async_mark(keys.rid, meta.get("device", ""), now)
-        return "pdf", pdf, int(meta.get("created", "0"))
+        return "pdf", pdf, unix_seconds(meta.get("created", "")) or 0
+
+    def _tombstoned(self, rid: str) -> bool:
+        try:
+            return self.storage.head(f"t/{rid}") is not None
+        except DamagedObject:
+            return True
 
     async def _async_get(self, key: str) -> tuple[bytes, dict[str, str]] | None:
         """Read an object: on the event loop for local files (receipt-sized, usually in the page cache: the
@@ -240,8 +347,16 @@ class Relay:
     async def _async_mark(self, rid: str, device: str, now: float) -> None:
         if rid in self._marked:
             return
-        if await run_in_threadpool(self.storage.head, f"d/{rid}") is None:
-            await run_in_threadpool(self.storage.put, f"d/{rid}", b"", {"at": str(int(now)), "device": device})
+
+        def mark() -> None:
+            try:
+                present = self.storage.head(f"d/{rid}") is not None
+            except DamagedObject:
+                present = False
+            if not present:
+                self.storage.put(f"d/{rid}", b"", {"at": str(int(now)), "device": device})
+
+        await run_in_threadpool(mark)
         self._marked[rid] = None
         while len(self._marked) > 10_000:
             self._marked.popitem(last=False)
@@ -251,43 +366,83 @@ class Relay:
 
     # --- housekeeping ---------------------------------------------------------------------------------
     def sweep(self, now: float | None = None) -> int:
-        """Delete expired receipts with their download marks, and quota ledgers older than two days.
-        Idempotent: every replica may run it. Returns receipts deleted."""
+        """Delete expired receipts (leaving a small tombstone ``t/<rid>`` so their links keep answering 410
+        while a phone may still hold them), unreadable receipts, old tombstones, quota ledgers older than two
+        days and interrupted writes. Idempotent: every replica may run it; one bad object never stops it.
+        Returns receipts deleted."""
         now = time.time() if now is None else now
         deleted = 0
         for key in list(self.storage.keys("r/")):
-            meta = self.storage.head(key)
-            if meta is not None and now >= float(meta.get("expires", "0")):
-                rid = key.split("/", 1)[1]
+            rid = key.split("/", 1)[1]
+            try:
+                meta = self.storage.head(key)
+                expires = unix_seconds((meta or {}).get("expires", ""))
+                if meta is None or (expires is not None and now < expires):
+                    continue
+                if expires is None:
+                    raise DamagedObject(f"{key}: no expiry")
+            except DamagedObject as exc:
+                log.warning("deleting unreadable object %s…: %s", key[:10], type(exc).__name__)
+                expires = int(now)
+            try:
+                self.storage.put(f"t/{rid}", b"", {"until": str(int(expires + self.settings.pending_seconds))})
                 self.storage.delete(key)
                 self.storage.delete(f"d/{rid}")
                 deleted += 1
+            except Exception:
+                log.exception("sweep: could not delete %s…", key[:10])
+        for key in list(self.storage.keys("t/")):
+            try:
+                until = unix_seconds((self.storage.head(key) or {}).get("until", ""))
+            except DamagedObject:
+                until = None
+            if until is None or now >= until:
+                self.storage.delete(key)
         keep = {_day(now), _day(now - 86_400)}
         for key in list(self.storage.keys("q/")):
-            if key.split("/")[2] not in keep:
+            parts = key.split("/")
+            if len(parts) != 4 or parts[2] not in keep:
                 self.storage.delete(key)
+        if isinstance(self.storage, DirStorage):
+            self.storage.remove_stale_temporaries(now - 86_400)
         return deleted
 
 
-def _signed_device(request: Request, body: bytes) -> str:
-    headers = {k.lower(): v for k, v in request.headers.items()}
+def _headers(request: Request) -> dict[str, str]:
+    return {k.lower(): v for k, v in request.headers.items()}
+
+
+def _precheck(request: Request) -> None:
     try:
-        return verify_request(request.method, request.url.path, headers, body)
+        precheck_headers(_headers(request))
+    except BadSignature as exc:
+        raise BadSignatureError(str(exc)) from None
+
+
+def _signed_device(request: Request, body: bytes) -> str:
+    try:
+        return verify_request(request.method, request.url.path, _headers(request), body)
     except BadSignature as exc:
         raise BadSignatureError(str(exc)) from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes, within BODY_DEADLINE_SECONDS; 413 / 408-style 400 otherwise."""
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"A sealed receipt may be at most {limit} bytes.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"A sealed receipt may be at most {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if length is not None and (unix_seconds(length) or 0) > limit:
+        raise PayloadTooLarge(f"The body may be at most {limit} bytes.")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(BODY_DEADLINE_SECONDS):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise PayloadTooLarge(f"The body may be at most {limit} bytes.")
+    except TimeoutError:
+        raise BadRequest(f"The body did not arrive within {BODY_DEADLINE_SECONDS:g} s.") from None
+    except ClientDisconnect:
+        raise BadRequest("The client disconnected before sending the whole body.") from None
+    return bytes(body)
 
 
 def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | None = None,
@@ -318,39 +473,49 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
                   lifespan=lifespan)
     app.state.relay = relay
 
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "-"
+
     @app.put("/api/v1/receipts/{rid}", status_code=201)
     async def upload(rid: str, request: Request) -> Response:
         """Store a sealed receipt under ``rid`` (43 base64url characters) for the signing device.
 
-        Headers: ``Eticket-Key``, ``Eticket-Date``, ``Eticket-Expires`` (Unix seconds; capped at the relay's
-        retention), ``Eticket-Signature`` (:mod:`relay.crypto`). Body: the sealed bytes.
+        Headers: ``Eticket-Key``, ``Eticket-Date``, ``Eticket-Expires`` (required: Unix seconds, capped at the
+        relay's retention), ``Eticket-Signature`` (:mod:`relay.crypto`). Body: the sealed bytes.
         201 ``{"rid", "expires"}`` when stored, 200 when this device already stored the same bytes (a retry or
-        a replay changes nothing). Errors: 400, 401 bad-signature, 403 device-blocked, 409 receipt-conflict,
-        413 too-large, 429 quota-exceeded (Retry-After).
+        a replay changes nothing). Errors: 400, 401 bad-signature (checked before the body is read),
+        403 device-blocked, 409 receipt-conflict, 413 too-large, 429 quota-exceeded (Retry-After),
+        429 too-many-requests (over 4 uploads at once from one address).
         """
-        body = await _read_body(request, relay.settings.max_receipt_bytes)
-        device = _signed_device(request, body)
+        _precheck(request)
         if not valid_rid(rid):
             raise BadRequest("The receipt id must be 43 base64url characters (HKDF of the token).")
-        await relay.async_check_blocked(device)
-        expires_text = request.headers.get("eticket-expires", "")
-        now = time.time()
-        if not expires_text.isdigit() or int(expires_text) <= now:
-            raise BadRequest("Eticket-Expires must be a future time in Unix seconds.")
-        expires = min(int(expires_text), int(now + relay.settings.retention_seconds))
-        if not body:
-            raise BadRequest("The body must hold the sealed receipt.")
-        created = await relay.async_put(rid, device, body, expires)
+        with relay.uploads.slot(client_key(client_of(request))):
+            body = await _read_body(request, relay.settings.max_receipt_bytes)
+            device = _signed_device(request, body)
+            await relay.async_check_blocked(device)
+            now = time.time()
+            expires = unix_seconds(request.headers.get("eticket-expires", ""))
+            if expires is None or expires <= now:
+                raise BadRequest("Eticket-Expires must be a future time in Unix seconds.")
+            expires = min(expires, int(now + relay.settings.retention_seconds))
+            if not body:
+                raise BadRequest("The body must hold the sealed receipt.")
+            created = await relay.async_put(rid, device, body, expires)
         if created:
-            log.info("stored receipt %s… from device %s… (%d bytes)", rid[:8], device[:8], len(body))
+            log.info("stored receipt %s… from device %s (%d bytes)", rid[:8], device, len(body))
         return JSONResponse({"rid": rid, "expires": expires}, status_code=201 if created else 200)
 
     @app.post("/api/v1/status")
     async def status(request: Request, wait: float = 0.0) -> dict[str, Any]:
-        """Which of the signing device's receipts were downloaded: body ``{"ids": [rid, …]}`` (at most 200),
-        answer ``{"downloaded": {rid: unix_seconds}}``. ``wait`` (0–25 s) holds the answer until one is
-        downloaded (long poll). Another device's receipts are never reported. Errors: 400, 401, 403."""
-        body = await _read_body(request, 64 * 1024)
+        """Which of the signing device's receipts were downloaded: body ``{"ids": [rid, …]}`` (at most 50;
+        may be empty), answer ``{"downloaded": {rid: unix_seconds}}``. ``wait`` (0–25 s, default 0) holds the
+        answer until one is downloaded (long poll). Another device's receipts are never reported.
+        Errors: 400, 401, 403, 429 too-many-requests (over 2 polls at once per device, 8 per address)."""
+        _precheck(request)
+        if not 0 <= wait <= MAX_WAIT_SECONDS:
+            raise BadRequest(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds.")
+        body = await _read_body(request, 16 * 1024)
         device = _signed_device(request, body)
         await relay.async_check_blocked(device)
         try:
@@ -360,35 +525,31 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
                 raise ValueError
         except (ValueError, KeyError, TypeError):
             raise BadRequest(f'The body must be {{"ids": [...]}} with at most {MAX_STATUS_IDS} receipt ids.') from None
-        if not 0 <= wait <= MAX_WAIT_SECONDS:
-            raise BadRequest(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds.")
-        return {"downloaded": await relay.async_downloaded(device, ids, wait)}
+        with relay.polls_by_address.slot(client_key(client_of(request))), relay.polls_by_device.slot(device):
+            return {"downloaded": await relay.async_downloaded(device, list(dict.fromkeys(ids)), wait)}
 
     @app.api_route("/r/{token}", methods=["GET", "HEAD"])
     async def download(token: str, request: Request) -> Response:
         """The receipt PDF for a capability token (``Content-Disposition: inline``), opened with the key the
-        token derives. Not arrived yet: an HTML page that reloads itself every 3 s (no JavaScript); 410 once
-        expired; 404 otherwise; 429 after too many misses from one address. Browsers get HTML pages for
+        token derives. Not arrived yet: an HTML page that reloads itself every 3 s (no JavaScript), in the
+        browser's language among fr, en, it, de, es; 410 once expired; 404 otherwise; 429 after too many misses
+        from one address (stored receipts are still served); 500 receipt-damaged. Browsers get HTML pages for
         errors, other clients problem details."""
-        client = request.client.host if request.client else "-"
         wants_html = "text/html" in request.headers.get("accept", "")
         try:
-            kind, pdf, created = await relay.async_fetch(token, client, mark=request.method == "GET")
-        except (NotFound, Gone, TooManyMisses) as error:
+            kind, pdf, created = await relay.async_fetch(token, client_of(request), mark=request.method == "GET")
+        except (NotFound, Gone, TooManyMisses, DamagedReceipt) as error:
             if not wants_html:
                 raise
-            page = {404: "This receipt link is not known here. Check that you scanned the code on the shop's "
-                         "screen.", 410: "This receipt has expired and was deleted. Ask the shop for a copy.",
-                    429: "Too many unknown links from your connection. Please wait a minute."}[error.status]
-            response = _html(error.title, escape(page), error.status)
-            if error.status == 429:
-                response.headers["Retry-After"] = str(error.extensions.get("retry_after", 60))
+            response = _html(error.title, ERROR_PAGE[error.status], error.status)
+            if "retry_after" in error.extensions:
+                response.headers["Retry-After"] = str(error.extensions["retry_after"])
             return response
         if kind == "pending":
             if wants_html:
-                return _html("Votre ticket arrive · Your receipt is on its way",
-                             "Votre ticket arrive, cette page se recharge toute seule.<br>"
-                             "Your receipt is on its way; this page reloads by itself.", 200, REFRESH_SECONDS)
+                lang = preferred_language(request.headers.get("accept-language", ""))
+                title, text = PENDING_PAGE[lang]
+                return _html(title, text, 200, REFRESH_SECONDS, lang)
             raise NotFound("The receipt has not arrived yet; retry in a few seconds.", retry_after=REFRESH_SECONDS,
                            pending=True)
         assert pdf is not None

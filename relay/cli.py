@@ -5,8 +5,10 @@
     eticket relay unblock DEVICE
     eticket relay sweep                               delete expired receipts now
 
-Settings also come from the environment (``ETICKET_RELAY_STORAGE``, ``ETICKET_RELAY_S3_ENDPOINT``,
-``ETICKET_RELAY_RETENTION_DAYS``, ``ETICKET_RELAY_QUOTA_RECEIPTS``, ``ETICKET_RELAY_QUOTA_BYTES``); flags win.
+These settings also come from the environment: ``ETICKET_RELAY_STORAGE``, ``ETICKET_RELAY_S3_ENDPOINT``,
+``ETICKET_RELAY_RETENTION_DAYS``, ``ETICKET_RELAY_PENDING_DAYS``, ``ETICKET_RELAY_QUOTA_RECEIPTS``,
+``ETICKET_RELAY_QUOTA_BYTES``, ``ETICKET_RELAY_MISS_LIMIT``; flags win. ``--listen``, ``--forwarded-allow-ips``
+and ``--sweep-interval`` are flags only.
 S3 credentials come from boto3's usual sources (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``…).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from appliance._paths import configure_logging, split_host_port
@@ -26,14 +29,22 @@ from .storage import DirStorage, S3Storage, open_storage
 ENV = "ETICKET_RELAY_"
 
 
-def _storage(args: argparse.Namespace) -> DirStorage | S3Storage:
+def _storage(args: argparse.Namespace, existing: bool = False) -> DirStorage | S3Storage:
+    """The storage named by ``--storage`` / ``ETICKET_RELAY_STORAGE`` (default ``relay-data``). With
+    ``existing``, a directory must already be there (an operator's command never acts on a fresh, empty one)."""
     spec = args.storage or os.environ.get(ENV + "STORAGE", "relay-data")
+    if existing and not spec.startswith("s3://") and not Path(spec).is_dir():
+        raise SystemExit(f"eticket relay: error: no relay storage at {spec!r}; pass the server's --storage")
     return open_storage(spec, args.s3_endpoint or os.environ.get(ENV + "S3_ENDPOINT"))
 
 
 def _settings(args: argparse.Namespace) -> RelaySettings:
     def pick(flag: Any, name: str, default: float) -> float:
-        return float(flag if flag is not None else os.environ.get(ENV + name, default))
+        value = flag if flag is not None else os.environ.get(ENV + name, default)
+        try:
+            return float(value)
+        except ValueError:
+            raise SystemExit(f"eticket relay: error: {ENV + name}={value!r} is not a number") from None
 
     base = RelaySettings()
     return RelaySettings(
@@ -66,7 +77,7 @@ def _block(args: argparse.Namespace) -> int:
         print("eticket relay: error: a device id is 43 base64url characters (shown by 'eticket status' "
               "on the device, and in the relay's log)", file=sys.stderr)
         return 2
-    storage = _storage(args)
+    storage = _storage(args, existing=True)
     if args.relay_command == "block":
         storage.put(f"b/{args.device}", b"", {"reason": args.reason or ""})
         print(f"blocked {args.device}")
@@ -79,7 +90,7 @@ def _block(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from .app import Relay
 
-    print(f"deleted {Relay(_storage(args), _settings(args)).sweep()} expired receipts")
+    print(f"deleted {Relay(_storage(args, existing=True), _settings(args)).sweep()} expired receipts")
     return 0
 
 
@@ -88,15 +99,18 @@ def add_relay_parser(sub: Any) -> None:
     relay = sub.add_parser("relay", help="run a receipt relay, or administer its storage")
     commands = relay.add_subparsers(dest="relay_command", required=True, metavar="ACTION")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--storage", help="a directory, or s3://BUCKET[/PREFIX] (default ./relay-data)")
-    common.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible server (default: AWS)")
-    common.add_argument("--retention-days", type=float, help="keep receipts this long at most (default 30)")
-    common.add_argument("--pending-days", type=float,
+    common.add_argument("--storage", help="a directory, or s3://BUCKET[/PREFIX] (default ./relay-data; "
+                        "env ETICKET_RELAY_STORAGE)")
+    common.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible server (default: AWS; "
+                        "env ETICKET_RELAY_S3_ENDPOINT)")
+    policy = argparse.ArgumentParser(add_help=False)
+    policy.add_argument("--retention-days", type=float, help="keep receipts this long at most (default 30)")
+    policy.add_argument("--pending-days", type=float,
                         help="show 'on its way' for links this long before 404 (default 7)")
-    common.add_argument("--quota-receipts", type=int, help="receipts per device per UTC day (default 5000)")
-    common.add_argument("--quota-bytes", type=int, help="bytes per device per UTC day (default 1 GiB)")
-    common.add_argument("--miss-limit", type=int, help="unknown links per client address per minute (default 30)")
-    serve = commands.add_parser("serve", parents=[common], help="run the relay")
+    policy.add_argument("--quota-receipts", type=int, help="receipts per device per UTC day (default 5000)")
+    policy.add_argument("--quota-bytes", type=int, help="bytes per device per UTC day (default 1 GiB)")
+    policy.add_argument("--miss-limit", type=int, help="unknown links per client address per minute (default 30)")
+    serve = commands.add_parser("serve", parents=[common, policy], help="run the relay")
     serve.add_argument("--listen", default="127.0.0.1:8090", metavar="HOST:PORT", help="default 127.0.0.1:8090")
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1",
                        help="load balancers whose X-Forwarded-For is trusted (default 127.0.0.1)")
@@ -109,4 +123,5 @@ def add_relay_parser(sub: Any) -> None:
         if name == "block":
             cmd.add_argument("--reason", help="kept with the block, for the operator")
         cmd.set_defaults(func=_block)
-    commands.add_parser("sweep", parents=[common], help="delete expired receipts now").set_defaults(func=_sweep)
+    commands.add_parser("sweep", parents=[common, policy],
+                        help="delete expired receipts now").set_defaults(func=_sweep)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import struct
 import time
 from dataclasses import dataclass
@@ -49,6 +50,12 @@ RANDOM_BYTES = 16
 SIGNATURE_CONTEXT = "eticket-relay-v1"
 CLOCK_SKEW_SECONDS = 300
 """A signed request's ``Eticket-Date`` may differ from the relay's clock by this much (replay window)."""
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+
+
+def unix_seconds(text: str) -> int | None:
+    """``text`` as Unix seconds if it is 1–12 ASCII digits, else None (no superscripts, signs or spaces)."""
+    return int(text) if _UNIX_SECONDS.fullmatch(text) else None
 
 
 class BadToken(ValueError):
@@ -139,8 +146,15 @@ def signing_payload(method: str, path: str, date: str, expires: str, body: bytes
 
 
 def device_relay_id(spki_der: bytes) -> str:
-    """A device's id on a relay: base64url(SHA-256(DER SubjectPublicKeyInfo)), 43 characters."""
+    """A device's id on a relay: base64url(SHA-256(DER SubjectPublicKeyInfo)), 43 characters. Hash the
+    canonical (uncompressed-point) encoding: :func:`canonical_spki`."""
     return b64u(hashlib.sha256(spki_der).digest())
+
+
+def canonical_spki(public: ec.EllipticCurvePublicKey) -> bytes:
+    """The DER SubjectPublicKeyInfo with the point uncompressed (91 bytes for P-256), whatever encoding the
+    key arrived in, so one key has one relay id (a compressed re-encoding cannot dodge a block or a quota)."""
+    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 class Signer:
@@ -151,8 +165,7 @@ class Signer:
         if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
             raise ValueError("the device key must be an EC P-256 key")
         self._key = key
-        self.spki = key.public_key().public_bytes(serialization.Encoding.DER,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.spki = canonical_spki(key.public_key())
         self.relay_id = device_relay_id(self.spki)
 
     def headers(self, method: str, path: str, body: bytes, expires: int | None = None,
@@ -167,6 +180,25 @@ class Signer:
         return headers
 
 
+def precheck_headers(headers: dict[str, str], now: float | None = None) -> ec.EllipticCurvePublicKey:
+    """The checks that need no body: the three headers present, the key an EC P-256 public key (DER SPKI,
+    unpadded base64url), the date within ±CLOCK_SKEW_SECONDS. Run before reading a body, so unsigned or stale
+    requests cost nothing. Returns the public key; raises :class:`BadSignature` naming the fault."""
+    for name in ("eticket-key", "eticket-date", "eticket-signature"):
+        if name not in headers:
+            raise BadSignature(f"missing header {name.title()}: relay requests must be signed by the device")
+    try:
+        public = serialization.load_der_public_key(unb64u(headers["eticket-key"]))
+    except ValueError as exc:
+        raise BadSignature("Eticket-Key is not an unpadded base64url DER public key") from exc
+    if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
+        raise BadSignature("Eticket-Key must be an EC P-256 public key")
+    date = unix_seconds(headers["eticket-date"])
+    if date is None or abs(date - (time.time() if now is None else now)) > CLOCK_SKEW_SECONDS:
+        raise BadSignature(f"Eticket-Date must be Unix seconds within {CLOCK_SKEW_SECONDS} s of the relay's clock")
+    return public
+
+
 def verify_request(method: str, path: str, headers: dict[str, str], body: bytes,
                    now: float | None = None) -> str:
     """Check a signed request; return the device's relay id.
@@ -174,22 +206,11 @@ def verify_request(method: str, path: str, headers: dict[str, str], body: bytes,
     ``headers`` maps lower-case names to values. Raises :class:`BadSignature` naming the fault: a missing
     header, a key that is not P-256, a date outside ±CLOCK_SKEW_SECONDS, or a signature that does not verify.
     """
-    try:
-        key_text, date, signature_text = (headers[h] for h in ("eticket-key", "eticket-date", "eticket-signature"))
-    except KeyError as exc:
-        raise BadSignature(f"missing header {exc.args[0].title()}: uploads must be signed by the device") from None
-    try:
-        spki = unb64u(key_text)
-        public = serialization.load_der_public_key(spki)
-    except ValueError as exc:
-        raise BadSignature("Eticket-Key is not a base64url DER public key") from exc
-    if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
-        raise BadSignature("Eticket-Key must be an EC P-256 public key")
-    if not date.isdigit() or abs(int(date) - (time.time() if now is None else now)) > CLOCK_SKEW_SECONDS:
-        raise BadSignature(f"Eticket-Date must be Unix seconds within {CLOCK_SKEW_SECONDS} s of the relay's clock")
+    public = precheck_headers(headers, now)
+    date, signature_text = headers["eticket-date"], headers["eticket-signature"]
     try:
         public.verify(unb64u(signature_text), signing_payload(method, path, date, headers.get("eticket-expires", ""),
                                                               body), ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError) as exc:
         raise BadSignature("Eticket-Signature does not verify for this request and body") from exc
-    return device_relay_id(spki)
+    return device_relay_id(canonical_spki(public))

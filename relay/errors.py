@@ -8,6 +8,7 @@
     PayloadTooLarge (413 too-large)
     QuotaExceeded (429 quota-exceeded)   receipts or bytes per device per UTC day; Retry-After
     TooManyMisses (429 too-many-misses)  unknown links from one client address; Retry-After
+    TooManyRequests (429 too-many-requests) concurrent uploads or long polls over the limit
     DamagedReceipt (500 receipt-damaged) stored bytes fail AES-GCM authentication
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 from appliance.errors import ApplianceError, BadRequest, Gone, NotFound, PayloadTooLarge
 
 __all__ = ["BadRequest", "BadSignatureError", "DamagedReceipt", "DeviceBlocked", "Gone", "NotFound",
-           "PayloadTooLarge", "QuotaExceeded", "ReceiptConflict", "TooManyMisses"]
+           "PayloadTooLarge", "QuotaExceeded", "ReceiptConflict", "TooManyMisses", "TooManyRequests"]
 
 
 class BadSignatureError(ApplianceError):
@@ -65,3 +66,11 @@ class DamagedReceipt(ApplianceError):
     status = 500
     slug = "receipt-damaged"
     title = "Receipt damaged"
+
+
+class TooManyRequests(ApplianceError):
+    """Too many concurrent uploads or status polls from one client address or device."""
+
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"

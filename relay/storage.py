@@ -22,6 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+
+class DamagedObject(ValueError):
+    """A stored object that cannot be parsed (truncated file, bad metadata)."""
+
+
 _KEY = re.compile(r"[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-.]+)*")
 
 
@@ -88,10 +93,21 @@ class DirStorage:
     def _read(self, key: str, with_data: bool) -> tuple[bytes, dict[str, str]] | None:
         try:
             with open(self._path(key), "rb") as f:
-                (n,) = struct.unpack(">I", f.read(4))
-                meta = json.loads(f.read(n))
+                head = f.read(4)
+                if len(head) != 4:
+                    raise DamagedObject(f"{key}: truncated header")
+                (n,) = struct.unpack(">I", head)
+                raw = f.read(n)
+                if len(raw) != n or n > 64 * 1024:
+                    raise DamagedObject(f"{key}: truncated metadata")
+                try:
+                    meta = json.loads(raw)
+                except ValueError as exc:
+                    raise DamagedObject(f"{key}: metadata is not JSON") from exc
+                if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+                    raise DamagedObject(f"{key}: metadata is not a string map")
                 return (f.read() if with_data else b""), meta
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
 
     def get(self, key: str) -> tuple[bytes, dict[str, str]] | None:
@@ -115,6 +131,17 @@ class DirStorage:
 
     def describe(self) -> str:
         return f"directory {self.root}"
+
+    def remove_stale_temporaries(self, older_than: float) -> int:
+        """Delete ``.tmp-*`` files (writes interrupted by a crash) last modified before ``older_than``."""
+        removed = 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                path = Path(dirpath, name)
+                if name.startswith(".tmp-") and path.stat().st_mtime < older_than:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
 
 class S3Storage:

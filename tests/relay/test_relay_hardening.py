@@ -1,0 +1,219 @@
+"""Bad input against the relay, and a hostile relay against the device: clear refusals, nothing lost, nothing
+stalled. (Findings of a security review, kept as regressions.)"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from relay.crypto import Signer, b64u, new_token, parse_token, signing_payload
+from tests.conftest import Appliance, free_port, samples, wait_for
+from tests.relay.conftest import RelayProc
+from tests.relay.test_relay_e2e import _new_key_pem
+
+
+def _put(relay: RelayProc, signer: Signer, keys_token: str | None = None, body: bytes = b"sealed",
+         expires: int | None = None, **override: str | bytes) -> httpx.Response:
+    keys = parse_token(keys_token or new_token())
+    path = f"/api/v1/receipts/{keys.rid}"
+    headers: dict[str, str | bytes] = {**signer.headers("PUT", path, body, expires=expires or int(time.time()) + 600)}
+    headers.update(override)
+    return httpx.put(relay.url + path, content=body, headers=headers)
+
+
+def test_malformed_numbers_are_client_errors_never_500(relay_factory: object) -> None:
+    relay: RelayProc = relay_factory()  # type: ignore[operator]
+    signer = Signer(_new_key_pem())
+    assert _put(relay, signer, **{"Eticket-Date": "²".encode("latin-1")}).status_code == 401
+    assert _put(relay, signer, **{"Eticket-Date": "9" * 5000}).status_code == 401
+    keys = parse_token(new_token())
+    path = f"/api/v1/receipts/{keys.rid}"
+    for expires in ("²", "9" * 5000, "-5"):  # correctly signed, so the relay gets as far as reading it
+        date = str(int(time.time()))
+        signature = signer._key.sign(signing_payload("PUT", path, date, expires, b"x"), ec.ECDSA(hashes.SHA256()))
+        headers = {"Eticket-Key": b64u(signer.spki), "Eticket-Date": date, "Eticket-Signature": b64u(signature),
+                   "Eticket-Expires": expires.encode("latin-1")}
+        r = httpx.put(relay.url + path, content=b"x", headers=headers)
+        assert r.status_code == 400 and "Eticket-Expires" in r.json()["detail"], (expires, r.status_code)
+    assert "Traceback" not in relay.logs()
+
+
+def test_unsigned_upload_is_refused_before_its_body_is_read(relay_factory: object) -> None:
+    relay: RelayProc = relay_factory()  # type: ignore[operator]
+    rid = parse_token(new_token()).rid
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=5) as sock:
+        sock.sendall(f"PUT /api/v1/receipts/{rid} HTTP/1.1\r\nHost: x\r\nContent-Length: 20000000\r\n\r\n".encode())
+        answer = sock.recv(4096).decode()  # no body sent: the answer must come anyway
+    assert answer.startswith("HTTP/1.1 401"), answer[:200]
+
+
+def test_a_re_encoded_key_is_the_same_device_for_blocks(relay_factory: object) -> None:
+    relay: RelayProc = relay_factory()  # type: ignore[operator]
+    pem = _new_key_pem()
+    signer = Signer(pem)
+    assert relay.admin("block", signer.relay_id).returncode == 0
+    key = serialization.load_pem_private_key(pem, password=None)
+    point = key.public_key().public_bytes(serialization.Encoding.X962,  # type: ignore[union-attr]
+                                          serialization.PublicFormat.CompressedPoint)
+    compressed_spki = bytes.fromhex("3039301306072a8648ce3d020106082a8648ce3d030107032200") + point
+    signer.spki = compressed_spki  # same key, other DER encoding
+    r = _put(relay, signer)
+    assert r.status_code == 403 and r.json()["type"].endswith("/device-blocked")
+
+
+def test_quota_holds_under_concurrent_uploads(relay_factory: object) -> None:
+    relay: RelayProc = relay_factory("--quota-receipts", "3")  # type: ignore[operator]
+    signer = Signer(_new_key_pem())
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda _: _put(relay, signer).status_code, range(12)))
+    assert codes.count(201) == 3, codes
+    assert set(codes) <= {201, 429}
+
+
+def test_valid_links_are_served_past_the_miss_limit_and_sweeps_leave_410(relay_factory: object) -> None:
+    relay: RelayProc = relay_factory("--miss-limit", "3")  # type: ignore[operator]
+    signer = Signer(_new_key_pem())
+    token = new_token()
+    keys = parse_token(token)
+    assert _put(relay, signer, token, body=keys.seal(b"%PDF-1.4 ok"), expires=int(time.time()) + 2).status_code == 201
+    for _ in range(5):
+        httpx.get(relay.url + "/r/" + new_token(time.time() - 9 * 86_400))
+    assert httpx.get(relay.url + "/r/" + new_token(time.time() - 9 * 86_400)).status_code == 429
+    assert httpx.get(f"{relay.url}/r/{token}").content == b"%PDF-1.4 ok"  # a real receipt is still served
+    time.sleep(2.5)
+    assert relay.admin("sweep").stdout.startswith("deleted 1")
+    # After the sweep the link still says "expired", not "on its way" (a tombstone).
+    gone = httpx.get(f"{relay.url}/r/{token}", headers={"Accept": "text/html"})
+    assert gone.status_code in (410, 429) and "on its way" not in gone.text
+
+
+def test_a_damaged_object_is_a_clear_500_and_does_not_stop_the_sweep(relay_factory: object) -> None:
+    relay: RelayProc = relay_factory()  # type: ignore[operator]
+    signer = Signer(_new_key_pem())
+    damaged, expiring = new_token(), new_token()
+    for token, expires in ((damaged, 3600), (expiring, 1)):
+        keys = parse_token(token)
+        r = _put(relay, signer, token, body=keys.seal(b"%PDF-1.4"), expires=int(time.time()) + expires)
+        assert r.status_code == 201
+    (Path(relay.storage) / "r" / parse_token(damaged).rid).write_bytes(b"\x00\x00")
+    (Path(relay.storage) / "q" / "stray").write_bytes(b"")
+    r = httpx.get(f"{relay.url}/r/{damaged}")
+    assert r.status_code == 500 and r.json()["type"].endswith("/receipt-damaged")
+    time.sleep(1.5)
+    swept = relay.admin("sweep")
+    assert swept.returncode == 0 and swept.stdout.startswith("deleted 2"), swept.stdout + swept.stderr
+    assert not (Path(relay.storage) / "r" / parse_token(expiring).rid).exists()
+
+
+def test_admin_commands_refuse_a_storage_that_does_not_exist(relay_factory: object, tmp_path: Path) -> None:
+    relay: RelayProc = relay_factory(start=False)  # type: ignore[operator]
+    relay.storage = str(tmp_path / "nowhere")
+    result = relay.admin("block", b64u(b"x" * 32))
+    assert result.returncode != 0 and "no relay storage" in result.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
+class HostileRelay:
+    """A relay that misbehaves on purpose: ``mode`` picks the answer; it counts the requests it got."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.mode = "huge"
+        self.requests: list[str] = []
+        self._sock = socket.create_server(("127.0.0.1", self.port))
+        self._stop = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length:")), b"0"))
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                self.requests.append(head.split(b" ")[1].decode())
+                if self.mode == "huge":  # a 2 GB error body announced, streamed slowly
+                    conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 2000000000\r\n\r\n")
+                    for _ in range(9600):  # 600 MiB unless the device stops reading
+                        conn.sendall(b"x" * 65536)
+                elif self.mode == "retry0":
+                    conn.sendall(b"HTTP/1.1 429 Slow down\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n")
+                elif self.mode == "inject":
+                    body = json.dumps({"detail": "x\n2026-01-01 ERROR forged line \x1b[31m"}).encode()
+                    conn.sendall(b"HTTP/1.1 400 Bad\r\nContent-Type: application/problem+json\r\n"
+                                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop = True
+        self._sock.close()
+
+
+def _outbox(app: Appliance) -> list[tuple[str, int, float, str | None]]:
+    db = sqlite3.connect(f"file:{app.data_dir / 'eticket.sqlite3'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT state, attempts, next_attempt_at, last_error FROM outbox").fetchall()
+    finally:
+        db.close()
+
+
+def test_a_hostile_relay_cannot_stall_flood_or_forge_the_device(appliance_factory: object) -> None:
+    hostile = HostileRelay()
+    try:
+        app: Appliance = appliance_factory("--relay-url", f"http://127.0.0.1:{hostile.port}")  # type: ignore[operator]
+        token = app.pair()
+        pdf = samples("pdf")[0].read_bytes()
+
+        def send() -> None:
+            r = app.api.post("/api/v1/tickets", content=pdf,
+                             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"})
+            assert r.status_code == 201
+
+        send()  # the relay answers with an endless error body
+        wait_for(lambda: "500" in str(httpx.get(app.url + "/healthz").json()["relay"]["last_error"]), 20,
+                 "the 500 recorded")
+        rss_kib = int(next(line.split()[1] for line in Path(f"/proc/{app.proc.pid}/status").read_text().splitlines()
+                           if line.startswith("VmRSS")))  # type: ignore[union-attr]
+        assert rss_kib < 400 * 1024, f"the device read the relay's huge reply: RSS {rss_kib} KiB"
+
+        hostile.mode = "retry0"  # "Retry-After: 0" must not become a tight loop
+        before = len(hostile.requests)
+        send()
+        time.sleep(5)
+        assert len(hostile.requests) - before <= 6, len(hostile.requests) - before
+        assert all(row[2] != float("inf") for row in _outbox(app))
+
+        hostile.mode = "inject"
+        send()
+        wait_for(lambda: any(row[0] == "failed" for row in _outbox(app)), 20, "the refusal")
+        assert "\nforged" not in app.logs() and "\x1b" not in app.logs()
+        assert "\x1b" not in json.dumps(httpx.get(app.url + "/healthz").json())
+        # The POS API was never held up.
+        started = time.monotonic()
+        send()
+        assert time.monotonic() - started < 5
+    finally:
+        hostile.close()
