@@ -72,3 +72,40 @@ def test_signed_request_verifies_and_names_each_fault() -> None:
                        b"body")
     with pytest.raises(BadSignature, match="P-256|DER"):
         verify_request("PUT", "/api/v1/receipts/x", {**headers, "eticket-key": "AAAA"}, b"body")
+
+
+def test_published_vectors_match_the_code_and_the_formulas() -> None:
+    """docs/relay-vectors.json, recomputed from the formulas in docs/protocol.md §9 with plain cryptography."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from relay.crypto import b64u, signing_payload
+
+    v = json.loads((Path(__file__).resolve().parents[2] / "docs" / "relay-vectors.json").read_text())
+    raw = bytes.fromhex(v["token_bytes"])
+    assert b64u(raw) == v["token"] and int.from_bytes(raw[1:5], "big") == v["issued"]
+
+    def hkdf(info: bytes, n: int) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=n, salt=None, info=info).derive(raw)
+
+    assert b64u(hkdf(b"eticket/v1 receipt-id", 32)) == v["rid"]
+    assert hkdf(b"eticket/v1 key", 32).hex() == v["key"] and hkdf(b"eticket/v1 nonce", 12).hex() == v["nonce"]
+    sealed = AESGCM(bytes.fromhex(v["key"])).encrypt(bytes.fromhex(v["nonce"]), bytes.fromhex(v["pdf"]),
+                                                     v["aad"].encode())
+    assert sealed.hex() == v["sealed"] and parse_token(v["token"]).seal(bytes.fromhex(v["pdf"])) == sealed
+    key = ec.derive_private_key(int(v["device_private_key_scalar"], 16), ec.SECP256R1())
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert b64u(spki) == v["eticket_key"] and b64u(hashlib.sha256(spki).digest()) == v["relay_id"]
+    r = v["request"]
+    payload = "\n".join(["eticket-relay-v1", r["method"], r["path"], r["eticket_date"], r["eticket_expires"],
+                         hashlib.sha256(sealed).hexdigest()]).encode()
+    assert payload.decode() == v["signing_payload"]
+    assert signing_payload(r["method"], r["path"], r["eticket_date"], r["eticket_expires"], sealed) == payload
+    headers = {"eticket-key": v["eticket_key"], "eticket-date": r["eticket_date"],
+               "eticket-expires": r["eticket_expires"], "eticket-signature": v["eticket_signature"]}
+    assert verify_request("PUT", r["path"], headers, sealed, now=int(r["eticket_date"])) == v["relay_id"]
