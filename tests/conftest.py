@@ -14,7 +14,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,22 @@ def wait_for(predicate: object, timeout: float, what: str, interval: float = 0.1
             return
         time.sleep(interval)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], url: str, timeout: float, what: str,
+                 logs: Callable[[], str]) -> None:
+    """Wait until ``url/healthz`` answers 200; RuntimeError with the log tail if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {logs()[-2000:]}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready in {timeout} s: {logs()[-2000:]}")
 
 
 def samples(kind: str) -> list[Path]:
@@ -129,17 +145,8 @@ class Appliance:
              "--mdns-interfaces", "127.0.0.1", "--log-level", "debug", *self.extra],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"eticket serve exited: {self.logs()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"eticket serve not ready in {timeout} s: {self.logs()[-2000:]}")
+        wait_healthy(self.proc, self.url, timeout, "eticket serve", self.logs)
+        return self
 
     def stop(self) -> None:
         if self._api is not None:

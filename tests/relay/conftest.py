@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import ETICKET, REPO, free_port, require
+from tests.conftest import ETICKET, REPO, free_port, require, wait_healthy
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "eticket-test", "AWS_SECRET_ACCESS_KEY": "eticket-test-secret",
           "AWS_DEFAULT_REGION": "us-east-1"}
@@ -41,17 +40,8 @@ class RelayProc:
         self.proc = subprocess.Popen(
             [*ETICKET, "relay", "serve", "--storage", self.storage, "--listen", f"127.0.0.1:{self.port}",
              *self.extra], stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **self.env})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"relay exited: {self.logs()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"relay not ready: {self.logs()[-2000:]}")
+        wait_healthy(self.proc, self.url, timeout, "eticket relay", self.logs)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -7,21 +7,27 @@ from pathlib import Path
 from tests.conftest import Appliance, samples, wait_for
 
 
+def _send_ticket(app: Appliance) -> dict[str, str]:
+    token = app.pair()
+    r = app.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
+                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"})
+    assert r.status_code == 201
+    body: dict[str, str] = r.json()
+    return body
+
+
 def test_wifi_join_qr_first_then_the_receipt_qr(appliance_factory: object, tmp_path: Path) -> None:
     config = tmp_path / "eticket.toml"
     config.write_text('guest_wifi_ssid = "Boulangerie;Invités"\nguest_wifi_password = "croissant:2026"\n'
                       "guest_wifi_seconds = 2\n")
     app: Appliance = appliance_factory("--config", str(config))  # type: ignore[operator]
-    token = app.pair()
-    r = app.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
-                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"})
-    assert r.status_code == 201
+    sent = _send_ticket(app)
     state = app.display()
     assert state["scene"] == "wifi"
     wifi = state["ticket"]["wifi"]  # type: ignore[index]
     # The WIFI: format (ZXing's, read by Android and iOS cameras): special characters backslash-escaped.
     assert wifi == {"ssid": "Boulangerie;Invités", "qr": r"WIFI:T:WPA;S:Boulangerie\;Invités;P:croissant\:2026;;"}
-    assert state["ticket"]["url"] == r.json()["url"]  # type: ignore[index]
+    assert state["ticket"]["url"] == sent["url"]  # type: ignore[index]
     wait_for(lambda: app.display()["scene"] == "ticket", 6, "the receipt QR after the Wi-Fi step")
     assert "croissant" not in app.logs()
 
@@ -38,9 +44,6 @@ def test_a_relay_replaces_the_wifi_step(appliance_factory: object, tmp_path: Pat
     config = tmp_path / "eticket.toml"
     config.write_text('guest_wifi_ssid = "Guests"\nrelay_url = "http://127.0.0.1:9"\n')
     app: Appliance = appliance_factory("--config", str(config))  # type: ignore[operator]
-    token = app.pair()
-    r = app.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
-                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"})
-    assert r.status_code == 201
+    _send_ticket(app)
     state = app.display()
     assert state["scene"] == "ticket" and state["ticket"]["wifi"] is None  # type: ignore[index]
