@@ -4,14 +4,16 @@ the real systemd.)"""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import Appliance, free_port
+from tests.conftest import ETICKET, REPO, Appliance, free_port
 
 
 def test_serve_notifies_ready_watchdog_and_stopping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -48,4 +50,26 @@ def test_serve_notifies_ready_watchdog_and_stopping(tmp_path: Path, monkeypatch:
         assert "STOPPING=1" in rest
     finally:
         app.stop()
+        receiver.close()
+
+
+def test_kiosk_notifies_ready_after_its_first_frame_and_pings_from_the_render_loop(
+        appliance: Appliance, tmp_path: Path) -> None:
+    address = str(tmp_path / "kiosk-notify")
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(address)
+    receiver.settimeout(30)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+    env.update(NOTIFY_SOCKET=address, WATCHDOG_USEC="400000")
+    kiosk = subprocess.Popen([*ETICKET, "kiosk", "--data-dir", str(appliance.data_dir), "--size", "320x240"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        first = receiver.recv(4096).decode()
+        assert first == "READY=1"
+        assert (appliance.data_dir / "screen.png").exists()  # the first frame was out before READY
+        pings = [receiver.recv(4096).decode() for _ in range(4)]
+        assert set(pings) == {"WATCHDOG=1"}
+    finally:
+        kiosk.terminate()
+        kiosk.wait(10)
         receiver.close()
