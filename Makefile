@@ -41,7 +41,7 @@ bench: $(BIN)/eticket loopback-multicast
 	$(BIN)/python bench/post_to_qr.py
 
 lint: $(BIN)/eticket
-	$(BIN)/ruff check appliance kiosk tests bench
+	$(BIN)/ruff check appliance kiosk provisioning tests bench image-build
 	$(BIN)/mypy
 
 clean:

@@ -7,6 +7,7 @@
     eticket send       send a receipt PDF (POS side)
     eticket pairings   list, revoke or open POS pairings (device side, local admin socket)
     eticket status     health, pairing state and URLs (device side)
+    eticket provision  first-boot settings from eticket.toml (device side)
 
 Errors are one line on stderr (``eticket: error: …``) and a non-zero exit status.
 """
@@ -46,6 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     from kiosk.cli import add_kiosk_parser
+    from provisioning.cli import add_provision_parser
 
     from .admin_cli import add_admin_parsers
     from .client_cli import add_client_parsers
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_kiosk_parser(sub)
     add_client_parsers(sub)
     add_admin_parsers(sub)
+    add_provision_parser(sub)
     return parser
 
 
