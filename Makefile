@@ -7,7 +7,7 @@ DATA ?= .eticket-data
 LISTEN ?= 127.0.0.1:8080
 API_LISTEN ?= 127.0.0.1:8443
 
-.PHONY: run test test-slow bench lint sysdeps loopback-multicast clean
+.PHONY: run test test-slow bench lint sysdeps sysdeps-image loopback-multicast image image-lock clean
 
 $(BIN)/eticket: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,20 @@ $(BIN)/eticket: pyproject.toml
 # Debian packages the tests use (avahi as an independent mDNS peer, iproute2 for namespaces).
 sysdeps:
 	@bash scripts/sysdeps.sh
+
+# Debian packages for building and booting the image (mmdebstrap, qemu, mtools, ...); binfmt for arm64.
+sysdeps-image:
+	@bash scripts/sysdeps-image.sh
+
+# The SD-card image: `make image` (Raspberry Pi 3/4/Zero 2 W, arm64) or `make image ARCH=amd64` (UEFI PC,
+# the boot test's variant). Output in build/image-$(ARCH)/: .img, .img.xz, .manifest, .sha256.
+ARCH ?= arm64
+image: sysdeps-image
+	bash image-build/build.sh $(ARCH) build/image-$(ARCH)
+
+# Re-pin the appliance's wheels for the image (image-build/requirements.lock, both architectures).
+image-lock: $(BIN)/eticket
+	bash image-build/lock-wheels.sh
 
 # mDNS is confined to loopback on a desk: it needs multicast on lo (root only; harmless if already on).
 loopback-multicast:
@@ -34,7 +48,7 @@ test: $(BIN)/eticket sysdeps loopback-multicast
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Slow proofs (image builds, emulated boots). Exit status 5 means "no slow test yet": not a failure.
-test-slow: $(BIN)/eticket sysdeps loopback-multicast
+test-slow: $(BIN)/eticket sysdeps sysdeps-image loopback-multicast
 	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]
 
 bench: $(BIN)/eticket loopback-multicast
