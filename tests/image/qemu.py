@@ -104,7 +104,8 @@ class Guest:
         kernel = extract_boot_file(self.disk, "vmlinuz", self.workdir / "vmlinuz")
         initrd = extract_boot_file(self.disk, "initrd.img", self.workdir / "initrd.img")
         cmdline = extract_boot_file(self.disk, "cmdline.txt", self.workdir / "cmdline.txt").read_text().split()
-        cmdline = [arg for arg in cmdline if not arg.startswith("console=")] + ["console=ttyAMA0"]
+        cmdline = [arg for arg in cmdline if not arg.startswith("console=") and arg != "quiet"]
+        cmdline += ["console=ttyAMA0", "systemd.show_status=1"]  # unit by unit on the serial log
         return ["qemu-system-aarch64", "-machine", "virt", "-cpu", "cortex-a72", "-accel", self.accel, *common,
                 "-kernel", str(kernel), "-initrd", str(initrd), "-append", " ".join(cmdline),
                 "-drive", f"file={self.disk},format=raw,if=none,id=disk0", "-device", "virtio-blk-pci,drive=disk0"]
@@ -124,9 +125,10 @@ class Guest:
         """Seconds from qemu's start until ``/healthz`` answered 200 through the port forward, and its body.
 
         Raises:
-            TimeoutError: not ready in ``timeout`` seconds (or qemu exited); the serial console's tail says why.
+            TimeoutError: not answering within ``timeout`` seconds from now (or qemu exited); the serial
+                console's tail says why.
         """
-        deadline = self.started + timeout
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.alive():
             try:
                 r = httpx.get(self.url + "/healthz", timeout=2)

@@ -149,7 +149,7 @@ def test_root_is_read_only_and_the_data_partition_filled_the_card(booted: Booted
     data_bytes = int(dict(zip(sizes[0:-1:2], sizes[1:-1:2], strict=True))["vda3"])
     var_fs_bytes = int(sizes[-1])
     assert data_bytes > (256 + CARD_GROWTH_MIB - 8) * 2**20, sizes  # grown from 256 MiB to the card's end
-    assert var_fs_bytes > (256 + CARD_GROWTH_MIB - 64) * 2**20, sizes  # and the file system with it
+    assert var_fs_bytes > (256 + CARD_GROWTH_MIB // 2) * 2**20, sizes  # and the file system with it
     assert disk_bytes - data_bytes > 0
     journal = _ssh(booted, "journalctl -b -u eticket-grow-data.service --no-pager")
     assert "grown from 524288 to" in journal
@@ -200,5 +200,4 @@ def test_the_watchdog_restarts_a_hung_appliance(booted: Booted) -> None:
     assert restarts == "1"
     journal = _ssh(booted, "journalctl -b -u eticket.service --no-pager | grep -i watchdog || true")
     assert "Watchdog timeout" in journal, journal
-    booted.guest.started = time.monotonic()
     assert booted.guest.wait_healthz(120)[1]["status"] == "ok"
