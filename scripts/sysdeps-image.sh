@@ -18,16 +18,8 @@ command -v xz >/dev/null || need+=(xz-utils)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v arch-test >/dev/null || need+=(arch-test)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  else
-    echo "note: Debian packages missing for the image (install as root): ${need[*]}" >&2
-    exit 0
-  fi
-fi
+. "$(dirname "$0")/_apt.sh"
+install_missing "${need[@]}" || exit 0
 if [ "$(id -u)" = 0 ]; then
   mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
   [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64 || true
