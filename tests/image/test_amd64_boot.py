@@ -27,7 +27,7 @@ from tests.image.conftest import copy_image
 from tests.image.qemu import Guest, choose_accel, put_boot_file, read_boot_file
 from tests.network.netns import Host, Lan, discover_json, netns_available
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the first test also builds the image
 
 BOOT_TIMEOUT_SECONDS = {"kvm": 120.0, "tcg": 420.0}
 CARD_GROWTH_MIB = 512

@@ -22,7 +22,7 @@ from tests.conftest import require
 from tests.image.conftest import copy_image
 from tests.image.qemu import Guest, choose_accel, extract_boot_file, put_boot_file
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the first test also builds the image
 
 SECTOR = 512
 PI_DEVICE_TREES = ("bcm2837-rpi-3-b.dtb", "bcm2837-rpi-3-b-plus.dtb", "bcm2711-rpi-4-b.dtb",
