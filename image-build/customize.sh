@@ -32,7 +32,7 @@ install -m 644 "$REPO"/systemd/*.service "$ROOT/usr/lib/systemd/system/"
 install -m 644 "$REPO/systemd/sysusers.d/eticket.conf" "$ROOT/usr/lib/sysusers.d/eticket.conf"
 systemd-sysusers --root="$ROOT"
 systemctl --root="$ROOT" --quiet enable systemd-networkd.service eticket.service eticket-kiosk.service \
-  eticket-firstboot.service eticket-usb-provision.service eticket-grow-data.service eticket-ssh-keys.service
+  eticket-firstboot.service eticket-usb-provision.service eticket-ssh-keys.service
 mkdir -p "$ROOT/etc/systemd/system/sys-subsystem-net-devices-wlan0.device.wants"
 ln -sf /usr/lib/systemd/system/wpa_supplicant@.service \
   "$ROOT/etc/systemd/system/sys-subsystem-net-devices-wlan0.device.wants/wpa_supplicant@wlan0.service"

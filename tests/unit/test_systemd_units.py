@@ -2,7 +2,7 @@
 the appliance's exposure at or below APPLIANCE_EXPOSURE_MAX (the kiosk's at or below KIOSK_EXPOSURE_MAX).
 
 verify runs with ``--root`` on a small tree holding this machine's systemd units and the executables the
-units name (the image's real ``/usr/bin/eticket`` wrapper and ``grow-data`` script), so a unit that names a
+units name (the image's real ``/usr/bin/eticket`` wrapper), so a unit that names a
 missing program, an unknown key or a bad value fails here. The image's boot test verifies them again inside
 the built root.
 """
@@ -40,7 +40,7 @@ def unit_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     for unit in UNITS:
         shutil.copy(unit, root / "usr/lib/systemd/system" / unit.name)
-    for program in ("usr/bin/eticket", "usr/lib/eticket/grow-data"):
+    for program in ("usr/bin/eticket",):
         (root / program).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOTFS / program, root / program)
     for program in HOST_PROGRAMS:
