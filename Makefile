@@ -10,7 +10,7 @@ RELAY_URL ?=
 RELAY_LISTEN ?= 127.0.0.1:8090
 RELAY_DATA ?= relay-data
 
-.PHONY: run relay test test-slow bench bench-relay lint sysdeps loopback-multicast clean
+.PHONY: run relay test test-slow bench bench-relay lint sysdeps sysdeps-image loopback-multicast image image-lock clean
 
 $(BIN)/eticket: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,20 @@ $(BIN)/eticket: pyproject.toml
 # Debian packages the tests use (avahi as an independent mDNS peer, iproute2 for namespaces).
 sysdeps:
 	@bash scripts/sysdeps.sh
+
+# Debian packages for building and booting the image (mmdebstrap, qemu, mtools, ...); binfmt for arm64.
+sysdeps-image:
+	@bash scripts/sysdeps-image.sh
+
+# The SD-card image: `make image` (Raspberry Pi 3/4/Zero 2 W, arm64) or `make image ARCH=amd64` (UEFI PC,
+# the boot test's variant). Output in build/image-$(ARCH)/: .img, .img.xz, .manifest, .sha256.
+ARCH ?= arm64
+image: sysdeps-image
+	bash image-build/build.sh $(ARCH) build/image-$(ARCH)
+
+# Re-pin the appliance's wheels for the image (image-build/requirements.lock, both architectures).
+image-lock: $(BIN)/eticket
+	bash image-build/lock-wheels.sh
 
 # mDNS is confined to loopback on a desk: it needs multicast on lo (root only; harmless if already on).
 loopback-multicast:
@@ -41,7 +55,7 @@ test: $(BIN)/eticket sysdeps loopback-multicast
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Slow proofs (image builds, emulated boots). Exit status 5 means "no slow test yet": not a failure.
-test-slow: $(BIN)/eticket sysdeps loopback-multicast
+test-slow: $(BIN)/eticket sysdeps sysdeps-image loopback-multicast
 	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]
 
 bench: $(BIN)/eticket loopback-multicast
@@ -53,7 +67,7 @@ bench-relay: $(BIN)/eticket
 	$(BIN)/python bench/relay_vs_nginx.py
 
 lint: $(BIN)/eticket
-	$(BIN)/ruff check appliance kiosk relay tests bench
+	$(BIN)/ruff check appliance kiosk relay provisioning tests bench image-build
 	$(BIN)/mypy
 
 clean:

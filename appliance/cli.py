@@ -8,6 +8,7 @@
     eticket pairings   list, revoke or open POS pairings (device side, local admin socket)
     eticket status     health, pairing state and URLs (device side)
     eticket relay      run a receipt relay for phones on the internet (server side)
+    eticket provision  first-boot settings from eticket.toml (device side)
 
 Errors are one line on stderr (``eticket: error: …``) and a non-zero exit status.
 """
@@ -47,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     from kiosk.cli import add_kiosk_parser
+    from provisioning.cli import add_provision_parser
     from relay.cli import add_relay_parser
 
     from .admin_cli import add_admin_parsers
@@ -87,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_parsers(sub)
     add_admin_parsers(sub)
     add_relay_parser(sub)
+    add_provision_parser(sub)
     return parser
 
 

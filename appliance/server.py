@@ -18,6 +18,7 @@ from pathlib import Path
 import uvicorn
 
 from ._paths import configure_logging
+from ._sdnotify import Notifier
 from .admin_cli import ADMIN_SOCKET
 from .config import Settings
 from .service import Appliance
@@ -118,7 +119,22 @@ def _tcp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _async_serve(settings: Settings) -> None:
+READY_POLL_SECONDS = 0.05
+"""How often the start-up waits for every listener to report started before READY=1."""
+
+
+async def _async_ready(servers: list[_Server], notifier: Notifier) -> None:
+    """Tell systemd READY=1 once every listener has started, then feed the watchdog from this loop."""
+    while not all(server.started for server in servers):
+        if any(server.should_exit for server in servers):
+            return
+        await asyncio.sleep(READY_POLL_SECONDS)
+    notifier.notify("READY=1\nSTATUS=serving")
+    log.info("ready: every listener started")
+    await notifier.async_watchdog()
+
+
+async def _async_serve(settings: Settings, notifier: Notifier) -> None:
     public_sock = _tcp_socket(settings.host, settings.port)
     api_sock = _tcp_socket(*settings.api_host_port) if settings.tls else None
     appliance = Appliance(settings)
@@ -151,22 +167,28 @@ async def _async_serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     await appliance.async_start()
+    ready = asyncio.create_task(_async_ready([server for server, _ in servers], notifier))
     try:
         await asyncio.gather(*(server.serve(sockets=sockets) for server, sockets in servers))
     finally:
+        ready.cancel()
+        notifier.notify("STOPPING=1")
         await appliance.async_stop()
         with contextlib.suppress(FileNotFoundError):
             (settings.data_dir / ADMIN_SOCKET).unlink()
 
 
 def serve(settings: Settings) -> None:
-    """Run the appliance until SIGINT/SIGTERM; mDNS says goodbye on the way out."""
+    """Run the appliance until SIGINT/SIGTERM; mDNS says goodbye on the way out. Under systemd
+    (``$NOTIFY_SOCKET``) it sends READY=1 once every listener has started and WATCHDOG=1 pings from the
+    event loop when the unit sets ``WatchdogSec=``."""
     configure_logging(settings.log_level)
+    notifier = Notifier.from_environ(os.environ)
     supervisor = KioskSupervisor(str(settings.data_dir)) if settings.kiosk else None
     if supervisor is not None:
         supervisor.start()
     try:
-        asyncio.run(_async_serve(settings))
+        asyncio.run(_async_serve(settings, notifier))
     except BindError as exc:
         log.error("%s. Is another appliance running? Choose other ports with --listen / --api-listen.", exc)
         raise SystemExit(2) from exc

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pygame
 
+from appliance._sdnotify import Notifier
+
 from .follow import Follower, fetch_state, read_endpoint
 from .hotplug import DrmWatcher
 from .scenes import render
@@ -160,12 +162,13 @@ class _Panel:
 
 
 def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: int = 0,
-        fbdev: Path | None = None) -> None:
+        fbdev: Path | None = None, notifier: Notifier | None = None) -> None:
     """Show scenes until SIGTERM/SIGINT or the window is closed.
 
     Output: ``fbdev`` (a raw framebuffer, for SPI panels), else SDL (KMSDRM on the device, a window on a
     desk). Without any display it runs headless and writes every new frame to ``<data_dir>/screen.png``.
-    ``rotate``: degrees clockwise the picture is turned to match how the panel is mounted.
+    ``rotate``: degrees clockwise the picture is turned to match how the panel is mounted. ``notifier``:
+    systemd's (sd_notify): READY=1 after the first frame, WATCHDOG=1 from this render loop.
 
     Raises:
         FramebufferError: ``fbdev`` cannot be used (missing, unsupported format).
@@ -188,6 +191,8 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
     if fbdev is None and not panel.headless:
         watcher.start()
     log.info("kiosk running %s at %dx%d, rotation %d", panel.describe(), *panel.size, rotate)
+    notifier = notifier or Notifier()
+    next_ping: float | None = None  # None until READY=1 has been sent
     try:
         running = True
         while running:
@@ -205,6 +210,7 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
                         panel.close()
                 if panel.open:
                     panel.show(compose(extras.add(follower.state), panel.size, rotate), data_dir)
+            next_ping = _notify_alive(notifier, next_ping)
             changed.wait(FRAME_INTERVAL_MS / 1000)  # a new state wakes us at once; else poll SDL events
             if time.localtime().tm_min != minute:  # the idle clock moves on
                 minute = time.localtime().tm_min
@@ -213,6 +219,19 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
     finally:
         follower.stop()
         pygame.quit()
+
+
+def _notify_alive(notifier: Notifier, next_ping: float | None) -> float | None:
+    """READY=1 the first time (the first frame is up), then WATCHDOG=1 whenever ``next_ping`` (monotonic
+    seconds) has passed; returns the next due time."""
+    now = time.monotonic()
+    if next_ping is None:
+        notifier.notify("READY=1")
+        next_ping = now
+    if notifier.watchdog_interval is not None and now >= next_ping:
+        notifier.notify("WATCHDOG=1")
+        next_ping = now + notifier.watchdog_interval
+    return next_ping
 
 
 def _safe_render(state: dict[str, object] | None, size: tuple[int, int]) -> pygame.Surface:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def _kiosk(args: argparse.Namespace) -> int:
     from appliance._paths import configure_logging, default_data_dir
+    from appliance._sdnotify import Notifier
 
     from .app import run, snapshot
 
@@ -44,7 +46,7 @@ def _kiosk(args: argparse.Namespace) -> int:
     from .fbdev import FramebufferError
 
     try:
-        run(data_dir, args.size, args.fullscreen, args.rotate, args.fbdev)
+        run(data_dir, args.size, args.fullscreen, args.rotate, args.fbdev, Notifier.from_environ(os.environ))
     except FramebufferError as exc:
         print(f"eticket: error: {exc}", file=sys.stderr)
         return 1

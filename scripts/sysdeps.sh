@@ -9,6 +9,8 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v avahi-browse >/dev/null || need+=(avahi-utils)
 command -v avahi-daemon >/dev/null || need+=(avahi-daemon)
 command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
+command -v systemd-analyze >/dev/null || need+=(systemd)          # unit checks (tests/unit/test_systemd_units.py)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
 # Extra tools by name: `sysdeps.sh wrk nginx` (benchmarks).
 for tool in "$@"; do
   case "$tool" in
@@ -16,11 +18,5 @@ for tool in "$@"; do
     nginx) command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light) ;;
   esac
 done
-[ ${#need[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" = 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-else
-  echo "note: Debian packages missing (install as root): ${need[*]}" >&2
-fi
+. "$(dirname "$0")/_apt.sh"
+install_missing "${need[@]}" || true

@@ -1,0 +1,159 @@
+#!/bin/bash
+# Build the eTicket SD-card image from Debian packages only.
+#
+#   image-build/build.sh ARCH OUT       (ARCH: arm64 = Raspberry Pi 3/4/Zero 2 W; amd64 = UEFI PC, for the boot test)
+#
+# Steps, in order: wheels -> root (mmdebstrap) -> initramfs -> boot files -> partitions -> image -> manifest.
+# Nothing is mounted: the FAT partition is filled with mtools, the ext4 ones with mke2fs -d.
+# Environment: SOURCE_DATE_EPOCH (default: the last commit's time), COMPRESS=xz|none (default xz),
+# MIRROR (default: mmdebstrap's Debian mirror).
+set -euo pipefail
+
+ARCH=${1:?usage: build.sh arm64|amd64 OUTDIR}
+OUT=${2:?usage: build.sh arm64|amd64 OUTDIR}
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(dirname "$HERE")
+PYTHON=${PYTHON:-python3}
+COMPRESS=${COMPRESS:-xz}
+SUITE=bookworm
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct)}
+export E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH  # mke2fs: file system times
+export TZ=UTC LC_ALL=C.UTF-8
+
+# Fixed identifiers, so two builds give the same bytes (the device makes its own machine-id and SSH keys).
+DISK_ID=0x6574696b
+BOOT_VOLUME_ID=0x65746b62
+ROOT_UUID=6574696b-6574-4b72-8f6f-6f7400000001
+DATA_UUID=6574696b-6574-4b64-8174-610000000002
+HASH_SEED=6574696b-6574-4b68-8173-680000000003
+BOOT_MIB=256
+DATA_MIB=256
+
+case "$ARCH" in
+  arm64) PLATFORM=aarch64; BOOT_TYPE=c ;;
+  amd64) PLATFORM=x86_64; BOOT_TYPE=ef ;;
+  *) echo "build.sh: ARCH must be arm64 or amd64, not $ARCH" >&2; exit 2 ;;
+esac
+
+log() { printf '%s build.sh[%s]: %s\n' "$(date -u +%T)" "$ARCH" "$*" >&2; }
+step_start=$(date +%s)
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WORK=$OUT/work
+rm -rf "$WORK"
+mkdir -p "$WORK"
+ROOT=$WORK/root
+WHEELS=$WORK/wheels
+
+### 1. Wheels: the project (pure Python, built from this tree) and its pinned dependencies for the target.
+log "wheels for $PLATFORM"
+"$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$WHEELS" "$REPO"
+"$PYTHON" -m pip download --quiet --dest "$WHEELS" --require-hashes -r "$HERE/requirements.lock" \
+  --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 \
+  --platform "manylinux2014_$PLATFORM" --platform "manylinux_2_28_$PLATFORM" --platform "manylinux_2_36_$PLATFORM"
+
+### 2. Root file system: mmdebstrap, update-initramfs diverted (step 3 builds the initramfs on the host).
+log "root file system (mmdebstrap $SUITE $ARCH)"
+mapfile -t packages < <(sed 's/#.*//; /^\s*$/d' "$HERE/packages-common.list" "$HERE/packages-$ARCH.list")
+mm_args=(--arch="$ARCH" --variant=minbase --mode=root --components=main,non-free-firmware
+  --include="$(IFS=,; echo "${packages[*]}")"
+  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
+  --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*'
+  --dpkgopt='path-exclude=/usr/share/info/*'
+  --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs && ln -s /bin/true "$1/usr/sbin/update-initramfs"'
+  --customize-hook="\"$HERE/customize.sh\" \"\$1\" \"$WHEELS\" \"$PLATFORM\"")
+mmdebstrap "${mm_args[@]}" "$SUITE" "$ROOT" ${MIRROR:+"$MIRROR"}
+
+KVER=$(basename "$(find "$ROOT/lib/modules" -mindepth 1 -maxdepth 1 -type d | sort | tail -n 1)")
+log "kernel $KVER"
+
+### 3. Initramfs, built here from the image's own busybox and modules (no emulation).
+"$PYTHON" "$HERE/initramfs.py" --root "$ROOT" --kernel-version "$KVER" --modules "$HERE/modules-$ARCH.list" \
+  --out "$WORK/initrd.img"
+
+### 4. Boot partition contents.
+BOOT=$WORK/boot
+mkdir -p "$BOOT"
+cp "$ROOT/boot/vmlinuz-$KVER" "$BOOT/vmlinuz"
+cp "$WORK/initrd.img" "$BOOT/initrd.img"
+cp "$HERE/eticket.toml.example" "$BOOT/eticket.toml.example"
+CMDLINE="root=LABEL=eticket-root ro rootwait net.ifnames=0 quiet"
+if [ "$ARCH" = arm64 ]; then
+  # Raspberry Pi firmware (raspi-firmware) boots Debian's kernel with the upstream device trees.
+  cp "$ROOT"/usr/lib/raspi-firmware/{bootcode.bin,start*.elf,fixup*.dat} "$BOOT/"
+  cp "$ROOT/usr/lib/linux-image-$KVER"/broadcom/bcm283*-rpi-*.dtb "$ROOT/usr/lib/linux-image-$KVER"/broadcom/bcm2711-rpi-*.dtb "$BOOT/"
+  cp "$HERE/config.txt" "$BOOT/config.txt"
+  echo "console=tty0 console=ttyS1,115200 $CMDLINE" > "$BOOT/cmdline.txt"
+else
+  # UEFI: systemd-boot at the removable-media path; it loads the kernel and initramfs from this FAT (ESP).
+  mkdir -p "$BOOT/EFI/BOOT" "$BOOT/loader/entries"
+  cp "$ROOT/usr/lib/systemd/boot/efi/systemd-bootx64.efi" "$BOOT/EFI/BOOT/BOOTX64.EFI"
+  printf 'default eticket.conf\ntimeout 0\n' > "$BOOT/loader/loader.conf"
+  printf 'title eTicket\nlinux /vmlinuz\ninitrd /initrd.img\noptions %s\n' \
+    "console=tty0 console=ttyS0,115200 $CMDLINE" > "$BOOT/loader/entries/eticket.conf"
+fi
+
+### 5. Partitions: the data partition holds /var; the root keeps an empty /var to mount it on.
+log "partitions"
+DATA=$WORK/var
+mv "$ROOT/var" "$DATA"
+mkdir "$ROOT/var"
+for tree in "$ROOT" "$DATA" "$BOOT"; do
+  find "$tree" -newermt "@$SOURCE_DATE_EPOCH" -print0 | xargs -0r touch --no-dereference --date="@$SOURCE_DATE_EPOCH"
+done
+root_mib=$(( $(du -s --block-size=1M "$ROOT" | cut -f1) * 5 / 4 + 64 ))
+mke2fs -q -F -t ext4 -L eticket-root -U "$ROOT_UUID" -E "hash_seed=$HASH_SEED,root_owner=0:0" -b 4096 \
+  -d "$ROOT" "$WORK/root.ext4" "${root_mib}M"
+mke2fs -q -F -t ext4 -L eticket-data -U "$DATA_UUID" -E "hash_seed=$HASH_SEED,root_owner=0:0" -b 4096 \
+  -d "$DATA" "$WORK/data.ext4" "${DATA_MIB}M"
+rm -f "$WORK/boot.fat"
+mkfs.vfat -F 32 -n ETICKETBOOT -i "${BOOT_VOLUME_ID#0x}" --invariant -C "$WORK/boot.fat" $(( BOOT_MIB * 1024 )) >/dev/null
+(cd "$BOOT" && find . -mindepth 1 -type d | sort | sed 's|^\./||' | while read -r d; do mmd -i "$WORK/boot.fat" "::/$d"; done
+ find . -type f | sort | sed 's|^\./||' | while read -r f; do mcopy -m -i "$WORK/boot.fat" "$f" "::/$f"; done)
+
+### 6. Image: MBR (the Pi 3's boot ROM reads no GPT), 1 MiB aligned: boot (FAT), root (ext4, read-only), data.
+log "image"
+IMG=$OUT/eticket-$ARCH.img
+boot_start=2048
+root_start=$(( boot_start + BOOT_MIB * 2048 ))
+data_start=$(( root_start + root_mib * 2048 ))
+total_sectors=$(( data_start + DATA_MIB * 2048 ))
+rm -f "$IMG"
+truncate -s $(( total_sectors * 512 )) "$IMG"
+sfdisk --quiet "$IMG" <<EOF
+label: dos
+label-id: $DISK_ID
+unit: sectors
+start=$boot_start, size=$(( BOOT_MIB * 2048 )), type=$BOOT_TYPE, bootable
+start=$root_start, size=$(( root_mib * 2048 )), type=83
+start=$data_start, size=$(( DATA_MIB * 2048 )), type=83
+EOF
+dd if="$WORK/boot.fat" of="$IMG" bs=1M seek=$(( boot_start / 2048 )) conv=notrunc,sparse status=none
+dd if="$WORK/root.ext4" of="$IMG" bs=1M seek=$(( root_start / 2048 )) conv=notrunc,sparse status=none
+dd if="$WORK/data.ext4" of="$IMG" bs=1M seek=$(( data_start / 2048 )) conv=notrunc,sparse status=none
+
+### 7. Manifest beside the image: inputs, packages with versions, wheels, checksums.
+log "manifest"
+MANIFEST=$OUT/eticket-$ARCH.manifest
+{
+  echo "# eTicket image manifest"
+  echo "arch: $ARCH"
+  echo "suite: $SUITE"
+  echo "commit: $(git -C "$REPO" rev-parse HEAD)$(git -C "$REPO" diff --quiet HEAD -- . ':!build' 2>/dev/null || echo '-dirty')"
+  echo "source_date_epoch: $SOURCE_DATE_EPOCH"
+  echo "kernel: $KVER"
+  echo "image_bytes: $(stat -c %s "$IMG")"
+  echo "image_sha256: $(sha256sum "$IMG" | cut -d' ' -f1)"
+  echo "initrd_sha256: $(sha256sum "$WORK/initrd.img" | cut -d' ' -f1)"
+  echo "## Debian packages"
+  dpkg-query --admindir="$DATA/lib/dpkg" -W -f='${Package} ${Version} ${Architecture}\n' | sort
+  echo "## wheels"
+  (cd "$WHEELS" && sha256sum -- *.whl | sort -k2)
+} > "$MANIFEST"
+(cd "$OUT" && sha256sum "eticket-$ARCH.img" > "eticket-$ARCH.img.sha256")
+if [ "$COMPRESS" = xz ]; then
+  log "compress (xz)"
+  xz -T0 -6 -f -k "$IMG"
+  (cd "$OUT" && sha256sum "eticket-$ARCH.img.xz" > "eticket-$ARCH.img.xz.sha256")
+fi
+log "done in $(( $(date +%s) - step_start )) s: $IMG"

@@ -1,0 +1,159 @@
+"""Boot a built image in qemu: amd64 from its own disk (UEFI firmware, systemd-boot on the FAT), arm64 on the
+``virt`` machine with the kernel and initramfs taken from the image's boot partition.
+
+Networking never leaves this machine: the first NIC is qemu user networking with ``restrict=on`` (no way
+out) and port forwards on 127.0.0.1 (HTTP, SSH); an optional second NIC is a tap device the test puts on a
+bridge inside its own network namespace (tests/network/netns.py) for mDNS.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+GUEST_MIB = 1024
+GUEST_CPUS = 2
+PARTITION_OFFSET = "@@1M"  # mtools: the FAT boot partition starts at 1 MiB
+SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+               "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
+
+
+def choose_accel(arch: str) -> tuple[str, str]:
+    """(``kvm`` or ``tcg``, why). ``ETICKET_QEMU_ACCEL`` forces one. KVM only for amd64 guests on a host
+    whose /dev/kvm can run a stock kernel: a PVM host (module kvm_pvm: /dev/kvm without hardware
+    virtualisation) runs only PVM-enabled guest kernels, and Debian's hangs there right after the boot
+    loader, so it boots under TCG (full emulation) instead."""
+    forced = os.environ.get("ETICKET_QEMU_ACCEL")
+    if forced:
+        return forced, "forced by ETICKET_QEMU_ACCEL"
+    if arch != "amd64":
+        return "tcg", "arm64 guest on an x86 host: emulated"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg", "/dev/kvm is missing or not accessible"
+    if Path("/sys/module/kvm_pvm").exists():
+        return "tcg", "/dev/kvm is PVM (kvm_pvm), which cannot run Debian's stock kernel"
+    return "kvm", "KVM"
+
+
+def extract_boot_file(image: Path, name: str, dest: Path) -> Path:
+    """Copy ``name`` out of the image's FAT boot partition with mtools (no mount)."""
+    subprocess.run(["mcopy", "-o", "-i", f"{image}{PARTITION_OFFSET}", f"::/{name}", str(dest)], check=True)
+    return dest
+
+
+def put_boot_file(image: Path, source: Path, name: str) -> None:
+    """Write ``source`` as ``name`` onto the image's FAT boot partition with mtools (as a shop owner would
+    with a card reader)."""
+    subprocess.run(["mcopy", "-o", "-i", f"{image}{PARTITION_OFFSET}", str(source), f"::/{name}"], check=True)
+
+
+def read_boot_file(image: Path, name: str) -> str:
+    """The text of ``name`` on the image's FAT boot partition."""
+    return subprocess.run(["mtype", "-i", f"{image}{PARTITION_OFFSET}", f"::/{name}"], check=True,
+                          capture_output=True, text=True).stdout
+
+
+@dataclass
+class Guest:
+    """One qemu guest booted from ``disk`` (a copy of the image the test may change)."""
+
+    arch: str
+    disk: Path
+    workdir: Path
+    tap: str | None = None
+    accel: str = "tcg"
+    http_port: int = field(default_factory=free_port)
+    ssh_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+
+    @property
+    def serial_log(self) -> Path:
+        return self.workdir / f"serial-{self.arch}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def argv(self) -> list[str]:
+        forwards = f"hostfwd=tcp:127.0.0.1:{self.http_port}-:8080,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22"
+        net = ["-netdev", f"user,id=lan0,restrict=on,{forwards}", "-device", "virtio-net-pci,netdev=lan0"]
+        if self.tap:
+            net += ["-netdev", f"tap,id=lan1,ifname={self.tap},script=no,downscript=no",
+                    "-device", "virtio-net-pci,netdev=lan1,mac=52:54:00:e7:1c:01"]
+        common = ["-smp", str(GUEST_CPUS), "-m", str(GUEST_MIB), "-nodefaults", "-display", "none",
+                  "-monitor", "none", "-serial", f"file:{self.serial_log}", "-no-reboot", *net]
+        if self.arch == "amd64":
+            vars_copy = self.workdir / "OVMF_VARS.fd"
+            shutil.copy(OVMF_VARS, vars_copy)
+            return ["qemu-system-x86_64", "-machine", "q35", "-accel", self.accel, *common,
+                    "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                    "-drive", f"if=pflash,format=raw,file={vars_copy}",
+                    "-drive", f"file={self.disk},format=raw,if=virtio"]
+        kernel = extract_boot_file(self.disk, "vmlinuz", self.workdir / "vmlinuz")
+        initrd = extract_boot_file(self.disk, "initrd.img", self.workdir / "initrd.img")
+        cmdline = extract_boot_file(self.disk, "cmdline.txt", self.workdir / "cmdline.txt").read_text().split()
+        cmdline = [arg for arg in cmdline if not arg.startswith("console=") and arg != "quiet"]
+        cmdline += ["console=ttyAMA0", "systemd.show_status=1"]  # unit by unit on the serial log
+        return ["qemu-system-aarch64", "-machine", "virt", "-cpu", "cortex-a72", "-accel", self.accel, *common,
+                "-kernel", str(kernel), "-initrd", str(initrd), "-append", " ".join(cmdline),
+                "-drive", f"file={self.disk},format=raw,if=none,id=disk0", "-device", "virtio-blk-pci,drive=disk0"]
+
+    def start(self) -> Guest:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        argv = self.argv()
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdout=open(self.workdir / f"qemu-{self.arch}.log", "wb"),
+                                     stderr=subprocess.STDOUT)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_healthz(self, timeout: float) -> tuple[float, dict[str, object]]:
+        """Seconds from qemu's start until ``/healthz`` answered 200 through the port forward, and its body.
+
+        Raises:
+            TimeoutError: not answering within ``timeout`` seconds from now (or qemu exited); the serial
+                console's tail says why.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.alive():
+            try:
+                r = httpx.get(self.url + "/healthz", timeout=2)
+                if r.status_code == 200:
+                    body: dict[str, object] = r.json()
+                    return time.monotonic() - self.started, body
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"{self.arch} guest: /healthz not answering after {timeout:.0f} s "
+                           f"(qemu {'running' if self.alive() else 'exited'}); console:\n{self.console_tail()}")
+
+    def console_tail(self, chars: int = 3000) -> str:
+        return self.serial_log.read_text(errors="replace")[-chars:] if self.serial_log.exists() else ""
+
+    def ssh(self, key: Path, command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` in the guest as root over the forwarded SSH port, authenticated by ``key``."""
+        return subprocess.run(["ssh", "-i", str(key), "-p", str(self.ssh_port), *SSH_OPTIONS, "root@127.0.0.1",
+                               command], capture_output=True, text=True, timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

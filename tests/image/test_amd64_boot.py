@@ -1,0 +1,203 @@
+"""Proof by boot: the amd64 image, built by the same recipe as the Raspberry Pi one, boots from its own disk
+(UEFI firmware -> systemd-boot on the FAT -> kernel + host-built initramfs -> systemd) in qemu-system-x86_64,
+with the shop's eticket.toml put on the FAT as an owner would. systemd brings the appliance to READY, /healthz
+answers through a port forward on 127.0.0.1, first boot applied the settings (host name, SSH key accepted by
+the guest's real sshd, Wi-Fi key, shop name) and scrubbed the passphrase, the data partition grew to the
+larger card, the root is read-only, and a POS host on the guest's own LAN (a bridge in a network namespace
+made here, never this machine's network) discovers the device over mDNS.
+
+KVM when /dev/kvm can run Debian's kernel, else TCG (see qemu.choose_accel); the accelerator and the
+boot-to-ready time are written to build/test-image-amd64/boot.json.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+from tests.image.conftest import copy_image
+from tests.image.qemu import Guest, choose_accel, put_boot_file, read_boot_file
+from tests.network.netns import Host, Lan, discover_json, netns_available
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the first test also builds the image
+
+BOOT_TIMEOUT_SECONDS = {"kvm": 120.0, "tcg": 420.0}
+CARD_GROWTH_MIB = 512
+SHOP = "Boulangerie Test"
+HOSTNAME = "caisse-7"
+PASSPHRASE = "croissant-42"
+
+
+@dataclass
+class Booted:
+    guest: Guest
+    key: Path
+    pos: Host
+    health: dict[str, object]
+    ready_seconds: float
+    accel: str
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def booted(amd64_build: Path, ssh_key: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
+    """The amd64 image booted once for this module, on a card 512 MiB larger than the image, with a second
+    NIC on a namespace LAN where a POS host waits."""
+    reason = netns_available()
+    require(reason is None, reason or "")
+    require(Path("/dev/net/tun").exists(), "/dev/net/tun is missing (tap devices for the guest's LAN)")
+    accel, why = choose_accel("amd64")
+    print(f"accelerator: {accel} ({why})")
+    work = tmp_path_factory.mktemp("amd64-boot")
+    disk = copy_image(amd64_build, "amd64", work / "disk.img", grow_mib=CARD_GROWTH_MIB)
+    settings = work / "eticket.toml"
+    settings.write_text(f'hostname = "{HOSTNAME}"\nshop_name = "{SHOP}"\nlocale = "de_DE.UTF-8"\n'
+                        f'timezone = "Europe/Paris"\ndisplay_rotation = 90\n'
+                        f'ssh_authorized_keys = ["{ssh_key.with_suffix(".pub").read_text().strip()}"]\n\n'
+                        f'[wifi]\nssid = "Shop"\npassphrase = "{PASSPHRASE}"\ncountry = "FR"\n')
+    put_boot_file(disk, settings, "eticket.toml")
+
+    lan = Lan()
+    pos = lan.add_host("pos", 10)
+    tap = f"{lan.prefix}tap"
+    guest = Guest(arch="amd64", disk=disk, workdir=work, tap=tap, accel=accel)
+    try:
+        _ip("tuntap", "add", "dev", tap, "mode", "tap")
+        _ip("link", "set", tap, "up")
+        guest.start()
+        time.sleep(1)  # qemu has opened the tap: move it, still attached, onto the LAN's bridge
+        _ip("link", "set", tap, "netns", lan.bridge_ns)
+        _ip("-n", lan.bridge_ns, "link", "set", tap, "master", "br0")
+        _ip("-n", lan.bridge_ns, "link", "set", tap, "up")
+        ready, health = guest.wait_healthz(BOOT_TIMEOUT_SECONDS[accel])
+        print(f"boot to /healthz: {ready:.1f} s ({accel})")
+        yield Booted(guest=guest, key=ssh_key, pos=pos, health=health, ready_seconds=ready, accel=accel)
+    finally:
+        guest.stop()
+        lan.close()
+        subprocess.run(["ip", "link", "del", tap], capture_output=True, check=False)
+        (amd64_build / "serial-amd64.log").write_text(guest.console_tail(200_000))
+
+
+def _ssh(booted: Booted, command: str) -> str:
+    result = booted.guest.ssh(booted.key, command)
+    assert result.returncode == 0, f"{command!r} in the guest: {result.stderr}"
+    return result.stdout
+
+
+def _show(booted: Booted, unit: str, *props: str) -> dict[str, str]:
+    out = _ssh(booted, f"systemctl show {unit} " + " ".join(f"-p {p}" for p in props))
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_systemd_brings_the_appliance_to_ready(booted: Booted, amd64_build: Path) -> None:
+    assert booted.health["status"] == "ok"
+    state = _show(booted, "eticket.service", "Type", "ActiveState", "SubState", "StatusText", "WatchdogUSec",
+                  "ActiveEnterTimestampMonotonic", "NRestarts", "User")
+    assert state["Type"] == "notify" and state["ActiveState"] == "active" and state["SubState"] == "running"
+    assert state["StatusText"] == "serving"  # sent by the appliance itself with READY=1
+    assert state["WatchdogUSec"] == "30s" and state["NRestarts"] == "0" and state["User"] == "eticket"
+    ready_in_guest = int(state["ActiveEnterTimestampMonotonic"]) / 1e6  # since the kernel started
+    userspace = _ssh(booted, "systemctl is-system-running --wait >/dev/null; systemd-analyze time").strip()
+    result = {"accel": booted.accel, "host_start_to_healthz_seconds": round(booted.ready_seconds, 1),
+              "kernel_to_appliance_ready_seconds": round(ready_in_guest, 1), "systemd_analyze": userspace}
+    (amd64_build / "boot.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    assert 0 < ready_in_guest < booted.ready_seconds
+
+
+def test_the_whole_system_is_up_without_failed_units(booted: Booted) -> None:
+    assert _ssh(booted, "systemctl is-system-running --wait || true").strip() == "running", \
+        _ssh(booted, "systemctl --failed --no-pager || true")
+
+
+def test_first_boot_applied_the_shop_settings(booted: Booted) -> None:
+    assert _ssh(booted, "hostname").strip() == HOSTNAME  # and the SSH key was accepted to ask
+    config = _ssh(booted, "cat /etc/eticket/eticket.toml")
+    assert f'name = "{SHOP}"' in config and 'language = "de"' in config
+    assert _ssh(booted, "readlink -f /etc/localtime").strip() == "/usr/share/zoneinfo/Europe/Paris"
+    assert _ssh(booted, "cat /etc/eticket/kiosk.env").strip() == "ETICKET_KIOSK_ARGS=--rotate 90"
+    wifi = _ssh(booted, "cat /etc/wpa_supplicant/wpa_supplicant-wlan0.conf")
+    assert 'ssid="Shop"' in wifi and "psk=" in wifi and PASSPHRASE not in wifi
+    on_fat = _ssh(booted, "cat /boot/firmware/eticket.toml")
+    assert PASSPHRASE not in on_fat and f'hostname = "{HOSTNAME}"' in on_fat
+    assert booted.health["paired"] is False
+
+
+def test_the_passphrase_is_gone_from_the_card_itself(booted: Booted) -> None:
+    _ssh(booted, "sync")
+    assert PASSPHRASE not in read_boot_file(booted.guest.disk, "eticket.toml")
+
+
+def test_root_is_read_only_and_the_data_partition_filled_the_card(booted: Booted) -> None:
+    assert "ro" in _ssh(booted, "findmnt -no OPTIONS /").split(",")
+    denied = booted.guest.ssh(booted.key, "touch /usr/eticket-write-test")
+    assert denied.returncode != 0 and "Read-only file system" in denied.stderr
+    sizes = _ssh(booted, "lsblk -bnlo NAME,SIZE /dev/vda && findmnt -bno SIZE /var").split()
+    disk_bytes = int(sizes[1])
+    data_bytes = int(dict(zip(sizes[0:-1:2], sizes[1:-1:2], strict=True))["vda3"])
+    var_fs_bytes = int(sizes[-1])
+    assert data_bytes > (256 + CARD_GROWTH_MIB - 8) * 2**20, sizes  # grown from 256 MiB to the card's end
+    assert var_fs_bytes > (256 + CARD_GROWTH_MIB // 2) * 2**20, sizes  # and the file system with it
+    assert disk_bytes - data_bytes > 0
+    kernel_log = _ssh(booted, "journalctl -b -k --no-pager | grep eticket-initramfs")
+    assert "data partition /dev/vda3 grown from 524288 to" in kernel_log
+
+
+def test_the_device_is_discovered_over_mdns_on_its_lan(booted: Booted, cli_env: dict[str, str]) -> None:
+    found: list[dict[str, object]] = []
+    deadline = time.monotonic() + 60  # IPv4 link-local address, then the appliance re-announces
+    while time.monotonic() < deadline and not found:
+        found = [d for d in discover_json(booted.pos, cli_env, timeout=4.0) if d["id"] == booted.health["device_id"]]
+    assert found, "the guest was not discovered from the POS host"
+    (device,) = found
+    assert device["name"] == SHOP and device["fingerprint"] == booted.health["fingerprint"]
+    assert any(re.match(r"169\.254\.", str(a)) for a in device["addresses"]), device  # type: ignore[attr-defined]
+
+
+def test_units_verify_inside_the_image_and_the_appliance_exposure_holds(booted: Booted) -> None:
+    units = ("eticket.service eticket-kiosk.service eticket-firstboot.service eticket-usb-provision.service "
+             "eticket-ssh-keys.service")
+    verify = booted.guest.ssh(booted.key, f"systemd-analyze verify {units}")
+    assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
+    security = _ssh(booted, "systemd-analyze security eticket.service --no-pager | tail -n 1")
+    level = float(re.search(r"exposure level for eticket.service: (\d+\.\d+)", security).group(1))  # type: ignore[union-attr]
+    assert level <= 1.5, security
+
+
+def test_a_bad_settings_file_is_reported_and_the_device_stays_usable(booted: Booted) -> None:
+    _ssh(booted, "printf 'hostname = \"caisse-7\"\\ndisplay_rotation = 45\\n' > /boot/firmware/eticket.toml")
+    failed = booted.guest.ssh(booted.key, "systemctl restart eticket-firstboot.service")
+    assert failed.returncode != 0
+    journal = _ssh(booted, "journalctl -b -u eticket-firstboot.service --no-pager -n 20")
+    assert "/boot/firmware/eticket.toml: display_rotation: must be one of 0, 90, 180, 270" in journal
+    status = json.loads(_ssh(booted, "cat /run/eticket-provision/status.json"))
+    assert status["ok"] is False and "display_rotation" in status["message"]
+    assert _ssh(booted, "cat /etc/eticket/kiosk.env").strip() == "ETICKET_KIOSK_ARGS=--rotate 90"
+    assert booted.guest.wait_healthz(30)[1]["status"] == "ok"
+
+
+def test_the_watchdog_restarts_a_hung_appliance(booted: Booted) -> None:
+    """This is when the appliance's event loop hangs: its pings stop and systemd restarts it."""
+    pid = _show(booted, "eticket.service", "MainPID")["MainPID"]
+    _ssh(booted, f"kill -STOP {pid}")
+    deadline = time.monotonic() + 150
+    restarts = "0"
+    while time.monotonic() < deadline and restarts == "0":
+        time.sleep(5)
+        restarts = _show(booted, "eticket.service", "NRestarts")["NRestarts"]
+    assert restarts == "1"
+    journal = _ssh(booted, "journalctl -b -u eticket.service --no-pager | grep -i watchdog || true")
+    assert "Watchdog timeout" in journal, journal
+    assert booted.guest.wait_healthz(120)[1]["status"] == "ok"

@@ -1,0 +1,154 @@
+"""The Raspberry Pi image (arm64): its structure read from the image file itself (partition table, the FAT's
+config.txt, cmdline.txt, firmware, kernel, device trees for the Pi 3, Pi 4 and Zero 2 W, the host-built
+initramfs), the appliance installed in the root and importable by the image's own aarch64 Python (run
+through binfmt qemu-aarch64 in a chroot of the read-only-mounted root partition), the manifest matching the
+image, and a boot on qemu's ``virt`` machine (the Pi firmware does not run there, so the kernel and initramfs
+are taken from the image's FAT) up to the appliance answering /healthz with the shop's host name applied.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+from tests.image.conftest import copy_image
+from tests.image.qemu import Guest, choose_accel, extract_boot_file, put_boot_file
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the first test also builds the image
+
+SECTOR = 512
+PI_DEVICE_TREES = ("bcm2837-rpi-3-b.dtb", "bcm2837-rpi-3-b-plus.dtb", "bcm2711-rpi-4-b.dtb",
+                   "bcm2837-rpi-zero-2-w.dtb")
+PI_FIRMWARE = ("bootcode.bin", "start.elf", "fixup.dat", "start4.elf", "fixup4.dat")
+ARM64_IMAGE_MAGIC = b"ARM\x64"  # at offset 0x38 of an arm64 kernel Image
+ELF_MACHINE_AARCH64 = 0xB7
+VIRT_BOOT_TIMEOUT_SECONDS = 900.0
+
+
+def _image(build: Path) -> Path:
+    return build / "eticket-arm64.img"
+
+
+def _partitions(image: Path) -> list[dict[str, object]]:
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(image)], capture_output=True, text=True,
+                                      check=True).stdout)["partitiontable"]
+    assert table["label"] == "dos"
+    parts: list[dict[str, object]] = table["partitions"]
+    return parts
+
+
+def test_partition_table_is_mbr_with_boot_root_and_data(arm64_build: Path) -> None:
+    boot, root, data = _partitions(_image(arm64_build))
+    assert boot["type"] == "c" and boot.get("bootable") is True and boot["start"] == 2048
+    assert root["type"] == "83" and data["type"] == "83"
+    assert data["start"] == int(root["start"]) + int(root["size"])  # type: ignore[call-overload]
+    labels = [_probe(_image(arm64_build), p, "LABEL") for p in (boot, root, data)]
+    assert labels == ["ETICKETBOOT", "eticket-root", "eticket-data"]
+
+
+def _probe(image: Path, part: dict[str, object], tag: str) -> str:
+    offset = int(part["start"]) * SECTOR  # type: ignore[call-overload]
+    return subprocess.run(["blkid", "-p", "-O", str(offset), "-s", tag, "-o", "value", str(image)],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_boot_partition_holds_firmware_kernel_initramfs_and_device_trees(arm64_build: Path, tmp_path: Path) -> None:
+    image = _image(arm64_build)
+    listing = subprocess.run(["mdir", "-b", "-i", f"{image}@@1M", "::/"], capture_output=True, text=True,
+                             check=True).stdout
+    names = {line.rsplit("/", 1)[-1] for line in listing.split()}
+    missing = [n for n in (*PI_FIRMWARE, *PI_DEVICE_TREES, "vmlinuz", "initrd.img", "config.txt", "cmdline.txt",
+                           "eticket.toml.example") if n not in names]
+    assert not missing, f"missing on the FAT: {missing}"
+    config = extract_boot_file(image, "config.txt", tmp_path / "config.txt").read_text()
+    for line in ("arm_64bit=1", "upstream_kernel=1", "kernel=vmlinuz", "initramfs initrd.img followkernel"):
+        assert line in config.splitlines()
+    cmdline = extract_boot_file(image, "cmdline.txt", tmp_path / "cmdline.txt").read_text()
+    assert cmdline.count("\n") == 1 and "root=LABEL=eticket-root" in cmdline and " ro " in f" {cmdline} "
+    kernel = extract_boot_file(image, "vmlinuz", tmp_path / "vmlinuz").read_bytes()
+    assert kernel[0x38:0x3C] == ARM64_IMAGE_MAGIC
+    initrd = extract_boot_file(image, "initrd.img", tmp_path / "initrd.img").read_bytes()
+    listing_cpio = subprocess.run(["cpio", "-it", "--quiet"], input=gzip.decompress(initrd), capture_output=True,
+                                  check=True).stdout.decode()
+    for member in ("init", "bin/busybox", "etc/modules.order", "lib/modules/kernel/drivers/mmc/host/sdhci-iproc.ko",
+                   "lib/modules/kernel/drivers/mmc/host/bcm2835.ko", "lib/modules/kernel/fs/ext4/ext4.ko"):
+        assert member in listing_cpio.split(), member
+
+
+@pytest.fixture
+def root_mount(arm64_build: Path, tmp_path: Path) -> Iterator[Path]:
+    """The image's root partition, loop-mounted read-only (as on the device)."""
+    require(os.geteuid() == 0, "mounting the root partition needs root")
+    _, root, _ = _partitions(_image(arm64_build))
+    mountpoint = tmp_path / "root"
+    mountpoint.mkdir()
+    offset = int(root["start"]) * SECTOR  # type: ignore[call-overload]
+    subprocess.run(["mount", "-o", f"ro,loop,offset={offset}", str(_image(arm64_build)), str(mountpoint)],
+                   check=True)
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=False)
+
+
+def test_the_appliance_is_installed_and_imports_with_the_images_own_python(root_mount: Path) -> None:
+    require(Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists(), "binfmt qemu-aarch64 is off")
+    python = (root_mount / "usr/bin/python3").resolve()
+    assert python.read_bytes()[18] == ELF_MACHINE_AARCH64  # e_machine: the image's Python is aarch64
+    code = ("import sys; sys.path.insert(0, '/usr/lib/eticket/site'); "
+            "import appliance, appliance.server, kiosk.app, provisioning, pydantic_core, cryptography, pikepdf, "
+            "pypdfium2, zeroconf, pygame; print(appliance.__version__, pygame.version.ver)")
+    result = subprocess.run(["chroot", str(root_mount), "/usr/bin/python3", "-IB", "-c", code],
+                            capture_output=True, text=True, timeout=300, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert result.returncode == 0, result.stderr
+    version = subprocess.run(["chroot", str(root_mount), "/usr/bin/eticket", "--version"], capture_output=True,
+                             text=True, timeout=300, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert version.returncode == 0 and version.stdout.startswith("eticket "), version.stderr
+    for unit in ("eticket.service", "eticket-kiosk.service", "eticket-firstboot.service"):
+        assert (root_mount / "usr/lib/systemd/system" / unit).is_file()
+        links = [name for _, _, names in os.walk(root_mount / "etc/systemd/system") for name in names]
+        assert unit in links, f"{unit} is not enabled"  # (links to /lib/...: Path.glob would follow them)
+    assert (root_mount / "etc/machine-id").read_text() == ""
+    assert not list((root_mount / "etc/ssh").glob("ssh_host_*"))  # made per device at first boot
+    passwd = (root_mount / "etc/passwd").read_text()
+    assert "\neticket:" in passwd and "\neticket-kiosk:" in passwd
+
+
+def test_manifest_lists_packages_and_the_image_checksum(arm64_build: Path) -> None:
+    manifest = (arm64_build / "eticket-arm64.manifest").read_text()
+    digest = hashlib.sha256(_image(arm64_build).read_bytes()).hexdigest()
+    assert f"image_sha256: {digest}" in manifest
+    for package in ("linux-image-arm64 ", "raspi-firmware ", "firmware-brcm80211 ", "python3 ", "systemd "):
+        assert f"\n{package}" in manifest, package
+    assert "eticket-0.1.0-py3-none-any.whl" in manifest and "pygame_ce-" in manifest
+
+
+def test_boots_on_qemu_virt_to_the_appliance(arm64_build: Path, tmp_path: Path, ssh_key: Path) -> None:
+    accel, why = choose_accel("arm64")
+    print(f"accelerator: {accel} ({why})")
+    disk = copy_image(arm64_build, "arm64", tmp_path / "disk.img", grow_mib=256)
+    settings = tmp_path / "eticket.toml"
+    settings.write_text(f'hostname = "pi-caisse"\nshop_name = "Pi Test"\n'
+                        f'ssh_authorized_keys = ["{ssh_key.with_suffix(".pub").read_text().strip()}"]\n')
+    put_boot_file(disk, settings, "eticket.toml")
+    guest = Guest(arch="arm64", disk=disk, workdir=tmp_path, accel=accel)
+    try:
+        guest.start()
+        seconds, health = guest.wait_healthz(VIRT_BOOT_TIMEOUT_SECONDS)
+        print(f"arm64 virt: boot to /healthz in {seconds:.0f} s ({accel})")
+        assert health["status"] == "ok"
+        hostname = guest.ssh(ssh_key, "hostname; systemctl show -p SubState --value eticket.service", timeout=120)
+        assert hostname.stdout.split() == ["pi-caisse", "running"], hostname.stderr
+        (arm64_build / "boot-virt.json").write_text(json.dumps({"accel": accel, "boot_to_healthz_seconds":
+                                                                round(seconds, 1)}) + "\n")
+    finally:
+        guest.stop()
+        (arm64_build / "serial-arm64.log").write_text(guest.console_tail(200_000))

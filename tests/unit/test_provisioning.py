@@ -1,0 +1,209 @@
+"""First-boot settings (provisioning/): parsing with clear errors, idempotent apply, secrets removed from the
+applied file, USB events chosen right, and the appliance accepting the config it writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from appliance.config import load_settings
+from provisioning import (
+    DeviceSettings,
+    Layout,
+    ProvisioningError,
+    apply,
+    parse_settings,
+    read_settings,
+    scrub_secrets,
+    seed,
+    stick_partition,
+    wpa_psk,
+)
+from tests.conftest import ETICKET, REPO
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeButWellFormedKeyForTests admin@laptop"
+GOOD = f"""
+hostname = "caisse-1"
+shop_name = "Boulangerie Martin"
+locale = "fr_FR.UTF-8"
+timezone = "Europe/Paris"
+display_rotation = 90
+ssh_authorized_keys = ["{KEY}"]
+
+[wifi]
+ssid = "Boulangerie"
+passphrase = "croissant-42"
+country = "FR"
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A device root with the time zones the tests use (copied from this machine's tzdata)."""
+    device = tmp_path / "root"
+    zones = device / "usr/share/zoneinfo"
+    for zone in ("Europe/Paris", "Etc/UTC"):
+        (zones / zone).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path("/usr/share/zoneinfo") / zone, zones / zone)
+    seed(device)
+    return device
+
+
+def test_the_shipped_example_parses() -> None:
+    settings = read_settings(REPO / "image-build" / "eticket.toml.example")
+    assert settings.hostname == "caisse-1" and settings.wifi is not None and settings.has_secrets
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "hint"),
+    [
+        ('hostname = "Caisse_1"', "hostname", "a-z, 0-9"),
+        ('hostnme = "caisse"', "hostnme", "unknown key"),
+        ("display_rotation = 45", "display_rotation", "0, 90, 180, 270"),
+        ('locale = "french"', "locale", "fr_FR.UTF-8"),
+        ('timezone = "../../etc/passwd"', "timezone", "Europe/Paris"),
+        ('relay_url = "relay.example.org"', "relay_url", "https://"),
+        ('ssh_authorized_keys = ["my key"]', "ssh_authorized_keys[0]", "id_ed25519.pub"),
+        ('[wifi]\nssid = "Shop"\ncountry = "fr"\npassphrase = "longenough"', "wifi.country", "two capital"),
+        ('[wifi]\nssid = "Shop"\ncountry = "FR"\npassphrase = "short"', "wifi.passphrase", "8 to 63"),
+        ('[wifi]\ncountry = "FR"\npassphrase = "longenough"', "wifi.ssid", "required"),
+        ('[wifi]\nssid = "Shop"\ncountry = "FR"\npsk = "x"', "wifi.psk", "unknown key"),
+        ('hostname = "caisse-1', "", "not valid TOML"),
+        ("shop_name = 42", "shop_name", "in quotes"),
+    ],
+)
+def test_a_bad_file_is_named_with_its_key(text: str, key: str, hint: str) -> None:
+    """This is when the shop owner made a typo: the message says which file, which key and what is right."""
+    with pytest.raises(ProvisioningError) as caught:
+        parse_settings(text, "/boot/firmware/eticket.toml")
+    message = str(caught.value)
+    assert message.startswith("/boot/firmware/eticket.toml: ")
+    assert f": {key}: " in message or not key
+    assert hint in message
+
+
+def test_apply_writes_every_setting_then_changes_nothing(root: Path) -> None:
+    settings = parse_settings(GOOD)
+    changed = apply(settings, root)
+    assert changed == ["hostname", "timezone", "locale", "ssh_authorized_keys", "display_rotation", "wifi",
+                       "appliance"]
+    layout = Layout(root)
+    assert layout.hostname.read_text() == "caisse-1\n"
+    assert (layout.localtime.readlink()) == Path("/usr/share/zoneinfo/Europe/Paris")
+    assert layout.locale.read_text() == "LANG=fr_FR.UTF-8\n"
+    assert layout.authorized_keys.read_text() == KEY + "\n"
+    assert layout.authorized_keys.stat().st_mode & 0o777 == 0o600
+    assert layout.kiosk_env.read_text() == "ETICKET_KIOSK_ARGS=--rotate 90\n"
+    wifi = layout.wifi.read_text()
+    assert "croissant-42" not in wifi and f"psk={wpa_psk('croissant-42', 'Boulangerie')}" in wifi
+    assert "country=FR" in wifi and layout.wifi.stat().st_mode & 0o777 == 0o600
+    config = tomllib.loads(layout.appliance_config.read_text())
+    assert config == {"api_listen": "0.0.0.0:8443", "language": "fr", "listen": "0.0.0.0:8080",
+                      "name": "Boulangerie Martin"}
+    before = {p: p.stat().st_mtime_ns for p in layout.state.rglob("*") if p.is_file()}
+    assert apply(settings, root) == []
+    assert before == {p: p.stat().st_mtime_ns for p in layout.state.rglob("*") if p.is_file()}
+
+
+def test_the_appliance_accepts_the_config_that_provisioning_writes(root: Path) -> None:
+    apply(parse_settings(GOOD), root)
+    settings = load_settings(Layout(root).appliance_config)
+    assert (settings.name, settings.language, settings.listen) == ("Boulangerie Martin", "fr", "0.0.0.0:8080")
+
+
+def test_relay_url_is_written_for_the_appliance(root: Path) -> None:
+    apply(parse_settings('relay_url = "https://relay.example.org"'), root)
+    assert tomllib.loads(Layout(root).appliance_config.read_text())["relay_url"] == "https://relay.example.org"
+
+
+def test_wpa_psk_matches_the_ieee_802_11i_test_vector() -> None:
+    assert wpa_psk("password", "IEEE") == "f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e"
+
+
+def test_after_scrubbing_the_same_network_applies_again_without_its_passphrase(root: Path, tmp_path: Path) -> None:
+    """This is the second boot: the passphrase is gone from the card, the Wi-Fi must stay as it was."""
+    source = tmp_path / "eticket.toml"
+    source.write_text(GOOD)
+    settings = read_settings(source)
+    apply(settings, root)
+    assert scrub_secrets(source, settings)
+    text = source.read_text()
+    assert "croissant-42" not in text and "passphrase" not in text.split("[wifi]")[1].split("#")[0]
+    again = read_settings(source)
+    assert not again.has_secrets and again.hostname == "caisse-1" and again.ssh_authorized_keys == (KEY,)
+    assert apply(again, root) == []
+    assert scrub_secrets(source, again) is False
+
+
+def test_a_new_network_without_passphrase_is_refused(root: Path) -> None:
+    apply(parse_settings(GOOD), root)
+    with pytest.raises(ProvisioningError, match="wifi.passphrase: missing for the new network 'Other'"):
+        apply(parse_settings('[wifi]\nssid = "Other"\ncountry = "FR"'), root)
+
+
+def test_an_uninstalled_time_zone_is_refused(root: Path) -> None:
+    with pytest.raises(ProvisioningError, match="timezone: 'Mars/Olympus' is not a known time zone"):
+        apply(DeviceSettings(timezone="Mars/Olympus"), root)
+
+
+def test_seed_writes_defaults_once(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    assert seed(fresh) == ["hostname", "timezone", "locale", "display_rotation", "appliance"]
+    assert seed(fresh) == []
+    assert Layout(fresh).hostname.read_text() == "eticket\n"
+
+
+def _provision(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ETICKET, "provision", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+
+
+def test_cli_applies_scrubs_and_reports_then_refuses_a_bad_file(root: Path, tmp_path: Path) -> None:
+    source, status = tmp_path / "boot" / "eticket.toml", tmp_path / "status.json"
+    source.parent.mkdir()
+    source.write_text(GOOD)
+    first = _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status))
+    assert first.returncode == 0, first.stderr
+    assert "applied" in first.stderr and "removed the Wi-Fi passphrase" in first.stderr
+    assert "croissant-42" not in source.read_text()
+    assert json.loads(status.read_text())["ok"] is True
+    second = _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status))
+    assert second.returncode == 0 and "nothing changed" in second.stderr
+
+    source.write_text('hostname = "caisse-1"\ndisplay_rotation = 45\n')
+    bad = _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status))
+    assert bad.returncode == 1
+    assert f"{source}: display_rotation: must be one of 0, 90, 180, 270" in bad.stderr
+    assert "keeps its previous settings" in bad.stderr
+    assert json.loads(status.read_text())["ok"] is False
+    assert Layout(root).kiosk_env.read_text() == "ETICKET_KIOSK_ARGS=--rotate 90\n"  # untouched
+
+
+def test_cli_without_a_file_keeps_the_settings(root: Path, tmp_path: Path) -> None:
+    result = _provision("apply", "--from", str(tmp_path / "none.toml"), "--root", str(root), "--status",
+                        str(tmp_path / "status.json"))
+    assert result.returncode == 0 and "keeping the current settings" in result.stderr
+
+
+USB_STICK_ADD = {"ACTION": "add", "SUBSYSTEM": "block", "DEVTYPE": "partition", "DEVNAME": "/dev/sda1",
+                 "ID_BUS": "usb", "ID_FS_TYPE": "vfat", "ID_FS_LABEL": "STICK"}
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (USB_STICK_ADD, "/dev/sda1"),
+        ({**USB_STICK_ADD, "ID_FS_TYPE": "exfat"}, "/dev/sda1"),
+        ({**USB_STICK_ADD, "ACTION": "remove"}, None),
+        ({**USB_STICK_ADD, "ID_BUS": "ata"}, None),  # an internal disk
+        ({**USB_STICK_ADD, "ID_FS_TYPE": "crypto_LUKS"}, None),
+        ({k: v for k, v in USB_STICK_ADD.items() if k != "ID_FS_TYPE"}, None),  # the whole disk, no fs
+        ({**USB_STICK_ADD, "SUBSYSTEM": "usb"}, None),
+    ],
+)
+def test_only_usb_partitions_with_a_file_system_are_read(event: dict[str, str], expected: str | None) -> None:
+    assert stick_partition(event) == expected
