@@ -17,7 +17,7 @@ PYTHON=${PYTHON:-python3}
 COMPRESS=${COMPRESS:-xz}
 SUITE=bookworm
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct)}
-export E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH  # mke2fs: file system times
+export E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH  # mke2fs, debugfs: file system times
 export TZ=UTC LC_ALL=C.UTF-8
 
 # Fixed identifiers, so two builds give the same bytes (the device makes its own machine-id and SSH keys).
@@ -106,6 +106,17 @@ mke2fs -q -F -t ext4 -L eticket-root -U "$ROOT_UUID" -E "hash_seed=$HASH_SEED,ro
   -d "$ROOT" "$WORK/root.ext4" "${root_mib}M"
 mke2fs -q -F -t ext4 -L eticket-data -U "$DATA_UUID" -E "hash_seed=$HASH_SEED,root_owner=0:0" -b 4096 \
   -d "$DATA" "$WORK/data.ext4" "${DATA_MIB}M"
+# mke2fs -d copies each file's atime and ctime from this host (bookworm's e2fsprogs 1.47.0): set them to
+# SOURCE_DATE_EPOCH in the file systems (debugfs recomputes the inode checksums), then check them.
+clamp_times() {  # clamp_times FS TREE
+  (cd "$2" && find . | sed 's|^\.||; s|^$|/|') | grep -v '"' |
+    awk -v t="@$SOURCE_DATE_EPOCH" '{ printf "sif \"%s\" ctime %s\nsif \"%s\" atime %s\n", $0, t, $0, t }' \
+    > "$WORK/clamp.cmds"
+  debugfs -w -f "$WORK/clamp.cmds" "$1" > "$WORK/clamp.log" 2>&1
+  e2fsck -fn "$1" > "$WORK/fsck.log" 2>&1 || { cat "$WORK/fsck.log" >&2; exit 1; }
+}
+clamp_times "$WORK/root.ext4" "$ROOT"
+clamp_times "$WORK/data.ext4" "$DATA"
 rm -f "$WORK/boot.fat"
 mkfs.vfat -F 32 -n ETICKETBOOT -i "${BOOT_VOLUME_ID#0x}" --invariant -C "$WORK/boot.fat" $(( BOOT_MIB * 1024 )) >/dev/null
 (cd "$BOOT" && find . -mindepth 1 -type d | sort | sed 's|^\./||' | while read -r d; do mmd -i "$WORK/boot.fat" "::/$d"; done

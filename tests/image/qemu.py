@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,14 @@ def put_boot_file(image: Path, source: Path, name: str) -> None:
     subprocess.run(["mcopy", "-o", "-i", f"{image}{PARTITION_OFFSET}", str(source), f"::/{name}"], check=True)
 
 
+def make_usb_stick(path: Path, settings: Path) -> Path:
+    """A 16 MiB FAT image holding ``settings`` as ``eticket.toml`` at its root (a shop owner's USB stick)."""
+    path.unlink(missing_ok=True)
+    subprocess.run(["mkfs.vfat", "-n", "STICK", "-C", str(path), str(16 * 1024)], check=True, capture_output=True)
+    subprocess.run(["mcopy", "-i", str(path), str(settings), "::/eticket.toml"], check=True)
+    return path
+
+
 def read_boot_file(image: Path, name: str) -> str:
     """The text of ``name`` on the image's FAT boot partition."""
     return subprocess.run(["mtype", "-i", f"{image}{PARTITION_OFFSET}", f"::/{name}"], check=True,
@@ -75,8 +84,13 @@ class Guest:
     accel: str = "tcg"
     http_port: int = field(default_factory=free_port)
     ssh_port: int = field(default_factory=free_port)
+    usb_stick: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
+
+    @property
+    def monitor_socket(self) -> Path:
+        return self.workdir / "monitor.sock"
 
     @property
     def serial_log(self) -> Path:
@@ -93,7 +107,11 @@ class Guest:
             net += ["-netdev", f"tap,id=lan1,ifname={self.tap},script=no,downscript=no",
                     "-device", "virtio-net-pci,netdev=lan1,mac=52:54:00:e7:1c:01"]
         common = ["-smp", str(GUEST_CPUS), "-m", str(GUEST_MIB), "-nodefaults", "-display", "none",
-                  "-monitor", "none", "-serial", f"file:{self.serial_log}", "-no-reboot", *net]
+                  "-monitor", f"unix:{self.monitor_socket},server=on,wait=off",
+                  "-serial", f"file:{self.serial_log}", "-no-reboot", *net]
+        if self.usb_stick:  # a USB controller now; the stick itself is plugged in later (plug_usb_stick)
+            common += ["-device", "qemu-xhci,id=xhci",
+                       "-drive", f"if=none,id=stick,format=raw,file={self.usb_stick}"]
         if self.arch == "amd64":
             vars_copy = self.workdir / "OVMF_VARS.fd"
             shutil.copy(OVMF_VARS, vars_copy)
@@ -140,6 +158,25 @@ class Guest:
             time.sleep(0.5)
         raise TimeoutError(f"{self.arch} guest: /healthz not answering after {timeout:.0f} s "
                            f"(qemu {'running' if self.alive() else 'exited'}); console:\n{self.console_tail()}")
+
+    def monitor(self, command: str) -> str:
+        """Send one human-monitor command (e.g. ``device_add …``) and return what qemu answered."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(self.monitor_socket))
+            sock.settimeout(2)
+            sock.sendall(command.encode() + b"\n")
+            time.sleep(1)
+            chunks = []
+            try:
+                while data := sock.recv(4096):
+                    chunks.append(data)
+            except TimeoutError:
+                pass
+        return b"".join(chunks).decode(errors="replace")
+
+    def plug_usb_stick(self) -> str:
+        """Hot-plug the ``usb_stick`` image as a USB mass-storage device (as a person plugs a stick in)."""
+        return self.monitor("device_add usb-storage,bus=xhci.0,drive=stick,id=stick0")
 
     def console_tail(self, chars: int = 3000) -> str:
         return self.serial_log.read_text(errors="replace")[-chars:] if self.serial_log.exists() else ""

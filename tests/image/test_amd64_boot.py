@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import require
 from tests.image.conftest import copy_image
-from tests.image.qemu import Guest, choose_accel, put_boot_file, read_boot_file
+from tests.image.qemu import Guest, choose_accel, make_usb_stick, put_boot_file, read_boot_file
 from tests.network.netns import Host, Lan, discover_json, netns_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the first test also builds the image
@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the first test als
 BOOT_TIMEOUT_SECONDS = {"kvm": 120.0, "tcg": 420.0}
 CARD_GROWTH_MIB = 512
 SHOP = "Boulangerie Test"
+USB_SHOP = "Boulangerie Stick"
 HOSTNAME = "caisse-7"
 PASSPHRASE = "croissant-42"
 
@@ -71,7 +72,10 @@ def booted(amd64_build: Path, ssh_key: Path, tmp_path_factory: pytest.TempPathFa
     lan = Lan()
     pos = lan.add_host("pos", 10)
     tap = f"{lan.prefix}tap"
-    guest = Guest(arch="amd64", disk=disk, workdir=work, tap=tap, accel=accel)
+    stick_settings = work / "stick.toml"
+    stick_settings.write_text(f'shop_name = "{USB_SHOP}"\n')
+    stick = make_usb_stick(work / "stick.img", stick_settings)
+    guest = Guest(arch="amd64", disk=disk, workdir=work, tap=tap, accel=accel, usb_stick=stick)
     try:
         _ip("tuntap", "add", "dev", tap, "mode", "tap")
         _ip("link", "set", tap, "up")
@@ -186,6 +190,21 @@ def test_a_bad_settings_file_is_reported_and_the_device_stays_usable(booted: Boo
     assert status["ok"] is False and "display_rotation" in status["message"]
     assert _ssh(booted, "cat /etc/eticket/kiosk.env").strip() == "ETICKET_KIOSK_ARGS=--rotate 90"
     assert booted.guest.wait_healthz(30)[1]["status"] == "ok"
+
+
+def test_a_usb_stick_plugged_in_later_applies_its_settings(booted: Booted) -> None:
+    """This is the shop owner changing the shop name without opening the case: plug in a stick."""
+    answer = booted.guest.plug_usb_stick()
+    assert "Error" not in answer, answer
+    deadline = time.monotonic() + 120
+    config = ""
+    while time.monotonic() < deadline and f'name = "{USB_SHOP}"' not in config:
+        time.sleep(3)
+        config = _ssh(booted, "cat /etc/eticket/eticket.toml")
+    assert f'name = "{USB_SHOP}"' in config, _ssh(booted, "journalctl -b -u eticket-usb-provision --no-pager")
+    journal = _ssh(booted, "journalctl -b -u eticket-usb-provision --no-pager")
+    assert "applied /run/eticket-usb/sda/eticket.toml: appliance" in journal, journal
+    assert booted.guest.wait_healthz(120)[1]["status"] == "ok"  # restarted with the new name
 
 
 def test_the_watchdog_restarts_a_hung_appliance(booted: Booted) -> None:
