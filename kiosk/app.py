@@ -161,6 +161,10 @@ class _Panel:
             save_png(frame, data_dir / SCREEN_PNG)
 
 
+class TokenRefused(RuntimeError):
+    """The appliance refused our screen token repeatedly; a restart picks up the current one."""
+
+
 def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: int = 0,
         fbdev: Path | None = None, notifier: Notifier | None = None) -> None:
     """Show scenes until SIGTERM/SIGINT or the window is closed.
@@ -172,6 +176,8 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
 
     Raises:
         FramebufferError: ``fbdev`` cannot be used (missing, unsupported format).
+        TokenRefused: the appliance refused the screen token three times (``eticket kiosk`` exits with 75,
+            EX_TEMPFAIL; systemd or the appliance's supervisor restarts it).
     """
     panel = _Panel(size, fullscreen, fbdev)
     pygame.font.init()
@@ -196,6 +202,9 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
     try:
         running = True
         while running:
+            if follower.refused.is_set():
+                raise TokenRefused("the appliance refuses the screen token; exiting so that the service "
+                                   "manager starts the kiosk again with the current one")
             for event in pygame.event.get():
                 if event.type == pygame.QUIT:
                     running = False

@@ -43,6 +43,7 @@ def _kiosk(args: argparse.Namespace) -> int:
         if not ok:
             print("eticket: warning: appliance unreachable; the snapshot shows the connecting scene", file=sys.stderr)
         return 0
+    from .app import TokenRefused
     from .fbdev import FramebufferError
 
     try:
@@ -50,6 +51,9 @@ def _kiosk(args: argparse.Namespace) -> int:
     except FramebufferError as exc:
         print(f"eticket: error: {exc}", file=sys.stderr)
         return 1
+    except TokenRefused as exc:
+        print(f"eticket: {exc}", file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again (systemd's Restart=, or the appliance's kiosk supervisor)
     return 0
 
 

@@ -95,11 +95,16 @@ def iter_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
                 data.append(value)
 
 
+REFUSALS_BEFORE_GIVING_UP = 3
+
+
 class Follower:
     """Keeps ``state`` equal to the appliance's display state; ``None`` while disconnected.
 
     ``on_change`` is called (from the follower thread) after every change. Reconnects with backoff; re-reads
-    ``kiosk.json`` each time, since the appliance makes a new screen token when it restarts.
+    ``kiosk.json`` each time, since the appliance makes a new screen token when it restarts. When the same
+    token is refused (401/403) REFUSALS_BEFORE_GIVING_UP times in a row, :attr:`refused` is set: on a device
+    the kiosk holds a copy of the token made when its service started, so only a restart brings a fresh one.
     """
 
     def __init__(self, data_dir: Path, on_change: Any = None) -> None:
@@ -110,6 +115,7 @@ class Follower:
         self._state: dict[str, Any] | None = None
         self._client: httpx.Client | None = None
         self._thread = threading.Thread(target=self._run, name="display-follower", daemon=True)
+        self.refused = threading.Event()
 
     @property
     def state(self) -> dict[str, Any] | None:
@@ -137,11 +143,22 @@ class Follower:
 
     def _run(self) -> None:
         failures = 0
+        refusals: tuple[str, int] = ("", 0)
         while not self._stop.is_set():
             try:
                 endpoint = read_endpoint(self._data_dir)
                 self._follow(endpoint)
                 failures = 0
+            except httpx.HTTPStatusError as exc:
+                failures += 1
+                if exc.response.status_code in (401, 403):
+                    token = endpoint.token
+                    refusals = (token, refusals[1] + 1 if refusals[0] == token else 1)
+                    if refusals[1] >= REFUSALS_BEFORE_GIVING_UP:
+                        log.warning("the appliance refuses our screen token (it restarted?): asking for a restart")
+                        self.refused.set()
+                        if self._on_change is not None:
+                            self._on_change()
             except (OSError, ValueError, KeyError, httpx.HTTPError) as exc:
                 # Appliance not started yet, restarting, or our token is stale: show "connecting" and retry.
                 log.debug("display stream unavailable: %s", exc)

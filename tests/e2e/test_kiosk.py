@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -84,3 +85,20 @@ def test_idle_screen_shows_the_configured_logo_and_clock(appliance_factory: obje
     refused = run_cli("serve", "--logo", str(bad), "--data-dir", str(tmp_path / "d"), env=dict(os.environ),
                       check=False, timeout=30)
     assert refused.returncode == 2 and "neither a PNG nor a JPEG" in refused.stderr
+
+
+def test_a_kiosk_whose_token_copy_is_refused_exits_for_a_restart(appliance: Appliance, tmp_path: Path) -> None:
+    """On a device the kiosk service holds a copy of the screen token made when it started; after the
+    appliance restarts (a new token), the kiosk must exit so that systemd starts it with the current one,
+    rather than show "connecting" forever."""
+    copy = tmp_path / "kiosk-copy"
+    copy.mkdir()
+    stale = json.loads((appliance.data_dir / "kiosk.json").read_text())
+    stale["token"] = "stale-token-from-before-a-restart"
+    (copy / "kiosk.json").write_text(json.dumps(stale))
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy"}
+    env.pop("DISPLAY", None)
+    done = subprocess.run([*ETICKET, "kiosk", "--data-dir", str(copy)], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 75, done.stderr[-1000:]
+    assert "refuses the screen token" in done.stderr

@@ -20,9 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.conftest import require
+from tests.conftest import require, samples
 from tests.image.conftest import copy_image
 from tests.image.qemu import Guest, choose_accel, make_usb_stick, put_boot_file, read_boot_file
 from tests.network.netns import Host, Lan, discover_json, netns_available
@@ -220,3 +221,29 @@ def test_the_watchdog_restarts_a_hung_appliance(booted: Booted) -> None:
     journal = _ssh(booted, "journalctl -b -u eticket.service --no-pager | grep -i watchdog || true")
     assert "Watchdog timeout" in journal, journal
     assert booted.guest.wait_healthz(120)[1]["status"] == "ok"
+
+
+def test_a_till_on_the_lan_pairs_sends_a_receipt_and_a_phone_downloads_it(booted: Booted,
+                                                                          cli_env: dict[str, str]) -> None:
+    """The product's main job on the built image, under its systemd sandbox: a till on the shop's LAN pairs by
+    the code on the screen, sends a real receipt (PDF checks in worker processes under the unit's seccomp
+    filter), and the customer's phone fetches the same bytes."""
+    token = json.loads(_ssh(booted, "cat /var/lib/eticket/kiosk.json"))["token"]
+    state = httpx.get(booted.guest.url + "/api/v1/display", headers={"Authorization": f"Bearer {token}"}).json()
+    assert state["scene"] == "pairing", state
+    pos_env = {**cli_env, "ETICKET_MDNS_INTERFACES": "eth0"}
+    paired = booted.pos.eticket("pair", "--code", state["pairing"]["code"], "--device",
+                                str(booted.health["device_id"]), "--mdns-interfaces", "eth0", "--pos-name", "Till 1",
+                                env=pos_env, timeout=120)
+    assert paired.returncode == 0, paired.stderr
+    pdf = samples("pdf")[0]
+    sent = booted.pos.eticket("send", str(pdf), "--total", "12.50", "--currency", "EUR", "--mdns-interfaces",
+                              "eth0", env=pos_env, timeout=120)
+    assert sent.returncode == 0, sent.stderr
+    url = sent.stdout.strip().splitlines()[-1]
+    assert "/r/" in url, sent.stdout
+    path = url[url.index("/r/"):]
+    downloaded = httpx.get(booted.guest.url + path)  # the phone, through the forwarded customer port
+    assert downloaded.status_code == 200 and downloaded.content == pdf.read_bytes()
+    assert httpx.get(booted.guest.url + "/api/v1/display",
+                     headers={"Authorization": f"Bearer {token}"}).json()["scene"] == "downloaded"
