@@ -50,8 +50,25 @@ def _find(device_id: str, args: argparse.Namespace, pin: str | None = None) -> s
     devices = discover(args.timeout, _interfaces(args.mdns_interfaces), device_id=device_id)
     for device in devices:
         if device.id == device_id and (pin is None or device.fingerprint == pin):
-            return device.api_address
+            return _reachable(device.api_addresses)
     raise CommandError(f"device {device_id} not found on the network within {args.timeout:g} s")
+
+
+def _reachable(addresses: list[str], timeout: float = 2.0) -> str:
+    """The first ``host:port`` that accepts a TCP connection (a device on two networks announces both; only
+    one may be reachable from this POS); the first one when none does (the error then names it)."""
+    import socket
+
+    from ._paths import split_host_port
+
+    for address in addresses:
+        host, port = split_host_port(address)
+        try:
+            socket.create_connection((host.strip("[]"), port), timeout=timeout).close()
+            return address
+        except OSError:
+            continue
+    return addresses[0]
 
 
 def _discover(args: argparse.Namespace) -> None:

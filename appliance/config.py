@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     )
     guest_wifi_password: str | None = Field(None, max_length=63, description="Guest Wi-Fi passphrase (WPA).")
     guest_wifi_seconds: float = Field(12.0, gt=0, le=120, description="How long the Wi-Fi QR shows first.")
+    provision_status_file: Path = Field(
+        Path("/run/eticket-provision/status.json"),
+        description="Status written by 'eticket provision' (first boot, USB stick); a refused settings file "
+        "is shown on the screen until a good one is applied.",
+    )
     kiosk: bool = Field(False, description="Also start the kiosk (a child process, restarted if it dies).")
     log_level: str = Field("info", description="debug, info, warning or error.")
 

@@ -22,6 +22,8 @@ Shape sent to screen clients (JSON)::
                 "expires_at": "2026-12-29T10:00:00Z"},
      "pairing": null}
 
+``notice`` is null, or a message for the shop owner drawn over every scene (a refused ``eticket.toml``).
+
 ``seq`` increases with every change, so a client can tell a new state from a repeated one.
 All methods run on the event loop (``async_`` where they wait).
 """
@@ -60,6 +62,7 @@ class Display:
         self._ticket: dict[str, Any] | None = None
         self._pairing: dict[str, Any] | None = None
         self._screen_link: dict[str, Any] | None = None
+        self._notice: str | None = None
         self._changed = asyncio.Condition()
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
@@ -78,6 +81,7 @@ class Display:
                 "ticket": self._ticket if self._scene in _TICKET_SCENES else None,
                 "pairing": self._pairing if self._scene == SCENE_PAIRING else None,
                 "screen_link": self._screen_link if self._scene == SCENE_SCREEN_LINK else None,
+                "notice": self._notice,
             }
         )
 
@@ -153,6 +157,12 @@ class Display:
             self._ticket = None
         if self._scene not in (SCENE_TICKET, SCENE_WIFI) or now:
             await self._async_set(SCENE_PAIRING if self._pairing else SCENE_IDLE)
+
+    async def async_set_notice(self, notice: str | None) -> None:
+        """Show ``notice`` over every scene (None: remove it); no change, no new state."""
+        if notice != self._notice:
+            self._notice = notice
+            await self._async_set(self._scene)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from segno.helpers import make_wifi_data
@@ -43,6 +44,18 @@ KIOSK_FILE = "kiosk.json"
 Reading it is how the local kiosk proves it runs on the device as the appliance's user."""
 PURGE_INTERVAL_SECONDS = 3600.0
 PAIRING_TICK_SECONDS = 1.0
+
+
+def provisioning_notice(path: Path) -> str | None:
+    """The message to show when ``eticket provision`` refused a settings file (its status file says
+    ``"ok": false``), else None (no file, unreadable, or the last file was applied)."""
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(status, dict) or status.get("ok") is not False:
+        return None
+    return str(status.get("message") or "the settings file was refused")[:300]
 
 
 def rfc3339(ts: float) -> str:
@@ -223,10 +236,14 @@ class Appliance:
         return removed
 
     async def _async_pairing_loop(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(PAIRING_TICK_SECONDS)
             await self.pairing.async_tick()
             await self.screens.async_tick()
+            ticks += 1
+            if ticks % 3 == 1:
+                await self.display.async_set_notice(provisioning_notice(self.settings.provision_status_file))
 
     # --- tickets ---------------------------------------------------------------------------------------
     async def async_accept_ticket(

@@ -39,11 +39,12 @@ def _font(px: int, heavy: bool = False) -> pygame.font.Font:
     return font
 
 
-def _fit(text: str, max_w: int, max_px: int, bold: bool = False) -> pygame.Surface:
-    """Render ``text`` at the largest size up to ``max_px`` that fits ``max_w`` pixels."""
+def _fit(text: str, max_w: int, max_px: int, bold: bool = False,
+         colors: tuple[tuple[int, int, int], tuple[int, int, int]] = (INK, BACKGROUND)) -> pygame.Surface:
+    """Render ``text`` at the largest size up to ``max_px`` that fits ``max_w`` pixels (``colors``: ink, paper)."""
     px = max(max_px, 8)
     while True:
-        image = _font(px, bold).render(text, True, INK, BACKGROUND)
+        image = _font(px, bold).render(text, True, *colors)
         if image.get_width() <= max_w or px <= 8:
             return image
         px = max(8, int(px * 0.9))
@@ -264,11 +265,32 @@ SCENES: dict[str, Callable[[State, tuple[int, int]], pygame.Surface]] = {
 }
 
 
+NOTICE_BACKGROUND = (150, 0, 0)
+
+
+def draw_notice(surface: pygame.Surface, state: dict[str, Any]) -> None:
+    """A band along the bottom for the shop owner (``state["notice"]``: a refused settings file), white on
+    dark red; on the ticket scene it is left out so the QR keeps its quiet zone."""
+    notice = state.get("notice")
+    if not notice or state.get("scene") in ("ticket", "wifi"):
+        return
+    t = translator(state.get("lang"))
+    w, h = surface.get_size()
+    band = pygame.Rect(0, h - h // 6, w, h // 6)
+    surface.fill(NOTICE_BACKGROUND, band)
+    for i, text in enumerate((t("Settings not applied:"), str(notice))):
+        line = _fit(text, w - w // 20, band.height // 3, bold=i == 0, colors=((255, 255, 255), NOTICE_BACKGROUND))
+        surface.blit(line, (w // 40, band.top + band.height // 12 + i * band.height // 2))
+
+
 def render(state: State, size: tuple[int, int]) -> pygame.Surface:
-    """Draw the scene for ``state`` (None: connecting) at ``size`` (width, height in pixels).
+    """Draw the scene for ``state`` (None: connecting) at ``size`` (width, height in pixels), with the
+    shop owner's notice band when there is one.
 
     An unknown scene name draws the idle scene, so a newer appliance never blanks an older kiosk.
     """
     if state is None:
         return scene_connecting(None, size)
-    return SCENES.get(str(state.get("scene")), scene_idle)(state, size)
+    surface = SCENES.get(str(state.get("scene")), scene_idle)(state, size)
+    draw_notice(surface, state)
+    return surface

@@ -60,6 +60,8 @@ MESSAGES: dict[str, dict[str, str]] = {
                               "de": "Mit dem WLAN verbinden", "es": "Conéctese al Wi-Fi"},
     "The receipt code comes next": {"fr": "Le code du ticket suit", "it": "Poi il codice dello scontrino",
                                     "de": "Dann folgt der Beleg-Code", "es": "Después, el código del ticket"},
+    "Settings not applied:": {"fr": "Réglages non appliqués :", "it": "Impostazioni non applicate:",
+                              "de": "Einstellungen nicht übernommen:", "es": "Ajustes no aplicados:"},
     "Something went wrong": {"fr": "Un problème est survenu", "it": "Si è verificato un problema",
                              "de": "Etwas ist schiefgelaufen", "es": "Algo ha fallado"},
     "Please ask at the counter.": {"fr": "Merci de demander en caisse.", "it": "Chieda alla cassa.",

@@ -34,8 +34,12 @@ class DiscoveredDevice:
     @property
     def api_address(self) -> str:
         """``host:port`` of the device's API (first address; IPv6 in brackets)."""
-        host = self.addresses[0]
-        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        return self.api_addresses[0]
+
+    @property
+    def api_addresses(self) -> list[str]:
+        """``host:port`` for every announced address, in announcement order (IPv6 in brackets)."""
+        return [f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}" for host in self.addresses]
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -83,6 +83,15 @@ def _body(state: dict[str, Any], t: Any) -> str:
             f"<p class=mid>{escape(t('Paperless receipts'))}</p></div>")
 
 
+def _notice(state: dict[str, Any], t: Any) -> str:
+    """The shop owner's notice band (a refused settings file), as the kiosk draws it; never over a QR."""
+    if not state.get("notice") or state.get("scene") in ("ticket", "wifi"):
+        return ""
+    return ("<p style='position:fixed;left:0;right:0;bottom:0;margin:0;padding:2vmin;background:#960000;"
+            f"color:#fff;font-size:3vmin'><b>{escape(t('Settings not applied:'))}</b> "
+            f"{escape(str(state['notice']))}</p>")
+
+
 @router.get("/screen")
 async def screen(request: Request, key: str = "") -> Response:
     """The screen page. ``?key=`` a screen token (``eticket screens add``; the local kiosk's works too).
@@ -103,6 +112,7 @@ async def screen(request: Request, key: str = "") -> Response:
             f"<title>{escape(str(state.get('shop') or 'eTicket'))}</title><style>{STYLE}</style></head>"
             f"<body><div class=scene data-scene='{escape(str(state.get('scene')))}' "
             f"data-ticket='{escape(str((state.get('ticket') or {}).get('id', '')))}'>{_body(state, t)}</div>"
+            f"{_notice(state, t)}"
             "<script src='/screen.js'></script></body></html>")
     return Response(html, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": PAGE_CSP})
 

@@ -47,3 +47,30 @@ def test_a_relay_replaces_the_wifi_step(appliance_factory: object, tmp_path: Pat
     _send_ticket(app)
     state = app.display()
     assert state["scene"] == "ticket" and state["ticket"]["wifi"] is None  # type: ignore[index]
+
+
+def test_a_refused_settings_file_is_shown_on_the_screen_until_fixed(appliance_factory: object,
+                                                                    tmp_path: Path) -> None:
+    """``eticket provision`` writes its status; the appliance puts a refused file's message on every screen."""
+    import json
+
+    import numpy as np
+    import pygame
+
+    from appliance.web.screen_page import _notice
+    from kiosk.scenes import NOTICE_BACKGROUND, render
+    from tests.conftest import wait_for
+
+    status = tmp_path / "status.json"
+    config = tmp_path / "eticket.toml"
+    config.write_text(f'provision_status_file = "{status}"\n')
+    app: Appliance = appliance_factory("--config", str(config))  # type: ignore[operator]
+    message = "/boot/firmware/eticket.toml: display_rotation: must be one of 0, 90, 180, 270"
+    status.write_text(json.dumps({"ok": False, "message": message}))
+    wait_for(lambda: app.display()["notice"] == message, 10, "the notice in the display state")
+    state = app.display()
+    frame = pygame.surfarray.array3d(render(state, (800, 480)))
+    assert (frame == np.array(NOTICE_BACKGROUND)).all(axis=2).sum() > 800 * 480 // 10  # the band is drawn
+    assert "display_rotation" in _notice(state, lambda text: text)
+    status.write_text(json.dumps({"ok": True, "message": "applied"}))
+    wait_for(lambda: app.display()["notice"] is None, 10, "the notice to go once a good file is applied")
