@@ -73,7 +73,10 @@ class _Worker:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "appliance.pdfworker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, close_fds=True,
+            stderr=None, close_fds=True,  # inherited: a dying worker says why in the appliance log
+            # The worker imports what this process imports, however it was installed (the image puts the
+            # application beside, not inside, the system Python's path).
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
         )
 
     def ask(self, data: bytes, timeout: float) -> list[Any] | None:

@@ -232,6 +232,9 @@ def test_a_till_on_the_lan_pairs_sends_a_receipt_and_a_phone_downloads_it(booted
     state = httpx.get(booted.guest.url + "/api/v1/display", headers={"Authorization": f"Bearer {token}"}).json()
     assert state["scene"] == "pairing", state
     pos_env = {**cli_env, "ETICKET_MDNS_INTERFACES": "eth0"}
+    # This LAN has no DHCP server: the guest took a link-local IPv4 address; give the till one too, as a till
+    # with link-local addressing (avahi-autoipd, Windows APIPA) has, so that both ends are on-link.
+    subprocess.run(["ip", "-n", booted.pos.ns, "addr", "replace", "169.254.77.10/16", "dev", "eth0"], check=True)
     paired = booted.pos.eticket("pair", "--code", state["pairing"]["code"], "--device",
                                 str(booted.health["device_id"]), "--mdns-interfaces", "eth0", "--pos-name", "Till 1",
                                 env=pos_env, timeout=120)
@@ -239,7 +242,7 @@ def test_a_till_on_the_lan_pairs_sends_a_receipt_and_a_phone_downloads_it(booted
     pdf = samples("pdf")[0]
     sent = booted.pos.eticket("send", str(pdf), "--total", "12.50", "--currency", "EUR", "--mdns-interfaces",
                               "eth0", env=pos_env, timeout=120)
-    assert sent.returncode == 0, sent.stderr
+    assert sent.returncode == 0, sent.stderr + _ssh(booted, "journalctl -b -u eticket.service --no-pager -n 40")
     url = sent.stdout.strip().splitlines()[-1]
     assert "/r/" in url, sent.stdout
     path = url[url.index("/r/"):]
