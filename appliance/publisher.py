@@ -214,7 +214,7 @@ class Publisher:
             ticket_id = by_rid.get(rid)
             if ticket_id is None:
                 continue
-            if await run_in_threadpool(self.store.mark_downloaded_at, ticket_id, at):
+            if await run_in_threadpool(self.store.mark_downloaded, ticket_id, at):
                 log.info("ticket %s downloaded through the relay", ticket_id)
                 await self._on_downloaded(ticket_id)
         return True

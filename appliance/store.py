@@ -303,12 +303,13 @@ class Store:
             return None
         return Ticket(*row[:-1]), row[-1]
 
-    def mark_downloaded(self, ticket_id: str) -> None:
-        """Remember the first download time of a ticket."""
+    def mark_downloaded(self, ticket_id: str, at: float | None = None) -> bool:
+        """Remember the first download time of a ticket (``at``, Unix seconds: now by default; the relay's time
+        for a download through it); True if it was not known before."""
         with self._lock:
-            self._db.execute(
-                "UPDATE tickets SET downloaded_at = ? WHERE id = ? AND downloaded_at IS NULL", (time.time(), ticket_id)
-            )
+            cur = self._db.execute("UPDATE tickets SET downloaded_at = ? WHERE id = ? AND downloaded_at IS NULL",
+                                   (time.time() if at is None else at, ticket_id))
+        return cur.rowcount > 0
 
     def ticket_count(self) -> int:
         """How many tickets are stored (expired ones included until purged)."""
@@ -378,10 +379,3 @@ class Store:
                 "AND t.downloaded_at IS NULL AND t.created_at > ? ORDER BY t.created_at DESC LIMIT ?",
                 (since, limit)).fetchall()
         return [(str(a), str(b)) for a, b in rows]
-
-    def mark_downloaded_at(self, ticket_id: str, at: float) -> bool:
-        """Record a download the relay reported; True if it was not known before."""
-        with self._lock:
-            cur = self._db.execute("UPDATE tickets SET downloaded_at = ? WHERE id = ? AND downloaded_at IS NULL",
-                                   (at, ticket_id))
-        return cur.rowcount > 0
