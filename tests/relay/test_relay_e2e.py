@@ -166,10 +166,10 @@ def test_an_uploaded_receipt_expires_with_410(relay_factory: object) -> None:
     sealed = keys.seal(b"%PDF-1.4 short-lived")
     path = f"/api/v1/receipts/{keys.rid}"
     r = httpx.put(relay.url + path, content=sealed, headers=signer.headers("PUT", path, sealed,
-                                                                            expires=int(time.time()) + 2))
+                                                                            expires=int(time.time()) + 4))
     assert r.status_code == 201, r.text
     assert httpx.get(f"{relay.url}/r/{token}").content == b"%PDF-1.4 short-lived"
-    time.sleep(3)
+    time.sleep(5)
     assert httpx.get(f"{relay.url}/r/{token}").status_code == 410
 
 
