@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from dataclasses import asdict, dataclass
@@ -10,6 +11,8 @@ from typing import Any
 from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
 from ..discovery import SERVICE_TYPE
+
+log = logging.getLogger(__name__)
 
 RESOLVE_TIMEOUT_MS = 1500
 """Per-instance resolve timeout, milliseconds (zeroconf's unit for ServiceInfo.request)."""
@@ -47,7 +50,15 @@ class DiscoveredDevice:
 
 
 def _from_info(info: ServiceInfo) -> DiscoveredDevice | None:
-    txt = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
+    """The device an answer describes, or None when it is not one of ours: no ``id`` or port, or a TXT key or
+    value that is not UTF-8 (RFC 6763 §6.5 recommends UTF-8 values; ours always are, so such an answer comes
+    from some other, broken announcer and is skipped with a warning)."""
+    try:
+        txt = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
+    except UnicodeDecodeError:
+        log.warning("skipping %r: its TXT record is not UTF-8 (not an eTicket device, or a broken one)",
+                    info.name)
+        return None
     if not txt.get("id") or not info.port:
         return None
     name = info.name.removesuffix("." + SERVICE_TYPE)

@@ -49,3 +49,32 @@ def test_goodbye_on_shutdown_and_same_id_after_restart(appliance: Appliance) -> 
     appliance.start()
     (after,) = [d for d in discover(3.0, ["127.0.0.1"], device_id=before.id) if d.port == appliance.api_port]
     assert after.id == before.id
+
+
+def test_a_neighbour_with_a_txt_value_that_is_not_utf8_does_not_hide_the_device(
+        appliance: Appliance, cli_env: dict[str, str]) -> None:
+    """Another device on the LAN announces ``_eticket._tcp`` with a TXT value that is not UTF-8 (b"\\xff\\xfe"):
+    ``eticket discover`` and ``eticket pair --device`` skip it with a warning and still find ours."""
+    import json
+    import socket
+
+    from zeroconf import ServiceInfo
+
+    from tests.conftest import run_cli
+
+    zc = Zeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    bad = ServiceInfo(SERVICE, f"Broken neighbour.{SERVICE}", port=9,
+                      addresses=[socket.inet_aton("127.0.0.1")],
+                      properties={b"id": b"et-neighbour", b"v": b"1", b"fp": b"\xff\xfe"})
+    zc.register_service(bad)
+    try:
+        found = run_cli("discover", "--json", "--timeout", "3", "--mdns-interfaces", "127.0.0.1", env=cli_env)
+        ours = [d for d in json.loads(found.stdout) if d["port"] == appliance.api_port]
+        assert len(ours) == 1 and ours[0]["id"].startswith("et-")
+        assert "et-neighbour" not in found.stdout and "UTF-8" in found.stderr
+        paired = run_cli("pair", "--code", appliance.pairing_code(), "--device", ours[0]["id"], "--timeout", "3",
+                         "--mdns-interfaces", "127.0.0.1", env=cli_env)
+        assert f"paired with {ours[0]['id']}" in paired.stdout
+    finally:
+        zc.unregister_service(bad)
+        zc.close()
