@@ -3,14 +3,20 @@
 ``eticket screens add`` (device-local admin) makes a link of 128 random bits, valid 10 minutes, single-use,
 shown as a QR on the device screen. Whoever opens it *from that screen* — physical presence again — and
 confirms gets a screen token (stored hashed) that opens the display stream.
+
+``eticket screens revoke`` forgets the token and ends that screen's open display streams at once: each stream
+holds a revocation event from :meth:`ScreenLinks.revocation`, which :meth:`ScreenLinks.async_revoke` sets.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
@@ -38,6 +44,39 @@ class ScreenLinks:
         self._store = store
         self._display = display
         self._link: _Link | None = None
+        self._streams: dict[str, set[asyncio.Event]] = {}
+        self._revoked: set[str] = set()
+        """Screen ids revoked since start (ids are random and never reused): a stream that authenticated
+        just before a revoke and registers just after it still finds itself revoked."""
+
+    @contextlib.contextmanager
+    def revocation(self, screen_id: str) -> Iterator[asyncio.Event]:
+        """For the life of one display stream of ``screen_id`` (``scr-…``, or any other id for the local
+        kiosk, which cannot be revoked): an event set when the screen is revoked. On the event loop."""
+        event = asyncio.Event()
+        if screen_id in self._revoked:
+            event.set()
+        streams = self._streams.setdefault(screen_id, set())
+        streams.add(event)
+        try:
+            yield event
+        finally:
+            streams.discard(event)
+            if not streams and self._streams.get(screen_id) is streams:
+                del self._streams[screen_id]
+
+    async def async_revoke(self, screen_id: str) -> bool:
+        """Forget ``screen_id``'s token and end its open display streams now; False if there is no such screen.
+        Logged (the id, never the token)."""
+        removed = await run_in_threadpool(self._store.revoke_screen, screen_id)
+        if not removed:
+            return False
+        self._revoked.add(screen_id)
+        streams = self._streams.pop(screen_id, set())
+        for event in streams:
+            event.set()
+        log.info("revoked screen %s; ended %d open display stream(s)", screen_id, len(streams))
+        return True
 
     async def async_add(self, name: str, public_url: str) -> tuple[str, float]:
         """Open a link for a screen called ``name``; return ``(url, expires_at)`` (Unix seconds)."""

@@ -70,10 +70,8 @@ async def list_screens(request: Request) -> list[dict[str, Any]]:
 
 @router.delete("/screens/{screen_id}", status_code=204)
 async def revoke_screen(screen_id: str, request: Request) -> Response:
-    """Revoke a screen: its token stops opening the stream at once. 404 if unknown."""
-    from starlette.concurrency import run_in_threadpool
-
-    if not await run_in_threadpool(_app(request).store.revoke_screen, screen_id):
+    """Revoke a screen: its token stops working and its open display streams end at once. 404 if unknown."""
+    if not await _app(request).screens.async_revoke(screen_id):
         raise NotFound(f"No paired screen {screen_id!r}; see 'eticket screens list'.")
     return Response(status_code=204)
 

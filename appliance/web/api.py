@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..display import Display
 from ..errors import (
     BadMultipart,
     BadPairingRequest,
@@ -223,29 +224,46 @@ async def get_display(request: Request) -> dict[str, Any]:
     return appliance_of(request).display.snapshot()
 
 
-@screen_router.get("/display/stream", dependencies=[Depends(require_screen)])
-async def stream_display(request: Request) -> StreamingResponse:
+async def _next_state(display: Display, seq: int, revoked: asyncio.Event) -> dict[str, Any] | None:
+    """The next state after ``seq``; None after STREAM_KEEPALIVE_SECONDS, on shutdown or once ``revoked``."""
+    change = asyncio.ensure_future(display.async_wait_change(seq, STREAM_KEEPALIVE_SECONDS))
+    ended = asyncio.ensure_future(revoked.wait())
+    try:
+        await asyncio.wait({change, ended}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        change.cancel()
+        ended.cancel()
+    if revoked.is_set() or not change.done() or change.cancelled():
+        return None
+    return change.result()
+
+
+@screen_router.get("/display/stream")
+async def stream_display(request: Request, screen_id: Annotated[str, Depends(require_screen)]) -> StreamingResponse:
     """Server-Sent Events (WHATWG HTML §9.2): one ``event: state`` with the JSON state at once, then one
     per change; ``id`` is ``seq``. A comment line every 15 s keeps idle connections alive. Screen token
-    required (401): the state carries capability URLs."""
-    display = appliance_of(request).display
+    required (401): the state carries capability URLs. Revoking the screen (``eticket screens revoke``) ends
+    its streams at once, before any later state is sent."""
+    app = appliance_of(request)
+    display = app.display
 
     async def events() -> AsyncIterator[str]:
-        state: dict[str, Any] | None = display.snapshot()
-        seq = -1
-        while True:
-            if state is not None:
-                seq = int(state["seq"])
-                yield f"id: {seq}\nevent: state\ndata: {json.dumps(state)}\n\n"
-            else:
-                yield ": keepalive\n\n"
-            if await request.is_disconnected():
-                return
-            try:
-                state = await display.async_wait_change(seq, STREAM_KEEPALIVE_SECONDS)
-            except asyncio.CancelledError:
-                return
-            if display.closed:
-                return
+        with app.screens.revocation(screen_id) as revoked:
+            state: dict[str, Any] | None = display.snapshot()
+            seq = -1
+            while not revoked.is_set():
+                if state is not None:
+                    seq = int(state["seq"])
+                    yield f"id: {seq}\nevent: state\ndata: {json.dumps(state)}\n\n"
+                else:
+                    yield ": keepalive\n\n"
+                if await request.is_disconnected():
+                    return
+                try:
+                    state = await _next_state(display, seq, revoked)
+                except asyncio.CancelledError:
+                    return
+                if display.closed:
+                    return
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})

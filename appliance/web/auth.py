@@ -38,23 +38,38 @@ async def require_pos(request: Request) -> Pos:
     return pos
 
 
+LOCAL_KIOSK = "kiosk"
+"""The screen id of the local kiosk (paired screens have ``scr-…`` ids)."""
+
+
+async def screen_id_for_token(app: Appliance, token: str) -> str | None:
+    """:data:`LOCAL_KIOSK` for the local kiosk's token, a paired screen's id for its token (stored hashed),
+    else None."""
+    if hmac.compare_digest(token.encode(), app.screen_token.encode()):
+        return LOCAL_KIOSK
+    screen = await run_in_threadpool(app.store.screen_for_token, token)
+    return None if screen is None else screen.id
+
+
 async def screen_token_valid(app: Appliance, token: str) -> bool:
     """True for the local kiosk's token or a paired screen's (stored hashed)."""
-    if hmac.compare_digest(token.encode(), app.screen_token.encode()):
-        return True
-    return await run_in_threadpool(app.store.screen_for_token, token) is not None
+    return await screen_id_for_token(app, token) is not None
 
 
-async def require_screen(request: Request) -> None:
+async def require_screen(request: Request) -> str:
     """FastAPI dependency: a screen client — the local kiosk (token in kiosk.json, owner-only) or a screen
     paired with ``eticket screens add`` (token stored hashed). The token comes as a bearer header, or as
     ``?key=`` for browsers (EventSource cannot set headers; query strings are never logged).
+
+    Returns the screen's id (:func:`screen_id_for_token`).
 
     Raises:
         Unauthorized: no valid screen token.
     """
     key = request.query_params.get("key")
     token = key if key else _bearer(request)
-    if not await screen_token_valid(appliance_of(request), token):
+    screen_id = await screen_id_for_token(appliance_of(request), token)
+    if screen_id is None:
         raise Unauthorized("Screen clients need a screen token: the local kiosk's (kiosk.json) or one from "
                            "'eticket screens add'.")
+    return screen_id

@@ -102,3 +102,55 @@ def test_a_kiosk_whose_token_copy_is_refused_exits_for_a_restart(appliance: Appl
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 75, done.stderr[-1000:]
     assert "refuses the screen token" in done.stderr
+
+
+def test_a_claimed_kiosk_stops_getting_state_once_its_screen_is_revoked(appliance: Appliance, tmp_path: Path) -> None:
+    """A second screen (``eticket kiosk --claim``) shows receipts until the shop owner revokes it; from then on
+    it gets no state: the next receipt's QR never reaches it, and it leaves the receipt it showed."""
+    import time
+
+    import httpx
+
+    from tests.conftest import run_cli
+
+    token = appliance.pair()
+    cli_env = dict(os.environ)
+    run_cli("screens", "add", "--name", "Back office", "--data-dir", str(appliance.data_dir), env=cli_env)
+    link = str(appliance.display()["screen_link"]["url"])  # type: ignore[index]
+    other = tmp_path / "second-screen"
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+    log = open(tmp_path / "kiosk.log", "wb")
+    kiosk = subprocess.Popen([*ETICKET, "kiosk", "--claim", link, "--data-dir", str(other), "--size", "800x480"],
+                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    screen = other / "screen.png"
+
+    def send(index: int) -> str:
+        r = appliance.api.post("/api/v1/tickets", content=samples("pdf")[index].read_bytes(),
+                               headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"})
+        return str(r.json()["url"])
+
+    try:
+        first = send(0)
+        wait_for(lambda: _qr_now(screen) == [first], 20, "the ticket QR on the claimed screen")
+        (row,) = json.loads(run_cli("screens", "list", "--json", "--data-dir", str(appliance.data_dir),
+                                    env=cli_env).stdout)
+        run_cli("screens", "revoke", row["id"], "--data-dir", str(appliance.data_dir), env=cli_env)
+        second = send(1)
+        seen: list[list[str]] = []
+
+        def cut_off() -> bool:
+            seen.append(_qr_now(screen))
+            return _shows_connecting(screen) or kiosk.poll() is not None
+
+        wait_for(cut_off, 10, "the claimed screen to lose the stream")
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            seen.append(_qr_now(screen))
+            time.sleep(0.2)
+        assert [second] not in seen, "a revoked screen received the next receipt's URL"
+        refused = httpx.get(appliance.url + "/api/v1/display", headers={
+            "Authorization": f"Bearer {json.loads((other / 'kiosk.json').read_text())['token']}"})
+        assert refused.status_code == 401
+    finally:
+        kiosk.terminate()
+        kiosk.wait(10)

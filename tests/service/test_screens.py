@@ -47,3 +47,74 @@ def test_screen_links_cannot_be_guessed(appliance: Appliance) -> None:
     assert r.status_code == 403 and r.json()["type"].endswith("/pairing-refused")
     page = httpx.post(appliance.url + "/screen/claim/x")
     assert page.status_code == 403 and "not valid" in page.text
+
+
+class _Stream:
+    """One display stream read in a background thread: every line with its arrival time, and when it ended."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        import threading
+
+        self.lines: list[str] = []
+        self.ended_at: float | None = None
+        self.started = threading.Event()
+        self.ended = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(url, headers or {}), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str, headers: dict[str, str]) -> None:
+        import time
+
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(5, read=40)) as response:
+                assert response.status_code == 200
+                for line in response.iter_lines():
+                    self.lines.append(line)
+                    self.started.set()
+        finally:
+            self.ended_at = time.monotonic()
+            self.ended.set()
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def test_revoking_a_screen_ends_its_open_streams_at_once(
+    appliance: Appliance, pos_token: str, cli_env: dict[str, str]
+) -> None:
+    """The shop owner revokes a tablet that still has the screen open: its streams (header or ``?key=``, as
+    the web screen uses) end within a second and never carry the next receipt's URL; the local kiosk's
+    stream goes on. The revoke is logged, without the token."""
+    import time
+
+    from tests.conftest import samples
+
+    data_dir = str(appliance.data_dir)
+    run_cli("screens", "add", "--name", "Tablet", "--data-dir", data_dir, env=cli_env)
+    link = str(appliance.display()["screen_link"]["url"])  # type: ignore[index]
+    claimed = httpx.post(link, headers={"Accept": "application/json"}).json()
+    token, screen_id = claimed["token"], claimed["screen_id"]
+    stream_url = appliance.url + "/api/v1/display/stream"
+    by_header = _Stream(stream_url, {"Authorization": f"Bearer {token}"})
+    by_key = _Stream(f"{stream_url}?key={token}")
+    kiosk = _Stream(stream_url, {"Authorization": f"Bearer {appliance.screen_token()}"})
+    for stream in (by_header, by_key, kiosk):
+        assert stream.started.wait(10), "the stream sent no state"
+
+    run_cli("screens", "revoke", screen_id, "--data-dir", data_dir, env=cli_env)
+    revoked_at = time.monotonic()
+    for stream in (by_header, by_key):
+        assert stream.ended.wait(1.0), "a revoked screen's stream is still open a second later"
+        assert stream.ended_at is not None and stream.ended_at - revoked_at < 1.0
+    sent = appliance.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
+                              headers={"Authorization": f"Bearer {pos_token}",
+                                       "Content-Type": "application/pdf"}).json()
+    deadline = time.monotonic() + 5
+    while sent["url"] not in kiosk.text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sent["url"] in kiosk.text() and not kiosk.ended.is_set()  # the local kiosk is not affected
+    assert sent["url"] not in by_header.text() + by_key.text()
+    again = httpx.get(f"{stream_url}?key={token}")
+    assert again.status_code == 401
+    logs = appliance.logs()
+    assert f"revoked screen {screen_id}" in logs and token not in logs
