@@ -11,6 +11,7 @@ Our exception hierarchy::
     ├── Unauthorized                  (401 unauthorized)
     ├── PairingRefused                (403 pairing-refused)
     ├── PairingLocked                 (429 pairing-locked)
+    ├── PairingBusy                   (429 pairing-busy)
     ├── NotFound                      (404 not-found)
     ├── Gone                          (410 expired)
     ├── RequestTimeout                (408 request-timeout)
@@ -126,6 +127,15 @@ class PairingLocked(ApplianceError):
     status = 429
     slug = "pairing-locked"
     title = "Pairing locked"
+
+
+class PairingBusy(ApplianceError):
+    """Every typed-code exchange slot is held by an exchange started moments ago: retry after
+    ``retry_after`` seconds (extension member and ``Retry-After``)."""
+
+    status = 429
+    slug = "pairing-busy"
+    title = "Pairing busy"
 
 
 class NotFound(ApplianceError):

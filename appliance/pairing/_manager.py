@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -10,17 +11,22 @@ from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import BadPairingRequest, PairingLocked, PairingRefused
+from ..errors import BadPairingRequest, PairingBusy, PairingLocked, PairingRefused
 from ..store import Pos, Store
 from ._spake import DeviceSide
 from ._window import MAX_WRONG_CODES, PairingWindow
 
 log = logging.getLogger(__name__)
 
-SPAKE_SESSION_SECONDS = 30.0
-"""A SPAKE2 exchange must be confirmed within this time."""
+SPAKE_SESSION_SECONDS = 10.0
+"""A SPAKE2 exchange must be confirmed within this time (seconds), else it is dropped. The POS confirms as
+soon as it has our answer — the person typed the code before step 1 — so this only allows for a slow link."""
 MAX_SPAKE_SESSIONS = 4
-"""Open exchanges at once; more are refused (each costs the device a little work and memory)."""
+"""Open exchanges at once (each costs the device a little work and memory)."""
+SPAKE_STALE_SECONDS = 2.0
+"""With MAX_SPAKE_SESSIONS open, a new exchange displaces the oldest one older than this (seconds): exchanges
+left open cannot keep a till from pairing. A displaced exchange counts as a wrong attempt, so a flood of
+exchanges ends in the lockout the screen shows instead of blocking pairing unseen."""
 OPEN_WINDOW_SECONDS = 600.0
 """How long ``eticket pairings open`` keeps pairing open on a paired device."""
 
@@ -29,6 +35,7 @@ OPEN_WINDOW_SECONDS = 600.0
 class _Session:
     side: DeviceSide
     code: str
+    started_at: float
     expires_at: float
 
 
@@ -138,20 +145,35 @@ class PairingManager:
     async def async_spake_start(self, msg_a: bytes) -> tuple[str, bytes]:
         """The typed-code way, step 1: answer the POS's SPAKE2 message; return ``(session id, our message)``.
 
+        With MAX_SPAKE_SESSIONS exchanges open, the oldest one started more than SPAKE_STALE_SECONDS ago is
+        dropped to make room (a wrong attempt: see SPAKE_STALE_SECONDS).
+
         Raises:
-            PairingRefused / PairingLocked: as above; BadPairingRequest: malformed message or too many
-                exchanges open.
+            PairingRefused / PairingLocked: as above; BadPairingRequest: malformed message;
+            PairingBusy: every slot holds an exchange younger than SPAKE_STALE_SECONDS.
         """
         window = self._open_window()
-        if len(self._sessions) >= MAX_SPAKE_SESSIONS:
-            raise BadPairingRequest("Too many pairing exchanges are open; finish or wait 30 s.")
         side = DeviceSide(window.code, self._device_id)
         try:
             side.receive(msg_a, self._fingerprint)
         except ValueError as exc:
             raise BadPairingRequest("The SPAKE2 message is malformed.") from exc
+        now = time.time()
+        self._sessions = {k: v for k, v in self._sessions.items() if v.expires_at > now}
+        if len(self._sessions) >= MAX_SPAKE_SESSIONS:
+            oldest = min(self._sessions, key=lambda k: self._sessions[k].started_at)
+            wait = self._sessions[oldest].started_at + SPAKE_STALE_SECONDS - now
+            if wait > 0:
+                raise PairingBusy(f"{MAX_SPAKE_SESSIONS} pairing exchanges were started just now; retry in "
+                                  f"{wait:.1f} s.", retry_after=math.ceil(wait))
+            age = now - self._sessions.pop(oldest).started_at
+            log.warning("typed-code pairing: an exchange left unconfirmed for %.1f s was displaced by a new one "
+                        "(counted as a wrong attempt)", age)
+            await self._async_wrong(window)
+            self._open_window()  # that may have been the attempt that locks pairing (and renews the code)
         session = secrets.token_urlsafe(16)
-        self._sessions[session] = _Session(side=side, code=window.code, expires_at=time.time() + SPAKE_SESSION_SECONDS)
+        self._sessions[session] = _Session(side=side, code=window.code, started_at=now,
+                                           expires_at=now + SPAKE_SESSION_SECONDS)
         return session, side.msg_b
 
     async def async_spake_confirm(self, session: str, pos_confirm: bytes, name: str) -> tuple[bytes, bytes, Pos]:

@@ -190,7 +190,8 @@ async def post_pair(request: Request) -> JSONResponse:
 async def post_spake_start(request: Request) -> JSONResponse:
     """Typed-code pairing, step 1 (SPAKE2, appliance.pairing._spake). Body ``{"msg": b64url(33 bytes)}``.
 
-    200: ``{"session": id, "msg": b64url(33 bytes)}``. Errors: 400, 403 pairing-refused (closed), 429.
+    200: ``{"session": id, "msg": b64url(33 bytes)}``. Errors: 400, 403 pairing-refused (closed),
+    429 pairing-locked, 429 pairing-busy (every exchange slot taken moments ago; ``Retry-After``).
     """
     data = await _json_object(request)
     session, msg_b = await appliance_of(request).pairing.async_spake_start(_b64_field(data, "msg", 33))

@@ -74,6 +74,10 @@ def _body(state: dict[str, Any], t: Any) -> str:
         return (f"<div class=cell>{_qr_svg(str(pairing.get('uri', '')))}</div><div class=cell>"
                 f"<p class=big>{escape(t('Pair your till'))}</p><p class=mid>{escape(t('or type:'))}</p>"
                 f"<p class=big>{escape(str(pairing.get('code', '')))}</p></div>")
+    if scene == "pairing":  # locked after too many wrong attempts: no QR, no code, as on the kiosk
+        return (f"<div class=cell><p class=big>{escape(t('Pairing locked'))}</p>"
+                f"<p class=mid>{escape(t('Too many wrong codes.'))}</p>"
+                f"<p class=mid>{escape(t('Try again in a minute.'))}</p></div>")
     if scene == "downloaded":
         return (f"<div class=cell><p class=big>&#10003; {escape(t('Receipt downloaded'))}</p>"
                 f"<p class=mid>{escape(t('Thank you!'))}</p></div>")

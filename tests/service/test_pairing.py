@@ -139,3 +139,52 @@ def test_state_files_are_owner_only(appliance: Appliance) -> None:
     assert appliance.data_dir.stat().st_mode & 0o777 == 0o700
     for name in ("eticket.sqlite3", "kiosk.json", "admin.sock", "tls/key.pem"):
         assert (appliance.data_dir / name).stat().st_mode & 0o077 == 0, name
+
+
+def _abandoned_start(app: Appliance) -> httpx.Response:
+    """Step 1 of a typed-code exchange that is never confirmed (a till that crashed, or someone holding
+    exchanges open)."""
+    from appliance.pairing import PosSide, b64e
+
+    device_id = str(httpx.get(app.url + "/healthz").json()["device_id"])
+    return app.api.post("/api/v1/pair/spake2", json={"msg": b64e(PosSide("ZZZZZZZZ", device_id).msg_a)})
+
+
+def test_exchanges_left_open_do_not_keep_a_till_from_pairing_by_code(appliance: Appliance) -> None:
+    """Four typed-code exchanges are started and abandoned. A fifth till is told to retry in a moment
+    (429 pairing-busy, Retry-After), and then pairs with the code on screen: a new exchange displaces a stale one."""
+    for _ in range(4):
+        assert _abandoned_start(appliance).status_code == 200
+    code = appliance.pairing_code()
+    busy = _abandoned_start(appliance)
+    assert busy.status_code == 429 and busy.json()["type"].endswith("/pairing-busy"), busy.text
+    time.sleep(int(busy.headers["retry-after"]))
+    device = pair_with_code(appliance.api_address, code, "Till 5")
+    assert [p["name"] for p in appliance.admin("GET", "/pairings").json()] == ["Till 5"]
+    assert device.token
+
+
+def test_a_flood_of_abandoned_exchanges_ends_in_the_lockout_on_screen(appliance: Appliance) -> None:
+    """Someone keeps starting exchanges without finishing them: each one displaced counts as a wrong attempt,
+    so pairing locks and the screen says so, instead of typed-code pairing failing unseen."""
+    code = appliance.pairing_code()
+    starts = 0
+    deadline = time.monotonic() + 30
+    while True:
+        assert time.monotonic() < deadline, f"no lockout after {starts} abandoned exchanges"
+        r = _abandoned_start(appliance)
+        starts += 1
+        if r.status_code == 429 and r.json()["type"].endswith("/pairing-busy"):
+            time.sleep(int(r.headers["retry-after"]))
+            continue
+        if r.status_code != 200:
+            break
+    assert r.status_code == 429 and r.json()["type"].endswith("/pairing-locked"), r.text
+    state = appliance.display()
+    assert state["scene"] == "pairing" and state["pairing"]["locked_until"] is not None  # type: ignore[index]
+    assert appliance.pairing_code() != code
+    page = httpx.get(appliance.url + "/screen", params={"key": appliance.screen_token()})
+    assert "Appairage bloqué" in page.text and "<svg" not in page.text  # the web screen says so too (French)
+    with pytest.raises(RefusedError) as locked:
+        pair_with_code(appliance.api_address, appliance.pairing_code())
+    assert locked.value.slug == "pairing-locked"
