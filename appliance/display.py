@@ -132,6 +132,19 @@ class Display:
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(DOWNLOADED_SECONDS, lambda: loop.create_task(self.async_clear()))
 
+    async def async_rebase_urls(self, old_base: str, new_base: str) -> None:
+        """The device's own base URL changed (``http://169.254.7.9:8080`` -> ``http://192.168.1.20:8080``, a
+        new address): the receipt and screen-link URLs on screen that start with ``old_base`` get ``new_base``
+        instead (the token stays) and screens redraw. A relay's URLs are left as they are."""
+        changed = False
+        for shown in (self._ticket, self._screen_link):
+            url = str((shown or {}).get("url", ""))
+            if shown is not None and url.startswith(old_base + "/"):
+                shown["url"] = new_base + url[len(old_base):]  # in place: the Wi-Fi step holds this very dict
+                changed = True
+        if changed:
+            await self._async_set(self._scene)
+
     async def async_clear(self) -> None:
         """Leave the ticket scene: back to idle (or pairing while unpaired)."""
         self._cancel_timer()

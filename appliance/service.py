@@ -58,6 +58,11 @@ def provisioning_notice(path: Path) -> str | None:
     return str(status.get("message") or "the settings file was refused")[:300]
 
 
+def _host_of(address: str) -> str:
+    """``"192.168.1.20:8080"`` -> ``"192.168.1.20"``; ``"[fd00::1]:8080"`` -> ``"fd00::1"``."""
+    return address.rpartition(":")[0].strip("[]")
+
+
 def rfc3339(ts: float) -> str:
     """Unix seconds -> ``2026-11-29T10:00:00Z``."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -107,10 +112,12 @@ class Appliance:
                                        on_downloaded=self.display.async_ticket_downloaded)
 
     @staticmethod
-    def _reachable_address(host: str, port: int) -> str:
-        """``host:port`` a POS or phone can reach: the given address, or the LAN IPv4 when it is a wildcard."""
+    def _reachable_address(host: str, port: int, current: str | None = None) -> str:
+        """``host:port`` a POS or phone can reach: the given address, or on a wildcard this machine's LAN
+        IPv4 now (:func:`appliance.discovery.pick_lan_ipv4`; ``current``, the host in use, stays when still as
+        good), and 127.0.0.1 only when it has no other address."""
         if host in ("0.0.0.0", "::", ""):
-            host = lan_ipv4() or "127.0.0.1"
+            host = lan_ipv4(current) or "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
         return f"{host}:{port}"
@@ -153,13 +160,18 @@ class Appliance:
         self._advertiser = advertiser
 
     async def _async_addresses_changed(self) -> None:
-        """The LAN addresses changed (DHCP, roaming, cable): recompute URLs and re-announce over mDNS."""
-        self.address = self._reachable_address(self.settings.host, self.settings.port)
-        self.api_address = self._reachable_address(*self.settings.api_host_port)
+        """The LAN addresses changed (DHCP, roaming, cable): recompute URLs, redraw the ones on screen (the
+        pairing QR, the receipt QR: same token, new host) and re-announce over mDNS."""
+        old_public = self.public_url
+        self.address = self._reachable_address(self.settings.host, self.settings.port, _host_of(self.address))
+        self.api_address = self._reachable_address(*self.settings.api_host_port, _host_of(self.api_address))
         self.api_url = f"{'https' if self.settings.tls else 'http'}://{self.api_address}"
         if not self.settings.public_url:
             self.public_url = f"http://{self.address}"
         await self.pairing.async_set_address(self.api_address)
+        if self.public_url != old_public:
+            log.info("customer URLs now %s (were %s)", self.public_url, old_public)
+            await self.display.async_rebase_urls(old_public, self.public_url)
         plan = self._mdns_plan()
         current = self._advertiser
         if current is not None and plan is not None and (current.interfaces, current.addresses) == plan:
