@@ -94,3 +94,31 @@ def test_without_javascript_the_page_still_follows_by_meta_refresh(appliance: Ap
         tab.wait_for_selector(f".scene[data-ticket='{ticket['id']}']", timeout=8000)
         assert _qr(tab.screenshot()) == [ticket["url"]]
         browser.close()
+
+
+def test_a_revoked_tablet_leaves_the_receipt_at_once(appliance: Appliance, page: object,
+                                                     cli_env: dict[str, str]) -> None:
+    """The shop owner revokes the tablet while a receipt is on it: its stream ends, the page reloads and is
+    refused, so the QR goes away (within the page's 2 s reconnect pause) and later receipts never show."""
+    import json
+
+    token = appliance.pair()
+    run_cli("screens", "add", "--name", "Tablet", "--data-dir", str(appliance.data_dir), env=cli_env)
+    tab = page
+    tab.goto(appliance.display()["screen_link"]["url"])  # type: ignore[attr-defined,index]
+    tab.click("button")  # type: ignore[attr-defined]
+    tab.click("text=Open the screen")  # type: ignore[attr-defined]
+    tab.wait_for_selector(".scene[data-scene=idle]", timeout=5000)  # type: ignore[attr-defined]
+    time.sleep(0.5)  # the page's EventSource is connected
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"}
+    first = appliance.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(), headers=headers).json()
+    tab.wait_for_selector(f".scene[data-ticket='{first['id']}']", timeout=2000)  # type: ignore[attr-defined]
+
+    (screen,) = json.loads(run_cli("screens", "list", "--json", "--data-dir", str(appliance.data_dir),
+                                   env=cli_env).stdout)
+    run_cli("screens", "revoke", screen["id"], "--data-dir", str(appliance.data_dir), env=cli_env)
+    tab.wait_for_selector("text=This screen is not paired", timeout=4000)  # type: ignore[attr-defined]
+    assert _qr(tab.screenshot()) == []  # type: ignore[attr-defined]
+    appliance.api.post("/api/v1/tickets", content=samples("pdf")[1].read_bytes(), headers=headers)
+    time.sleep(1.0)
+    assert _qr(tab.screenshot()) == []  # type: ignore[attr-defined]
