@@ -1,5 +1,5 @@
-"""Pieces every eTicket web app shares (the appliance and the relay): RFC 9457 problem details and
-security headers."""
+"""Pieces every eTicket web app shares (the appliance and the relay): RFC 9457 problem details (with
+``Allow`` on 405), security headers, and JSON request bodies with a nesting limit."""
 
 from __future__ import annotations
 
