@@ -7,6 +7,7 @@ Our exception hierarchy::
     │   ├── EmptyBody                 (400 empty-body)
     │   ├── MissingFile               (400 missing-file)
     │   ├── BadMultipart              (400 bad-multipart)
+    │   ├── JsonTooDeep               (400 json-too-deep)
     │   └── BadPairingRequest         (400 bad-pairing-request)
     ├── Unauthorized                  (401 unauthorized)
     ├── PairingRefused                (403 pairing-refused)
@@ -96,6 +97,13 @@ class BadMultipart(BadRequest):
 
     slug = "bad-multipart"
     title = "Malformed multipart body"
+
+
+class JsonTooDeep(BadRequest):
+    """A JSON body nests arrays and objects deeper than the named limit (``max_depth`` extension member)."""
+
+    slug = "json-too-deep"
+    title = "JSON nested too deeply"
 
 
 class BadPairingRequest(BadRequest):

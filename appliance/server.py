@@ -24,6 +24,7 @@ from .config import Settings
 from .service import Appliance
 from .web import create_app
 from .web.admin import create_admin_app
+from .web.framing import StrictH11Protocol
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,8 @@ async def _async_serve(settings: Settings, notifier: Notifier) -> None:
     appliance = Appliance(settings)
     common = dict(access_log=False, log_config=None, log_level=settings.log_level, proxy_headers=False,
                   server_header=False, timeout_graceful_shutdown=3, lifespan="off",
-                  limit_concurrency=MAX_CONNECTIONS)
+                  limit_concurrency=MAX_CONNECTIONS,
+                  http=StrictH11Protocol)  # CL+TE refused; one log line per malformed request
     configs: list[tuple[uvicorn.Config, list[socket.socket] | None]] = []
     if settings.tls:
         host, port = settings.api_host_port

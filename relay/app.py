@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
-import json
 import logging
 import time
 from collections import OrderedDict, defaultdict
@@ -35,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from appliance import __version__
-from appliance.web.common import SecurityHeaders, add_problem_handlers
+from appliance.web.common import SecurityHeaders, add_problem_handlers, loads_json
 from appliance.web.logs import AccessLog
 
 from .crypto import BadSignature, BadToken, parse_token, precheck_headers, unix_seconds, valid_rid, verify_request
@@ -511,7 +510,8 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
         """Which of the signing device's receipts were downloaded: body ``{"ids": [rid, …]}`` (at most 50;
         may be empty), answer ``{"downloaded": {rid: unix_seconds}}``. ``wait`` (0–25 s, default 0) holds the
         answer until one is downloaded (long poll). Another device's receipts are never reported.
-        Errors: 400, 401, 403, 429 too-many-requests (over 2 polls at once per device, 8 per address)."""
+        Errors: 400 bad-request / json-too-deep (nested over 32 levels), 401, 403, 429 too-many-requests (over 2
+        polls at once per device, 8 per address)."""
         _precheck(request)
         if not 0 <= wait <= MAX_WAIT_SECONDS:
             raise BadRequest(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds.")
@@ -519,7 +519,7 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
         device = _signed_device(request, body)
         await relay.async_check_blocked(device)
         try:
-            ids = json.loads(body)["ids"]
+            ids = loads_json(body)["ids"]  # JsonTooDeep (400 json-too-deep) passes through
             if not isinstance(ids, list) or len(ids) > MAX_STATUS_IDS or not all(
                     isinstance(r, str) and valid_rid(r) for r in ids):
                 raise ValueError

@@ -59,6 +59,8 @@ def _settings(args: argparse.Namespace) -> RelaySettings:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from appliance.web.framing import StrictH11Protocol
+
     configure_logging(args.log_level)
     storage = _storage(args)
     settings = _settings(args)
@@ -68,7 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
     host, port = split_host_port(args.listen, 8090)
     app = create_relay_app(storage, settings, sweep_interval=args.sweep_interval)
     uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, proxy_headers=True,
-                forwarded_allow_ips=args.forwarded_allow_ips, server_header=False, timeout_keep_alive=30)
+                forwarded_allow_ips=args.forwarded_allow_ips, server_header=False, timeout_keep_alive=30,
+                http=StrictH11Protocol)  # CL+TE refused; one log line per malformed request
     return 0
 
 

@@ -1,6 +1,7 @@
 """Refusals of the relay, each an RFC 9457 problem detail (rendered like the appliance's).
 
     BadRequest (400 bad-request)         malformed receipt id, expiry or status query
+    JsonTooDeep (400 json-too-deep)      a status body nested over MAX_JSON_DEPTH (appliance.web.common)
     BadSignatureError (401 bad-signature) unsigned, stale or wrongly signed request
     DeviceBlocked (403 device-blocked)   the relay's operator blocked this device
     NotFound (404 not-found) / Gone (410 expired)

@@ -28,6 +28,7 @@ from ..intake import parse_meta, printable_text
 from ..pairing import b64d, b64e
 from ..store import Pos
 from .auth import appliance_of, require_pos, require_screen
+from .common import loads_json
 
 router = APIRouter(prefix="/api/v1")
 """The POS API (HTTPS)."""
@@ -140,10 +141,10 @@ async def post_ticket(request: Request, pos: Annotated[Pos, Depends(require_pos)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    """The request's JSON object (at most 4096 bytes). Raises BadPairingRequest, PayloadTooLarge."""
+    """The request's JSON object (at most 4096 bytes). Raises BadPairingRequest, JsonTooDeep, PayloadTooLarge."""
     try:
-        data = json.loads(await _read_body(request, 4096) or b"null")
-    except (ValueError, RecursionError) as exc:
+        data = loads_json(await _read_body(request, 4096) or b"null")
+    except ValueError as exc:
         raise BadPairingRequest("The body must be a JSON object (docs/protocol.md §2).") from exc
     if not isinstance(data, dict):
         raise BadPairingRequest("The body must be a JSON object (docs/protocol.md §2).")
@@ -174,7 +175,7 @@ async def post_pair(request: Request) -> JSONResponse:
 
     Body: ``{"secret": "<s from the QR>", "name": "Till 1"}`` (``name`` optional, at most 64 printable
     characters). 201: ``{"pos_id", "token", "device_id", "api": "/api/v1"}``; the token is shown once.
-    Errors: 400 bad-pairing-request, 403 pairing-refused (wrong/expired/used secret, window closed),
+    Errors: 400 bad-pairing-request / json-too-deep, 403 pairing-refused (wrong/expired/used secret, window closed),
     413 too-large (body over 4096 bytes), 429 pairing-locked (``Retry-After``).
     """
     data = await _json_object(request)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import warnings
+from typing import Any, cast
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from .. import __version__
 from ..service import Appliance
 from . import api, download, screen_claim, screen_page
 from .common import SecurityHeaders, add_problem_handlers
 from .logs import AccessLog
+from .openapi import finish_schema
 
 
 def create_app(appliance: Appliance, *, pos_api: bool = True, public: bool = True) -> FastAPI:
@@ -21,6 +25,7 @@ def create_app(appliance: Appliance, *, pos_api: bool = True, public: bool = Tru
     """
     app = FastAPI(title="eTicket appliance", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json" if pos_api else None)
+    app.openapi = device_schema  # type: ignore[method-assign]
     app.state.appliance = appliance
     if pos_api:
         app.include_router(api.router)
@@ -39,3 +44,17 @@ def create_app(appliance: Appliance, *, pos_api: bool = True, public: bool = Tru
     app.add_middleware(SecurityHeaders)
     app.add_middleware(AccessLog)
     return app
+
+
+@functools.cache
+def device_schema() -> dict[str, Any]:
+    """The OpenAPI 3.1 schema of the whole device — both ports, as with ``--no-tls`` — served on the POS API
+    port as ``/openapi.json`` (docs/protocol.md §10; the declarations are in :mod:`appliance.web.openapi`).
+    No interactive docs page: Swagger UI would load scripts from a CDN, which the device never does."""
+    full = create_app(cast(Appliance, None))  # routes only; nothing is served from it
+    with warnings.catch_warnings():  # GET+HEAD routes share an operation id until finish_schema tells them apart
+        warnings.simplefilter("ignore", UserWarning)
+        schema = get_openapi(title="eTicket device", version=__version__, routes=full.routes,
+                             description="The contract of docs/protocol.md (POS API, screens, customer "
+                                         "downloads, health). Refusals are RFC 9457 problem details.")
+    return finish_schema(schema)

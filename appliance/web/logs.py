@@ -6,9 +6,14 @@ import logging
 import re
 import time
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("eticket.access")
+
+MALFORMED_SCOPE_KEY = "eticket.malformed"
+"""Key in ``scope["extensions"]`` under which :mod:`appliance.web.framing` records the fault of a request
+the HTTP layer refused mid-body."""
 
 _LONG_SEGMENT = re.compile(r"[^/]{16,}")
 """Any path segment of 16 characters or more may be a secret (capability tokens are 43): never logged."""
@@ -24,7 +29,12 @@ def redact_path(path: str) -> str:
 
 
 class AccessLog:
-    """ASGI middleware: one line per request: client, method, redacted path, status, milliseconds."""
+    """ASGI middleware: one line per request: client, method, redacted path, status, milliseconds.
+
+    A request whose body never completes — the client went away mid-body, or the HTTP layer refused a
+    malformed body (:mod:`appliance.web.framing` records the fault in the scope) — ends here as that one
+    line, with the reason appended, instead of an ERROR traceback: there is no one left to answer.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -35,6 +45,7 @@ class AccessLog:
             return
         start = time.perf_counter()
         status = 0
+        outcome = ""
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -44,9 +55,15 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            outcome = " client disconnected before sending the whole body"
         finally:
+            malformed = (scope.get("extensions") or {}).get(MALFORMED_SCOPE_KEY)
+            if malformed:
+                status, outcome = 400, f" refused: {malformed}; connection closed"
             client = scope.get("client") or ("-", 0)
-            log.info(
-                '%s "%s %s" %s %.1fms', client[0], scope["method"], redact_path(scope["path"]), status,
-                (time.perf_counter() - start) * 1000,
+            log.log(
+                logging.WARNING if malformed else logging.INFO,
+                '%s "%s %s" %s %.1fms%s', client[0], scope["method"], redact_path(scope["path"]), status or "-",
+                (time.perf_counter() - start) * 1000, outcome,
             )

@@ -237,7 +237,7 @@ def test_hostile_input_found_by_the_breaker_gets_problem_details(appliance: Appl
 
 def test_pairing_bodies_that_once_crashed(appliance: Appliance) -> None:
     deep = appliance.api.post("/api/v1/pair", content=b"[" * 4000)
-    _assert_problem(deep, 400, "bad-pairing-request")
+    _assert_problem(deep, 400, "json-too-deep")
     forged = appliance.api.post("/api/v1/pair",
                                 json={"secret": appliance.pairing_secret(), "name": "x\n2026-11-29 INFO forged"})
     _assert_problem(forged, 400, "bad-pairing-request")
