@@ -33,6 +33,7 @@ from ..errors import (
     MissingFile,
     NotAPdf,
     NotFound,
+    PairingBusy,
     PairingLocked,
     PairingRefused,
     PasswordProtectedPdf,
@@ -213,7 +214,8 @@ def _html(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
-PAIRING_PROBLEMS = (BadPairingRequest, JsonTooDeep, PairingRefused, RequestTimeout, PayloadTooLarge, PairingLocked)
+PAIRING_PROBLEMS = (BadPairingRequest, JsonTooDeep, PairingRefused, RequestTimeout, PayloadTooLarge, PairingLocked,
+                    PairingBusy)
 """docs/protocol.md §2: "Errors of §2" (and a body that never arrives)."""
 TICKET_PROBLEMS = (EmptyBody, MissingFile, BadMultipart, BadRequest, Unauthorized, RequestTimeout, PayloadTooLarge,
                    UnsupportedMediaType, IdempotencyKeyReused, InvalidTicket, InvalidTotal, InvalidCurrency,

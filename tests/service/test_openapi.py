@@ -16,7 +16,7 @@ PROTOCOL = (REPO / "docs" / "protocol.md").read_text()
 DEVICE_PART = PROTOCOL.split("\n## 9.")[0]  # §9 is the relay's API, served by the relay
 ENDPOINT = re.compile(r"(?<![A-Za-z])(GET|POST|PUT|DELETE|HEAD|PATCH) (/[^\s`?)]*)(?=`?(.{0,14}))")
 TABLE_ROW = re.compile(r"^\| (\d{3}) \| ([^|]+) \|", re.MULTILINE)
-PAIRING_TYPES = {"bad-pairing-request", "json-too-deep", "pairing-refused", "pairing-locked"}
+PAIRING_TYPES = {"bad-pairing-request", "json-too-deep", "pairing-refused", "pairing-locked", "pairing-busy"}
 
 
 def documented_endpoints(text: str) -> set[tuple[str, str]]:
