@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import json
 import logging
 import time
@@ -47,10 +46,17 @@ from .errors import (
     Gone,
     NotFound,
     PayloadTooLarge,
-    QuotaExceeded,
     ReceiptConflict,
     TooManyMisses,
     TooManyRequests,
+)
+from .quotas import (
+    NETWORK_BYTES_PER_DAY,
+    NETWORK_RECEIPTS_PER_DAY,
+    NEW_DEVICES_PER_NETWORK_PER_DAY,
+    Quotas,
+    client_key,
+    network_id,
 )
 from .storage import DamagedObject, DirStorage, S3Storage
 
@@ -67,7 +73,6 @@ BODY_DEADLINE_SECONDS = 60.0
 UPLOADS_PER_ADDRESS = 4
 POLLS_PER_DEVICE = 2
 POLLS_PER_ADDRESS = 8
-QUOTA_LOCK_STRIPES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,23 +85,20 @@ class RelaySettings:
     """A link whose receipt has not arrived gets the "on its way" page this long after the token was issued
     (the device's upload queue may be held up by an outage); after that, 404."""
     quota_receipts: int = 5_000
+    """Receipts per device key per UTC day."""
     quota_bytes: int = 1 << 30
+    """Bytes per device key per UTC day."""
+    network_quota_receipts: int = NETWORK_RECEIPTS_PER_DAY
+    """Receipts per client network (IPv4 address, IPv6 /64) per UTC day, all device keys together."""
+    network_quota_bytes: int = NETWORK_BYTES_PER_DAY
+    """Bytes per client network per UTC day, all device keys together."""
+    new_devices_per_network: int = NEW_DEVICES_PER_NETWORK_PER_DAY
+    """Device keys new to this relay per client network per UTC day."""
     max_receipt_bytes: int = 20 * 1024 * 1024 + 16
     miss_limit: int = 30
     """Unknown or expired links per client address per minute before 429 (stored receipts are always served)."""
     pending_limit: int = 120
     """"On its way" pages per client address per minute (a phone refreshing every 3 s uses 20)."""
-
-
-def client_key(address: str) -> str:
-    """The rate-limit key of a client address: IPv4 as is, IPv6 by its /64 (one subscriber's network)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if ip.version == 6:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 class RateLimiter:
@@ -141,10 +143,6 @@ class Concurrency:
             self._in_flight[key] -= 1
             if not self._in_flight[key]:
                 del self._in_flight[key]
-
-
-def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d")
 
 
 def _html(title: str, text: str, status: int, refresh: int | None = None, lang: str = "en") -> Response:
@@ -193,7 +191,10 @@ class Relay:
         self.polls_by_address = Concurrency(POLLS_PER_ADDRESS, "status polls from one address")
         self._blocked: dict[str, tuple[float, bool]] = {}
         self._marked: OrderedDict[str, None] = OrderedDict()
-        self._quota_locks = [asyncio.Lock() for _ in range(QUOTA_LOCK_STRIPES)]
+        self.quotas = Quotas(storage, device_receipts=settings.quota_receipts, device_bytes=settings.quota_bytes,
+                             network_receipts=settings.network_quota_receipts,
+                             network_bytes=settings.network_quota_bytes,
+                             new_devices=settings.new_devices_per_network)
         self._downloads = asyncio.Condition()
         self._download_seq = 0
 
@@ -210,14 +211,15 @@ class Relay:
         if cached[1]:
             raise DeviceBlocked(f"This relay's operator blocked device {device}; ask them why.", device=device)
 
-    async def async_put(self, rid: str, device: str, sealed: bytes, expires: float) -> bool:
-        """Store a sealed receipt; True if new, False if this device already stored these very bytes.
+    async def async_put(self, rid: str, device: str, sealed: bytes, expires: float, client: str = "-") -> bool:
+        """Store a sealed receipt that ``device`` sent from the address ``client``; True if new, False if this
+        device already stored these very bytes (a retry: not counted again).
 
-        Raises ReceiptConflict (other bytes or another device under ``rid``), QuotaExceeded."""
+        Raises ReceiptConflict (other bytes or another device under ``rid``), and the quotas' refusals
+        (:meth:`relay.quotas.Quotas.async_check`): TooManyNewDevices, NetworkQuotaExceeded, QuotaExceeded."""
         digest = hashlib.sha256(sealed).hexdigest()
-        stripe = self._quota_locks[int.from_bytes(hashlib.sha256(device.encode()).digest()[:4], "big")
-                                   % QUOTA_LOCK_STRIPES]
-        async with stripe:  # check and write as one step (on this replica)
+        network = network_id(client)
+        async with self.quotas.async_locked(device, network):  # check and write as one step (on this replica)
             try:
                 existing = await run_in_threadpool(self.storage.head, f"r/{rid}")
             except DamagedObject:
@@ -227,18 +229,9 @@ class Relay:
                     return False
                 raise ReceiptConflict("Another receipt is already stored under this id.")
             now = time.time()
-            day = _day(now)
-            ledger = [k.rsplit(".", 1) for k in await run_in_threadpool(
-                lambda: list(self.storage.keys(f"q/{device}/{day}/")))]
-            used_bytes = sum(int(size) for *_, size in ledger if size.isdigit())
-            if (len(ledger) + 1 > self.settings.quota_receipts
-                    or used_bytes + len(sealed) > self.settings.quota_bytes):
-                raise QuotaExceeded(
-                    f"Device {device} reached today's quota ({self.settings.quota_receipts} receipts, "
-                    f"{self.settings.quota_bytes} bytes per UTC day); retry after midnight UTC.",
-                    retry_after=86_400 - int(now % 86_400), device=device)
+            new = await self.quotas.async_check(device, network, len(sealed), now)
+            await self.quotas.async_record(device, network, rid, len(sealed), now, new)
             meta = {"device": device, "expires": str(int(expires)), "sha256": digest, "created": str(int(now))}
-            await run_in_threadpool(self.storage.put, f"q/{device}/{day}/{rid}.{len(sealed)}", b"", {})
             await run_in_threadpool(self.storage.put, f"r/{rid}", sealed, meta)
         return True
 
@@ -398,11 +391,7 @@ class Relay:
                 until = None
             if until is None or now >= until:
                 self.storage.delete(key)
-        keep = {_day(now), _day(now - 86_400)}
-        for key in list(self.storage.keys("q/")):
-            parts = key.split("/")
-            if len(parts) != 4 or parts[2] not in keep:
-                self.storage.delete(key)
+        self.quotas.sweep(now)
         if isinstance(self.storage, DirStorage):
             self.storage.remove_stale_temporaries(now - 86_400)
         return deleted
@@ -484,8 +473,9 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
         relay's retention), ``Eticket-Signature`` (:mod:`relay.crypto`). Body: the sealed bytes.
         201 ``{"rid", "expires"}`` when stored, 200 when this device already stored the same bytes (a retry or
         a replay changes nothing). Errors: 400, 401 bad-signature (checked before the body is read),
-        403 device-blocked, 409 receipt-conflict, 413 too-large, 429 quota-exceeded (Retry-After),
-        429 too-many-requests (over 4 uploads at once from one address).
+        403 device-blocked, 409 receipt-conflict, 413 too-large, 429 quota-exceeded (per device),
+        network-quota-exceeded (per client network, all keys), too-many-new-devices (each with Retry-After
+        until midnight UTC, :mod:`relay.quotas`), 429 too-many-requests (over 4 uploads at once from one address).
         """
         _precheck(request)
         if not valid_rid(rid):
@@ -501,7 +491,7 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
             expires = min(expires, int(now + relay.settings.retention_seconds))
             if not body:
                 raise BadRequest("The body must hold the sealed receipt.")
-            created = await relay.async_put(rid, device, body, expires)
+            created = await relay.async_put(rid, device, body, expires, client_of(request))
         if created:
             log.info("stored receipt %s… from device %s (%d bytes)", rid[:8], device, len(body))
         return JSONResponse({"rid": rid, "expires": expires}, status_code=201 if created else 200)
