@@ -22,7 +22,7 @@ import logging
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -72,7 +72,12 @@ SWEEP_INTERVAL_SECONDS = 600.0
 BODY_DEADLINE_SECONDS = 60.0
 UPLOADS_PER_ADDRESS = 4
 POLLS_PER_DEVICE = 2
+"""Status polls at once per device (docs/protocol.md §9.3); a device's new poll ends its older ones."""
 POLLS_PER_ADDRESS = 8
+POLL_SLOT_GRACE_SECONDS = 1.0
+"""A poll over the device's limit waits this long for a slot before 429: the older polls it ended, or whose
+client went away, need a moment to finish."""
+SLOT_RECHECK_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +136,19 @@ class Concurrency:
         self._limit, self._what = limit, what
         self._in_flight: defaultdict[str, int] = defaultdict(int)
 
+    @contextlib.asynccontextmanager
+    async def async_slot(self, key: str, grace: float) -> AsyncIterator[None]:
+        """:meth:`slot`, waiting up to ``grace`` seconds for one to be free before TooManyRequests."""
+        deadline = time.monotonic() + grace
+        while self._in_flight.get(key, 0) >= self._limit and time.monotonic() < deadline:
+            await asyncio.sleep(SLOT_RECHECK_SECONDS)
+        with self.slot(key):
+            yield
+
     @contextlib.contextmanager
     def slot(self, key: str) -> Iterator[None]:
-        if self._in_flight[key] >= self._limit:
+        """Hold one of ``key``'s slots; raises TooManyRequests (Retry-After: 1) when all are taken."""
+        if self._in_flight.get(key, 0) >= self._limit:
             raise TooManyRequests(f"At most {self._limit} {self._what} at once; wait for one to finish.",
                                   retry_after=1)
         self._in_flight[key] += 1
@@ -143,6 +158,15 @@ class Concurrency:
             self._in_flight[key] -= 1
             if not self._in_flight[key]:
                 del self._in_flight[key]
+
+
+@dataclass(eq=False, slots=True)
+class _Waiting:
+    """One status poll waiting on this replica: ``wake`` is set by any download through this replica (the poll
+    then looks in storage), and ``ended`` with it when a newer poll of the same device arrives."""
+
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: bool = False
 
 
 def _html(title: str, text: str, status: int, refresh: int | None = None, lang: str = "en") -> Response:
@@ -195,8 +219,7 @@ class Relay:
                              network_receipts=settings.network_quota_receipts,
                              network_bytes=settings.network_quota_bytes,
                              new_devices=settings.new_devices_per_network)
-        self._downloads = asyncio.Condition()
-        self._download_seq = 0
+        self._waiting: dict[str, set[_Waiting]] = {}
 
     # --- devices --------------------------------------------------------------------------------------
     async def async_check_blocked(self, device: str) -> None:
@@ -239,7 +262,9 @@ class Relay:
         """``{rid: downloaded_at}`` for those of ``device``'s receipts that were downloaded; waits up to
         ``wait`` seconds for one, waking at once on a download through this replica, else checking storage
         every 2 s (another replica may have served it). Ids stored by another device, or not stored, are
-        dropped after one look, so a throwaway key cannot make the relay poll storage for nothing."""
+        dropped after one look, so a throwaway key cannot make the relay poll storage for nothing. A newer
+        poll of ``device`` (:meth:`end_polls`) ends the wait with what was found so far (often nothing).
+        Safe to cancel at any point (the client went away)."""
         def owned(rid: str) -> bool:
             try:
                 meta = self.storage.head(f"r/{rid}")
@@ -249,28 +274,36 @@ class Relay:
 
         mine = [rid for rid in rids if await run_in_threadpool(owned, rid)]
         deadline = time.monotonic() + wait
-        while True:
-            seq = self._download_seq
-            found: dict[str, int] = {}
-            for rid in mine:
-                try:
-                    meta = await run_in_threadpool(self.storage.head, f"d/{rid}")
-                except DamagedObject:
-                    continue
-                if meta is not None and meta.get("device") == device:
-                    found[rid] = unix_seconds(meta.get("at", "")) or 0
-            left = deadline - time.monotonic()
-            if found or left <= 0 or not mine:
-                return found
-            await self._async_wait_download(seq, min(STATUS_RECHECK_SECONDS, left))
+        waiting = _Waiting()
+        self._waiting.setdefault(device, set()).add(waiting)
+        try:
+            while True:
+                waiting.wake.clear()  # before looking: a download during the look is not missed
+                found: dict[str, int] = {}
+                for rid in mine:
+                    try:
+                        meta = await run_in_threadpool(self.storage.head, f"d/{rid}")
+                    except DamagedObject:
+                        continue
+                    if meta is not None and meta.get("device") == device:
+                        found[rid] = unix_seconds(meta.get("at", "")) or 0
+                left = deadline - time.monotonic()
+                if found or left <= 0 or not mine or waiting.ended:
+                    return found
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiting.wake.wait(), min(STATUS_RECHECK_SECONDS, left))
+        finally:
+            polls = self._waiting.get(device)
+            if polls is not None:
+                polls.discard(waiting)
+                if not polls:
+                    del self._waiting[device]
 
-    async def _async_wait_download(self, seq: int, timeout: float) -> None:
-        def changed() -> bool:
-            return self._download_seq != seq
-
-        async with self._downloads:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._downloads.wait_for(changed), timeout)
+    def end_polls(self, device: str) -> None:
+        """A newer status poll of ``device`` arrived: its polls waiting on this replica answer now."""
+        for waiting in self._waiting.get(device, ()):
+            waiting.ended = True
+            waiting.wake.set()
 
     # --- phones ---------------------------------------------------------------------------------------
     def _miss(self, client: str, now: float, error: NotFound | Gone) -> NotFound | Gone | TooManyMisses:
@@ -353,9 +386,9 @@ class Relay:
         self._marked[rid] = None
         while len(self._marked) > 10_000:
             self._marked.popitem(last=False)
-        async with self._downloads:
-            self._download_seq += 1
-            self._downloads.notify_all()
+        for polls in self._waiting.values():
+            for waiting in polls:
+                waiting.wake.set()
 
     # --- housekeeping ---------------------------------------------------------------------------------
     def sweep(self, now: float | None = None) -> int:
@@ -434,6 +467,34 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+async def _async_until_disconnected(request: Request) -> None:
+    """Return when the client goes away (the body was read: the next ASGI message is ``http.disconnect``)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _async_long_poll(relay: Relay, request: Request, network: str, device: str, ids: list[str],
+                           wait: float) -> dict[str, Any]:
+    """The status answer within the poll limits: this poll ends the device's older polls on this replica
+    (the device asks with every id it waits for, so they are no longer needed), waits up to
+    POLL_SLOT_GRACE_SECONDS for their slots, and gives its own slot back as soon as the client goes away.
+    Raises TooManyRequests past POLLS_PER_ADDRESS or POLLS_PER_DEVICE."""
+    relay.end_polls(device)
+    with relay.polls_by_address.slot(network):
+        async with relay.polls_by_device.async_slot(device, POLL_SLOT_GRACE_SECONDS):
+            answer = asyncio.ensure_future(relay.async_downloaded(device, list(dict.fromkeys(ids)), wait))
+            gone = asyncio.ensure_future(_async_until_disconnected(request))
+            try:
+                await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (answer, gone):
+                    task.cancel()
+                await asyncio.gather(answer, gone, return_exceptions=True)
+            if answer.cancelled():  # the client went away: nobody reads this
+                return {"downloaded": {}}
+            return {"downloaded": answer.result()}
+
+
 def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | None = None,
                      sweep_interval: float = SWEEP_INTERVAL_SECONDS) -> FastAPI:
     """The relay as an ASGI app over ``storage``; a background sweep expires receipts every ``sweep_interval``
@@ -500,7 +561,8 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
     async def status(request: Request, wait: float = 0.0) -> dict[str, Any]:
         """Which of the signing device's receipts were downloaded: body ``{"ids": [rid, …]}`` (at most 50;
         may be empty), answer ``{"downloaded": {rid: unix_seconds}}``. ``wait`` (0–25 s, default 0) holds the
-        answer until one is downloaded (long poll). Another device's receipts are never reported.
+        answer until one is downloaded (long poll); a newer poll of the same device ends it at once (answer:
+        what was found, often ``{}``). Another device's receipts are never reported.
         Errors: 400, 401, 403, 429 too-many-requests (over 2 polls at once per device, 8 per address)."""
         _precheck(request)
         if not 0 <= wait <= MAX_WAIT_SECONDS:
@@ -515,8 +577,7 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
                 raise ValueError
         except (ValueError, KeyError, TypeError):
             raise BadRequest(f'The body must be {{"ids": [...]}} with at most {MAX_STATUS_IDS} receipt ids.') from None
-        with relay.polls_by_address.slot(client_key(client_of(request))), relay.polls_by_device.slot(device):
-            return {"downloaded": await relay.async_downloaded(device, list(dict.fromkeys(ids)), wait)}
+        return await _async_long_poll(relay, request, client_key(client_of(request)), device, ids, wait)
 
     @app.api_route("/r/{token}", methods=["GET", "HEAD"])
     async def download(token: str, request: Request) -> Response:

@@ -226,3 +226,39 @@ def test_storage_and_logs_hold_no_plaintext_and_no_token(appliance_factory: obje
         for text in texts:
             assert url_token not in text
     assert json.dumps(pos) not in relay.logs()
+
+
+def _downloaded_at(app: Appliance) -> dict[str, float | None]:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{app.data_dir / 'eticket.sqlite3'}?mode=ro", uri=True)
+    try:
+        return {str(i): at for i, at in db.execute("SELECT id, downloaded_at FROM tickets")}
+    finally:
+        db.close()
+
+
+def test_a_burst_of_receipts_stays_within_the_relays_poll_limit_and_every_download_is_noticed(
+    appliance_factory: object, relay_factory: object
+) -> None:
+    """A busy counter: while the device long-polls for one receipt, three more are sold in a burst. The device
+    must never exceed the relay's 2 status polls per device (no 429 in the relay's log, no failed status query
+    in the device's), every receipt reaches the relay, and the device hears of every download."""
+    relay: RelayProc = relay_factory()  # type: ignore[operator]
+    app: Appliance = appliance_factory("--relay-url", relay.url)  # type: ignore[operator]
+    token = app.pair()
+    sent = [_send(app, token, PDFS[0].read_bytes())]
+    wait_for(lambda: _relay_status(app)["sent"] == 1, 15, "the first upload")
+    time.sleep(0.5)  # its long poll is open now
+    for round_ in range(2):
+        sent += [_send(app, token, pdf.read_bytes()) for pdf in PDFS[1:4]]
+        wait_for(lambda n=len(sent): _relay_status(app)["sent"] == n, 20, f"burst {round_} uploaded")
+        time.sleep(1.0)
+    for body in sent:
+        assert httpx.get(body["url"]).status_code == 200
+    wait_for(lambda: all(at is not None for at in _downloaded_at(app).values()), 30,
+             "the device to hear of every download from the relay")
+    assert app.display()["scene"] == "downloaded"
+    assert '"POST /api/v1/status" 429' not in relay.logs()
+    assert "download status query failed" not in app.logs()
+    assert _relay_status(app)["last_error"] is None
