@@ -269,3 +269,46 @@ def test_new_device_keys_per_network_are_limited_but_known_devices_keep_uploadin
     assert all(_put_from(relay, signer, b"more").status_code == 201 for signer in signers[:3])
     assert _put_from(relay, signers[0], b"moved", source="127.0.0.3").status_code == 201  # known: not new there
     assert _put_from(relay, signers[10], b"sealed", source="127.0.0.3").status_code == 201  # that network's own
+
+
+def _poll_request(relay: RelayProc, signer: Signer, rids: list[str], wait: float) -> bytes:
+    body = json.dumps({"ids": rids}).encode()
+    headers = {**signer.headers("POST", "/api/v1/status", body), "Content-Type": "application/json",
+               "Content-Length": str(len(body)), "Host": "relay"}
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return f"POST /api/v1/status?wait={wait:g} HTTP/1.1\r\n{head}\r\n".encode() + body
+
+
+def test_a_devices_newer_poll_ends_its_older_ones_and_abandoned_polls_free_their_slot(
+    relay_factory: object
+) -> None:
+    """Devices from before this fix cancel a long poll and open another at each upload: the relay must not hold
+    the abandoned ones against the device's limit of 2, and a device's new poll answers its older one at once."""
+    relay: RelayProc = relay_factory()  # type: ignore[operator]
+    signer = Signer(_new_key_pem())
+    token = new_token()
+    keys = parse_token(token)
+    assert _put(relay, signer, token, body=keys.seal(b"%PDF-1.4 x")).status_code == 201
+    for _ in range(4):  # open a poll and walk away, four times
+        with socket.create_connection(("127.0.0.1", relay.port), timeout=5) as sock:
+            sock.sendall(_poll_request(relay, signer, [keys.rid], 20))
+            time.sleep(0.2)
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as older:
+        older.sendall(_poll_request(relay, signer, [keys.rid], 20))
+        time.sleep(0.3)
+        newer = concurrent.futures.ThreadPoolExecutor(1).submit(
+            httpx.post, relay.url + "/api/v1/status?wait=20", content=json.dumps({"ids": [keys.rid]}).encode(),
+            headers=_signed_status_headers(signer, [keys.rid]), timeout=30)
+        answer = older.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 200") and answer.endswith('{"downloaded":{}}'), answer
+        assert time.monotonic() - started < 10  # answered when the newer poll came, not after its 20 s
+        assert httpx.get(f"{relay.url}/r/{token}").status_code == 200
+        reply = newer.result()
+    assert reply.status_code == 200 and keys.rid in reply.json()["downloaded"], reply.text
+    assert '"POST /api/v1/status" 429' not in relay.logs()
+
+
+def _signed_status_headers(signer: Signer, rids: list[str]) -> dict[str, str]:
+    body = json.dumps({"ids": rids}).encode()
+    return {**signer.headers("POST", "/api/v1/status", body), "Content-Type": "application/json"}
