@@ -73,7 +73,8 @@ BODY_DEADLINE_SECONDS = 60.0
 UPLOADS_PER_ADDRESS = 4
 POLLS_PER_DEVICE = 2
 """Status polls at once per device (docs/protocol.md §9.3); a device's new poll ends its older ones."""
-POLLS_PER_ADDRESS = 8
+POLLS_PER_ADDRESS = 16
+"""Status polls at once per client address (IPv6: /64): a shop's devices behind one NAT hold one each."""
 POLL_SLOT_GRACE_SECONDS = 1.0
 """A poll over the device's limit waits this long for a slot before 429: the older polls it ended, or whose
 client went away, need a moment to finish."""
@@ -563,7 +564,7 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
         may be empty), answer ``{"downloaded": {rid: unix_seconds}}``. ``wait`` (0–25 s, default 0) holds the
         answer until one is downloaded (long poll); a newer poll of the same device ends it at once (answer:
         what was found, often ``{}``). Another device's receipts are never reported.
-        Errors: 400, 401, 403, 429 too-many-requests (over 2 polls at once per device, 8 per address)."""
+        Errors: 400, 401, 403, 429 too-many-requests (over 2 polls at once per device, 16 per address)."""
         _precheck(request)
         if not 0 <= wait <= MAX_WAIT_SECONDS:
             raise BadRequest(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds.")

@@ -18,7 +18,8 @@ Storage keys (see :mod:`relay.storage`)::
     k/<device>                        this key stored a receipt here before (metadata: since, YYYYMMDD)
 
 ``<net>`` is :func:`network_id` (``192.0.2.7``, ``2001-db8-0-1--_64``). Ledgers of days before yesterday are
-deleted by :meth:`Quotas.sweep`; ``k/`` markers hold no address and are kept.
+deleted by :meth:`Quotas.sweep`; ``k/`` markers hold no address and are kept (an S3 lifecycle rule may expire
+them; a device that uploaded today or yesterday gets its marker back).
 
 On one replica every check and write happens under a lock per network and per device, so the limits are exact;
 several replicas may together go past a limit by the uploads they accept in the same instant, and by what the
@@ -32,7 +33,6 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
-import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -56,9 +56,6 @@ LOCK_STRIPES = 256
 CACHE_ENTRIES = 100_000
 SECONDS_PER_DAY = 86_400
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
-
-
 def client_key(address: str) -> str:
     """The rate-limit and quota key of a client address: IPv4 as is, IPv6 by its /64 (one subscriber's
     network, RFC 6177), anything else (no address) as given."""
@@ -75,9 +72,14 @@ def client_key(address: str) -> str:
 
 def network_id(address: str) -> str:
     """:func:`client_key` as one storage key segment: ``:`` becomes ``-``, ``/`` becomes ``_``
-    (``2001:db8:0:1::/64`` → ``2001-db8-0-1--_64``), any other character outside ``[A-Za-z0-9_.-]`` ``_``."""
-    key = client_key(address).replace(":", "-").replace("/", "_")
-    return _UNSAFE.sub("_", key).strip(".") or "_"
+    (``2001:db8:0:1::/64`` → ``2001-db8-0-1--_64``); a client "address" that is no IP address (a proxy's
+    odd ``X-Forwarded-For``, a test client) becomes ``h-`` and 16 hex digits of its SHA-256."""
+    key = client_key(address)
+    try:
+        ipaddress.ip_network(key)
+    except ValueError:
+        return "h-" + hashlib.sha256(address.encode()).hexdigest()[:16]
+    return key.replace(":", "-").replace("/", "_")
 
 
 def day_of(ts: float) -> str:
@@ -132,16 +134,17 @@ class Quotas:
             yield
 
     def _is_known(self, device: str) -> bool:
-        """Whether ``device`` stored a receipt here before: its ``k/`` marker, or (relays from before the
-        marker) a quota ledger of today or yesterday."""
+        """Whether ``device`` stored a receipt here before: its ``k/`` marker, or a quota ledger of today or
+        yesterday (relays from before the marker; S3 lifecycle rules expire markers after the retention)."""
         if device in self._known:
             return True
         try:
             known = self.storage.head(f"k/{device}") is not None
         except DamagedObject:
             known = True
-        if not known:
-            known = next(iter(self.storage.keys(f"q/{device}/")), None) is not None
+        if not known and next(iter(self.storage.keys(f"q/{device}/")), None) is not None:
+            known = True  # the marker is missing (an S3 lifecycle rule expired it, or an older relay): restore it
+            self.storage.put(f"k/{device}", b"", {"since": day_of(time.time())})
         if known:
             self._remember(device)
         return known
