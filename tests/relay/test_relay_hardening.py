@@ -300,13 +300,26 @@ def test_a_devices_newer_poll_ends_its_older_ones_and_abandoned_polls_free_their
         newer = concurrent.futures.ThreadPoolExecutor(1).submit(
             httpx.post, relay.url + "/api/v1/status?wait=20", content=json.dumps({"ids": [keys.rid]}).encode(),
             headers=_signed_status_headers(signer, [keys.rid]), timeout=30)
-        answer = older.recv(4096).decode()
+        answer = _read_response(older)
         assert answer.startswith("HTTP/1.1 200") and answer.endswith('{"downloaded":{}}'), answer
         assert time.monotonic() - started < 10  # answered when the newer poll came, not after its 20 s
         assert httpx.get(f"{relay.url}/r/{token}").status_code == 200
         reply = newer.result()
     assert reply.status_code == 200 and keys.rid in reply.json()["downloaded"], reply.text
     assert '"POST /api/v1/status" 429' not in relay.logs()
+
+
+def _read_response(sock: socket.socket) -> str:
+    """One HTTP/1.1 response with a Content-Length, read whole from ``sock``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096) or b"\r\n\r\n"
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), b"0"))
+    while len(body) < length and (chunk := sock.recv(4096)):
+        body += chunk
+    return (head + b"\r\n\r\n" + body).decode()
 
 
 def _signed_status_headers(signer: Signer, rids: list[str]) -> dict[str, str]:
