@@ -325,3 +325,17 @@ def _read_response(sock: socket.socket) -> str:
 def _signed_status_headers(signer: Signer, rids: list[str]) -> dict[str, str]:
     body = json.dumps({"ids": rids}).encode()
     return {**signer.headers("POST", "/api/v1/status", body), "Content-Type": "application/json"}
+
+
+def test_behind_a_trusted_proxy_each_shop_address_has_its_own_network_quota(relay_factory: object) -> None:
+    """The relay behind a reverse proxy on the same machine (the default --forwarded-allow-ips 127.0.0.1): the
+    quota follows the address the proxy puts in X-Forwarded-For, so one shop reaching its quota does not stop
+    the others that come through the same proxy."""
+    relay: RelayProc = relay_factory("--network-quota-receipts", "2")  # type: ignore[operator]
+    shop_a, shop_b = {"X-Forwarded-For": "198.51.100.1"}, {"X-Forwarded-For": "2001:db8:0:7::5"}
+    codes = [_put_from(relay, Signer(_new_key_pem()), b"s", headers=shop_a).status_code for _ in range(3)]
+    assert codes == [201, 201, 429], codes
+    codes = [_put_from(relay, Signer(_new_key_pem()), b"s", headers=shop_b).status_code for _ in range(2)]
+    assert codes == [201, 201], codes
+    same_64 = {"X-Forwarded-For": "2001:db8:0:7:ffff::9"}  # the same IPv6 line: the same network
+    assert _put_from(relay, Signer(_new_key_pem()), b"s", headers=same_64).status_code == 429
