@@ -7,7 +7,7 @@
 * ``GET /healthz``.
 
 State lives in storage only (:mod:`relay.storage`), so any number of replicas can share one bucket. Per-replica
-memory holds caches, locks and counters: the miss limit, the concurrency limits and the quota lock are per
+memory holds caches, locks and counters: the miss limit, the concurrency limits and the quota locks are per
 replica (a client spread over N replicas gets up to N times the budget; quotas are exact on one replica and
 best effort across several).
 """
