@@ -15,7 +15,10 @@ relay answer:
   succeed; the error is kept. (A proxy's HTML 413 is retried: the relay never saw the receipt.)
 
 A second task asks the relay which receipts uploaded in the last 10 minutes were downloaded (long poll,
-``wait=20``) and tells the display, so the screen thanks the customer as it does for a download on the LAN.
+``wait=20``) and tells the display, so the screen thanks the customer as it does for a download on the LAN. It
+keeps within the relay's limit of 2 polls at once per device: a new upload opens a second poll covering every
+watched receipt (the relay then ends the first), and it never abandons a poll, which a relay would go on
+counting.
 A failing relay never takes anything else down: replies are read up to 4 KiB, every error is caught, logged
 without tokens (and with the relay's text escaped), and retried.
 """
@@ -47,6 +50,12 @@ RETRY_AFTER_MAX_SECONDS = 3600.0
 WATCH_WINDOW_SECONDS = 600.0
 WATCH_MAX_IDS = 20
 LONG_POLL_SECONDS = 20.0
+RELAY_POLLS_PER_DEVICE = 2
+"""Status polls a relay allows open at once per device (docs/protocol.md §9.3)."""
+POLL_MIN_INTERVAL_SECONDS = 1.0
+"""At most one new status poll per second (a relay that answers at once, e.g. after losing its storage)."""
+IDLE_RECHECK_SECONDS = 60.0
+"""With no poll open, the outbox is looked at again after this long even without an upload."""
 REQUEST_DEADLINE_SECONDS = 60.0
 MAX_REPLY_BYTES = 4096
 
@@ -179,45 +188,67 @@ class Publisher:
 
     # --- downloads --------------------------------------------------------------------------------------
     async def async_run_download_watch(self) -> None:
-        """Forever: long-poll the relay for downloads of receipts uploaded in the last 10 minutes. Never dies:
-        a failed or malformed answer is logged and retried after a backoff."""
+        """Forever: long-poll the relay for downloads of receipts uploaded in the last 10 minutes, with at most
+        RELAY_POLLS_PER_DEVICE polls open and never one abandoned (a relay may count an abandoned poll until its
+        wait ends). A poll covers every watched receipt; an upload that no open poll covers opens another one
+        (which ends the older one on the relay, docs/protocol.md §9.3) when the limit leaves room, else waits
+        for an open poll to answer. Never dies: a failed or malformed answer is logged and the next poll waits
+        for a backoff."""
+        polls: dict[asyncio.Future[dict[str, float]], dict[str, str]] = {}
         failures = 0
-        while True:
-            try:
-                if await self._async_watch_once():
-                    failures = 0
-            except Exception as exc:  # the relay's problem, or ours: never stop watching
-                failures += 1
-                log.warning("download status query failed: %s", printable(str(exc))[:200] or type(exc).__name__)
-                await asyncio.sleep(backoff(min(failures, 5)))
+        resume_at = 0.0  # time.monotonic(): no new poll before (a second after the last, or after a failure)
+        try:
+            while True:
+                try:
+                    failures, resume_at = await self._async_watch_once(polls, failures, resume_at)
+                except Exception:  # the database is ours; anything here is a bug: log, pause, go on
+                    log.exception("download watch: unexpected error")
+                    await asyncio.sleep(BACKOFF_MAX_SECONDS)
+        finally:
+            for poll in polls:
+                poll.cancel()
 
-    async def _async_watch_once(self) -> bool:
-        """One round: wait for something to watch, or poll once. True when the relay answered well."""
-        self._uploaded.clear()
+    async def _async_watch_once(self, polls: dict[asyncio.Future[dict[str, float]], dict[str, str]], failures: int,
+                                resume_at: float) -> tuple[int, float]:
+        """One round: open a poll if a watched receipt is not covered and the limit leaves room, wait for an
+        answer or an upload, apply the answers. ``polls`` maps each open poll to its ``{rid: ticket_id}``;
+        returns the new ``(failures, resume_at)``."""
+        self._uploaded.clear()  # before reading the outbox: an upload during the read is not missed
         watched = await run_in_threadpool(self.store.awaiting_download, time.time() - WATCH_WINDOW_SECONDS,
                                           WATCH_MAX_IDS)
-        if not watched:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._uploaded.wait(), 60.0)
-            return True
         by_rid = {parse_token(token).rid: ticket_id for ticket_id, token in watched}
-        poll = asyncio.ensure_future(self._async_poll(list(by_rid)))
-        uploaded = asyncio.ensure_future(self._uploaded.wait())
-        done, _ = await asyncio.wait({poll, uploaded}, return_when=asyncio.FIRST_COMPLETED)
-        uploaded.cancel()
-        if poll not in done:  # a new upload to watch: ask again with it included
-            poll.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await poll
-            return True
-        for rid, at in poll.result().items():
-            ticket_id = by_rid.get(rid)
-            if ticket_id is None:
+        covered = {rid for asked in polls.values() for rid in asked}
+        now = time.monotonic()
+        if set(by_rid) - covered and len(polls) < RELAY_POLLS_PER_DEVICE and now >= resume_at:
+            polls[asyncio.ensure_future(self._async_poll(list(by_rid)))] = by_rid
+            resume_at = now + POLL_MIN_INTERVAL_SECONDS  # a relay that answers at once is not asked in a loop
+        timeout: float | None = None if polls else IDLE_RECHECK_SECONDS
+        if resume_at > now and set(by_rid) - covered:  # a poll is due when the backoff ends
+            timeout = resume_at - now if timeout is None else min(timeout, resume_at - now)
+        uploaded: asyncio.Future[Any] = asyncio.ensure_future(self._uploaded.wait())
+        waits: set[asyncio.Future[Any]] = {*polls, uploaded}
+        try:
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            uploaded.cancel()
+        for poll in [p for p in polls if p in done]:
+            asked = polls.pop(poll)
+            try:
+                answer = poll.result()
+            except Exception as exc:  # the relay's problem (or the network's): retry after a backoff
+                failures += 1
+                resume_at = time.monotonic() + backoff(min(failures, 5))
+                log.warning("download status query failed: %s", printable(str(exc))[:200] or type(exc).__name__)
                 continue
-            if await run_in_threadpool(self.store.mark_downloaded, ticket_id, at):
-                log.info("ticket %s downloaded through the relay", ticket_id)
-                await self._on_downloaded(ticket_id)
-        return True
+            failures = 0
+            for rid, at in answer.items():
+                ticket_id = asked.get(rid)
+                if ticket_id is None:
+                    continue
+                if await run_in_threadpool(self.store.mark_downloaded, ticket_id, at):
+                    log.info("ticket %s downloaded through the relay", ticket_id)
+                    await self._on_downloaded(ticket_id)
+        return failures, resume_at
 
     async def _async_poll(self, rids: list[str]) -> dict[str, float]:
         """``{rid: downloaded_at}`` from the relay. Raises ValueError on an answer of another shape."""

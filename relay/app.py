@@ -7,7 +7,7 @@
 * ``GET /healthz``.
 
 State lives in storage only (:mod:`relay.storage`), so any number of replicas can share one bucket. Per-replica
-memory holds caches, locks and counters: the miss limit, the concurrency limits and the quota lock are per
+memory holds caches, locks and counters: the miss limit, the concurrency limits and the quota locks are per
 replica (a client spread over N replicas gets up to N times the budget; quotas are exact on one replica and
 best effort across several).
 """
@@ -17,12 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import logging
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -46,10 +45,17 @@ from .errors import (
     Gone,
     NotFound,
     PayloadTooLarge,
-    QuotaExceeded,
     ReceiptConflict,
     TooManyMisses,
     TooManyRequests,
+)
+from .quotas import (
+    NETWORK_BYTES_PER_DAY,
+    NETWORK_RECEIPTS_PER_DAY,
+    NEW_DEVICES_PER_NETWORK_PER_DAY,
+    Quotas,
+    client_key,
+    network_id,
 )
 from .storage import DamagedObject, DirStorage, S3Storage
 
@@ -65,8 +71,13 @@ SWEEP_INTERVAL_SECONDS = 600.0
 BODY_DEADLINE_SECONDS = 60.0
 UPLOADS_PER_ADDRESS = 4
 POLLS_PER_DEVICE = 2
-POLLS_PER_ADDRESS = 8
-QUOTA_LOCK_STRIPES = 256
+"""Status polls at once per device (docs/protocol.md §9.3); a device's new poll ends its older ones."""
+POLLS_PER_ADDRESS = 16
+"""Status polls at once per client address (IPv6: /64): a shop's devices behind one NAT hold one each."""
+POLL_SLOT_GRACE_SECONDS = 1.0
+"""A poll over the device's limit waits this long for a slot before 429: the older polls it ended, or whose
+client went away, need a moment to finish."""
+SLOT_RECHECK_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,23 +90,20 @@ class RelaySettings:
     """A link whose receipt has not arrived gets the "on its way" page this long after the token was issued
     (the device's upload queue may be held up by an outage); after that, 404."""
     quota_receipts: int = 5_000
+    """Receipts per device key per UTC day."""
     quota_bytes: int = 1 << 30
+    """Bytes per device key per UTC day."""
+    network_quota_receipts: int = NETWORK_RECEIPTS_PER_DAY
+    """Receipts per client network (IPv4 address, IPv6 /64) per UTC day, all device keys together."""
+    network_quota_bytes: int = NETWORK_BYTES_PER_DAY
+    """Bytes per client network per UTC day, all device keys together."""
+    new_devices_per_network: int = NEW_DEVICES_PER_NETWORK_PER_DAY
+    """Device keys new to this relay per client network per UTC day."""
     max_receipt_bytes: int = 20 * 1024 * 1024 + 16
     miss_limit: int = 30
     """Unknown or expired links per client address per minute before 429 (stored receipts are always served)."""
     pending_limit: int = 120
     """"On its way" pages per client address per minute (a phone refreshing every 3 s uses 20)."""
-
-
-def client_key(address: str) -> str:
-    """The rate-limit key of a client address: IPv4 as is, IPv6 by its /64 (one subscriber's network)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if ip.version == 6:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 class RateLimiter:
@@ -128,9 +136,19 @@ class Concurrency:
         self._limit, self._what = limit, what
         self._in_flight: defaultdict[str, int] = defaultdict(int)
 
+    @contextlib.asynccontextmanager
+    async def async_slot(self, key: str, grace: float) -> AsyncIterator[None]:
+        """:meth:`slot`, waiting up to ``grace`` seconds for one to be free before TooManyRequests."""
+        deadline = time.monotonic() + grace
+        while self._in_flight.get(key, 0) >= self._limit and time.monotonic() < deadline:
+            await asyncio.sleep(SLOT_RECHECK_SECONDS)
+        with self.slot(key):
+            yield
+
     @contextlib.contextmanager
     def slot(self, key: str) -> Iterator[None]:
-        if self._in_flight[key] >= self._limit:
+        """Hold one of ``key``'s slots; raises TooManyRequests (Retry-After: 1) when all are taken."""
+        if self._in_flight.get(key, 0) >= self._limit:
             raise TooManyRequests(f"At most {self._limit} {self._what} at once; wait for one to finish.",
                                   retry_after=1)
         self._in_flight[key] += 1
@@ -142,8 +160,13 @@ class Concurrency:
                 del self._in_flight[key]
 
 
-def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d")
+@dataclass(eq=False, slots=True)
+class _Waiting:
+    """One status poll waiting on this replica: ``wake`` is set by any download through this replica (the poll
+    then looks in storage), and ``ended`` with it when a newer poll of the same device arrives."""
+
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: bool = False
 
 
 def _html(title: str, text: str, status: int, refresh: int | None = None, lang: str = "en") -> Response:
@@ -192,9 +215,11 @@ class Relay:
         self.polls_by_address = Concurrency(POLLS_PER_ADDRESS, "status polls from one address")
         self._blocked: dict[str, tuple[float, bool]] = {}
         self._marked: OrderedDict[str, None] = OrderedDict()
-        self._quota_locks = [asyncio.Lock() for _ in range(QUOTA_LOCK_STRIPES)]
-        self._downloads = asyncio.Condition()
-        self._download_seq = 0
+        self.quotas = Quotas(storage, device_receipts=settings.quota_receipts, device_bytes=settings.quota_bytes,
+                             network_receipts=settings.network_quota_receipts,
+                             network_bytes=settings.network_quota_bytes,
+                             new_devices=settings.new_devices_per_network)
+        self._waiting: dict[str, set[_Waiting]] = {}
 
     # --- devices --------------------------------------------------------------------------------------
     async def async_check_blocked(self, device: str) -> None:
@@ -209,14 +234,15 @@ class Relay:
         if cached[1]:
             raise DeviceBlocked(f"This relay's operator blocked device {device}; ask them why.", device=device)
 
-    async def async_put(self, rid: str, device: str, sealed: bytes, expires: float) -> bool:
-        """Store a sealed receipt; True if new, False if this device already stored these very bytes.
+    async def async_put(self, rid: str, device: str, sealed: bytes, expires: float, client: str = "-") -> bool:
+        """Store a sealed receipt that ``device`` sent from the address ``client``; True if new, False if this
+        device already stored these very bytes (a retry: not counted again).
 
-        Raises ReceiptConflict (other bytes or another device under ``rid``), QuotaExceeded."""
+        Raises ReceiptConflict (other bytes or another device under ``rid``), and the quotas' refusals
+        (:meth:`relay.quotas.Quotas.async_check`): TooManyNewDevices, NetworkQuotaExceeded, QuotaExceeded."""
         digest = hashlib.sha256(sealed).hexdigest()
-        stripe = self._quota_locks[int.from_bytes(hashlib.sha256(device.encode()).digest()[:4], "big")
-                                   % QUOTA_LOCK_STRIPES]
-        async with stripe:  # check and write as one step (on this replica)
+        network = network_id(client)
+        async with self.quotas.async_locked(device, network):  # check and write as one step (on this replica)
             try:
                 existing = await run_in_threadpool(self.storage.head, f"r/{rid}")
             except DamagedObject:
@@ -226,18 +252,9 @@ class Relay:
                     return False
                 raise ReceiptConflict("Another receipt is already stored under this id.")
             now = time.time()
-            day = _day(now)
-            ledger = [k.rsplit(".", 1) for k in await run_in_threadpool(
-                lambda: list(self.storage.keys(f"q/{device}/{day}/")))]
-            used_bytes = sum(int(size) for *_, size in ledger if size.isdigit())
-            if (len(ledger) + 1 > self.settings.quota_receipts
-                    or used_bytes + len(sealed) > self.settings.quota_bytes):
-                raise QuotaExceeded(
-                    f"Device {device} reached today's quota ({self.settings.quota_receipts} receipts, "
-                    f"{self.settings.quota_bytes} bytes per UTC day); retry after midnight UTC.",
-                    retry_after=86_400 - int(now % 86_400), device=device)
+            new = await self.quotas.async_check(device, network, len(sealed), now)
+            await self.quotas.async_record(device, network, rid, len(sealed), now, new)
             meta = {"device": device, "expires": str(int(expires)), "sha256": digest, "created": str(int(now))}
-            await run_in_threadpool(self.storage.put, f"q/{device}/{day}/{rid}.{len(sealed)}", b"", {})
             await run_in_threadpool(self.storage.put, f"r/{rid}", sealed, meta)
         return True
 
@@ -245,7 +262,9 @@ class Relay:
         """``{rid: downloaded_at}`` for those of ``device``'s receipts that were downloaded; waits up to
         ``wait`` seconds for one, waking at once on a download through this replica, else checking storage
         every 2 s (another replica may have served it). Ids stored by another device, or not stored, are
-        dropped after one look, so a throwaway key cannot make the relay poll storage for nothing."""
+        dropped after one look, so a throwaway key cannot make the relay poll storage for nothing. A newer
+        poll of ``device`` (:meth:`end_polls`) ends the wait with what was found so far (often nothing).
+        Safe to cancel at any point (the client went away)."""
         def owned(rid: str) -> bool:
             try:
                 meta = self.storage.head(f"r/{rid}")
@@ -255,28 +274,36 @@ class Relay:
 
         mine = [rid for rid in rids if await run_in_threadpool(owned, rid)]
         deadline = time.monotonic() + wait
-        while True:
-            seq = self._download_seq
-            found: dict[str, int] = {}
-            for rid in mine:
-                try:
-                    meta = await run_in_threadpool(self.storage.head, f"d/{rid}")
-                except DamagedObject:
-                    continue
-                if meta is not None and meta.get("device") == device:
-                    found[rid] = unix_seconds(meta.get("at", "")) or 0
-            left = deadline - time.monotonic()
-            if found or left <= 0 or not mine:
-                return found
-            await self._async_wait_download(seq, min(STATUS_RECHECK_SECONDS, left))
+        waiting = _Waiting()
+        self._waiting.setdefault(device, set()).add(waiting)
+        try:
+            while True:
+                waiting.wake.clear()  # before looking: a download during the look is not missed
+                found: dict[str, int] = {}
+                for rid in mine:
+                    try:
+                        meta = await run_in_threadpool(self.storage.head, f"d/{rid}")
+                    except DamagedObject:
+                        continue
+                    if meta is not None and meta.get("device") == device:
+                        found[rid] = unix_seconds(meta.get("at", "")) or 0
+                left = deadline - time.monotonic()
+                if found or left <= 0 or not mine or waiting.ended:
+                    return found
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiting.wake.wait(), min(STATUS_RECHECK_SECONDS, left))
+        finally:
+            polls = self._waiting.get(device)
+            if polls is not None:
+                polls.discard(waiting)
+                if not polls:
+                    del self._waiting[device]
 
-    async def _async_wait_download(self, seq: int, timeout: float) -> None:
-        def changed() -> bool:
-            return self._download_seq != seq
-
-        async with self._downloads:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._downloads.wait_for(changed), timeout)
+    def end_polls(self, device: str) -> None:
+        """A newer status poll of ``device`` arrived: its polls waiting on this replica answer now."""
+        for waiting in self._waiting.get(device, ()):
+            waiting.ended = True
+            waiting.wake.set()
 
     # --- phones ---------------------------------------------------------------------------------------
     def _miss(self, client: str, now: float, error: NotFound | Gone) -> NotFound | Gone | TooManyMisses:
@@ -359,9 +386,9 @@ class Relay:
         self._marked[rid] = None
         while len(self._marked) > 10_000:
             self._marked.popitem(last=False)
-        async with self._downloads:
-            self._download_seq += 1
-            self._downloads.notify_all()
+        for polls in self._waiting.values():
+            for waiting in polls:
+                waiting.wake.set()
 
     # --- housekeeping ---------------------------------------------------------------------------------
     def sweep(self, now: float | None = None) -> int:
@@ -397,11 +424,7 @@ class Relay:
                 until = None
             if until is None or now >= until:
                 self.storage.delete(key)
-        keep = {_day(now), _day(now - 86_400)}
-        for key in list(self.storage.keys("q/")):
-            parts = key.split("/")
-            if len(parts) != 4 or parts[2] not in keep:
-                self.storage.delete(key)
+        self.quotas.sweep(now)
         if isinstance(self.storage, DirStorage):
             self.storage.remove_stale_temporaries(now - 86_400)
         return deleted
@@ -444,6 +467,34 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+async def _async_until_disconnected(request: Request) -> None:
+    """Return when the client goes away (the body was read: the next ASGI message is ``http.disconnect``)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _async_long_poll(relay: Relay, request: Request, network: str, device: str, ids: list[str],
+                           wait: float) -> dict[str, Any]:
+    """The status answer within the poll limits: this poll ends the device's older polls on this replica
+    (the device asks with every id it waits for, so they are no longer needed), waits up to
+    POLL_SLOT_GRACE_SECONDS for their slots, and gives its own slot back as soon as the client goes away.
+    Raises TooManyRequests past POLLS_PER_ADDRESS or POLLS_PER_DEVICE."""
+    relay.end_polls(device)
+    with relay.polls_by_address.slot(network):
+        async with relay.polls_by_device.async_slot(device, POLL_SLOT_GRACE_SECONDS):
+            answer = asyncio.ensure_future(relay.async_downloaded(device, list(dict.fromkeys(ids)), wait))
+            gone = asyncio.ensure_future(_async_until_disconnected(request))
+            try:
+                await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (answer, gone):
+                    task.cancel()
+                await asyncio.gather(answer, gone, return_exceptions=True)
+            if answer.cancelled():  # the client went away: nobody reads this
+                return {"downloaded": {}}
+            return {"downloaded": answer.result()}
+
+
 def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | None = None,
                      sweep_interval: float = SWEEP_INTERVAL_SECONDS) -> FastAPI:
     """The relay as an ASGI app over ``storage``; a background sweep expires receipts every ``sweep_interval``
@@ -483,8 +534,9 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
         relay's retention), ``Eticket-Signature`` (:mod:`relay.crypto`). Body: the sealed bytes.
         201 ``{"rid", "expires"}`` when stored, 200 when this device already stored the same bytes (a retry or
         a replay changes nothing). Errors: 400, 401 bad-signature (checked before the body is read),
-        403 device-blocked, 409 receipt-conflict, 413 too-large, 429 quota-exceeded (Retry-After),
-        429 too-many-requests (over 4 uploads at once from one address).
+        403 device-blocked, 409 receipt-conflict, 413 too-large, 429 quota-exceeded (per device),
+        network-quota-exceeded (per client network, all keys), too-many-new-devices (each with Retry-After
+        until midnight UTC, :mod:`relay.quotas`), 429 too-many-requests (over 4 uploads at once from one address).
         """
         _precheck(request)
         if not valid_rid(rid):
@@ -500,7 +552,7 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
             expires = min(expires, int(now + relay.settings.retention_seconds))
             if not body:
                 raise BadRequest("The body must hold the sealed receipt.")
-            created = await relay.async_put(rid, device, body, expires)
+            created = await relay.async_put(rid, device, body, expires, client_of(request))
         if created:
             log.info("stored receipt %s… from device %s (%d bytes)", rid[:8], device, len(body))
         return JSONResponse({"rid": rid, "expires": expires}, status_code=201 if created else 200)
@@ -509,9 +561,10 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
     async def status(request: Request, wait: float = 0.0) -> dict[str, Any]:
         """Which of the signing device's receipts were downloaded: body ``{"ids": [rid, …]}`` (at most 50;
         may be empty), answer ``{"downloaded": {rid: unix_seconds}}``. ``wait`` (0–25 s, default 0) holds the
-        answer until one is downloaded (long poll). Another device's receipts are never reported.
+        answer until one is downloaded (long poll); a newer poll of the same device ends it at once (answer:
+        what was found, often ``{}``). Another device's receipts are never reported.
         Errors: 400 bad-request / json-too-deep (nested over 32 levels), 401, 403, 429 too-many-requests (over 2
-        polls at once per device, 8 per address)."""
+        polls at once per device, 16 per address)."""
         _precheck(request)
         if not 0 <= wait <= MAX_WAIT_SECONDS:
             raise BadRequest(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds.")
@@ -525,8 +578,7 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
                 raise ValueError
         except (ValueError, KeyError, TypeError):
             raise BadRequest(f'The body must be {{"ids": [...]}} with at most {MAX_STATUS_IDS} receipt ids.') from None
-        with relay.polls_by_address.slot(client_key(client_of(request))), relay.polls_by_device.slot(device):
-            return {"downloaded": await relay.async_downloaded(device, list(dict.fromkeys(ids)), wait)}
+        return await _async_long_poll(relay, request, client_key(client_of(request)), device, ids, wait)
 
     @app.api_route("/r/{token}", methods=["GET", "HEAD"])
     async def download(token: str, request: Request) -> Response:

@@ -7,8 +7,9 @@
 
 These settings also come from the environment: ``ETICKET_RELAY_STORAGE``, ``ETICKET_RELAY_S3_ENDPOINT``,
 ``ETICKET_RELAY_RETENTION_DAYS``, ``ETICKET_RELAY_PENDING_DAYS``, ``ETICKET_RELAY_QUOTA_RECEIPTS``,
-``ETICKET_RELAY_QUOTA_BYTES``, ``ETICKET_RELAY_MISS_LIMIT``; flags win. ``--listen``, ``--forwarded-allow-ips``
-and ``--sweep-interval`` are flags only.
+``ETICKET_RELAY_QUOTA_BYTES``, ``ETICKET_RELAY_NETWORK_QUOTA_RECEIPTS``, ``ETICKET_RELAY_NETWORK_QUOTA_BYTES``,
+``ETICKET_RELAY_NEW_DEVICES_PER_NETWORK``, ``ETICKET_RELAY_MISS_LIMIT``; flags win. ``--listen``,
+``--forwarded-allow-ips`` and ``--sweep-interval`` are flags only.
 S3 credentials come from boto3's usual sources (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``…).
 """
 
@@ -24,6 +25,7 @@ from appliance._paths import configure_logging, split_host_port
 
 from .app import RelaySettings, create_relay_app
 from .crypto import valid_rid
+from .quotas import NETWORK_RECEIPTS_PER_DAY, NEW_DEVICES_PER_NETWORK_PER_DAY
 from .storage import DirStorage, S3Storage, open_storage
 
 ENV = "ETICKET_RELAY_"
@@ -52,6 +54,11 @@ def _settings(args: argparse.Namespace) -> RelaySettings:
         pending_seconds=pick(args.pending_days, "PENDING_DAYS", base.pending_seconds / 86_400) * 86_400,
         quota_receipts=int(pick(args.quota_receipts, "QUOTA_RECEIPTS", base.quota_receipts)),
         quota_bytes=int(pick(args.quota_bytes, "QUOTA_BYTES", base.quota_bytes)),
+        network_quota_receipts=int(pick(args.network_quota_receipts, "NETWORK_QUOTA_RECEIPTS",
+                                        base.network_quota_receipts)),
+        network_quota_bytes=int(pick(args.network_quota_bytes, "NETWORK_QUOTA_BYTES", base.network_quota_bytes)),
+        new_devices_per_network=int(pick(args.new_devices_per_network, "NEW_DEVICES_PER_NETWORK",
+                                         base.new_devices_per_network)),
         miss_limit=int(pick(args.miss_limit, "MISS_LIMIT", base.miss_limit)),
     )
 
@@ -112,6 +119,14 @@ def add_relay_parser(sub: Any) -> None:
                         help="show 'on its way' for links this long before 404 (default 7)")
     policy.add_argument("--quota-receipts", type=int, help="receipts per device per UTC day (default 5000)")
     policy.add_argument("--quota-bytes", type=int, help="bytes per device per UTC day (default 1 GiB)")
+    policy.add_argument("--network-quota-receipts", type=int,
+                        help="receipts per client network (IPv4 address, IPv6 /64) per UTC day, all devices "
+                        f"together (default {NETWORK_RECEIPTS_PER_DAY})")
+    policy.add_argument("--network-quota-bytes", type=int,
+                        help="bytes per client network per UTC day, all devices together (default 4 GiB)")
+    policy.add_argument("--new-devices-per-network", type=int,
+                        help="device keys new to this relay per client network per UTC day "
+                        f"(default {NEW_DEVICES_PER_NETWORK_PER_DAY})")
     policy.add_argument("--miss-limit", type=int, help="unknown links per client address per minute (default 30)")
     serve = commands.add_parser("serve", parents=[common, policy], help="run the relay")
     serve.add_argument("--listen", default="127.0.0.1:8090", metavar="HOST:PORT", help="default 127.0.0.1:8090")

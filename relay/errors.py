@@ -8,6 +8,9 @@
     ReceiptConflict (409 receipt-conflict) another receipt already has this id
     PayloadTooLarge (413 too-large)
     QuotaExceeded (429 quota-exceeded)   receipts or bytes per device per UTC day; Retry-After
+    NetworkQuotaExceeded (429 network-quota-exceeded) receipts or bytes per client network per UTC day, all
+                                         device keys together; Retry-After
+    TooManyNewDevices (429 too-many-new-devices) new device keys per client network per UTC day; Retry-After
     TooManyMisses (429 too-many-misses)  unknown links from one client address; Retry-After
     TooManyRequests (429 too-many-requests) concurrent uploads or long polls over the limit
     DamagedReceipt (500 receipt-damaged) stored bytes fail AES-GCM authentication
@@ -17,8 +20,9 @@ from __future__ import annotations
 
 from appliance.errors import ApplianceError, BadRequest, Gone, NotFound, PayloadTooLarge
 
-__all__ = ["BadRequest", "BadSignatureError", "DamagedReceipt", "DeviceBlocked", "Gone", "NotFound",
-           "PayloadTooLarge", "QuotaExceeded", "ReceiptConflict", "TooManyMisses", "TooManyRequests"]
+__all__ = ["BadRequest", "BadSignatureError", "DamagedReceipt", "DeviceBlocked", "Gone", "NetworkQuotaExceeded",
+           "NotFound", "PayloadTooLarge", "QuotaExceeded", "ReceiptConflict", "TooManyMisses", "TooManyNewDevices",
+           "TooManyRequests"]
 
 
 class BadSignatureError(ApplianceError):
@@ -51,6 +55,23 @@ class QuotaExceeded(ApplianceError):
     status = 429
     slug = "quota-exceeded"
     title = "Quota exceeded"
+
+
+class NetworkQuotaExceeded(ApplianceError):
+    """The client's network (IPv4 address, IPv6 /64) used its receipts or bytes for this UTC day, all device keys
+    together (a new key does not escape it)."""
+
+    status = 429
+    slug = "network-quota-exceeded"
+    title = "Network quota exceeded"
+
+
+class TooManyNewDevices(ApplianceError):
+    """The client's network already brought today's allowance of device keys new to this relay."""
+
+    status = 429
+    slug = "too-many-new-devices"
+    title = "Too many new devices"
 
 
 class TooManyMisses(ApplianceError):

@@ -6,7 +6,13 @@ Every replica is stateless: everything it must agree on with the others lives in
     r/<rid>                         a sealed receipt; metadata: device, expires (Unix s), sha256
     d/<rid>                         the receipt was downloaded; metadata: at (Unix s)
     q/<device>/<YYYYMMDD>/<rid>.<n> quota ledger: one empty object per receipt accepted that UTC day, n bytes
+    n/<net>/<YYYYMMDD>/r/<rid>.<n>  network quota ledger: the same per client network, any device key
+    n/<net>/<YYYYMMDD>/k/<device>   a device key first seen from this network that day
+    k/<device>                      this device key stored a receipt before (metadata: since, YYYYMMDD)
     b/<device>                      the operator blocked this device; metadata: reason
+    t/<rid>                         tombstone of an expired receipt; metadata: until (Unix s)
+
+Quota keys are explained in :mod:`relay.quotas`.
 
 Operations are blocking (boto3 is); the relay calls them from worker threads.
 """

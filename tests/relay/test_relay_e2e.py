@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -226,3 +230,116 @@ def test_storage_and_logs_hold_no_plaintext_and_no_token(appliance_factory: obje
         for text in texts:
             assert url_token not in text
     assert json.dumps(pos) not in relay.logs()
+
+
+def _downloaded_at(app: Appliance) -> dict[str, float | None]:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{app.data_dir / 'eticket.sqlite3'}?mode=ro", uri=True)
+    try:
+        return {str(i): at for i, at in db.execute("SELECT id, downloaded_at FROM tickets")}
+    finally:
+        db.close()
+
+
+def _sent_is(app: Appliance, count: int) -> bool:
+    return _relay_status(app)["sent"] == count
+
+
+class PollWatch:
+    """A byte-forwarding TCP proxy in front of the real relay that watches the device's status polls: how many
+    are open at once (request sent, answer not yet come) and how many the device abandoned (closed the
+    connection before the answer: a relay may go on counting those against the device's limit)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.open = self.max_open = self.abandoned = self.polls = 0
+        self._lock = threading.Lock()
+        self._sock = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            state = {"polling": False}
+            threading.Thread(target=self._up, args=(client, upstream, state), daemon=True).start()
+            threading.Thread(target=self._down, args=(upstream, client, state), daemon=True).start()
+
+    def _up(self, client: socket.socket, upstream: socket.socket, state: dict[str, bool]) -> None:
+        try:
+            while data := client.recv(65536):
+                if data.startswith(b"POST /api/v1/status"):
+                    with self._lock:
+                        state["polling"] = True
+                        self.polls += 1
+                        self.open += 1
+                        self.max_open = max(self.max_open, self.open)
+                upstream.sendall(data)
+        except OSError:
+            pass
+        with self._lock:
+            if state["polling"]:
+                state["polling"] = False
+                self.open -= 1
+                self.abandoned += 1
+        for sock in (upstream, client):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _down(self, upstream: socket.socket, client: socket.socket, state: dict[str, bool]) -> None:
+        try:
+            while data := upstream.recv(65536):
+                with self._lock:
+                    if state["polling"] and data.startswith(b"HTTP/1.1 "):
+                        state["polling"] = False
+                        self.open -= 1
+                client.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            client.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def test_a_burst_of_receipts_stays_within_the_relays_poll_limit_and_every_download_is_noticed(
+    appliance_factory: object, relay_factory: object
+) -> None:
+    """A busy counter: while the device long-polls for one receipt, three more are sold in a burst (twice).
+    The device never has more than the relay's 2 status polls per device open and never abandons one (a relay
+    may go on counting it), the relay never answers 429, every receipt reaches the relay, and the device hears
+    of every download."""
+    relay: RelayProc = relay_factory()  # type: ignore[operator]
+    watch = PollWatch(relay.port)
+    try:
+        app: Appliance = appliance_factory("--relay-url", watch.url)  # type: ignore[operator]
+        token = app.pair()
+        sent = [_send(app, token, PDFS[0].read_bytes())]
+        wait_for(lambda: _relay_status(app)["sent"] == 1, 15, "the first upload")
+        wait_for(lambda: watch.open == 1, 5, "the long poll for it")
+        for round_ in range(2):
+            sent += [_send(app, token, pdf.read_bytes()) for pdf in PDFS[1:4]]
+            wait_for(functools.partial(_sent_is, app, len(sent)), 20, f"burst {round_} uploaded")
+            time.sleep(1.5)
+        for body in sent:
+            assert httpx.get(body["url"]).status_code == 200
+        wait_for(lambda: all(at is not None for at in _downloaded_at(app).values()), 30,
+                 "the device to hear of every download from the relay")
+        assert app.display()["scene"] == "downloaded"
+        assert watch.max_open <= 2 and watch.abandoned == 0, vars(watch)
+        assert watch.polls >= 3, vars(watch)  # it did ask again for the receipts of the bursts
+    finally:
+        watch.close()
+    assert '"POST /api/v1/status" 429' not in relay.logs()
+    assert "download status query failed" not in app.logs()
+    assert _relay_status(app)["last_error"] is None

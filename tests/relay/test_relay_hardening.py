@@ -217,3 +217,125 @@ def test_a_hostile_relay_cannot_stall_flood_or_forge_the_device(appliance_factor
         assert time.monotonic() - started < 5
     finally:
         hostile.close()
+
+
+def _put_from(relay: RelayProc, signer: Signer, body: bytes, source: str = "127.0.0.1",
+              headers: dict[str, str] | None = None) -> httpx.Response:
+    """A signed upload of ``body`` sent from the loopback address ``source`` (127.0.0.0/8 are all ours)."""
+    rid = parse_token(new_token()).rid
+    path = f"/api/v1/receipts/{rid}"
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=source)) as client:
+        return client.put(relay.url + path, content=body, headers={
+            **signer.headers("PUT", path, body, expires=int(time.time()) + 600), **(headers or {})})
+
+
+def _stored_bytes(relay: RelayProc) -> int:
+    return sum(p.stat().st_size for p in (Path(relay.storage) / "r").iterdir())
+
+
+def test_throwaway_keys_from_one_network_cannot_store_past_its_quota(relay_factory: object) -> None:
+    """An attacker makes a fresh device key per upload (keys are free): 40 keys, 1 MB each, from one address,
+    claiming other addresses in X-Forwarded-For. The network's quota holds whatever the keys; a shop on another
+    address is not affected."""
+    relay: RelayProc = relay_factory(  # type: ignore[operator]
+        "--quota-receipts", "5", "--network-quota-receipts", "6", "--network-quota-bytes", "4500000",
+        "--new-devices-per-network", "1000", "--forwarded-allow-ips", "127.0.0.9")
+    body = b"x" * 1_000_000
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda i: _put_from(relay, Signer(_new_key_pem()), body, headers={
+            "X-Forwarded-For": f"198.51.100.{i}"}), range(40)))
+    codes = [r.status_code for r in answers]
+    assert codes.count(201) == 4, codes  # 4 MB of the 4.5 MB allowed
+    refused = [r for r in answers if r.status_code != 201]
+    assert all(r.status_code == 429 and r.json()["type"].endswith("/network-quota-exceeded") for r in refused)
+    assert "network" in refused[0].json()["detail"] and 0 < int(refused[0].headers["retry-after"]) <= 86_400
+    assert _stored_bytes(relay) < 4_500_000
+    # The receipt count holds too (small receipts), and another network still gets its own quota.
+    small = [_put_from(relay, Signer(_new_key_pem()), b"y").status_code for _ in range(4)]
+    assert small == [201, 201, 429, 429], small
+    assert _put_from(relay, Signer(_new_key_pem()), body, source="127.0.0.2").status_code == 201
+    assert "Traceback" not in relay.logs()
+
+
+def test_new_device_keys_per_network_are_limited_but_known_devices_keep_uploading(relay_factory: object) -> None:
+    """A client that makes keys to dodge a block or a device quota gets only a few new keys a day from its
+    network; devices that already stored receipts go on as before, from any address."""
+    relay: RelayProc = relay_factory("--new-devices-per-network", "3")  # type: ignore[operator]
+    signers = [Signer(_new_key_pem()) for _ in range(40)]
+    codes = [_put_from(relay, signer, b"sealed").status_code for signer in signers]
+    assert codes[:3] == [201] * 3 and set(codes[3:]) == {429}, codes
+    refused = _put_from(relay, signers[10], b"sealed").json()
+    assert refused["type"].endswith("/too-many-new-devices") and "new device keys" in refused["detail"]
+    assert all(_put_from(relay, signer, b"more").status_code == 201 for signer in signers[:3])
+    assert _put_from(relay, signers[0], b"moved", source="127.0.0.3").status_code == 201  # known: not new there
+    assert _put_from(relay, signers[10], b"sealed", source="127.0.0.3").status_code == 201  # that network's own
+
+
+def _poll_request(relay: RelayProc, signer: Signer, rids: list[str], wait: float) -> bytes:
+    body = json.dumps({"ids": rids}).encode()
+    headers = {**signer.headers("POST", "/api/v1/status", body), "Content-Type": "application/json",
+               "Content-Length": str(len(body)), "Host": "relay"}
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return f"POST /api/v1/status?wait={wait:g} HTTP/1.1\r\n{head}\r\n".encode() + body
+
+
+def test_a_devices_newer_poll_ends_its_older_ones_and_abandoned_polls_free_their_slot(
+    relay_factory: object
+) -> None:
+    """Devices from before this fix cancel a long poll and open another at each upload: the relay must not hold
+    the abandoned ones against the device's limit of 2, and a device's new poll answers its older one at once."""
+    relay: RelayProc = relay_factory()  # type: ignore[operator]
+    signer = Signer(_new_key_pem())
+    token = new_token()
+    keys = parse_token(token)
+    assert _put(relay, signer, token, body=keys.seal(b"%PDF-1.4 x")).status_code == 201
+    for _ in range(4):  # open a poll and walk away, four times
+        with socket.create_connection(("127.0.0.1", relay.port), timeout=5) as sock:
+            sock.sendall(_poll_request(relay, signer, [keys.rid], 20))
+            time.sleep(0.2)
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as older:
+        older.sendall(_poll_request(relay, signer, [keys.rid], 20))
+        time.sleep(0.3)
+        newer = concurrent.futures.ThreadPoolExecutor(1).submit(
+            httpx.post, relay.url + "/api/v1/status?wait=20", content=json.dumps({"ids": [keys.rid]}).encode(),
+            headers=_signed_status_headers(signer, [keys.rid]), timeout=30)
+        answer = _read_response(older)
+        assert answer.startswith("HTTP/1.1 200") and answer.endswith('{"downloaded":{}}'), answer
+        assert time.monotonic() - started < 10  # answered when the newer poll came, not after its 20 s
+        assert httpx.get(f"{relay.url}/r/{token}").status_code == 200
+        reply = newer.result()
+    assert reply.status_code == 200 and keys.rid in reply.json()["downloaded"], reply.text
+    assert '"POST /api/v1/status" 429' not in relay.logs()
+
+
+def _read_response(sock: socket.socket) -> str:
+    """One HTTP/1.1 response with a Content-Length, read whole from ``sock``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096) or b"\r\n\r\n"
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), b"0"))
+    while len(body) < length and (chunk := sock.recv(4096)):
+        body += chunk
+    return (head + b"\r\n\r\n" + body).decode()
+
+
+def _signed_status_headers(signer: Signer, rids: list[str]) -> dict[str, str]:
+    body = json.dumps({"ids": rids}).encode()
+    return {**signer.headers("POST", "/api/v1/status", body), "Content-Type": "application/json"}
+
+
+def test_behind_a_trusted_proxy_each_shop_address_has_its_own_network_quota(relay_factory: object) -> None:
+    """The relay behind a reverse proxy on the same machine (the default --forwarded-allow-ips 127.0.0.1): the
+    quota follows the address the proxy puts in X-Forwarded-For, so one shop reaching its quota does not stop
+    the others that come through the same proxy."""
+    relay: RelayProc = relay_factory("--network-quota-receipts", "2")  # type: ignore[operator]
+    shop_a, shop_b = {"X-Forwarded-For": "198.51.100.1"}, {"X-Forwarded-For": "2001:db8:0:7::5"}
+    codes = [_put_from(relay, Signer(_new_key_pem()), b"s", headers=shop_a).status_code for _ in range(3)]
+    assert codes == [201, 201, 429], codes
+    codes = [_put_from(relay, Signer(_new_key_pem()), b"s", headers=shop_b).status_code for _ in range(2)]
+    assert codes == [201, 201], codes
+    same_64 = {"X-Forwarded-For": "2001:db8:0:7:ffff::9"}  # the same IPv6 line: the same network
+    assert _put_from(relay, Signer(_new_key_pem()), b"s", headers=same_64).status_code == 429
