@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from ._paths import default_data_dir, split_host_port
+from .intake import printable_text
 
 __all__ = ["ConfigError", "Settings", "default_config_file", "default_data_dir", "load_settings", "split_host_port"]
 
@@ -72,7 +73,10 @@ class Settings(BaseSettings):
         description="Comma-separated addresses or interface names for mDNS; 'none' turns it off; "
         "'auto' = loopback when listening on loopback, else every interface.",
     )
-    name: str = Field("eTicket", min_length=1, max_length=63, description="Shop/device name (DNS-SD instance).")
+    name: str = Field(
+        "eTicket", min_length=1, max_length=63, description="Shop/device name: shown on the screens in full; "
+        "its DNS-SD instance name is cut to 63 UTF-8 bytes (RFC 6763 §4.1.1). Visible characters only."
+    )
     logo: Path | None = Field(None, description="PNG or JPEG shown on the idle screen (served at /logo).")
     clock: bool = Field(False, description="Show the time on the idle screen.")
     language: str = Field("fr", pattern="^(fr|it|en|de|es)$", description="Screen language (fr, it, en, de, es).")
@@ -103,6 +107,16 @@ class Settings(BaseSettings):
     def _check_listen(cls, value: str | None) -> str | None:
         if value is not None:
             split_host_port(value)
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        if not printable_text(value):  # RFC 6763 §4.1.1: no control characters in an instance name
+            raise ValueError("must hold only visible characters: no control (newline, tab), format or "
+                             "separator characters")
         return value
 
     @field_validator("logo")
