@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -331,3 +332,17 @@ def test_cli_reports_a_file_it_cannot_read_in_the_status_without_a_traceback(
     report = json.loads(status.read_text())
     assert report["ok"] is False and report["source"] == str(source) and hint in report["message"]
     assert _snapshot(root) == before
+
+
+def test_a_long_accented_shop_name_from_the_card_starts_the_appliance(root: Path, tmp_path: Path,
+                                                                        appliance_factory: Any) -> None:
+    """This is the card of a shop with a long French name (63 characters, 70 bytes): provisioning takes it,
+    and the appliance started on the configuration it wrote serves, and shows the whole name."""
+    name = "La Pâtisserie « Au Pain Doré » près de l'Église Saint-Étienne !"
+    assert len(name) == 63 and len(name.encode()) > 63
+    source, status = tmp_path / "eticket.toml", tmp_path / "status.json"
+    source.write_text(f'shop_name = "{name}"\n')
+    result = _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status))
+    assert result.returncode == 0, result.stderr
+    appliance = appliance_factory("--config", str(Layout(root).appliance_config))
+    assert appliance.display()["shop"] == name
