@@ -1,5 +1,8 @@
 """Apply device settings to a root file system, idempotently: a file is written only when its content changes.
 
+All or nothing: every setting is checked and every file computed first, then the changed files are written
+beside their targets and only then renamed into place, so a refused setting or a full disk changes nothing.
+
 Everything lands under ``/var/lib/eticket-system`` (the data partition: the root is read-only), which the
 image links from ``/etc`` (``/etc/hostname``, ``/etc/eticket``, ``/etc/localtime``, ``/etc/default/locale``,
 ``/etc/wpa_supplicant/wpa_supplicant-wlan0.conf``). ``root`` is ``/`` on a device and a directory in tests
@@ -190,7 +193,7 @@ def _read_appliance(path: Path) -> dict[str, str | int | bool]:
     return {k: v for k, v in data.items() if isinstance(v, (str, int, bool))}
 
 
-def plan(settings: DeviceSettings, root: Path = Path("/")) -> list[_Step]:
+def _plan(settings: DeviceSettings, root: Path = Path("/")) -> list[_Step]:
     """Every file and link that makes the device under ``root`` match ``settings``, with its whole content,
     computed before anything is written (only reads under ``root``).
 
@@ -235,7 +238,7 @@ def apply(settings: DeviceSettings, root: Path = Path("/")) -> list[str]:
     """Make the device under ``root`` match ``settings``; return what changed (e.g. ``["hostname",
     "wifi"]``), empty when it already matched (applying twice changes nothing the second time).
 
-    Everything is checked and every file's content computed first (:func:`plan`), so a refused setting
+    Everything is checked and every file's content computed first (:func:`_plan`), so a refused setting
     changes nothing on the device; then the changed files are written (see :func:`_commit`).
 
     Raises:
@@ -243,7 +246,7 @@ def apply(settings: DeviceSettings, root: Path = Path("/")) -> list[str]:
             passphrase (the message names the key); nothing was written.
         OSError: the state directory cannot be written.
     """
-    return _commit(plan(settings, root))
+    return _commit(_plan(settings, root))
 
 
 def _appliance_step(layout: Layout, settings: DeviceSettings) -> _File:

@@ -346,3 +346,17 @@ def test_a_long_accented_shop_name_from_the_card_starts_the_appliance(root: Path
     assert result.returncode == 0, result.stderr
     appliance = appliance_factory("--config", str(Layout(root).appliance_config))
     assert appliance.display()["shop"] == name
+
+
+def test_a_state_directory_that_cannot_be_written_changes_nothing(root: Path, tmp_path: Path) -> None:
+    """This is a damaged data partition (here: where the SSH keys go is a file, not a folder): the apply
+    stops before any file is replaced, says so in one line and in the status, and leaves no temporary file."""
+    source, status = tmp_path / "eticket.toml", tmp_path / "status.json"
+    source.write_text(GOOD)
+    Layout(root).authorized_keys.parent.write_text("not a folder")
+    before = _snapshot(root)
+    result = _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{source}: cannot write the settings under {root}" in result.stderr
+    assert _snapshot(root) == before
+    assert json.loads(status.read_text())["ok"] is False and "croissant-42" in source.read_text()
