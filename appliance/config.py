@@ -137,6 +137,8 @@ class Settings(BaseSettings):
         if value is not None:
             if not value.startswith(("http://", "https://")):
                 raise ValueError("must start with http:// or https://")
+            if not all("!" <= ch <= "~" for ch in value):  # a trailing newline or a space would end up in QRs
+                raise ValueError("must be printable ASCII without spaces (an IDN host in its xn-- form)")
             value = value.rstrip("/")
         return value
 

@@ -32,7 +32,8 @@ def test_defaults_are_the_embedded_ones(tmp_path: Path, monkeypatch: pytest.Monk
      ('public_url = "ftp://x"\n', "public_url"), ("name = [\n", "Cannot read"),
      ('name = "Chez Paul\\n"\n', "name: .*visible characters"), ('name = "Chez\\u0007Paul"\n', "name"),
      ('name = "Chez \\u202ePaul"\n', "name"), ('name = "  "\n', "name: .*blank"),
-     (f'name = "{"é" * 64}"\n', "name")],
+     (f'name = "{"é" * 64}"\n', "name"), ('relay_url = "https://relay.example.org\\n"\n', "relay_url"),
+     ('public_url = "http://10.0.0.2:8080 /"\n', "public_url")],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
     toml = tmp_path / "eticket.toml"
