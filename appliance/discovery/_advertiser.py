@@ -27,9 +27,9 @@ DEFAULT_INSTANCE = "eTicket"
 
 
 def instance_name(name: str, number: int = 1) -> str:
-    """The DNS-SD instance name for the shop name ``name``: NFC (RFC 6763 §4.1.3), control characters
-    (RFC 6763 §4.1.1 forbids them) turned into spaces, cut on a character boundary so that it fits
-    :data:`INSTANCE_NAME_MAX_BYTES` together with the conflict suffix `` (number)`` when ``number`` > 1.
+    """The DNS-SD instance name for the shop name ``name``: in NFC and without control characters (turned
+    into spaces), as RFC 6763 §4.1.1 asks (Net-Unicode, RFC 5198), cut on a character boundary so that it
+    fits :data:`INSTANCE_NAME_MAX_BYTES` together with the conflict suffix `` (number)`` when ``number`` > 1.
     The screens keep showing the whole ``name``.
 
     >>> instance_name("Boulangerie Martin", 2)
@@ -89,7 +89,7 @@ class Advertiser:
 
     @property
     def instance_name(self) -> str:
-        """The registered instance name (zeroconf may have renamed it after a conflict)."""
+        """The registered instance name, e.g. ``Boulangerie Martin (2)._eticket._tcp.local.`` after a conflict."""
         return self._info.name
 
     async def async_start(self, *, paired: bool) -> None:
@@ -107,6 +107,9 @@ class Advertiser:
         taken = await self._async_names_in_use()
         numbers = [n for n in range(1, CONFLICT_RENAMES_MAX + 2)
                    if f"{instance_name(self._name, n)}.{SERVICE_TYPE}".lower() not in taken]
+        if numbers and numbers[0] > 1:
+            log.warning("mDNS: another device is already named %r; this one takes the next free name",
+                        instance_name(self._name))
         for number in numbers:
             self._info = self._with_txt(paired, f"{instance_name(self._name, number)}.{SERVICE_TYPE}")
             try:
