@@ -155,17 +155,25 @@ def wpa_psk(passphrase: str, ssid: str) -> str:
     return hashlib.pbkdf2_hmac("sha1", passphrase.encode(), ssid.encode(), PSK_ITERATIONS, PSK_BYTES).hex()
 
 
+def _ssid_value(ssid: str) -> str:
+    """``ssid`` as wpa_supplicant.conf(5) reads it: in quotes when it is printable ASCII without ``"`` and
+    ``\\`` (wpa_supplicant takes the text between the first and the last quote on the line, without
+    escapes), else as unquoted hex digits of its UTF-8 bytes, which no character can break."""
+    if all(" " <= ch <= "~" and ch not in '"\\' for ch in ssid):
+        return f'"{ssid}"'
+    return ssid.encode().hex()
+
+
 def _wifi_conf(ssid: str, psk: str, country: str) -> str:
-    """wpa_supplicant's configuration for one WPA-PSK network. The SSID is written as hex digits (``ssid=``
-    unquoted, wpa_supplicant.conf(5)) so no character of it needs escaping or can start a new line."""
+    """wpa_supplicant's configuration for one WPA-PSK network (``psk`` the derived key, 64 hex digits)."""
     return (f"# Written by `eticket provision` from eticket.toml [wifi].\nctrl_interface=DIR=/run/wpa_supplicant\n"
-            f"country={country}\nupdate_config=0\n\nnetwork={{\n    ssid={ssid.encode().hex()}\n    psk={psk}\n"
+            f"country={country}\nupdate_config=0\n\nnetwork={{\n    ssid={_ssid_value(ssid)}\n    psk={psk}\n"
             "    key_mgmt=WPA-PSK\n}\n")
 
 
 def _read_wifi(path: Path) -> tuple[str, str] | None:
-    """(ssid, psk) of the applied network, or None. Reads the hex SSID this module writes and the quoted
-    one earlier versions wrote."""
+    """(ssid, psk) of the applied network, or None. Reads both forms :func:`_ssid_value` writes, and the
+    backslash escapes earlier versions wrote in quotes."""
     try:
         text = path.read_text()
     except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):

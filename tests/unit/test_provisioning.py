@@ -189,13 +189,20 @@ def test_an_ssid_with_quotes_and_backslashes_reaches_wpa_supplicant_unchanged(ro
 
 
 def test_a_network_applied_by_an_earlier_version_is_kept_without_its_passphrase(root: Path) -> None:
-    """This is a device updated from a version that wrote ``ssid="…"`` quoted: the card no longer holds the
-    passphrase, and the same network must still be accepted (and its key kept)."""
-    psk = wpa_psk("croissant-42", "Boulangerie")
-    Layout(root).wifi.write_text(f'network={{\n    ssid="Boulangerie"\n    psk={psk}\n    key_mgmt=WPA-PSK\n}}\n')
-    assert apply(parse_settings('[wifi]\nssid = "Boulangerie"\ncountry = "FR"'), root) == ["wifi"]
-    assert f"ssid={b'Boulangerie'.hex()}" in Layout(root).wifi.read_text()
-    assert f"psk={psk}" in Layout(root).wifi.read_text()
+    """This is a device updated from a version that wrote ``ssid="Chez \\"Jo\\""`` (wpa_supplicant reads
+    no escapes, so it never joined): the card no longer holds the passphrase, the same network is still
+    accepted, its key kept, and its SSID now written as wpa_supplicant reads it."""
+    ssid = 'Chez "Jo"'
+    psk = wpa_psk("croissant-42", ssid)
+    Layout(root).wifi.write_text(f'network={{\n    ssid="Chez \\"Jo\\""\n    psk={psk}\n    key_mgmt=WPA-PSK\n}}\n')
+    assert apply(parse_settings('[wifi]\nssid = "Chez \\"Jo\\""\ncountry = "FR"'), root) == ["wifi"]
+    conf = Layout(root).wifi.read_text()
+    assert f"ssid={ssid.encode().hex()}\n" in conf and f"psk={psk}\n" in conf
+
+
+def test_a_plain_ssid_stays_readable_in_quotes(root: Path) -> None:
+    apply(parse_settings(GOOD), root)
+    assert '    ssid="Boulangerie"\n' in Layout(root).wifi.read_text()
 
 
 def test_a_new_network_without_passphrase_is_refused(root: Path) -> None:
