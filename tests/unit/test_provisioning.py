@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tomllib
@@ -18,6 +19,7 @@ from provisioning import (
     DeviceSettings,
     Layout,
     ProvisioningError,
+    WifiSettings,
     apply,
     parse_settings,
     read_settings,
@@ -26,7 +28,7 @@ from provisioning import (
     stick_partition,
     wpa_psk,
 )
-from tests.conftest import ETICKET, REPO
+from tests.conftest import ETICKET, REPO, require
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBAwJqZQFo/WBzcVSiBme4rlFGCsmDrRQmZMIhFnmvJ6 admin@laptop"
 """A real Ed25519 public key (its private half was thrown away)."""
@@ -186,6 +188,35 @@ def test_an_ssid_with_quotes_and_backslashes_reaches_wpa_supplicant_unchanged(ro
     again = read_settings(source)
     assert again.wifi is not None and again.wifi.ssid == ssid and not again.has_secrets
     assert apply(again, root) == []
+
+
+def _wpa_supplicant_reads(conf: Path) -> tuple[list[bytes], str]:
+    """The SSIDs (raw bytes) Debian's wpa_supplicant parses from ``conf``, and its log. It stops at once:
+    the interface does not exist, so nothing is sent anywhere."""
+    binary = shutil.which("wpa_supplicant") or shutil.which("wpa_supplicant", path="/usr/sbin:/sbin")
+    require(binary is not None, "wpa_supplicant is missing (Debian package wpasupplicant)")
+    assert binary is not None
+    log = subprocess.run([binary, "-dd", "-c", str(conf), "-i", "et-no-such-if", "-D", "nl80211"],
+                         capture_output=True, text=True, timeout=30).stdout
+    ssids: list[bytes] = []
+    lines = iter(log.splitlines())
+    for line in lines:
+        if match := re.fullmatch(r"ssid - hexdump_ascii\(len=(\d+)\):", line.strip()):
+            raw = b""
+            while len(raw) < int(match[1]):
+                raw += bytes.fromhex(next(lines)[:53])  # 16 hex pairs, then the ASCII column
+            ssids.append(raw)
+    return ssids, log
+
+
+@pytest.mark.parametrize("ssid", ['Chez "Jo" \\ Wi-Fi', "Café # 2", " Boulangerie ", "Shop"])
+def test_wpa_supplicant_reads_the_ssid_exactly(root: Path, ssid: str) -> None:
+    """This is wpa_supplicant itself reading the configuration we write: one network, the SSID's exact
+    bytes (quotes, backslash, '#', accents, spaces), the derived key and the country."""
+    apply(DeviceSettings(wifi=WifiSettings(ssid=ssid, country="FR", passphrase="croissant-42")), root)
+    ssids, log = _wpa_supplicant_reads(Layout(root).wifi)
+    assert ssids == [ssid.encode()], log
+    assert "PSK - hexdump(len=32)" in log and "country='FR'" in log
 
 
 def test_a_network_applied_by_an_earlier_version_is_kept_without_its_passphrase(root: Path) -> None:
