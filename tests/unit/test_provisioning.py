@@ -398,3 +398,14 @@ def test_a_state_directory_that_cannot_be_written_changes_nothing(root: Path, tm
     assert f"{source}: cannot write the settings under {root}" in result.stderr
     assert _snapshot(root) == before
     assert json.loads(status.read_text())["ok"] is False and "croissant-42" in source.read_text()
+
+
+def test_openssh_reads_every_key_line_written(root: Path) -> None:
+    """The authorized_keys file is what OpenSSH reads: ``ssh-keygen -l`` lists each key, and only those."""
+    apply(parse_settings(f'ssh_authorized_keys = ["{KEY}", "  {OTHER_KEY}  "]'), root)
+    keys = Layout(root).authorized_keys
+    listed = subprocess.run(["ssh-keygen", "-l", "-f", str(keys)], capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[-2:] for line in listed.stdout.splitlines()] == [["admin@laptop", "(ED25519)"],
+                                                                           ["other@laptop", "(ED25519)"]]
+    assert keys.read_text() == f"{KEY}\n{OTHER_KEY}\n"
