@@ -31,9 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-
 from ._errors import ProvisioningError
 
 # Every pattern is used with fullmatch: ``$`` would also accept a trailing newline.
@@ -125,6 +122,10 @@ def _check_shop_name(name: str, source: str) -> None:
 
 def _check_ssh_key(key: str, where: str, source: str) -> str:
     """``key`` stripped when it is one OpenSSH public key line whose key data decodes."""
+    # Imported here: the image build runs `seed` on the build host against the target's (arm64) wheels.
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
     fields = key.split()
     hint = "(\"ssh-ed25519 AAAA… comment\", as in ~/.ssh/id_ed25519.pub)"
     if len(fields) < 2:
