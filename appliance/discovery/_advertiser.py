@@ -24,18 +24,23 @@ NAMES_IN_USE_WAIT_SECONDS = 0.5
 """How long the start-up browse listens for the instance names other devices hold (seconds; their answers
 come 20-120 ms after the query, RFC 6762 §6)."""
 DEFAULT_INSTANCE = "eTicket"
+DOT_STAND_IN = "\u2024"
+"""ONE DOT LEADER, which looks like ".": it stands for a full stop in instance names, because zeroconf cannot
+escape a dot inside a label (RFC 6763 §4.3) and sends "St. Martin" as two labels, which other browsers
+(avahi, Bonjour, Android) then parse as another instance of another type."""
 
 
 def instance_name(name: str, number: int = 1) -> str:
     """The DNS-SD instance name for the shop name ``name``: in NFC and without control characters (turned
-    into spaces), as RFC 6763 §4.1.1 asks (Net-Unicode, RFC 5198), cut on a character boundary so that it
-    fits :data:`INSTANCE_NAME_MAX_BYTES` together with the conflict suffix `` (number)`` when ``number`` > 1.
-    The screens keep showing the whole ``name``.
+    into spaces), as RFC 6763 §4.1.1 asks (Net-Unicode, RFC 5198), each "." as :data:`DOT_STAND_IN`, cut on
+    a character boundary so that it fits :data:`INSTANCE_NAME_MAX_BYTES` together with the conflict suffix
+    `` (number)`` when ``number`` > 1. The screens keep showing the whole ``name``.
 
-    >>> instance_name("Boulangerie Martin", 2)
-    'Boulangerie Martin (2)'
+    >>> instance_name("Boulangerie St. Martin", 2)
+    'Boulangerie St\u2024 Martin (2)'
     """
-    text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in unicodedata.normalize("NFC", name))
+    text = "".join(" " if unicodedata.category(ch) == "Cc" else DOT_STAND_IN if ch == "." else ch
+                   for ch in unicodedata.normalize("NFC", name))
     suffix = f" ({number})" if number > 1 else ""
     room = INSTANCE_NAME_MAX_BYTES - len(suffix.encode())
     cut = text.encode()[:room].decode("utf-8", "ignore").strip()  # "ignore" drops a split last character
