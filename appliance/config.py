@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from ._paths import default_data_dir, split_host_port
+from .intake import printable_text
 
 __all__ = ["ConfigError", "Settings", "default_config_file", "default_data_dir", "load_settings", "split_host_port"]
 
@@ -72,7 +73,10 @@ class Settings(BaseSettings):
         description="Comma-separated addresses or interface names for mDNS; 'none' turns it off; "
         "'auto' = loopback when listening on loopback, else every interface.",
     )
-    name: str = Field("eTicket", min_length=1, max_length=63, description="Shop/device name (DNS-SD instance).")
+    name: str = Field(
+        "eTicket", min_length=1, max_length=63, description="Shop/device name: shown on the screens in full; "
+        "its DNS-SD instance name is cut to 63 UTF-8 bytes (RFC 6763 §4.1.1). Visible characters only."
+    )
     logo: Path | None = Field(None, description="PNG or JPEG shown on the idle screen (served at /logo).")
     clock: bool = Field(False, description="Show the time on the idle screen.")
     language: str = Field("fr", pattern="^(fr|it|en|de|es)$", description="Screen language (fr, it, en, de, es).")
@@ -105,6 +109,16 @@ class Settings(BaseSettings):
             split_host_port(value)
         return value
 
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        if not printable_text(value):  # RFC 6763 §4.1.1: no control characters in an instance name
+            raise ValueError("must hold only visible characters: no control (newline, tab), format or "
+                             "separator characters")
+        return value
+
     @field_validator("logo")
     @classmethod
     def _check_logo(cls, value: Path | None) -> Path | None:
@@ -123,6 +137,8 @@ class Settings(BaseSettings):
         if value is not None:
             if not value.startswith(("http://", "https://")):
                 raise ValueError("must start with http:// or https://")
+            if not all("!" <= ch <= "~" for ch in value):  # a trailing newline or a space would end up in QRs
+                raise ValueError("must be printable ASCII without spaces (an IDN host in its xn-- form)")
             value = value.rstrip("/")
         return value
 

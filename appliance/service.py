@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import zeroconf
 from segno.helpers import make_wifi_data
 from starlette.concurrency import run_in_threadpool
 
@@ -156,6 +157,10 @@ class Appliance:
             await advertiser.async_start(paired=self.paired)
         except OSError as exc:  # no multicast on the interface: the API still works, discovery does not
             log.error("mDNS could not start (%s); POS must use --address. Is multicast enabled?", exc)
+            return
+        except zeroconf.Error as exc:  # e.g. every conflict-renamed name is taken: serve without discovery
+            log.error("mDNS could not start (%s: %s); POS must use --address.", type(exc).__name__, exc)
+            await advertiser.async_close()
             return
         self._advertiser = advertiser
 

@@ -1,5 +1,8 @@
 """Apply device settings to a root file system, idempotently: a file is written only when its content changes.
 
+All or nothing: every setting is checked and every file computed first, then the changed files are written
+beside their targets and only then renamed into place, so a refused setting or a full disk changes nothing.
+
 Everything lands under ``/var/lib/eticket-system`` (the data partition: the root is read-only), which the
 image links from ``/etc`` (``/etc/hostname``, ``/etc/eticket``, ``/etc/localtime``, ``/etc/default/locale``,
 ``/etc/wpa_supplicant/wpa_supplicant-wlan0.conf``). ``root`` is ``/`` on a device and a directory in tests
@@ -73,63 +76,118 @@ class Layout:
         return self.state / "locale"
 
 
-def _write(path: Path, content: str, mode: int = 0o644) -> bool:
-    """Write ``content`` atomically (temporary file, fsync, rename) unless the file already holds it; True
-    when written."""
-    try:
-        if path.read_text() == content and (path.stat().st_mode & 0o777) == mode:
+@dataclass(frozen=True, slots=True)
+class _File:
+    """One file of the plan: ``content`` with permission bits ``mode``, for the setting ``setting``."""
+
+    setting: str
+    path: Path
+    content: str
+    mode: int = 0o644
+
+    def is_current(self) -> bool:
+        try:
+            return self.path.read_text() == self.content and (self.path.stat().st_mode & 0o777) == self.mode
+        except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
             return False
-    except (FileNotFoundError, UnicodeDecodeError):
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-    return True
 
 
-def _symlink(path: Path, target: str) -> bool:
-    """Point ``path`` at ``target`` unless it already does; True when changed."""
-    if path.is_symlink() and os.readlink(path) == target:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(target)
-    os.replace(tmp, path)
-    return True
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """One symbolic link of the plan: ``path`` pointing at ``target``."""
+
+    setting: str
+    path: Path
+    target: str
+
+    def is_current(self) -> bool:
+        return self.path.is_symlink() and os.readlink(self.path) == self.target
+
+
+_Step = _File | _Link
+
+
+def _commit(steps: list[_Step]) -> list[str]:
+    """Make every step true: first each new file or link under a temporary name beside its target (written
+    and fsynced), then every rename, so a full or read-only disk stops the apply before anything changed.
+    Returns the settings whose files changed, in plan order, each once.
+
+    Raises:
+        OSError: the state directory cannot be written (nothing was renamed if it failed while preparing).
+    """
+    pending = [step for step in steps if not step.is_current()]
+    prepared: list[tuple[Path, Path]] = []
+    try:
+        for step in pending:
+            step.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = step.path.with_name(f".{step.path.name}.tmp")
+            if tmp.is_symlink() or tmp.exists():
+                tmp.unlink()
+            if isinstance(step, _Link):
+                tmp.symlink_to(step.target)
+            else:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, step.mode)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(step.content)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.chmod(tmp, step.mode)
+            prepared.append((tmp, step.path))
+    except OSError:
+        for tmp, _ in prepared:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in prepared:
+        os.replace(tmp, path)
+    for folder in {path.parent for _, path in prepared}:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return list(dict.fromkeys(step.setting for step in pending))
 
 
 def wpa_psk(passphrase: str, ssid: str) -> str:
-    """The 256-bit WPA pre-shared key as 64 hex digits (what ``wpa_passphrase`` prints): the device never
-    stores the passphrase itself."""
+    """The 256-bit WPA pre-shared key as 64 hex digits (what ``wpa_passphrase`` prints; IEEE 802.11i
+    PBKDF2-SHA1 of the passphrase, salted with the SSID's UTF-8 bytes): the device never stores the
+    passphrase itself."""
     return hashlib.pbkdf2_hmac("sha1", passphrase.encode(), ssid.encode(), PSK_ITERATIONS, PSK_BYTES).hex()
 
 
+def _ssid_value(ssid: str) -> str:
+    """``ssid`` as wpa_supplicant.conf(5) reads it: in quotes when it is printable ASCII without ``"`` and
+    ``\\`` (wpa_supplicant takes the text between the first and the last quote on the line, without
+    escapes), else as unquoted hex digits of its UTF-8 bytes, which no character can break."""
+    if all(" " <= ch <= "~" and ch not in '"\\' for ch in ssid):
+        return f'"{ssid}"'
+    return ssid.encode().hex()
+
+
 def _wifi_conf(ssid: str, psk: str, country: str) -> str:
-    escaped = ssid.replace("\\", "\\\\").replace('"', '\\"')
+    """wpa_supplicant's configuration for one WPA-PSK network (``psk`` the derived key, 64 hex digits)."""
     return (f"# Written by `eticket provision` from eticket.toml [wifi].\nctrl_interface=DIR=/run/wpa_supplicant\n"
-            f"country={country}\nupdate_config=0\n\nnetwork={{\n    ssid=\"{escaped}\"\n    psk={psk}\n"
+            f"country={country}\nupdate_config=0\n\nnetwork={{\n    ssid={_ssid_value(ssid)}\n    psk={psk}\n"
             "    key_mgmt=WPA-PSK\n}\n")
 
 
 def _read_wifi(path: Path) -> tuple[str, str] | None:
-    """(ssid, psk) of the applied network, or None."""
+    """(ssid, psk) of the applied network, or None. Reads both forms :func:`_ssid_value` writes, and the
+    backslash escapes earlier versions wrote in quotes."""
     try:
         text = path.read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
         return None
     ssid = psk = None
     for line in text.splitlines():
         line = line.strip()
-        if line.startswith('ssid="'):
+        if line.startswith('ssid="') and line.endswith('"'):
             ssid = line[6:-1].replace('\\"', '"').replace("\\\\", "\\")
+        elif line.startswith("ssid="):
+            try:
+                ssid = bytes.fromhex(line[5:]).decode()
+            except (ValueError, UnicodeDecodeError):
+                return None
         elif line.startswith("psk="):
             psk = line[4:]
     return (ssid, psk) if ssid is not None and psk is not None else None
@@ -138,41 +196,38 @@ def _read_wifi(path: Path) -> tuple[str, str] | None:
 def _read_appliance(path: Path) -> dict[str, str | int | bool]:
     try:
         data = tomllib.loads(path.read_text())
-    except (FileNotFoundError, tomllib.TOMLDecodeError):
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return dict(DEVICE_DEFAULTS)
     return {k: v for k, v in data.items() if isinstance(v, (str, int, bool))}
 
 
-def apply(settings: DeviceSettings, root: Path = Path("/")) -> list[str]:
-    """Make the device under ``root`` match ``settings``; return what changed (e.g. ``["hostname",
-    "wifi"]``), empty when it already matched (applying twice changes nothing the second time).
+def _plan(settings: DeviceSettings, root: Path = Path("/")) -> list[_Step]:
+    """Every file and link that makes the device under ``root`` match ``settings``, with its whole content,
+    computed before anything is written (only reads under ``root``).
 
     Raises:
         ProvisioningError: the time zone is not installed, or ``wifi`` names a new network without a
-            passphrase (the file names the key).
+            passphrase (the message names the key).
     """
     layout = Layout(root)
-    changed: list[str] = []
-    if settings.hostname is not None and _write(layout.hostname, settings.hostname + "\n"):
-        changed.append("hostname")
+    steps: list[_Step] = []
+    if settings.hostname is not None:
+        steps.append(_File("hostname", layout.hostname, settings.hostname + "\n"))
     if settings.timezone is not None:
         zone = root / ZONEINFO / settings.timezone
         if not zone.is_file():
             raise ProvisioningError(f"timezone: {settings.timezone!r} is not a known time zone "
                                     "(e.g. \"Europe/Paris\", see /usr/share/zoneinfo)")
-        moved = _symlink(layout.localtime, f"/{ZONEINFO}/{settings.timezone}")
-        if _write(layout.timezone, settings.timezone + "\n") or moved:
-            changed.append("timezone")
-    if settings.locale is not None and _write(layout.locale, f"LANG={settings.locale}\n"):
-        changed.append("locale")
+        steps.append(_Link("timezone", layout.localtime, f"/{ZONEINFO}/{settings.timezone}"))
+        steps.append(_File("timezone", layout.timezone, settings.timezone + "\n"))
+    if settings.locale is not None:
+        steps.append(_File("locale", layout.locale, f"LANG={settings.locale}\n"))
     if settings.ssh_authorized_keys is not None:
         keys = "".join(key.strip() + "\n" for key in settings.ssh_authorized_keys)
-        if _write(layout.authorized_keys, keys, 0o600):
-            changed.append("ssh_authorized_keys")
+        steps.append(_File("ssh_authorized_keys", layout.authorized_keys, keys, 0o600))
     if settings.display_rotation is not None:
-        env = f"ETICKET_KIOSK_ARGS=--rotate {settings.display_rotation}\n"
-        if _write(layout.kiosk_env, env):
-            changed.append("display_rotation")
+        steps.append(_File("display_rotation", layout.kiosk_env,
+                           f"ETICKET_KIOSK_ARGS=--rotate {int(settings.display_rotation)}\n"))
     if settings.wifi is not None:
         wifi = settings.wifi
         if wifi.passphrase is not None:
@@ -182,15 +237,28 @@ def apply(settings: DeviceSettings, root: Path = Path("/")) -> list[str]:
             if applied is None or applied[0] != wifi.ssid:
                 raise ProvisioningError(f"wifi.passphrase: missing for the new network {wifi.ssid!r}")
             psk = applied[1]
-        if _write(layout.wifi, _wifi_conf(wifi.ssid, psk, wifi.country), 0o600):
-            changed.append("wifi")
-    if _write_appliance(layout, settings):
-        changed.append("appliance")
-    return changed
+        steps.append(_File("wifi", layout.wifi, _wifi_conf(wifi.ssid, psk, wifi.country), 0o600))
+    steps.append(_appliance_step(layout, settings))
+    return steps
 
 
-def _write_appliance(layout: Layout, settings: DeviceSettings) -> bool:
-    """Merge the shop's keys (name, language, relay_url) into the appliance's ``eticket.toml``."""
+def apply(settings: DeviceSettings, root: Path = Path("/")) -> list[str]:
+    """Make the device under ``root`` match ``settings``; return what changed (e.g. ``["hostname",
+    "wifi"]``), empty when it already matched (applying twice changes nothing the second time).
+
+    Everything is checked and every file's content computed first (:func:`_plan`), so a refused setting
+    changes nothing on the device; then the changed files are written (see :func:`_commit`).
+
+    Raises:
+        ProvisioningError: the time zone is not installed, or ``wifi`` names a new network without a
+            passphrase (the message names the key); nothing was written.
+        OSError: the state directory cannot be written.
+    """
+    return _commit(_plan(settings, root))
+
+
+def _appliance_step(layout: Layout, settings: DeviceSettings) -> _File:
+    """The appliance's ``eticket.toml`` with the shop's keys (name, language, relay_url) merged in."""
     config = _read_appliance(layout.appliance_config)
     for key, value in DEVICE_DEFAULTS.items():
         config.setdefault(key, value)
@@ -203,24 +271,22 @@ def _write_appliance(layout: Layout, settings: DeviceSettings) -> bool:
     if settings.relay_url is not None:
         config["relay_url"] = settings.relay_url
     text = APPLIANCE_HEADER + "".join(f"{key} = {toml_value(config[key])}\n" for key in sorted(config))
-    return _write(layout.appliance_config, text)
+    return _File("appliance", layout.appliance_config, text)
 
 
 def seed(root: Path) -> list[str]:
     """Write the defaults of a fresh image under ``root`` where nothing is set yet (hostname ``eticket``,
     UTC, C.UTF-8, the appliance listening on the LAN); returns what was written."""
     layout = Layout(root)
-    written = []
-    if not layout.hostname.exists() and _write(layout.hostname, DEFAULT_HOSTNAME + "\n"):
-        written.append("hostname")
+    steps: list[_Step] = []
+    if not layout.hostname.exists():
+        steps.append(_File("hostname", layout.hostname, DEFAULT_HOSTNAME + "\n"))
     if not layout.localtime.is_symlink():
-        _symlink(layout.localtime, f"/{ZONEINFO}/{DEFAULT_TIMEZONE}")
-        _write(layout.timezone, DEFAULT_TIMEZONE + "\n")
-        written.append("timezone")
-    if not layout.locale.exists() and _write(layout.locale, f"LANG={DEFAULT_LOCALE}\n"):
-        written.append("locale")
-    if not layout.kiosk_env.exists() and _write(layout.kiosk_env, "ETICKET_KIOSK_ARGS=\n"):
-        written.append("display_rotation")
-    if _write_appliance(layout, DeviceSettings()):
-        written.append("appliance")
-    return written
+        steps.append(_Link("timezone", layout.localtime, f"/{ZONEINFO}/{DEFAULT_TIMEZONE}"))
+        steps.append(_File("timezone", layout.timezone, DEFAULT_TIMEZONE + "\n"))
+    if not layout.locale.exists():
+        steps.append(_File("locale", layout.locale, f"LANG={DEFAULT_LOCALE}\n"))
+    if not layout.kiosk_env.exists():
+        steps.append(_File("display_rotation", layout.kiosk_env, "ETICKET_KIOSK_ARGS=\n"))
+    steps.append(_appliance_step(layout, DeviceSettings()))
+    return _commit(steps)

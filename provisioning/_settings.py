@@ -8,34 +8,51 @@ Example (every key optional; an absent key keeps the device's current value)::
     timezone = "Europe/Paris"
     display_rotation = 90
     relay_url = "https://relay.example.org"
-    ssh_authorized_keys = ["ssh-ed25519 AAAA… admin@laptop"]
+    ssh_authorized_keys = ["ssh-ed25519 AAAA… admin@laptop"]   # as in ~/.ssh/id_ed25519.pub
 
     [wifi]
     ssid = "Boulangerie"
     passphrase = "8 to 63 characters"   # removed from the file once applied
     country = "FR"
+
+Types are checked strictly (``display_rotation = 90.0`` or ``"90"`` is refused, not converted). Text values
+must not hold control characters (a newline, a tab…), and every pattern must match the whole value. The file
+is at most :data:`SETTINGS_MAX_BYTES`. An SSH key is one OpenSSH public key line, ``TYPE BASE64 [comment]``,
+whose key data must decode (``cryptography``'s ``load_ssh_public_key``); ``authorized_keys`` options
+(``from="…"``, ``command="…"``) before the type are refused: write them on the device itself if needed.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ._errors import ProvisioningError
 
-HOSTNAME_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-LOCALE_RE = re.compile(r"^[a-z]{2,3}_[A-Z]{2}(\.UTF-8)?$")
-TIMEZONE_RE = re.compile(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
-COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+# Every pattern is used with fullmatch: ``$`` would also accept a trailing newline.
+HOSTNAME_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+LOCALE_RE = re.compile(r"[a-z]{2,3}_[A-Z]{2}(\.UTF-8)?")
+TIMEZONE_RE = re.compile(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*")
+COUNTRY_RE = re.compile(r"[A-Z]{2}")
+RELAY_URL_RE = re.compile(r"https?://[!-.0-~]+(/[!-~]*)?")
+"""http(s)://host[:port][/path]: printable ASCII only (an IDN host in its xn-- form)."""
+SETTINGS_MAX_BYTES = 64 * 1024
+"""Largest eticket.toml read, in bytes (a real one is well under 4 KiB)."""
 SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
                  "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
 ROTATIONS = (0, 90, 180, 270)
 SSID_MAX_BYTES = 32
 PASSPHRASE_MIN, PASSPHRASE_MAX = 8, 63  # WPA-PSK (IEEE 802.11i)
 SHOP_NAME_MAX = 63
+"""Characters (not bytes): the appliance fits its DNS-SD instance name to 63 bytes itself."""
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+"""Unicode general categories refused in the shop name: control, format, private-use, surrogate, unassigned,
+line and paragraph separators (RFC 6763 §4.1.1 forbids controls in instance names; the rest cannot be read
+on a screen). The appliance applies the same rule to its ``name``."""
 TOP_KEYS = {"hostname", "shop_name", "locale", "timezone", "display_rotation", "relay_url", "ssh_authorized_keys",
             "wifi"}
 WIFI_KEYS = {"ssid", "passphrase", "country"}
@@ -76,47 +93,97 @@ def _fail(source: str, key: str, problem: str) -> ProvisioningError:
 
 
 def _string(data: dict[str, Any], key: str, source: str, prefix: str = "") -> str | None:
+    """The text at ``key``, or None when absent; refused when not a string or when it holds a control
+    character (a newline would inject a line into the files written from it)."""
     if key not in data:
         return None
     value = data[key]
     if not isinstance(value, str):
         raise _fail(source, prefix + key, f"must be a text in quotes, not {value!r}")
+    _check_no_controls(value, prefix + key, source)
     return value
+
+
+def _check_no_controls(value: str, key: str, source: str) -> None:
+    bad = next((ch for ch in value if unicodedata.category(ch) == "Cc"), None)
+    if bad is not None:
+        raise _fail(source, key, f"must not hold control characters (found U+{ord(bad):04X}, "
+                    "e.g. a newline or a tab)")
+
+
+def _check_shop_name(name: str, source: str) -> None:
+    if not 1 <= len(name) <= SHOP_NAME_MAX or not name.strip():
+        raise _fail(source, "shop_name", f"must be 1 to {SHOP_NAME_MAX} characters, not blank")
+    bad = next((ch for ch in name if unicodedata.category(ch) in INVISIBLE_CATEGORIES), None)
+    if bad is not None:
+        raise _fail(source, "shop_name", f"must hold only visible characters (found U+{ord(bad):04X}, "
+                    f"{unicodedata.name(bad, 'an invisible character')})")
+
+
+def _check_ssh_key(key: str, where: str, source: str) -> str:
+    """``key`` stripped when it is one OpenSSH public key line whose key data decodes."""
+    # Imported here: the image build runs `seed` on the build host against the target's (arm64) wheels.
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+    fields = key.split()
+    hint = "(\"ssh-ed25519 AAAA… comment\", as in ~/.ssh/id_ed25519.pub)"
+    if len(fields) < 2:
+        raise _fail(source, where, f"is not an OpenSSH public key line {hint}")
+    if fields[0] not in SSH_KEY_TYPES:
+        if any(t in key for t in SSH_KEY_TYPES):
+            raise _fail(source, where, "options before the key type (from=, command=…) are not accepted: "
+                        f"give the bare key line {hint}")
+        raise _fail(source, where, f"is not an OpenSSH public key line {hint}: {fields[0][:40]!r} is not a key "
+                    f"type ({', '.join(SSH_KEY_TYPES)})")
+    try:
+        load_ssh_public_key(f"{fields[0]} {fields[1]}".encode())
+    except (ValueError, TypeError) as exc:  # truncated, mistyped or not base64: cryptography says which
+        raise _fail(source, where, f"the key data does not decode ({exc}); copy the whole line {hint}") from exc
+    except UnsupportedAlgorithm as exc:  # a key type this build of OpenSSL lacks
+        raise _fail(source, where, f"cannot be read: {exc}") from exc
+    return key.strip()
 
 
 def parse_settings(text: str, source: str = "eticket.toml") -> DeviceSettings:
     """Parse and check the TOML ``text``; ``source`` names it in error messages.
 
     Raises:
-        ProvisioningError: bad TOML, an unknown key (a typo), or a value out of range; the message names
-            ``source`` and the key, e.g. ``eticket.toml: wifi.country: must be two capital letters (FR)``.
+        ProvisioningError: bad TOML (also: nested too deeply, larger than :data:`SETTINGS_MAX_BYTES`), an
+            unknown key (a typo), a value of the wrong type, with a control character, or out of range; the
+            message names ``source`` and the key, e.g. ``eticket.toml: wifi.country: is required: two
+            capital letters (FR), the regulatory domain``.
     """
+    if len(text.encode("utf-8", "surrogatepass")) > SETTINGS_MAX_BYTES:
+        raise ProvisioningError(f"{source}: larger than {SETTINGS_MAX_BYTES // 1024} KiB: is this the right file?")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProvisioningError(f"{source}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib parses nested arrays and tables recursively
+        raise ProvisioningError(f"{source}: not valid TOML: arrays or tables nested too deeply") from exc
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
         raise _fail(source, unknown[0], f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
 
     hostname = _string(data, "hostname", source)
-    if hostname is not None and not HOSTNAME_RE.match(hostname):
+    if hostname is not None and not HOSTNAME_RE.fullmatch(hostname):
         raise _fail(source, "hostname", f"{hostname!r} is not a host name: 1-63 of a-z, 0-9 and '-', "
                     "not starting or ending with '-' (e.g. \"caisse-1\")")
     shop_name = _string(data, "shop_name", source)
-    if shop_name is not None and not 1 <= len(shop_name) <= SHOP_NAME_MAX:
-        raise _fail(source, "shop_name", f"must be 1 to {SHOP_NAME_MAX} characters")
+    if shop_name is not None:
+        _check_shop_name(shop_name, source)
     locale = _string(data, "locale", source)
-    if locale is not None and not LOCALE_RE.match(locale):
+    if locale is not None and not LOCALE_RE.fullmatch(locale):
         raise _fail(source, "locale", f"{locale!r} is not a locale like \"fr_FR.UTF-8\"")
     timezone = _string(data, "timezone", source)
-    if timezone is not None and (not TIMEZONE_RE.match(timezone) or ".." in timezone):
+    if timezone is not None and (not TIMEZONE_RE.fullmatch(timezone) or ".." in timezone):
         raise _fail(source, "timezone", f"{timezone!r} is not a time zone like \"Europe/Paris\"")
     rotation = data.get("display_rotation")
-    if rotation is not None and (isinstance(rotation, bool) or rotation not in ROTATIONS):
+    if rotation is not None and (type(rotation) is not int or rotation not in ROTATIONS):  # not 90.0, "90", true
         raise _fail(source, "display_rotation", f"must be one of 0, 90, 180, 270 (degrees), not {rotation!r}")
     relay_url = _string(data, "relay_url", source)
-    if relay_url is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", relay_url):
+    if relay_url is not None and not RELAY_URL_RE.fullmatch(relay_url):
         raise _fail(source, "relay_url", f"{relay_url!r} is not an http:// or https:// URL")
     keys = data.get("ssh_authorized_keys")
     if keys is not None:
@@ -125,10 +192,9 @@ def parse_settings(text: str, source: str = "eticket.toml") -> DeviceSettings:
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise _fail(source, "ssh_authorized_keys", "must be a list of public keys in quotes")
         for index, key in enumerate(keys):
-            fields = key.split()
-            if len(fields) < 2 or fields[0] not in SSH_KEY_TYPES or "\n" in key:
-                raise _fail(source, f"ssh_authorized_keys[{index}]", "is not an OpenSSH public key line "
-                            "(\"ssh-ed25519 AAAA… comment\", as in ~/.ssh/id_ed25519.pub)")
+            where = f"ssh_authorized_keys[{index}]"
+            _check_no_controls(key, where, source)  # a newline would add a second, unchecked line
+            keys[index] = _check_ssh_key(key, where, source)
     return DeviceSettings(hostname=hostname, shop_name=shop_name, locale=locale, timezone=timezone,
                           display_rotation=rotation, relay_url=relay_url,
                           ssh_authorized_keys=tuple(keys) if keys is not None else None,
@@ -147,7 +213,7 @@ def _parse_wifi(table: object, source: str) -> WifiSettings | None:
     if ssid is None or not 1 <= len(ssid.encode()) <= SSID_MAX_BYTES:
         raise _fail(source, "wifi.ssid", f"the network name is required, 1 to {SSID_MAX_BYTES} bytes")
     country = _string(table, "country", source, "wifi.")
-    if country is None or not COUNTRY_RE.match(country):
+    if country is None or not COUNTRY_RE.fullmatch(country):
         raise _fail(source, "wifi.country", "is required: two capital letters (FR), the regulatory domain")
     passphrase = _string(table, "passphrase", source, "wifi.")
     if passphrase is not None and not (PASSPHRASE_MIN <= len(passphrase) <= PASSPHRASE_MAX
@@ -161,13 +227,17 @@ def read_settings(path: Path) -> DeviceSettings:
     """Read and check the file at ``path``.
 
     Raises:
-        ProvisioningError: unreadable (named with the OS reason), not UTF-8, or a bad value (see
+        ProvisioningError: unreadable (named with the OS reason), larger than :data:`SETTINGS_MAX_BYTES`,
+            not UTF-8, or a bad value (see
             :func:`parse_settings`).
     """
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            raw = handle.read(SETTINGS_MAX_BYTES + 1)  # a stick's huge file is never read whole
     except OSError as exc:
         raise ProvisioningError(f"{path}: cannot read: {exc.strerror}") from exc
+    if len(raw) > SETTINGS_MAX_BYTES:
+        raise ProvisioningError(f"{path}: larger than {SETTINGS_MAX_BYTES // 1024} KiB: is this the right file?")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -184,7 +254,8 @@ def toml_value(value: str | int | bool | list[str]) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in escaped)
+    escaped = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF
+                      else f"\\U{ord(ch):08x}" for ch in escaped)
     return f'"{escaped}"'
 
 

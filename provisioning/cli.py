@@ -5,7 +5,8 @@
     eticket provision seed --root DIR                            image build: the defaults of a fresh device
 
 Exit status: 0 applied (or nothing to apply), 1 a bad file (the message names the file and the key; the
-device keeps its previous settings and stays usable).
+device keeps its previous settings and stays usable: every key is checked and every file computed before
+the first one is written) or a state directory that cannot be written.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ def apply_file(source: Path, root: Path, status: Path | None, live: bool, restar
             if not message.startswith(str(source)):
                 message = f"{source}: {message}"
             log.error("settings NOT applied: %s. The device keeps its previous settings.", message)
+            _status(status, ok=False, source=str(source), message=message)
+            return EXIT_BAD_FILE
+        except OSError as exc:  # the data partition is full or read-only: nothing renamed if it failed early
+            message = f"{source}: cannot write the settings under {root}: {exc.strerror or exc}"
+            log.error("settings NOT applied: %s.", message)
             _status(status, ok=False, source=str(source), message=message)
             return EXIT_BAD_FILE
         log.info("applied %s: %s", source, ", ".join(changed) or "nothing changed")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+import unicodedata
 
-from zeroconf import IPVersion, ServiceInfo
-from zeroconf.asyncio import AsyncZeroconf
+from zeroconf import DNSQuestionType, IPVersion, NonUniqueNameException, ServiceInfo, ServiceStateChange, Zeroconf
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
 log = logging.getLogger(__name__)
 
@@ -14,6 +16,35 @@ SERVICE_TYPE = "_eticket._tcp.local."
 TXT_VERSION = "1"
 """Protocol version in the TXT record key ``v``; bumped on incompatible API changes (docs/protocol.md)."""
 API_PATH = "/api/v1"
+INSTANCE_NAME_MAX_BYTES = 63
+"""Longest DNS-SD instance name, in UTF-8 bytes (RFC 6763 §4.1.1: one DNS label)."""
+CONFLICT_RENAMES_MAX = 20
+"""Renames tried after a name conflict (``Name (2)`` … ``Name (21)``, RFC 6763 Appendix D) before giving up."""
+NAMES_IN_USE_WAIT_SECONDS = 0.5
+"""How long the start-up browse listens for the instance names other devices hold (seconds; their answers
+come 20-120 ms after the query, RFC 6762 §6)."""
+DEFAULT_INSTANCE = "eTicket"
+DOT_STAND_IN = "\u2024"
+"""ONE DOT LEADER, which looks like ".": it stands for a full stop in instance names, because zeroconf cannot
+escape a dot inside a label (RFC 6763 §4.3) and sends "St. Martin" as two labels, which other browsers
+(avahi, Bonjour, Android) then parse as another instance of another type."""
+
+
+def instance_name(name: str, number: int = 1) -> str:
+    """The DNS-SD instance name for the shop name ``name``: in NFC and without control characters (turned
+    into spaces), as RFC 6763 §4.1.1 asks (Net-Unicode, RFC 5198), each "." as :data:`DOT_STAND_IN`, cut on
+    a character boundary so that it fits :data:`INSTANCE_NAME_MAX_BYTES` together with the conflict suffix
+    `` (number)`` when ``number`` > 1. The screens keep showing the whole ``name``.
+
+    >>> instance_name("Boulangerie St. Martin", 2)
+    'Boulangerie St\u2024 Martin (2)'
+    """
+    text = "".join(" " if unicodedata.category(ch) == "Cc" else DOT_STAND_IN if ch == "." else ch
+                   for ch in unicodedata.normalize("NFC", name))
+    suffix = f" ({number})" if number > 1 else ""
+    room = INSTANCE_NAME_MAX_BYTES - len(suffix.encode())
+    cut = text.encode()[:room].decode("utf-8", "ignore").strip()  # "ignore" drops a split last character
+    return (cut or DEFAULT_INSTANCE) + suffix
 
 
 def txt_record(*, device_id: str, paired: bool, fingerprint: str = "", tls: bool = True) -> dict[str, str]:
@@ -28,20 +59,22 @@ def txt_record(*, device_id: str, paired: bool, fingerprint: str = "", tls: bool
 
 
 class Advertiser:
-    """Registers ``<name>._eticket._tcp.local.`` on the given interfaces; says goodbye on close.
+    """Registers ``<instance_name(name)>._eticket._tcp.local.`` on the given interfaces; says goodbye on close.
 
-    ``interfaces``: IPv4 addresses to bind (None = all). ``addresses``: the A records to publish.
+    ``name``: the shop name, any length (see :func:`instance_name`). ``interfaces``: IPv4 addresses to bind
+    (None = all). ``addresses``: the A records to publish.
     """
 
     def __init__(self, *, name: str, device_id: str, port: int, interfaces: list[str] | None,
                  addresses: list[str], fingerprint: str = "", tls: bool = True) -> None:
+        self._name = name
         self._device_id = device_id
         self._fingerprint = fingerprint
         self._tls = tls
         self._interfaces = interfaces
         self._info = ServiceInfo(
             SERVICE_TYPE,
-            f"{name}.{SERVICE_TYPE}",
+            f"{instance_name(name)}.{SERVICE_TYPE}",
             port=port,
             properties=txt_record(device_id=device_id, paired=False, fingerprint=fingerprint, tls=tls),
             server=f"{device_id}.local.",
@@ -61,17 +94,39 @@ class Advertiser:
 
     @property
     def instance_name(self) -> str:
-        """The registered instance name (zeroconf may have renamed it after a conflict)."""
+        """The registered instance name, e.g. ``Boulangerie Martin (2)._eticket._tcp.local.`` after a conflict."""
         return self._info.name
 
     async def async_start(self, *, paired: bool) -> None:
-        """Join the multicast group and announce (RFC 6762 §8.3)."""
+        """Join the multicast group, probe and announce (RFC 6762 §8). When another device already holds
+        the name, take ``Name (2)``, ``Name (3)``… (RFC 6763 Appendix D), each cut to fit 63 bytes.
+
+        Raises:
+            OSError: multicast cannot be joined on an interface.
+            zeroconf.NonUniqueNameException: every name up to ``Name (21)`` is taken.
+        """
         if self._interfaces is None:
             self._zc = AsyncZeroconf(ip_version=IPVersion.All)
         else:
             self._zc = AsyncZeroconf(interfaces=self._interfaces, ip_version=IPVersion.V4Only)
-        self._info = self._with_txt(paired)
-        await self._zc.async_register_service(self._info, allow_name_change=True)
+        taken = await self._async_names_in_use()
+        numbers = [n for n in range(1, CONFLICT_RENAMES_MAX + 2)
+                   if f"{instance_name(self._name, n)}.{SERVICE_TYPE}".lower() not in taken]
+        if numbers and numbers[0] > 1:
+            log.warning("mDNS: another device is already named %r; this one takes the next free name",
+                        instance_name(self._name))
+        for number in numbers:
+            self._info = self._with_txt(paired, f"{instance_name(self._name, number)}.{SERVICE_TYPE}")
+            try:
+                # zeroconf's own renaming appends "-2" after the cut name and so can exceed 63 bytes
+                await self._zc.async_register_service(self._info, allow_name_change=False)
+                break
+            except NonUniqueNameException:
+                log.warning("mDNS: %s is taken by another device; trying the next name", self._info.name)
+        else:
+            await self.async_close()
+            raise NonUniqueNameException(f"every name from {instance_name(self._name)!r} to "
+                                         f"{instance_name(self._name, CONFLICT_RENAMES_MAX + 1)!r} is taken")
         log.info("mDNS: advertising %s on %s", self._info.name, ", ".join(self._interfaces or ["all interfaces"]))
 
     async def async_set_paired(self, paired: bool) -> None:
@@ -91,11 +146,34 @@ class Advertiser:
             await self._zc.async_close()
             self._zc = None
 
-    def _with_txt(self, paired: bool) -> ServiceInfo:
+    async def _async_names_in_use(self) -> set[str]:
+        """The instance names (lower case, DNS names compare so) that devices answering a browse now hold.
+
+        zeroconf's probe (RFC 6762 §8.1) misses a device holding the same name when both propose identical
+        PTR records, so a counter named like another one would silently shadow it; asking first avoids that
+        (two devices starting in the same half second can still pick the same name).
+        """
+        assert self._zc is not None
+        taken: set[str] = set()
+
+        def on_change(zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
+            if state_change is not ServiceStateChange.Removed:
+                taken.add(name.lower())
+
+        # QM: answers are multicast, so they reach this process even when several share port 5353
+        browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE_TYPE, handlers=[on_change],
+                                      question_type=DNSQuestionType.QM)
+        try:
+            await asyncio.sleep(NAMES_IN_USE_WAIT_SECONDS)
+        finally:
+            await browser.async_cancel()
+        return taken
+
+    def _with_txt(self, paired: bool, name: str | None = None) -> ServiceInfo:
         info = self._info
         return ServiceInfo(
             info.type,
-            info.name,
+            name or info.name,
             port=info.port,
             properties=txt_record(device_id=self._device_id, paired=paired, fingerprint=self._fingerprint,
                                   tls=self._tls),

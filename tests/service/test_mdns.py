@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
+import socket
+import struct
 import threading
 import time
+from typing import Any
 
+import dns.exception
+import dns.name
+import dns.rdatatype
 import httpx
 from zeroconf import IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
 
-from appliance.client import discover
+from appliance.client import DiscoveredDevice, discover
 from tests.conftest import Appliance
 
 SERVICE = "_eticket._tcp.local."
@@ -78,3 +85,109 @@ def test_a_neighbour_with_a_txt_value_that_is_not_utf8_does_not_hide_the_device(
     finally:
         zc.unregister_service(bad)
         zc.close()
+
+
+def _long_name() -> str:
+    """A French shop name of 63 characters (the most the settings allow) and 70 UTF-8 bytes (accents and
+    guillemets take two): unique per run, so that no other appliance on this loopback holds it."""
+    name = f"La Pâtisserie {secrets.token_hex(2)} « Au Pain Doré » près de l'Église St-Étienne"
+    assert len(name) == 63 and len(name.encode()) == 70
+    return name
+
+
+def _found(appliance: Appliance) -> DiscoveredDevice:
+    (device,) = [d for d in discover(3.0, ["127.0.0.1"]) if d.port == appliance.api_port]
+    return device
+
+
+def test_a_long_shop_name_is_cut_to_63_bytes_for_dns_sd_and_shown_whole(appliance_factory: Any) -> None:
+    """This is a shop with a long French name: the appliance starts, POS find it under the name cut on a
+    character boundary to fit one DNS label (RFC 6763 §4.1.1), and the screens show the whole name."""
+    name = _long_name()
+    appliance = appliance_factory("--name", name)
+    device = _found(appliance)
+    assert len(device.name.encode()) <= 63 and name.startswith(device.name) and len(device.name) >= 55
+    assert device.name == name.encode()[:63].decode("utf-8", "ignore").strip()
+    assert appliance.display()["shop"] == name
+    assert httpx.get(appliance.url + "/healthz").status_code == 200
+
+
+def test_two_devices_with_the_same_long_name_are_both_found(appliance_factory: Any) -> None:
+    """This is a shop with two counters named alike: the second takes "<name cut> (2)" (RFC 6763 Appendix
+    D), still within 63 bytes, instead of failing to start."""
+    name = _long_name()
+    first, second = appliance_factory("--name", name), appliance_factory("--name", name)
+    names = {_found(first).name, _found(second).name}
+    cut = name.encode()[:63].decode("utf-8", "ignore").strip()
+    assert cut in names and len(names) == 2
+    (renamed,) = names - {cut}
+    assert renamed.endswith(" (2)") and len(renamed.encode()) <= 63 and name.startswith(renamed[:-4])
+    assert first.display()["shop"] == second.display()["shop"] == name
+
+
+MDNS_GROUP, MDNS_PORT = "224.0.0.251", 5353  # RFC 6762 §3
+
+
+def _ptr_answers(packet: bytes) -> list[tuple[dns.name.Name, dns.name.Name]]:
+    """(owner, target) of each PTR answer of an mDNS packet, names read by dnspython (``from_wire`` follows
+    compression pointers). dnspython's whole-message parser is not used: it refuses the compressed names
+    that mDNS allows in NSEC records (RFC 6762 §18.14)."""
+    questions, answers = struct.unpack("!4x2H4x", packet[:12])
+    offset = 12
+    for _ in range(questions):
+        offset += dns.name.from_wire(packet, offset)[1] + 4  # name, type, class
+    found = []
+    for _ in range(answers):
+        owner, used = dns.name.from_wire(packet, offset)
+        rtype, length = struct.unpack("!H6xH", packet[offset + used:offset + used + 10])
+        offset += used + 10
+        if rtype == dns.rdatatype.PTR:
+            found.append((owner, dns.name.from_wire(packet, offset)[0]))
+        offset += length
+    return found
+
+
+def _announced_instances(token: str, start: Any, timeout: float = 15.0) -> list[dns.name.Name]:
+    """Call ``start()``, then read the multicast mDNS packets on loopback (a listener of our own beside the
+    appliance's, as any other browser on the link) until a PTR for ``_eticket._tcp.local.`` names an instance
+    naming ``token`` (in any label); returns those PTR targets as a standard DNS parser reads them."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("", MDNS_PORT))
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                    socket.inet_aton(MDNS_GROUP) + socket.inet_aton("127.0.0.1"))
+    sock.settimeout(0.5)
+    service = dns.name.from_text(SERVICE)
+    found: list[dns.name.Name] = []
+    try:
+        start()
+        deadline = time.monotonic() + timeout
+        while not found and time.monotonic() < deadline:
+            try:
+                packet = sock.recv(9000)
+            except TimeoutError:
+                continue
+            try:
+                answers = _ptr_answers(packet)
+            except (dns.exception.DNSException, struct.error):  # another sender's packet we cannot read
+                continue
+            found += [target for owner, target in answers if owner == service and token in target.to_text()]
+    finally:
+        sock.close()
+    return found
+
+
+def test_a_name_with_a_full_stop_is_one_label_for_every_browser(appliance_factory: Any) -> None:
+    """This is "Boulangerie St. Martin": zeroconf would send the dot as a label break, and avahi or Bonjour
+    would see an instance "Boulangerie St" of a type " Martin._eticket._tcp". The instance must be one label
+    (RFC 6763 §4.1), looking the same; the screens show the name as typed."""
+    token = secrets.token_hex(2)
+    name = f"Boulangerie St. Martin {token}"
+    started: list[Appliance] = []
+    targets = _announced_instances(token, lambda: started.append(appliance_factory("--name", name)))
+    assert targets, "no announcement seen"
+    labels = targets[0].labels
+    assert labels[1:] == (b"_eticket", b"_tcp", b"local", b"")
+    assert labels[0].decode() == f"Boulangerie St\u2024 Martin {token}"
+    assert started[0].display()["shop"] == name

@@ -29,7 +29,11 @@ def test_defaults_are_the_embedded_ones(tmp_path: Path, monkeypatch: pytest.Monk
     "text, key",
     [('colour = "red"\n', "colour"), ('listen = "nowhere:99999"\n', "listen"),
      ("max_body_bytes = -1\n", "max_body_bytes"),
-     ('public_url = "ftp://x"\n', "public_url"), ("name = [\n", "Cannot read")],
+     ('public_url = "ftp://x"\n', "public_url"), ("name = [\n", "Cannot read"),
+     ('name = "Chez Paul\\n"\n', "name: .*visible characters"), ('name = "Chez\\u0007Paul"\n', "name"),
+     ('name = "Chez \\u202ePaul"\n', "name"), ('name = "  "\n', "name: .*blank"),
+     (f'name = "{"é" * 64}"\n', "name"), ('relay_url = "https://relay.example.org\\n"\n', "relay_url"),
+     ('public_url = "http://10.0.0.2:8080 /"\n', "public_url")],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
     toml = tmp_path / "eticket.toml"
@@ -60,3 +64,21 @@ def test_serve_with_a_bad_config_says_which_key_and_exits(tmp_path: Path) -> Non
                      check=False, timeout=30)
     assert result.returncode == 2
     assert result.stderr.startswith("eticket: error:") and "listen" in result.stderr
+
+
+def test_a_long_accented_name_is_accepted(tmp_path: Path) -> None:
+    """63 characters are allowed whatever their UTF-8 length; the DNS-SD instance name is cut, not refused."""
+    toml = tmp_path / "eticket.toml"
+    name = "Boulangerie-Pâtisserie « Au Pain Doré » de l'Église Saint-Éloi"
+    toml.write_text(f'name = "{name}"\n')
+    assert len(name.encode()) > 63 and load_settings(toml).name == name
+
+
+def test_serve_with_a_control_character_in_the_name_says_so_and_exits(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    result = run_cli("serve", "--name", "Chez Paul\nX", "--data-dir", str(tmp_path / "d"), "--mdns-interfaces",
+                     "none", env={"PATH": "/usr/bin"}, check=False, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.startswith("eticket: error:") and "name: " in result.stderr
+    assert "visible characters" in result.stderr and "Traceback" not in result.stderr

@@ -4,10 +4,13 @@ applied file, USB events chosen right, and the appliance accepting the config it
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +19,7 @@ from provisioning import (
     DeviceSettings,
     Layout,
     ProvisioningError,
+    WifiSettings,
     apply,
     parse_settings,
     read_settings,
@@ -24,9 +28,10 @@ from provisioning import (
     stick_partition,
     wpa_psk,
 )
-from tests.conftest import ETICKET, REPO
+from tests.conftest import ETICKET, REPO, require
 
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeButWellFormedKeyForTests admin@laptop"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBAwJqZQFo/WBzcVSiBme4rlFGCsmDrRQmZMIhFnmvJ6 admin@laptop"
+"""A real Ed25519 public key (its private half was thrown away)."""
 GOOD = f"""
 hostname = "caisse-1"
 shop_name = "Boulangerie Martin"
@@ -75,6 +80,32 @@ def test_the_shipped_example_parses() -> None:
         ('[wifi]\nssid = "Shop"\ncountry = "FR"\npsk = "x"', "wifi.psk", "unknown key"),
         ('hostname = "caisse-1', "", "not valid TOML"),
         ("shop_name = 42", "shop_name", "in quotes"),
+        # Strict types: nothing is converted (90.0 was written as "--rotate 90.0" and the kiosk exited 2).
+        ("display_rotation = 90.0", "display_rotation", "0, 90, 180, 270"),
+        ('display_rotation = "90"', "display_rotation", "0, 90, 180, 270"),
+        ("display_rotation = true", "display_rotation", "0, 90, 180, 270"),
+        # A trailing newline passed the old "…$" patterns and reached the files.
+        ('hostname = "caisse-1\\n"', "hostname", "control characters"),
+        ('relay_url = "https://relay.example.org\\n"', "relay_url", "control characters"),
+        ('relay_url = "https://relay.example.org/a\\u0000b"', "relay_url", "control characters"),
+        ('relay_url = "https://relay.example.org/caf\u00e9"', "relay_url", "https://"),
+        ('locale = "fr_FR.UTF-8\\n"', "locale", "control characters"),
+        ('[wifi]\nssid = "Shop"\ncountry = "FR\\n"', "wifi.country", "control characters"),
+        ('[wifi]\nssid = "Shop\\n}\\nnetwork={"\ncountry = "FR"', "wifi.ssid", "control characters"),
+        ('[wifi]\nssid = "Shop"\ncountry = "FR"\npassphrase = "longenough\\n"', "wifi.passphrase", "control"),
+        ('shop_name = "Boulangerie\\nMartin"', "shop_name", "control characters"),
+        ('shop_name = "Boulangerie \\u202eMartin"', "shop_name", "visible characters"),
+        ('shop_name = "   "', "shop_name", "not blank"),
+        (f'shop_name = "{"é" * 64}"', "shop_name", "1 to 63 characters"),
+        # SSH keys: the key data must decode; one line per key; no authorized_keys options.
+        ('ssh_authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFake x@y"]', "ssh_authorized_keys[0]",
+         "does not decode"),
+        ('ssh_authorized_keys = ["ssh-rsa not-base64 x@y"]', "ssh_authorized_keys[0]", "does not decode"),
+        (f'ssh_authorized_keys = ["{KEY}", "{KEY}\\nssh-rsa AAAA x"]', "ssh_authorized_keys[1]", "control"),
+        (f'ssh_authorized_keys = ["from=\\"10.0.0.1\\" {KEY}"]', "ssh_authorized_keys[0]", "options"),
+        # A file that would crash the parser or take the memory.
+        ("a = " + "[" * 1000 + "]" * 1000, "", "nested too deeply"),
+        ('hostname = "caisse-1"\n' + "# padding\n" * 7000, "", "larger than 64 KiB"),
     ],
 )
 def test_a_bad_file_is_named_with_its_key(text: str, key: str, hint: str) -> None:
@@ -138,6 +169,71 @@ def test_after_scrubbing_the_same_network_applies_again_without_its_passphrase(r
     assert not again.has_secrets and again.hostname == "caisse-1" and again.ssh_authorized_keys == (KEY,)
     assert apply(again, root) == []
     assert scrub_secrets(source, again) is False
+
+
+def test_an_ssid_with_quotes_and_backslashes_reaches_wpa_supplicant_unchanged(root: Path, tmp_path: Path) -> None:
+    """This is a shop whose network is called 'Chez "Jo" \\ Wi-Fi': the configuration carries those exact
+    bytes (hex), one network block, and the next boot (passphrase scrubbed) keeps the same key."""
+    ssid, passphrase = 'Chez "Jo" \\ Wi-Fi', 'p"ss\\word'
+    source = tmp_path / "eticket.toml"
+    source.write_text(f"[wifi]\nssid = {json.dumps(ssid)}\npassphrase = {json.dumps(passphrase)}\ncountry = \"FR\"\n")
+    settings = read_settings(source)
+    assert settings.wifi is not None and settings.wifi.ssid == ssid
+    assert apply(settings, root) == ["wifi"]
+    conf = Layout(root).wifi.read_text()
+    network = conf.split("network={")[1].split("}")[0].split()
+    assert network == [f"ssid={ssid.encode().hex()}", f"psk={wpa_psk(passphrase, ssid)}", "key_mgmt=WPA-PSK"]
+    assert conf.count("network={") == 1
+    assert scrub_secrets(source, settings)
+    again = read_settings(source)
+    assert again.wifi is not None and again.wifi.ssid == ssid and not again.has_secrets
+    assert apply(again, root) == []
+
+
+def _wpa_supplicant_reads(conf: Path) -> tuple[list[bytes], str]:
+    """The SSIDs (raw bytes) Debian's wpa_supplicant parses from ``conf``, and its log. It stops at once:
+    the interface does not exist, so nothing is sent anywhere."""
+    binary = shutil.which("wpa_supplicant") or shutil.which("wpa_supplicant", path="/usr/sbin:/sbin")
+    require(binary is not None, "wpa_supplicant is missing (Debian package wpasupplicant)")
+    assert binary is not None
+    log = subprocess.run([binary, "-dd", "-c", str(conf), "-i", "et-no-such-if", "-D", "nl80211"],
+                         capture_output=True, text=True, timeout=30).stdout
+    ssids: list[bytes] = []
+    lines = iter(log.splitlines())
+    for line in lines:
+        if match := re.fullmatch(r"ssid - hexdump_ascii\(len=(\d+)\):", line.strip()):
+            raw = b""
+            while len(raw) < int(match[1]):
+                raw += bytes.fromhex(next(lines)[:53])  # 16 hex pairs, then the ASCII column
+            ssids.append(raw)
+    return ssids, log
+
+
+@pytest.mark.parametrize("ssid", ['Chez "Jo" \\ Wi-Fi', "Café # 2", " Boulangerie ", "Shop"])
+def test_wpa_supplicant_reads_the_ssid_exactly(root: Path, ssid: str) -> None:
+    """This is wpa_supplicant itself reading the configuration we write: one network, the SSID's exact
+    bytes (quotes, backslash, '#', accents, spaces), the derived key and the country."""
+    apply(DeviceSettings(wifi=WifiSettings(ssid=ssid, country="FR", passphrase="croissant-42")), root)
+    ssids, log = _wpa_supplicant_reads(Layout(root).wifi)
+    assert ssids == [ssid.encode()], log
+    assert "PSK - hexdump(len=32)" in log and "country='FR'" in log
+
+
+def test_a_network_applied_by_an_earlier_version_is_kept_without_its_passphrase(root: Path) -> None:
+    """This is a device updated from a version that wrote ``ssid="Chez \\"Jo\\""`` (wpa_supplicant reads
+    no escapes, so it never joined): the card no longer holds the passphrase, the same network is still
+    accepted, its key kept, and its SSID now written as wpa_supplicant reads it."""
+    ssid = 'Chez "Jo"'
+    psk = wpa_psk("croissant-42", ssid)
+    Layout(root).wifi.write_text(f'network={{\n    ssid="Chez \\"Jo\\""\n    psk={psk}\n    key_mgmt=WPA-PSK\n}}\n')
+    assert apply(parse_settings('[wifi]\nssid = "Chez \\"Jo\\""\ncountry = "FR"'), root) == ["wifi"]
+    conf = Layout(root).wifi.read_text()
+    assert f"ssid={ssid.encode().hex()}\n" in conf and f"psk={psk}\n" in conf
+
+
+def test_a_plain_ssid_stays_readable_in_quotes(root: Path) -> None:
+    apply(parse_settings(GOOD), root)
+    assert '    ssid="Boulangerie"\n' in Layout(root).wifi.read_text()
 
 
 def test_a_new_network_without_passphrase_is_refused(root: Path) -> None:
@@ -207,3 +303,109 @@ USB_STICK_ADD = {"ACTION": "add", "SUBSYSTEM": "block", "DEVTYPE": "partition", 
 )
 def test_only_usb_partitions_with_a_file_system_are_read(event: dict[str, str], expected: str | None) -> None:
     assert stick_partition(event) == expected
+
+
+def _snapshot(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    """Every entry under ``root``: kind, permission bits, content (a link's target)."""
+    entries: dict[str, tuple[str, int, bytes]] = {}
+    for path in sorted(root.rglob("*")):
+        name = str(path.relative_to(root))
+        if path.is_symlink():
+            entries[name] = ("link", 0, os.readlink(path).encode())
+        elif path.is_file():
+            entries[name] = ("file", path.stat().st_mode & 0o7777, path.read_bytes())
+        else:
+            entries[name] = ("dir", path.stat().st_mode & 0o7777, b"")
+    return entries
+
+
+OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGXGsGPoHwx7pPFYYX48zLyL8qg4YUHBwxLiFPEHqb/E other@laptop"
+
+
+@pytest.mark.parametrize(
+    ("late", "key"),
+    [
+        ('[wifi]\nssid = "Other network"\ncountry = "FR"\n', "wifi.passphrase"),  # no passphrase for a new SSID
+        ('timezone = "Mars/Olympus"\n', "timezone"),  # not installed
+        ('[wifi]\nssid = "Other"\ncountry = "FR"\npassphrase = "long enough"\nchannel = 6\n', "wifi.channel"),
+    ],
+)
+def test_a_file_refused_late_changes_nothing_on_the_device(root: Path, tmp_path: Path, late: str, key: str) -> None:
+    """This is an owner who changes the host name, the SSH key and the rotation and makes one mistake at the
+    end of the file: the device keeps every previous setting, and the status says the file was refused."""
+    source, status = tmp_path / "eticket.toml", tmp_path / "status.json"
+    source.write_text(GOOD)
+    assert _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status)).returncode == 0
+    before = _snapshot(root)
+    source.write_text(f'hostname = "caisse-2"\nshop_name = "Chez Paul"\nlocale = "de_DE.UTF-8"\n'
+                      f'display_rotation = 180\nrelay_url = "https://relay.example.org"\n'
+                      f'ssh_authorized_keys = ["{OTHER_KEY}"]\n{late}')
+    bad = _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status))
+    assert bad.returncode == 1, bad.stderr
+    assert f"{source}: {key}: " in bad.stderr and "NOT applied" in bad.stderr
+    assert _snapshot(root) == before
+    report = json.loads(status.read_text())
+    assert report["ok"] is False and report["message"].startswith(f"{source}: {key}: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [("a = " + "[" * 10_000 + "]" * 10_000 + "\n", "nested too deeply"),
+     ("x = {" * 5000 + "\n", "not valid TOML"),
+     ("# " + "x" * (70 * 1024) + "\n", "larger than 64 KiB"),
+     (b"hostname = \"caf\xe9\"\n", "not UTF-8")],
+)
+def test_cli_reports_a_file_it_cannot_read_in_the_status_without_a_traceback(
+        root: Path, tmp_path: Path, text: str | bytes, hint: str) -> None:
+    """This is a corrupted or wrong file on the stick: one line naming it, the status written for the screen."""
+    source, status = tmp_path / "eticket.toml", tmp_path / "status.json"
+    if isinstance(text, bytes):
+        source.write_bytes(text)
+    else:
+        source.write_text(text)
+    before = _snapshot(root)
+    result = _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and f"{source}: " in result.stderr and hint in result.stderr
+    report = json.loads(status.read_text())
+    assert report["ok"] is False and report["source"] == str(source) and hint in report["message"]
+    assert _snapshot(root) == before
+
+
+def test_a_long_accented_shop_name_from_the_card_starts_the_appliance(root: Path, tmp_path: Path,
+                                                                        appliance_factory: Any) -> None:
+    """This is the card of a shop with a long French name (63 characters, 70 bytes): provisioning takes it,
+    and the appliance started on the configuration it wrote serves, and shows the whole name."""
+    name = "La Pâtisserie « Au Pain Doré » près de l'Église Saint-Étienne !"
+    assert len(name) == 63 and len(name.encode()) > 63
+    source, status = tmp_path / "eticket.toml", tmp_path / "status.json"
+    source.write_text(f'shop_name = "{name}"\n')
+    result = _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status))
+    assert result.returncode == 0, result.stderr
+    appliance = appliance_factory("--config", str(Layout(root).appliance_config))
+    assert appliance.display()["shop"] == name
+
+
+def test_a_state_directory_that_cannot_be_written_changes_nothing(root: Path, tmp_path: Path) -> None:
+    """This is a damaged data partition (here: where the SSH keys go is a file, not a folder): the apply
+    stops before any file is replaced, says so in one line and in the status, and leaves no temporary file."""
+    source, status = tmp_path / "eticket.toml", tmp_path / "status.json"
+    source.write_text(GOOD)
+    Layout(root).authorized_keys.parent.write_text("not a folder")
+    before = _snapshot(root)
+    result = _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{source}: cannot write the settings under {root}" in result.stderr
+    assert _snapshot(root) == before
+    assert json.loads(status.read_text())["ok"] is False and "croissant-42" in source.read_text()
+
+
+def test_openssh_reads_every_key_line_written(root: Path) -> None:
+    """The authorized_keys file is what OpenSSH reads: ``ssh-keygen -l`` lists each key, and only those."""
+    apply(parse_settings(f'ssh_authorized_keys = ["{KEY}", "  {OTHER_KEY}  "]'), root)
+    keys = Layout(root).authorized_keys
+    listed = subprocess.run(["ssh-keygen", "-l", "-f", str(keys)], capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[-2:] for line in listed.stdout.splitlines()] == [["admin@laptop", "(ED25519)"],
+                                                                           ["other@laptop", "(ED25519)"]]
+    assert keys.read_text() == f"{KEY}\n{OTHER_KEY}\n"
