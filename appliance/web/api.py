@@ -241,10 +241,8 @@ async def stream_display(request: Request) -> StreamingResponse:
                 yield ": keepalive\n\n"
             if await request.is_disconnected():
                 return
-            try:
-                state = await display.async_wait_change(seq, STREAM_KEEPALIVE_SECONDS)
-            except asyncio.CancelledError:
-                return
+            # Cancelled when the screen disconnects: the cancellation propagates (never swallowed).
+            state = await display.async_wait_change(seq, STREAM_KEEPALIVE_SECONDS)
             if display.closed:
                 return
 
