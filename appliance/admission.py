@@ -213,6 +213,7 @@ class _AdmittedH11Protocol(H11Protocol):
     _head_timer: asyncio.TimerHandle | None = None
     _raw: asyncio.BaseTransport | None = None
     _early: bytes = b""
+    _handshake: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._host = client_host(transport.get_extra_info("peername"))
@@ -234,7 +235,7 @@ class _AdmittedH11Protocol(H11Protocol):
         if self.tls is None:
             self._start(transport)
         else:
-            self.loop.create_task(self._async_handshake(transport))
+            self._handshake = self.loop.create_task(self._async_handshake(transport))  # referenced: not collected
 
     async def _async_handshake(self, transport: asyncio.BaseTransport) -> None:
         assert self.tls is not None
@@ -277,7 +278,7 @@ class _AdmittedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         if not self._started:
-            self._early += data  # at most one TLS record's worth, within the head deadline
+            self._early += data  # decrypted in the loop turn that finished the handshake
             return
         super().data_received(data)
         # h11 leaves IDLE once a whole request head has been parsed; back in IDLE (a kept-alive connection)
