@@ -26,6 +26,13 @@ Shape sent to screen clients (JSON)::
 
 ``seq`` increases with every change, so a client can tell a new state from a repeated one.
 All methods run on the event loop (``async_`` where they wait).
+
+Change notification holds no lock: each generation of the state has one future, resolved when the state
+changes; followers wait on it through :func:`asyncio.wait`, which never cancels or takes the shared future,
+so a follower cancelled at any moment (a screen that drops while the state changes: Starlette cancels its
+task, anyio again on every loop iteration) leaves nothing behind. The lock-based design before it
+(``asyncio.Condition`` + ``wait_for``) could leave its lock released by the wrong task and then held for
+ever on Python 3.11: every later change, the next receipt and shutdown then waited on it.
 """
 
 from __future__ import annotations
@@ -63,7 +70,8 @@ class Display:
         self._pairing: dict[str, Any] | None = None
         self._screen_link: dict[str, Any] | None = None
         self._notice: str | None = None
-        self._changed = asyncio.Condition()
+        self._next_change: asyncio.Future[None] | None = None
+        """Resolved (and replaced) at the next change; created by the first follower that waits."""
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
 
@@ -87,22 +95,34 @@ class Display:
 
     async def async_wait_change(self, after_seq: int, timeout: float) -> dict[str, Any] | None:
         """Wait until ``seq`` exceeds ``after_seq``; return the new state, or None after ``timeout`` seconds
-        or once the display is closed (check :attr:`closed`)."""
-        async with self._changed:
-            try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._seq > after_seq or self.closed), timeout
-                )
-            except TimeoutError:
+        or once the display is closed (check :attr:`closed`).
+
+        Safe to cancel at any point: the caller's CancelledError propagates and nothing is left waiting.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._seq <= after_seq and not self.closed:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 return None
+            if self._next_change is None:
+                self._next_change = loop.create_future()
+            # asyncio.wait neither cancels nor consumes the shared future when this task is cancelled or
+            # times out; it only removes its own callback.
+            await asyncio.wait((self._next_change,), timeout=remaining)
         return None if self.closed else self.snapshot()
+
+    def _notify(self) -> None:
+        """Wake every follower: resolve this generation's future; the next follower makes a new one."""
+        change, self._next_change = self._next_change, None
+        if change is not None and not change.done():
+            change.set_result(None)
 
     async def async_close(self) -> None:
         """The process is stopping: wake every follower so that its stream ends and shutdown is prompt."""
         self._cancel_timer()
-        async with self._changed:
-            self.closed = True
-            self._changed.notify_all()
+        self.closed = True
+        self._notify()
 
     async def async_show_ticket(self, ticket: dict[str, Any], wifi_seconds: float = 0.0) -> None:
         """Show a ticket's QR now; schedule the return to idle. With ``ticket["wifi"]`` (``{"qr", "ssid"}``)
@@ -183,7 +203,6 @@ class Display:
             self._timer = None
 
     async def _async_set(self, scene: str) -> None:
-        async with self._changed:
-            self._scene = scene
-            self._seq += 1
-            self._changed.notify_all()
+        self._scene = scene
+        self._seq += 1
+        self._notify()

@@ -18,6 +18,7 @@ Our exception hierarchy::
     ├── RequestTimeout                (408 request-timeout)
     ├── PayloadTooLarge               (413 too-large)
     ├── UnsupportedMediaType          (415 unsupported-media-type)
+    ├── TooManyConnections            (503 too-many-connections)
     ├── IdempotencyKeyReused          (422 idempotency-key-reused)
     ├── InvalidTicket                 (422, a field of the ticket is wrong)
     │   ├── InvalidTotal              (422 invalid-total)
@@ -176,6 +177,14 @@ class PayloadTooLarge(ApplianceError):
     status = 413
     slug = "too-large"
     title = "Body too large"
+
+
+class TooManyConnections(ApplianceError):
+    """A connection over the caps of :mod:`appliance.admission`; sent before any request is read."""
+
+    status = 503
+    slug = "too-many-connections"
+    title = "Too many connections"
 
 
 class UnsupportedMediaType(ApplianceError):

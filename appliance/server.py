@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ import uvicorn
 from ._paths import configure_logging
 from ._sdnotify import Notifier
 from .admin_cli import ADMIN_SOCKET
+from .admission import MAX_CONNECTIONS
 from .config import Settings
 from .service import Appliance
 from .web import create_app
@@ -31,9 +33,8 @@ log = logging.getLogger(__name__)
 KIOSK_RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
 TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 """Forward-secret AEAD suites only (TLS 1.2; TLS 1.3 suites are always AEAD): no CBC, no RSA key exchange."""
-MAX_CONNECTIONS = 256
-"""Concurrent connections and tasks per listener; beyond it uvicorn answers 503 instead of exhausting
-descriptors."""
+ADMIN_MAX_CONNECTIONS = 16
+"""Concurrent connections on the admin socket (owner-only; ``eticket pairings`` and friends)."""
 
 
 class KioskSupervisor:
@@ -120,6 +121,15 @@ def _tcp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _tls_context(appliance: Appliance) -> ssl.SSLContext:
+    """The HTTPS listener's server context: the device certificate, forward-secret AEAD suites only."""
+    identity = appliance.identity
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(identity.cert_path), str(identity.key_path))
+    context.set_ciphers(TLS_CIPHERS)
+    return context
+
+
 READY_POLL_SECONDS = 0.05
 """How often the start-up waits for every listener to report started before READY=1."""
 
@@ -140,23 +150,31 @@ async def _async_serve(settings: Settings, notifier: Notifier) -> None:
     api_sock = _tcp_socket(*settings.api_host_port) if settings.tls else None
     appliance = Appliance(settings)
     common = dict(access_log=False, log_config=None, log_level=settings.log_level, proxy_headers=False,
-                  server_header=False, timeout_graceful_shutdown=3, lifespan="off",
-                  limit_concurrency=MAX_CONNECTIONS,
-                  http=StrictH11Protocol)  # CL+TE refused; one log line per malformed request
+                  server_header=False, timeout_graceful_shutdown=3, lifespan="off")
+    # The TCP listeners run behind appliance/admission.py (caps, a reserve for trusted clients, the request
+    # head deadline, dead-peer detection) on appliance/web/framing.py's strict h11 (CL+TE refused, one log
+    # line per malformed request); admission counts connections, so uvicorn's own limit stays a backstop
+    # above its cap. The HTTPS listener's TLS handshake happens there too, after admission.
+    gated = dict(common, limit_concurrency=MAX_CONNECTIONS + 1)
+    admission = appliance.admission
     configs: list[tuple[uvicorn.Config, list[socket.socket] | None]] = []
     if settings.tls:
         host, port = settings.api_host_port
-        identity = appliance.identity
+        tls = _tls_context(appliance)
         configs.append((uvicorn.Config(create_app(appliance, public=False), host=host, port=port,
-                                       ssl_keyfile=str(identity.key_path), ssl_certfile=str(identity.cert_path),
-                                       ssl_ciphers=TLS_CIPHERS, **common), [api_sock]))  # type: ignore[arg-type,list-item]
+                                       http=admission.protocol_class("https", tls), **gated),  # type: ignore[arg-type]
+                        [api_sock]))  # type: ignore[list-item]
         configs.append((uvicorn.Config(create_app(appliance, pos_api=False), host=settings.host,
-                                       port=settings.port, **common), [public_sock]))  # type: ignore[arg-type]
+                                       port=settings.port, http=admission.protocol_class("http"), **gated),  # type: ignore[arg-type]
+                        [public_sock]))
     else:
         configs.append((uvicorn.Config(create_app(appliance), host=settings.host, port=settings.port,
-                                       **common), [public_sock]))  # type: ignore[arg-type]
+                                       http=admission.protocol_class("http"), **gated),  # type: ignore[arg-type]
+                        [public_sock]))
     admin_sock = _unix_socket(settings.data_dir / ADMIN_SOCKET)
-    configs.append((uvicorn.Config(create_admin_app(appliance), **common), [admin_sock]))  # type: ignore[arg-type]
+    configs.append((uvicorn.Config(create_admin_app(appliance), limit_concurrency=ADMIN_MAX_CONNECTIONS,
+                                   http=StrictH11Protocol,
+                                   **common), [admin_sock]))  # type: ignore[arg-type]
     servers = [(_Server(config), sockets) for config, sockets in configs]
 
     loop = asyncio.get_running_loop()

@@ -26,6 +26,7 @@ from relay.crypto import TOKEN_CHARS, Signer, new_token
 
 from . import __version__
 from ._paths import write_private
+from .admission import Admission
 from .config import Settings
 from .discovery import AddressWatcher, Advertiser, interface_addresses, lan_ipv4, resolve_interfaces
 from .display import Display
@@ -96,6 +97,8 @@ class Appliance:
         )
         self.screen_token = secrets.token_urlsafe(32)
         self.pdf_checker = PdfChecker(default_workers())
+        self.admission = Admission()
+        """Connection caps and the addresses trusted with their reserve (appliance/admission.py)."""
         self._advertiser: Advertiser | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None

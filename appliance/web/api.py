@@ -37,7 +37,9 @@ screen_router = APIRouter(prefix="/api/v1")
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Allowance for multipart boundaries and form fields on top of ``max_body_bytes``."""
-STREAM_KEEPALIVE_SECONDS = 15.0
+STREAM_KEEPALIVE_SECONDS = 10.0
+"""A heartbeat comment on the display stream after this much silence: keeps idle paths open, and gives a
+dead peer unacknowledged data, so TCP_USER_TIMEOUT drops it (appliance/admission.py)."""
 SCREEN_LANGUAGES = ("fr", "it", "en", "de", "es")
 BODY_TIMEOUT_SECONDS = 60.0
 """A body must arrive within this time (10 MiB over a slow shop Wi-Fi takes seconds): stalled uploads
@@ -243,9 +245,10 @@ async def _next_state(display: Display, seq: int, revoked: asyncio.Event) -> dic
 @screen_router.get("/display/stream")
 async def stream_display(request: Request, screen_id: Annotated[str, Depends(require_screen)]) -> StreamingResponse:
     """Server-Sent Events (WHATWG HTML §9.2): one ``event: state`` with the JSON state at once, then one
-    per change; ``id`` is ``seq``. A comment line every 15 s keeps idle connections alive. Screen token
-    required (401): the state carries capability URLs. Revoking the screen (``eticket screens revoke``) ends
-    its streams at once, before any later state is sent."""
+    per change; ``id`` is ``seq``. A comment line after 10 s without an event keeps idle connections alive
+    and lets a dead screen's connection be detected. Screen token required (401): the state carries
+    capability URLs. Revoking the screen (``eticket screens revoke``) ends its streams at once, before any
+    later state is sent."""
     app = appliance_of(request)
     display = app.display
 
@@ -261,10 +264,8 @@ async def stream_display(request: Request, screen_id: Annotated[str, Depends(req
                     yield ": keepalive\n\n"
                 if await request.is_disconnected():
                     return
-                try:
-                    state = await _next_state(display, seq, revoked)
-                except asyncio.CancelledError:
-                    return
+                # Cancelled when the screen disconnects: the cancellation propagates (never swallowed).
+                state = await _next_state(display, seq, revoked)
                 if display.closed:
                     return
 

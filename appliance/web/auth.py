@@ -35,6 +35,7 @@ async def require_pos(request: Request) -> Pos:
     pos = await run_in_threadpool(appliance_of(request).store.pos_for_token, token)
     if pos is None:
         raise Unauthorized("Unknown or revoked token; pair the POS again (eticket pair).")
+    _trust_client(request)
     return pos
 
 
@@ -72,4 +73,11 @@ async def require_screen(request: Request) -> str:
     if screen_id is None:
         raise Unauthorized("Screen clients need a screen token: the local kiosk's (kiosk.json) or one from "
                            "'eticket screens add'.")
+    _trust_client(request)
     return screen_id
+
+
+def _trust_client(request: Request) -> None:
+    """The client proved it is a paired till or screen: its address keeps a connection reserve."""
+    if request.client is not None:
+        appliance_of(request).admission.trust(request.client.host)

@@ -92,3 +92,25 @@ def test_services_that_notify_say_so() -> None:
         text = (REPO / "systemd" / name).read_text()
         assert "Type=notify" in text and "WatchdogSec=" in text and "Restart=" in text
         assert f"User={user}\n" in text and f"u {user} " in users
+
+
+SMALL_BOARD_MIB = 512
+"""The smallest supported board (Raspberry Pi Zero 2 W): the two services' memory caps fit in it."""
+
+
+def _memory_mib(text: str, key: str) -> int:
+    match = re.search(rf"^{key}=(\d+)M$", text, re.MULTILINE)
+    assert match, f"no {key}= in MiB"
+    return int(match.group(1))
+
+
+def test_the_services_memory_caps_fit_a_512_mb_board() -> None:
+    """Both long-running services are capped (MemoryHigh= throttles before MemoryMax= kills), and the caps
+    together fit the smallest board, so a PDF bomb or a leak costs a worker or a restart, never the device."""
+    total = 0
+    for name in ("eticket.service", "eticket-kiosk.service"):
+        text = (REPO / "systemd" / name).read_text()
+        high, cap = _memory_mib(text, "MemoryHigh"), _memory_mib(text, "MemoryMax")
+        assert 0 < high < cap, name
+        total += cap
+    assert total <= SMALL_BOARD_MIB
