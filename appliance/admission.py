@@ -202,7 +202,8 @@ _REFUSAL = _refusal_bytes()
 
 
 class _AdmittedH11Protocol(StrictH11Protocol):
-    """uvicorn's h11 protocol (strict framing, :mod:`appliance.web.framing`) behind admission, the head deadline and (optionally) its own TLS handshake."""
+    """uvicorn's h11 protocol (strict framing, :mod:`appliance.web.framing`) behind admission, the head
+    deadline and (optionally) its own TLS handshake."""
 
     listener: ClassVar[_Listener]
     tls: ClassVar[ssl.SSLContext | None]

@@ -24,8 +24,8 @@ from .admin_cli import ADMIN_SOCKET
 from .admission import MAX_CONNECTIONS
 from .config import Settings
 from .service import Appliance
-from .web import create_app
 from .web.admin import create_admin_app
+from .web.app import create_app
 from .web.framing import StrictH11Protocol
 
 log = logging.getLogger(__name__)
