@@ -44,6 +44,7 @@ from ..errors import (
     PdfWithoutPages,
     PdfWithoutUsablePage,
     RequestTimeout,
+    TooManyConnections,
     Unauthorized,
     UnreadablePdf,
     UnsupportedMediaType,
@@ -330,4 +331,7 @@ def finish_schema(schema: dict[str, Any]) -> dict[str, Any]:
             seen.add(operation.get("operationId", ""))
     for (method, path), extra in OPERATIONS.items():
         paths[path][method].update(extra)  # FastAPI's guessed responses are replaced by the declared ones
+    for item in paths.values():  # any operation may meet the connection caps (docs/protocol.md §11)
+        for operation in item.values():
+            operation.setdefault("responses", {}).update(problems(TooManyConnections))
     return schema
