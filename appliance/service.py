@@ -29,7 +29,7 @@ from .config import Settings
 from .discovery import AddressWatcher, Advertiser, interface_addresses, lan_ipv4, resolve_interfaces
 from .display import Display
 from .errors import IdempotencyKeyReused
-from .identity import load_or_create
+from .identity import certificate_device_id, load_or_create
 from .intake import TicketMeta
 from .pairing import PairingManager
 from .pdfworker import PdfChecker, default_workers
@@ -70,8 +70,9 @@ class Appliance:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(settings.data_dir, 0o700)  # receipts and tokens: owner only, even if the directory pre-existed
-        self.store = Store(settings.data_dir / "eticket.sqlite3")
-        self.device_id = self.store.device_id()
+        self.store = Store(settings.data_dir / "eticket.sqlite3")  # checks it, repairs a damaged one
+        self.device_id = self.store.device_id(fallback=certificate_device_id(settings.data_dir))
+        self._storage_generation = self.store.generation
         self.identity = load_or_create(settings.data_dir, self.device_id)
         self.address = self._reachable_address(settings.host, settings.port)
         self.api_address = self._reachable_address(*settings.api_host_port)
@@ -188,6 +189,7 @@ class Appliance:
         )
         if not self.paired:
             await self.pairing.async_open(None)
+        await self.display.async_set_storage(self.storage_notice())
         await self._async_start_mdns()
         self._watcher.start()
         self._tasks.append(asyncio.create_task(asyncio.to_thread(self.pdf_checker.warm)))
@@ -244,6 +246,27 @@ class Appliance:
             ticks += 1
             if ticks % 3 == 1:
                 await self.display.async_set_notice(provisioning_notice(self.settings.provision_status_file))
+                await self._async_storage_changed()
+
+    async def _async_storage_changed(self) -> None:
+        """Show the storage's state on the screens; after a repair while running, pairings may be gone:
+        reopen pairing when no POS is left."""
+        await self.display.async_set_storage(self.storage_notice())
+        if self.store.generation != self._storage_generation:
+            self._storage_generation = self.store.generation
+            if await run_in_threadpool(self.store.pos_count) == 0 and self.paired:
+                await self._async_set_paired(False)
+                await self.pairing.async_open(None)
+
+    def storage_notice(self) -> dict[str, Any] | None:
+        """For the screens' band: None while the storage is fine, else ``{"status": "repaired"|"damaged",
+        "receipts_lost", "pairings_lost"}`` (:meth:`Store.health`)."""
+        storage = self.store.health()
+        if storage["status"] == "ok":
+            return None
+        repair = storage["last_repair"] or {}
+        return {"status": storage["status"], "pairings_lost": int(repair.get("pairings_lost", 0)),
+                "receipts_lost": max(int(repair.get("receipts_lost", 0)), int(storage["damaged_receipts"]))}
 
     # --- tickets ---------------------------------------------------------------------------------------
     async def async_accept_ticket(
@@ -315,8 +338,10 @@ class Appliance:
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
     def health(self) -> dict[str, Any]:
-        """``{"status": "ok", "version", "device_id", "paired", "fingerprint", "relay"}``; ``relay`` is null
-        without a relay, else the upload queue (:meth:`Publisher.status`)."""
-        return {"status": "ok", "version": __version__, "device_id": self.device_id, "paired": self.paired,
-                "fingerprint": self.identity.fingerprint,
-                "relay": self.publisher.status() if self.publisher is not None else None}
+        """``{"status": "ok"|"degraded", "version", "device_id", "paired", "fingerprint", "relay", "storage"}``;
+        ``relay`` is null without a relay, else the upload queue (:meth:`Publisher.status`); ``storage`` is
+        :meth:`Store.health`, and ``status`` is ``degraded`` while it is not ``ok``."""
+        storage = self.store.health()
+        return {"status": "ok" if storage["status"] == "ok" else "degraded", "version": __version__,
+                "device_id": self.device_id, "paired": self.paired, "fingerprint": self.identity.fingerprint,
+                "relay": self.publisher.status() if self.publisher is not None else None, "storage": storage}
