@@ -1,0 +1,199 @@
+"""A damaged database on the SD card: the device starts, repairs itself, never serves wrong bytes, and says so.
+
+Each test runs a real ``eticket serve``, sends receipts from a paired till, stops the device, damages the
+database file as a failing SD card or a power cut would (bytes inside a stored PDF, a b-tree page, the header
+page, a truncated file), starts it again and checks what the shop and its customers would see.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Appliance, run_cli, samples
+
+PAGE_SIZE = 4096
+
+
+def _send(app: Appliance, token: str, pdf: bytes, ref: str) -> str:
+    r = app.api.post("/api/v1/tickets", content=pdf, params={"ref": ref},
+                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"})
+    assert r.status_code == 201, r.text
+    return str(r.json()["url"])
+
+
+def _device_with_receipts(factory: Callable[..., Appliance], count: int = 12) -> tuple[Appliance, str,
+                                                                                         list[tuple[str, bytes]]]:
+    app = factory()
+    token = app.pair()
+    pdfs = [p.read_bytes() for p in samples("pdf")][:6]
+    sent = [(_send(app, token, pdfs[i % len(pdfs)], f"r{i}"), pdfs[i % len(pdfs)]) for i in range(count)]
+    app.stop()
+    return app, token, sent
+
+
+def _db(app: Appliance) -> Path:
+    return app.data_dir / "eticket.sqlite3"
+
+
+def _pages(app: Appliance, kind: str) -> list[int]:
+    """Page numbers of the tickets table's b-tree pages of ``kind`` (``leaf``, ``overflow``), from SQLite's
+    own page map (the dbstat table), read before the damage."""
+    db = sqlite3.connect(f"file:{_db(app)}?mode=ro", uri=True)
+    try:
+        return [int(r[0]) for r in db.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'tickets' AND pagetype = ? ORDER BY pageno", (kind,))]
+    finally:
+        db.close()
+
+
+def _overwrite(path: Path, offset: int, data: bytes) -> None:
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(data)
+
+
+def _health(app: Appliance) -> dict[str, object]:
+    r = httpx.get(app.url + "/healthz", timeout=5)
+    assert r.status_code == 200
+    result: dict[str, object] = r.json()
+    return result
+
+
+def _fetch(url: str, accept: str = "application/pdf") -> httpx.Response:
+    return httpx.get(url, headers={"Accept": accept}, timeout=10)
+
+
+def _storage_lines(app: Appliance) -> list[str]:
+    return [line for line in app.logs().splitlines() if "storage was damaged" in line or "is damaged in" in line]
+
+
+def test_damaged_bytes_inside_a_stored_pdf_are_never_served(appliance_factory: object) -> None:
+    """A bit flip on the card inside one receipt's PDF: the file is structurally sound, so only the stored
+    SHA-256 can tell. The customer gets a page saying to ask at the counter, never the wrong bytes."""
+    app, token, sent = _device_with_receipts(appliance_factory)  # type: ignore[arg-type]
+    damaged_pdf = sent[3][1]
+    raw = _db(app).read_bytes()
+    for start in range(len(damaged_pdf) // 2, len(damaged_pdf), 97):  # 48 bytes that lie on one page
+        needle = damaged_pdf[start:start + 48]
+        if raw.count(needle) == sum(pdf == damaged_pdf for _, pdf in sent):
+            break
+    _overwrite(_db(app), raw.find(needle), b"X" * len(needle))  # the first copy of this PDF in the file
+    app.start()
+    served = {url: _fetch(url) for url, _ in sent}
+    broken = [url for url, pdf in sent if served[url].status_code != 200 or served[url].content != pdf]
+    assert len(broken) == 1, broken
+    r = served[broken[0]]
+    assert r.status_code == 500 and r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["type"].endswith("/receipt-damaged") and "ask at the counter" in r.json()["detail"]
+    page = _fetch(broken[0], accept="text/html")
+    assert page.status_code == 500 and "ask at the counter" in page.text and b"%PDF" not in page.content
+    for url, pdf in sent:
+        if url != broken[0]:
+            assert served[url].content == pdf
+    health = _health(app)
+    assert health["status"] == "degraded"
+    assert health["storage"] == {"status": "damaged", "damaged_receipts": 1, "last_repair": None}  # type: ignore[comparison-overlap]
+    assert len(_storage_lines(app)) == 1 and broken[0].rsplit("/", 1)[1] not in app.logs()
+    _send(app, token, sent[0][1], "after")
+    app.stop()
+    app.start()  # the damage is remembered: the link still answers receipt-damaged, healthz still tells
+    assert _fetch(broken[0]).json()["type"].endswith("/receipt-damaged")
+    assert _health(app)["storage"]["damaged_receipts"] == 1  # type: ignore[index]
+
+
+def _assert_repaired(app: Appliance, token: str, sent: list[tuple[str, bytes]], device_id: str,
+                     *, all_saved: bool) -> dict[str, object]:
+    """The device came back after a repair: what the shop and the customers see."""
+    health = _health(app)
+    assert health["status"] == "degraded"
+    storage: dict[str, object] = health["storage"]  # type: ignore[assignment]
+    assert storage["status"] == "repaired"
+    repair: dict[str, object] = storage["last_repair"]  # type: ignore[assignment]
+    assert (app.data_dir / str(repair["moved_to"])).is_file()  # moved aside, not deleted
+    assert health["device_id"] == device_id  # the same device: tills find it again by its id
+    good = 0
+    for url, pdf in sent:
+        r = _fetch(url)
+        assert r.status_code in (200, 404, 500), r.status_code
+        if r.status_code == 200:
+            assert r.content == pdf  # never wrong bytes
+            good += 1
+        else:
+            assert r.headers["content-type"].startswith("application/problem+json")
+    if all_saved:
+        assert good == len(sent) and repair["receipts_lost"] == 0
+    else:
+        assert 0 < good < len(sent) and repair["receipts_lost"] == len(sent) - good
+    _send(app, token, sent[0][1], "after-repair")  # the till's pairing survived and new receipts are stored
+    lines = _storage_lines(app)
+    assert len(lines) == 1 and "moved aside" in lines[0] and " ERROR " in lines[0], lines
+    assert app.display()["storage"] == {"status": "repaired", "receipts_lost": repair["receipts_lost"],
+                                        "pairings_lost": 0}
+    return repair
+
+
+@pytest.mark.parametrize("damage", ["header-bytes", "whole-first-page"])
+def test_a_damaged_header_page_is_rebuilt_and_nothing_is_lost(appliance_factory: object, damage: str) -> None:
+    """Page 1 holds the file header and the schema: without a repair SQLite calls the file "not a database"
+    and the device could not start at all."""
+    app, token, sent = _device_with_receipts(appliance_factory)  # type: ignore[arg-type]
+    device_id = _device_id(app)
+    _overwrite(_db(app), 0, b"\xa5" * (100 if damage == "header-bytes" else PAGE_SIZE))
+    app.start()
+    repair = _assert_repaired(app, token, sent, device_id, all_saved=True)
+    assert repair["schema_rebuilt"] is True
+
+
+def _device_id(app: Appliance) -> str:
+    db = sqlite3.connect(f"file:{_db(app)}?mode=ro", uri=True)
+    try:
+        return str(db.execute("SELECT value FROM meta WHERE key = 'device_id'").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_a_damaged_btree_page_loses_only_the_receipts_on_it(appliance_factory: object) -> None:
+    """A leaf page of the receipts table is garbage: the receipts on other pages come back byte-identical,
+    the lost ones answer a problem, the device says how many."""
+    app, token, sent = _device_with_receipts(appliance_factory, count=24)  # type: ignore[arg-type]
+    device_id = _device_id(app)
+    leaves = _pages(app, "leaf")
+    assert len(leaves) >= 2
+    _overwrite(_db(app), (leaves[0] - 1) * PAGE_SIZE, b"\x5a" * 64)
+    app.start()
+    _assert_repaired(app, token, sent, device_id, all_saved=False)
+    # A restart after the repair is a clean start: no second repair, no crash loop, the record stays.
+    app.stop()
+    app.start()
+    assert len(_storage_lines(app)) == 1
+    assert len(list(app.data_dir.glob("eticket.sqlite3.damaged-*[0-9]Z"))) == 1
+    assert _health(app)["storage"]["status"] == "repaired"  # type: ignore[index]
+
+
+def test_a_truncated_database_starts_and_keeps_what_is_left(appliance_factory: object) -> None:
+    """The file lost its second half (a copy or a write cut short)."""
+    app, token, sent = _device_with_receipts(appliance_factory, count=24)  # type: ignore[arg-type]
+    device_id = _device_id(app)
+    size = _db(app).stat().st_size
+    with _db(app).open("r+b") as handle:
+        handle.truncate(size // 2 // PAGE_SIZE * PAGE_SIZE)
+    app.start()
+    _assert_repaired(app, token, sent, device_id, all_saved=False)
+
+
+def test_device_commands_work_on_a_repaired_device(appliance_factory: object, cli_env: dict[str, str]) -> None:
+    """``eticket status`` and ``eticket pairings list`` on the device after a repair: the truth, no traceback."""
+    app, _token, _sent = _device_with_receipts(appliance_factory, count=4)  # type: ignore[arg-type]
+    _overwrite(_db(app), 0, b"\xa5" * PAGE_SIZE)
+    app.start()
+    status = run_cli("status", "--data-dir", str(app.data_dir), env=cli_env)
+    assert json.loads(status.stdout)["storage"]["status"] == "repaired" and not status.stderr
+    listed = run_cli("pairings", "list", "--data-dir", str(app.data_dir), env=cli_env)
+    assert "test-till" in listed.stdout and not listed.stderr
+    assert app.proc is not None and app.proc.poll() is None
