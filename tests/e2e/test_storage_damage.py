@@ -197,3 +197,32 @@ def test_device_commands_work_on_a_repaired_device(appliance_factory: object, cl
     listed = run_cli("pairings", "list", "--data-dir", str(app.data_dir), env=cli_env)
     assert "test-till" in listed.stdout and not listed.stderr
     assert app.proc is not None and app.proc.poll() is None
+
+
+def test_damage_found_while_running_is_repaired_at_once(appliance_factory: object, cli_env: dict[str, str]) -> None:
+    """The card damages a page while the device runs: the query that finds it repairs the database then and
+    there; customers get their receipt or a problem (never a plain-text 500), the till goes on, the device
+    commands answer, and nobody has to restart anything."""
+    app: Appliance = appliance_factory()  # type: ignore[operator]
+    token = app.pair()
+    pdfs = [p.read_bytes() for p in samples("pdf")][:6]
+    sent = [(_send(app, token, pdfs[i % len(pdfs)], f"r{i}"), pdfs[i % len(pdfs)]) for i in range(24)]
+    leaves = _pages(app, "leaf")
+    other = sqlite3.connect(_db(app), isolation_level=None)  # a second writer, as the card's controller would be
+    try:
+        other.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the pages now live in the main file only
+        _overwrite(_db(app), (leaves[0] - 1) * PAGE_SIZE, b"\x5a" * 64)
+        other.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('poke', '1')")  # the device drops its cache
+    finally:
+        other.close()
+    answers = [_fetch(url) for url, _ in sent]
+    assert all(r.status_code in (200, 404, 500) for r in answers), [r.status_code for r in answers]
+    assert all(r.content == pdf for r, (_, pdf) in zip(answers, sent, strict=True) if r.status_code == 200)
+    assert all(r.headers["content-type"].startswith("application/problem+json")
+               for r in answers if r.status_code != 200)
+    assert 0 < sum(r.status_code == 200 for r in answers) < len(sent)
+    assert _health(app)["storage"]["status"] == "repaired"  # type: ignore[index]
+    _send(app, token, pdfs[0], "after")
+    listed = run_cli("pairings", "list", "--data-dir", str(app.data_dir), env=cli_env)
+    assert "test-till" in listed.stdout and not listed.stderr
+    assert len(_storage_lines(app)) == 1
