@@ -268,19 +268,41 @@ SCENES: dict[str, Callable[[State, tuple[int, int]], pygame.Surface]] = {
 NOTICE_BACKGROUND = (150, 0, 0)
 
 
+def storage_lines(storage: Any, t: Callable[[str], str]) -> tuple[str, str] | None:
+    """The two lines of the storage band (``state["storage"]``: the appliance repaired its database, or found a
+    receipt damaged on the card), or None when the storage is fine."""
+    if not isinstance(storage, dict) or storage.get("status") not in ("repaired", "damaged"):
+        return None
+    lost, tills = int(storage.get("receipts_lost") or 0), int(storage.get("pairings_lost") or 0)
+    parts = [t("Receipts lost: {n}").format(n=lost)]
+    if tills:
+        parts.append(t("Tills to pair again: {n}").format(n=tills))
+    if storage["status"] == "damaged":
+        parts.append(t("The SD card may be failing."))
+    return (t("Storage repaired:") if storage["status"] == "repaired" else t("Storage damaged:")), " · ".join(parts)
+
+
 def draw_notice(surface: pygame.Surface, state: dict[str, Any]) -> None:
-    """A band along the bottom for the shop owner (``state["notice"]``: a refused settings file), white on
-    dark red; on the ticket scene it is left out so the QR keeps its quiet zone."""
-    notice = state.get("notice")
-    if not notice or state.get("scene") in ("ticket", "wifi"):
+    """Bands along the bottom for the shop owner, white on dark red: a refused settings file
+    (``state["notice"]``) and the storage's state (``state["storage"]``, :func:`storage_lines`), stacked.
+    On the ticket scenes they are left out so the QR keeps its quiet zone."""
+    if state.get("scene") in ("ticket", "wifi"):
         return
     t = translator(state.get("lang"))
+    bands = []
+    if state.get("notice"):
+        bands.append((t("Settings not applied:"), str(state["notice"])))
+    storage = storage_lines(state.get("storage"), t)
+    if storage is not None:
+        bands.append(storage)
     w, h = surface.get_size()
-    band = pygame.Rect(0, h - h // 6, w, h // 6)
-    surface.fill(NOTICE_BACKGROUND, band)
-    for i, text in enumerate((t("Settings not applied:"), str(notice))):
-        line = _fit(text, w - w // 20, band.height // 3, bold=i == 0, colors=((255, 255, 255), NOTICE_BACKGROUND))
-        surface.blit(line, (w // 40, band.top + band.height // 12 + i * band.height // 2))
+    for n, lines in enumerate(bands):
+        band = pygame.Rect(0, h - (n + 1) * (h // 6), w, h // 6)
+        surface.fill(NOTICE_BACKGROUND, band)
+        for i, text in enumerate(lines):
+            line = _fit(text, w - w // 20, band.height // 3, bold=i == 0,
+                        colors=((255, 255, 255), NOTICE_BACKGROUND))
+            surface.blit(line, (w // 40, band.top + band.height // 12 + i * band.height // 2))
 
 
 def render(state: State, size: tuple[int, int]) -> pygame.Surface:

@@ -167,13 +167,33 @@ def test_a_damaged_btree_page_loses_only_the_receipts_on_it(appliance_factory: o
     assert len(leaves) >= 2
     _overwrite(_db(app), (leaves[0] - 1) * PAGE_SIZE, b"\x5a" * 64)
     app.start()
-    _assert_repaired(app, token, sent, device_id, all_saved=False)
+    repair = _assert_repaired(app, token, sent, device_id, all_saved=False)
+    _assert_band_on_screens(app, token, f"Tickets perdus : {repair['receipts_lost']}")
     # A restart after the repair is a clean start: no second repair, no crash loop, the record stays.
     app.stop()
     app.start()
     assert len(_storage_lines(app)) == 1
     assert len(list(app.data_dir.glob("eticket.sqlite3.damaged-*[0-9]Z"))) == 1
     assert _health(app)["storage"]["status"] == "repaired"  # type: ignore[index]
+
+
+def _assert_band_on_screens(app: Appliance, token: str, text: str) -> None:
+    """Once the till clears the screen, the kiosk's frame has the dark-red band, and the web screen the same
+    words (the shop's language: fr)."""
+    import numpy as np
+    import pygame
+
+    from kiosk.i18n import translator
+    from kiosk.scenes import NOTICE_BACKGROUND, render, storage_lines
+
+    assert app.api.delete("/api/v1/display", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+    state = app.display()
+    assert state["scene"] == "idle"
+    frame = pygame.surfarray.array3d(render(state, (800, 480)))
+    assert (frame == np.array(NOTICE_BACKGROUND)).all(axis=2).sum() > 800 * 480 // 10
+    assert storage_lines(state["storage"], translator("fr")) == ("Stockage réparé :", text)
+    page = httpx.get(app.url + "/screen", params={"key": app.screen_token()}, timeout=5).text
+    assert "Stockage réparé :" in page and text in page
 
 
 def test_a_truncated_database_starts_and_keeps_what_is_left(appliance_factory: object) -> None:
