@@ -28,7 +28,7 @@ from ._paths import write_private
 from .config import Settings
 from .discovery import AddressWatcher, Advertiser, interface_addresses, lan_ipv4, resolve_interfaces
 from .display import Display
-from .errors import IdempotencyKeyReused
+from .errors import ApplianceError, IdempotencyKeyReused
 from .identity import certificate_device_id, load_or_create
 from .intake import TicketMeta
 from .pairing import PairingManager
@@ -193,6 +193,7 @@ class Appliance:
         await self._async_start_mdns()
         self._watcher.start()
         self._tasks.append(asyncio.create_task(asyncio.to_thread(self.pdf_checker.warm)))
+        self._tasks.append(asyncio.create_task(self._async_verify_pdfs()))
         self._tasks.append(asyncio.create_task(self._async_purge_loop()))
         self._tasks.append(asyncio.create_task(self._async_pairing_loop()))
         if self.publisher is not None:
@@ -329,6 +330,18 @@ class Appliance:
             "id": ticket.id, "url": self.ticket_url(ticket), "expires_at": rfc3339(ticket.expires_at),
             "total": ticket.total, "currency": ticket.currency, "ref": ticket.reference,
         }
+
+    async def _async_verify_pdfs(self) -> None:
+        """After start, check every stored PDF against its SHA-256 in the background (bit rot on the card is
+        invisible to the database's own check); damaged ones are dropped, logged and shown at once."""
+        try:
+            damaged = await asyncio.to_thread(self.store.verify_pdfs)
+        except ApplianceError as exc:  # the storage failed under the check: /healthz and the band say so
+            log.error("checking the stored receipts failed: %s", exc.detail)
+            return
+        if damaged:
+            await self.display.async_set_storage(self.storage_notice())
+        log.info("stored receipts checked: %d damaged", damaged)
 
     async def _async_purge_loop(self) -> None:
         while True:

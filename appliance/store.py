@@ -537,6 +537,39 @@ class Store:
                       "served; ask the till to send it again", ticket_id)
         return dropped
 
+    def verify_pdfs(self) -> int:
+        """Check every stored PDF against its SHA-256 (one row at a time, the lock released in between, so
+        receipts keep flowing) and drop the damaged ones (:meth:`drop_damaged_pdf`); return how many. Run
+        in the background after start, so that ``/healthz`` tells before a customer finds out.
+
+        Raises:
+            StorageDamaged, StorageUnavailable: as every method.
+        """
+        damaged, last = 0, 0
+        while True:
+            batch = self._pdf_rowids_after(last)
+            if not batch:
+                return damaged
+            for rowid in batch:
+                last = rowid
+                found = self._pdf_of_rowid(rowid)
+                if found is not None and not self.pdf_intact(*found) and self.drop_damaged_pdf(found[0].id):
+                    damaged += 1
+
+    @_guarded
+    def _pdf_rowids_after(self, rowid: int, limit: int = 256) -> list[int]:
+        with self._lock:
+            rows = self._db.execute("SELECT rowid FROM tickets WHERE rowid > ? AND pdf IS NOT NULL ORDER BY rowid "
+                                    "LIMIT ?", (rowid, limit)).fetchall()
+        return [int(r[0]) for r in rows]
+
+    @_guarded
+    def _pdf_of_rowid(self, rowid: int) -> tuple[Ticket, bytes] | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_TICKET_COLUMNS}, pdf FROM tickets WHERE rowid = ? AND pdf IS NOT NULL",
+                                   (rowid,)).fetchone()
+        return None if row is None else (Ticket(*row[:-1]), bytes(row[-1]))
+
     @_guarded
     def mark_downloaded(self, ticket_id: str, at: float | None = None) -> bool:
         """Remember the first download time of a ticket (``at``, Unix seconds: now by default; the relay's time

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Appliance, run_cli, samples
+from tests.conftest import Appliance, run_cli, samples, wait_for
 
 PAGE_SIZE = 4096
 
@@ -85,6 +85,10 @@ def test_damaged_bytes_inside_a_stored_pdf_are_never_served(appliance_factory: o
             break
     _overwrite(_db(app), raw.find(needle), b"X" * len(needle))  # the first copy of this PDF in the file
     app.start()
+    # Found by the check after start, before any customer asks: /healthz and the screens say so.
+    wait_for(lambda: _health(app)["status"] == "degraded", 20, "healthz to report the damaged receipt")
+    wait_for(lambda: app.display()["storage"] == {"status": "damaged", "receipts_lost": 1, "pairings_lost": 0}, 10,
+             "the storage band on the screens")
     served = {url: _fetch(url) for url, _ in sent}
     broken = [url for url, pdf in sent if served[url].status_code != 200 or served[url].content != pdf]
     assert len(broken) == 1, broken
