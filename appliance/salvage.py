@@ -228,6 +228,46 @@ def _rowids(src: sqlite3.Connection, table: str) -> list[int]:
     return sorted(found)
 
 
+def _indexed_values(src: sqlite3.Connection, table: str, wanted: set[str]) -> dict[str, dict[int, object]]:
+    """``{column: {rowid: value}}`` for each single-column index on one of the ``wanted`` columns, read from
+    the index alone: what the indexes still know about rows whose table page is lost."""
+    found: dict[str, dict[int, object]] = {}
+    try:
+        indexes = [str(r[0]) for r in src.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (table,))]
+    except sqlite3.DatabaseError:
+        return found
+    for index in indexes:
+        try:
+            columns = [str(r[2]) for r in src.execute(f'PRAGMA index_info("{index}")')]
+        except sqlite3.DatabaseError:
+            continue
+        if len(columns) != 1 or columns[0] not in wanted:
+            continue
+        values = found.setdefault(columns[0], {})
+        with contextlib.suppress(sqlite3.DatabaseError):
+            for rowid, value in src.execute(f'SELECT rowid, "{columns[0]}" FROM "{table}" INDEXED BY "{index}"'):
+                values[int(rowid)] = value
+    return found
+
+
+def _lost_ticket(rowid: int, known: dict[str, dict[int, object]], now: float) -> list[object] | None:
+    """A placeholder row (no PDF) for a receipt whose row is lost but whose token hash and expiry the indexes
+    still hold, so that its link answers ``receipt-damaged`` instead of "unknown" until it expires; else None.
+    Columns as :data:`LOST_TICKET_COLUMNS`."""
+    token_sha256 = known.get("token_sha256", {}).get(rowid)
+    expires_at = known.get("expires_at", {}).get(rowid)
+    if not isinstance(token_sha256, str) or not isinstance(expires_at, float) or expires_at <= now:
+        return None
+    ticket_id = known.get("id", {}).get(rowid)
+    ticket_id = ticket_id if isinstance(ticket_id, str) else f"t-lost-{rowid}"
+    return [rowid, ticket_id, token_sha256, "", "", "", "", 0, 0, now, expires_at]
+
+
+LOST_TICKET_COLUMNS = ("rowid", "id", "token_sha256", "token", "pos_id", "request_sha256", "pdf_sha256", "size",
+                       "pages", "created_at", "expires_at")
+
+
 def _columns(dst: sqlite3.Connection, table: str) -> list[str]:
     return [str(r[1]) for r in dst.execute(f'PRAGMA table_info("{table}")')]
 
@@ -246,6 +286,7 @@ def _salvage_table(src: sqlite3.Connection, dst: sqlite3.Connection, table: str,
     marks = ", ".join("?" for _ in range(len(columns) + (2 if table == "tickets" else 1)))
     insert = f'INSERT INTO "{table}" (rowid, {names}{", pdf" if table == "tickets" else ""}) VALUES ({marks})'
     saved = lost = 0
+    known = _indexed_values(src, table, {"id", "token_sha256", "expires_at"}) if table == "tickets" else {}
     for rowid in _rowids(src, table):
         try:
             row = src.execute(f'SELECT {names} FROM "{table}" WHERE rowid = ?', (rowid,)).fetchone()
@@ -255,6 +296,11 @@ def _salvage_table(src: sqlite3.Connection, dst: sqlite3.Connection, table: str,
             lost += 1
             if table == "tickets":
                 report.receipts_lost += 1
+                placeholder = _lost_ticket(rowid, known, now)
+                if placeholder is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        dst.execute(f"INSERT INTO tickets ({', '.join(LOST_TICKET_COLUMNS)}) VALUES "
+                                    f"({', '.join('?' for _ in LOST_TICKET_COLUMNS)})", placeholder)
             continue
         values: list[object] = [rowid, *row]
         if table == "tickets":

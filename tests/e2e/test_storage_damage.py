@@ -112,7 +112,7 @@ def test_damaged_bytes_inside_a_stored_pdf_are_never_served(appliance_factory: o
 
 
 def _assert_repaired(app: Appliance, token: str, sent: list[tuple[str, bytes]], device_id: str,
-                     *, all_saved: bool) -> dict[str, object]:
+                     *, all_saved: bool, lost_links_say_damaged: bool = False) -> dict[str, object]:
     """The device came back after a repair: what the shop and the customers see."""
     health = _health(app)
     assert health["status"] == "degraded"
@@ -130,6 +130,8 @@ def _assert_repaired(app: Appliance, token: str, sent: list[tuple[str, bytes]], 
             good += 1
         else:
             assert r.headers["content-type"].startswith("application/problem+json")
+            if lost_links_say_damaged:  # the indexes still knew the link: "ask at the counter", not "unknown"
+                assert r.status_code == 500 and r.json()["type"].endswith("/receipt-damaged")
     if all_saved:
         assert good == len(sent) and repair["receipts_lost"] == 0
     else:
@@ -171,7 +173,7 @@ def test_a_damaged_btree_page_loses_only_the_receipts_on_it(appliance_factory: o
     assert len(leaves) >= 2
     _overwrite(_db(app), (leaves[0] - 1) * PAGE_SIZE, b"\x5a" * 64)
     app.start()
-    repair = _assert_repaired(app, token, sent, device_id, all_saved=False)
+    repair = _assert_repaired(app, token, sent, device_id, all_saved=False, lost_links_say_damaged=True)
     _assert_band_on_screens(app, token, f"Tickets perdus : {repair['receipts_lost']}")
     # A restart after the repair is a clean start: no second repair, no crash loop, the record stays.
     app.stop()
