@@ -252,3 +252,20 @@ def test_damage_found_while_running_is_repaired_at_once(appliance_factory: objec
     listed = run_cli("pairings", "list", "--data-dir", str(app.data_dir), env=cli_env)
     assert "test-till" in listed.stdout and not listed.stderr
     assert len(_storage_lines(app)) == 1
+
+
+def test_a_lost_device_id_is_taken_back_from_the_certificate(appliance_factory: object) -> None:
+    """The page holding the device id (the meta table) is garbage: the device keeps its id (the one in its
+    certificate, which tills pinned and find it by), and the pairings on their own page survive."""
+    app, token, sent = _device_with_receipts(appliance_factory, count=4)  # type: ignore[arg-type]
+    device_id = _device_id(app)
+    db = sqlite3.connect(f"file:{_db(app)}?mode=ro", uri=True)
+    meta_page = int(db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'meta'").fetchone()[0])
+    db.close()
+    _overwrite(_db(app), (meta_page - 1) * PAGE_SIZE, b"\x5a" * PAGE_SIZE)
+    app.start()
+    health = _health(app)
+    assert health["device_id"] == device_id and health["storage"]["status"] == "repaired"  # type: ignore[index]
+    assert _device_id(app) == device_id  # and it is stored again
+    assert all(_fetch(url).content == pdf for url, pdf in sent)
+    _send(app, token, sent[0][1], "after")
