@@ -28,7 +28,7 @@ from ._paths import write_private
 from .config import Settings
 from .discovery import AddressWatcher, Advertiser, interface_addresses, lan_ipv4, resolve_interfaces
 from .display import Display
-from .errors import ApplianceError, IdempotencyKeyReused
+from .errors import ApplianceError, IdempotencyKeyReused, StorageUnavailable
 from .identity import certificate_device_id, load_or_create
 from .intake import TicketMeta
 from .pairing import PairingManager
@@ -71,7 +71,11 @@ class Appliance:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(settings.data_dir, 0o700)  # receipts and tokens: owner only, even if the directory pre-existed
         self.store = Store(settings.data_dir / "eticket.sqlite3")  # checks it, repairs a damaged one
-        self.device_id = self.store.device_id(fallback=certificate_device_id(settings.data_dir))
+        known_id = certificate_device_id(settings.data_dir)
+        try:
+            self.device_id = self.store.device_id(fallback=known_id)
+        except StorageUnavailable:  # no usable database for now (health says so): the certificate knows us
+            self.device_id = known_id or "et-" + secrets.token_hex(8)
         self._storage_generation = self.store.generation
         self.identity = load_or_create(settings.data_dir, self.device_id)
         self.address = self._reachable_address(settings.host, settings.port)
@@ -83,7 +87,7 @@ class Appliance:
             logo = f"/logo?v={sha256_hex(settings.logo.read_bytes())[:12]}"
         self.display = Display(shop=settings.name, timeout_seconds=settings.display_timeout_seconds,
                                lang=settings.language, logo=logo, clock=settings.clock)
-        self.paired = self.store.pos_count() > 0
+        self.paired = self._pos_count() > 0
         self.pairing = PairingManager(
             store=self.store, device_id=self.device_id, address=self.api_address, name=settings.name,
             fingerprint=self.identity.fingerprint, ttl_seconds=settings.pairing_code_ttl_seconds,
@@ -255,17 +259,28 @@ class Appliance:
         await self.display.async_set_storage(self.storage_notice())
         if self.store.generation != self._storage_generation:
             self._storage_generation = self.store.generation
-            if await run_in_threadpool(self.store.pos_count) == 0 and self.paired:
+            count = await run_in_threadpool(self._pos_count, -1)
+            if count == 0 and self.paired:
                 await self._async_set_paired(False)
                 await self.pairing.async_open(None)
+            elif count > 0 and not self.paired:  # the storage came back with its pairings
+                await self._async_set_paired(True)
+                await self.pairing.async_close()
+
+    def _pos_count(self, unknown: int = 0) -> int:
+        """How many POS are paired, or ``unknown`` while the storage cannot be used. Blocking."""
+        try:
+            return self.store.pos_count()
+        except StorageUnavailable:
+            return unknown
 
     def storage_notice(self) -> dict[str, Any] | None:
-        """For the screens' band: None while the storage is fine, else ``{"status": "repaired"|"damaged",
+        """For the screens' band: None while the storage is fine, else ``{"status": "repaired"|"damaged"|"failed",
         "receipts_lost", "pairings_lost"}`` (:meth:`Store.health`)."""
         storage = self.store.health()
         if storage["status"] == "ok":
             return None
-        repair = storage["last_repair"] or {}
+        repair = (storage["last_repair"] or {}) if storage["status"] == "repaired" else {}
         return {"status": storage["status"], "pairings_lost": int(repair.get("pairings_lost", 0)),
                 "receipts_lost": max(int(repair.get("receipts_lost", 0)), int(storage["damaged_receipts"]))}
 
@@ -345,7 +360,10 @@ class Appliance:
 
     async def _async_purge_loop(self) -> None:
         while True:
-            dropped = await run_in_threadpool(self.store.purge_expired)
+            try:
+                dropped = await run_in_threadpool(self.store.purge_expired)
+            except StorageUnavailable:  # logged by the store, shown in /healthz; the next round tries again
+                dropped = 0
             if dropped:
                 log.info("purged %d expired receipts", dropped)
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)

@@ -40,6 +40,9 @@ PURGE_GRACE_SECONDS = 30 * 86_400
 REPAIR_NOTICE_SECONDS = 86_400.0
 """After a repair, ``/healthz`` says ``degraded`` and the screens show the band this long (then only
 ``storage.last_repair`` keeps the record)."""
+STORAGE_RETRY_SECONDS = 10.0
+"""While the database cannot be opened at all (the card went read-only, the file is not a file), how often
+a request tries again."""
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -136,6 +139,10 @@ def _guarded(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatena
 
     @functools.wraps(method)
     def wrapper(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self._failure is not None and not self._reopen_if_due():
+            raise StorageUnavailable(f"The device cannot use its storage ({self._failure}); nothing was stored. It "
+                                     f"retries by itself every {STORAGE_RETRY_SECONDS:g} s; if this persists, "
+                                     "restart the device or replace its SD card.")
         generation = self._generation
         try:
             return method(self, *args, **kwargs)
@@ -185,14 +192,12 @@ class Repair:
 class Store:
     """The appliance's SQLite database at ``<data_dir>/eticket.sqlite3``. Thread-safe; blocking.
 
-    Opening checks the file and repairs a damaged one (never raises for damage).
-
-    Raises:
-        OSError, sqlite3.Error: the data directory cannot hold a database at all (read-only, missing).
+    Opening checks the file and repairs a damaged one; it never raises: when no usable database can be had
+    at all, every method raises StorageUnavailable (and tries again, see STORAGE_RETRY_SECONDS) and
+    :meth:`health` says ``failed``.
     """
 
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()
@@ -203,8 +208,41 @@ class Store:
         self._damaged_pdfs = 0
         self._damage_found_at: float | None = None
         """When a PDF was last found damaged in place (Unix s; kept in ``meta``): the medium may be failing."""
+        self._failure: str | None = None
+        """Why the database cannot be used at all (None while it can): every method then raises
+        StorageUnavailable, and tries to open it again every STORAGE_RETRY_SECONDS."""
+        self._retry_at = 0.0
         with self._lock:
-            self._db = self._open_checked()
+            self._db = self._open_or_fail()
+
+    def _open_or_fail(self) -> sqlite3.Connection:
+        """:meth:`_open_checked`, or, when even a repair cannot give a usable database, the failed state (a
+        closed placeholder connection that no method reaches). Lock held."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = self._open_checked()
+        except (OSError, sqlite3.Error) as exc:
+            if self._failure is None:
+                log.error("storage cannot be used (%s): receipts cannot be stored or served until it can; "
+                          "retrying every %g s", exc, STORAGE_RETRY_SECONDS)
+            self._failure = str(exc)[:300] or type(exc).__name__
+            self._retry_at = self._clock() + STORAGE_RETRY_SECONDS
+            placeholder = sqlite3.connect(":memory:", check_same_thread=False)
+            placeholder.close()
+            return placeholder
+        if self._failure is not None:
+            log.warning("storage usable again")
+            self._failure = None
+            self._generation += 1
+        return db
+
+    def _reopen_if_due(self) -> bool:
+        """In the failed state: try to open the database again if STORAGE_RETRY_SECONDS have passed; True
+        once it is usable."""
+        with self._lock:
+            if self._failure is not None and self._clock() >= self._retry_at:
+                self._db = self._open_or_fail()
+            return self._failure is None
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.exists():  # created owner-only; SQLite gives the -wal and -shm files the same mode
@@ -282,7 +320,10 @@ class Store:
                 return
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
-            self._db = self._repaired(reason)
+            try:
+                self._db = self._repaired(reason)
+            except (OSError, sqlite3.Error):  # the medium refuses even a fresh file: the failed state, retried
+                self._db = self._open_or_fail()
 
     @staticmethod
     def _last_repair(db: sqlite3.Connection) -> Repair | None:
@@ -304,22 +345,27 @@ class Store:
         return int(row[0])
 
     def health(self) -> dict[str, Any]:
-        """The storage's state for ``/healthz``: ``{"status", "damaged_receipts", "last_repair"}``; never blocks.
+        """The storage's state for ``/healthz``: ``{"status", "damaged_receipts", "error", "last_repair"}``;
+        never blocks.
 
-        ``status``: ``"ok"``; ``"repaired"`` within REPAIR_NOTICE_SECONDS of a repair; else ``"damaged"``
+        ``status``: ``"failed"`` while the database cannot be used at all (``error`` says why; null
+        otherwise); ``"ok"``; ``"repaired"`` within REPAIR_NOTICE_SECONDS of a repair; else ``"damaged"``
         within REPAIR_NOTICE_SECONDS of finding a stored PDF damaged in place (a failing medium). Unexpired
         receipts whose PDF is unreadable (either way): ``damaged_receipts``. ``last_repair``: null, or the last
         :class:`Repair` (``at`` Unix seconds), kept across restarts.
         """
         # No lock: a repair in progress must not block /healthz.
         repair, damaged, found_at, now = self._repair, self._damaged_pdfs, self._damage_found_at, self._clock()
-        if repair is not None and now - repair.at < REPAIR_NOTICE_SECONDS:
+        failure = self._failure
+        if failure is not None:
+            status = "failed"
+        elif repair is not None and now - repair.at < REPAIR_NOTICE_SECONDS:
             status = "repaired"
         elif found_at is not None and now - found_at < REPAIR_NOTICE_SECONDS:
             status = "damaged"
         else:
             status = "ok"
-        return {"status": status, "damaged_receipts": damaged,
+        return {"status": status, "damaged_receipts": damaged, "error": failure,
                 "last_repair": None if repair is None else asdict(repair)}
 
     def close(self) -> None:

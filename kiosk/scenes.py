@@ -269,10 +269,12 @@ NOTICE_BACKGROUND = (150, 0, 0)
 
 
 def storage_lines(storage: Any, t: Callable[[str], str]) -> tuple[str, str] | None:
-    """The two lines of the storage band (``state["storage"]``: the appliance repaired its database, or found a
-    receipt damaged on the card), or None when the storage is fine."""
-    if not isinstance(storage, dict) or storage.get("status") not in ("repaired", "damaged"):
+    """The two lines of the storage band (``state["storage"]``: the appliance repaired its database, found a
+    receipt damaged on the card, or cannot use its storage at all), or None when the storage is fine."""
+    if not isinstance(storage, dict) or storage.get("status") not in ("repaired", "damaged", "failed"):
         return None
+    if storage["status"] == "failed":
+        return t("Storage damaged:"), f"{t('Receipts cannot be stored now.')} {t('The SD card may be failing.')}"
     lost, tills = int(storage.get("receipts_lost") or 0), int(storage.get("pairings_lost") or 0)
     parts = [t("Receipts lost: {n}").format(n=lost)]
     if tills:

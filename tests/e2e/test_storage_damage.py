@@ -102,7 +102,8 @@ def test_damaged_bytes_inside_a_stored_pdf_are_never_served(appliance_factory: o
             assert served[url].content == pdf
     health = _health(app)
     assert health["status"] == "degraded"
-    assert health["storage"] == {"status": "damaged", "damaged_receipts": 1, "last_repair": None}  # type: ignore[comparison-overlap]
+    assert health["storage"] == {"status": "damaged", "damaged_receipts": 1, "error": None,  # type: ignore[comparison-overlap]
+                                 "last_repair": None}
     assert len(_storage_lines(app)) == 1 and broken[0].rsplit("/", 1)[1] not in app.logs()
     _send(app, token, sent[0][1], "after")
     app.stop()
@@ -269,3 +270,30 @@ def test_a_lost_device_id_is_taken_back_from_the_certificate(appliance_factory: 
     assert _device_id(app) == device_id  # and it is stored again
     assert all(_fetch(url).content == pdf for url, pdf in sent)
     _send(app, token, sent[0][1], "after")
+
+
+def test_no_usable_database_at_all_keeps_the_device_up_and_it_recovers_by_itself(
+        appliance_factory: object, tmp_path: Path) -> None:
+    """The database cannot be opened at all (here a directory where the file should be, as a damaged file
+    system can leave): the device still starts and says so (healthz, screen band), answers the till with a
+    problem, and takes receipts again by itself once the fault is gone, without a restart."""
+    data = tmp_path / "broken"
+    (data / "eticket.sqlite3").mkdir(parents=True)
+    app: Appliance = appliance_factory(data_dir=data)  # type: ignore[operator]
+    health = _health(app)
+    assert health["status"] == "degraded" and health["storage"]["status"] == "failed"  # type: ignore[index]
+    wait_for(lambda: (app.display()["storage"] or {}).get("status") == "failed", 10, "the band on the screens")
+    r = app.api.post("/api/v1/pair", json={"secret": app.pairing_secret(), "name": "till"})
+    assert r.status_code == 503 and r.json()["type"].endswith("/storage-unavailable"), r.text
+    lines = [line for line in app.logs().splitlines() if "storage cannot be used" in line]
+    assert len(lines) == 1 and " ERROR " in lines[0]
+    (data / "eticket.sqlite3").rmdir()  # the fault is gone
+    answers: list[httpx.Response] = []
+    wait_for(lambda: answers.append(app.api.post("/api/v1/pair", json={"secret": app.pairing_secret(),
+                                                                       "name": "till"})) or
+             answers[-1].status_code == 201, 30, "pairing to work again with the code still on screen")
+    token = str(answers[-1].json()["token"])
+    _send(app, token, samples("pdf")[0].read_bytes(), "after")
+    assert _health(app)["status"] == "ok"
+    wait_for(lambda: app.display()["storage"] is None, 10, "the band to go")
+    assert app.proc is not None and app.proc.poll() is None
