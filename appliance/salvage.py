@@ -183,7 +183,8 @@ def rebuild_page_one(path: Path, schema: str) -> None:
 
 
 def _rowids_by_scan(src: sqlite3.Connection, table: str) -> Iterator[int]:
-    """Rowids in the table's own b-tree, in order, stepping over ranges that cannot be read."""
+    """Rowids in the table's own b-tree, in order, stepping over ranges that cannot be read (rows skipped that
+    way are usually still listed by an index: :func:`_rowids` takes both)."""
     last, step = 0, 1
     while True:
         try:
@@ -194,14 +195,15 @@ def _rowids_by_scan(src: sqlite3.Connection, table: str) -> Iterator[int]:
                 return
             last, step = last + step, step * 2  # past the damaged range, faster and faster
             continue
-        step = 1
         if not batch:
             return
         yield from batch
-        if max(batch) <= last:  # a damaged page led back to earlier rows
-            last += 1
+        if max(batch) <= last:  # a damaged page led back to earlier rows: step past it, faster and faster
+            if last + step > 2**62:
+                return
+            last, step = last + step, step * 2
         else:
-            last = max(batch)
+            last, step = max(batch), 1
 
 
 def _rowids_by_index(src: sqlite3.Connection, table: str, index: str) -> Iterator[int]:

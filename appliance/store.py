@@ -140,15 +140,15 @@ def _guarded(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatena
     @functools.wraps(method)
     def wrapper(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         if self._failure is not None and not self._reopen_if_due():
-            raise StorageUnavailable(f"The device cannot use its storage ({self._failure}); nothing was stored. It "
-                                     f"retries by itself every {STORAGE_RETRY_SECONDS:g} s; if this persists, "
-                                     "restart the device or replace its SD card.")
+            raise _failed(self._failure)
         generation = self._generation
         try:
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as exc:
             if salvage.is_damage(exc):
                 self._repair_if_current(generation, f"{method.__name__}: {exc}")
+                if self._failure is not None:  # the repair could not make a usable database
+                    raise _failed(self._failure) from exc
                 try:
                     return method(self, *args, **kwargs)
                 except sqlite3.DatabaseError as again:
@@ -162,6 +162,12 @@ def _guarded(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatena
             raise
 
     return wrapper
+
+
+def _failed(reason: str) -> StorageUnavailable:
+    return StorageUnavailable(f"The device cannot use its storage ({reason}); nothing was stored. It retries by "
+                              f"itself every {STORAGE_RETRY_SECONDS:g} s; if this persists, restart the device or "
+                              "replace its SD card.")
 
 
 def _unavailable(exc: sqlite3.DatabaseError) -> Exception:
