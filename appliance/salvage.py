@@ -35,8 +35,9 @@ from pathlib import Path
 
 DAMAGE_CODES = frozenset({11, 26})
 """SQLITE_CORRUPT and SQLITE_NOTADB (primary result codes): the file is damaged, not merely busy or full."""
-UNAVAILABLE_CODES = frozenset({3, 8, 10, 13, 14})
-"""SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN: the medium refuses, for now."""
+UNAVAILABLE_CODES = frozenset({3, 5, 8, 10, 13, 14})
+"""SQLITE_PERM, SQLITE_BUSY (another process held a lock past the 30 s timeout), SQLITE_READONLY, SQLITE_IOERR,
+SQLITE_FULL, SQLITE_CANTOPEN: the storage refuses, for now."""
 TABLE_ORDER = ("meta", "pos", "screens", "tickets", "outbox")
 """Copy order: the device id and pairings first (losing them forces every till to pair again), outbox last
 (it refers to tickets)."""
