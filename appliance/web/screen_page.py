@@ -86,7 +86,7 @@ def _body(state: dict[str, Any], t: Any) -> str:
 def _notice(state: dict[str, Any], t: Any) -> str:
     """The shop owner's bands (a refused settings file; the storage's state), as the kiosk draws them; never
     over a QR."""
-    from kiosk.scenes import storage_lines
+    from kiosk.bands import storage_lines
 
     if state.get("scene") in ("ticket", "wifi"):
         return ""

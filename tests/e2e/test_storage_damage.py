@@ -190,8 +190,9 @@ def _assert_band_on_screens(app: Appliance, token: str, text: str) -> None:
     import numpy as np
     import pygame
 
+    from kiosk.bands import storage_lines
     from kiosk.i18n import translator
-    from kiosk.scenes import NOTICE_BACKGROUND, render, storage_lines
+    from kiosk.scenes import NOTICE_BACKGROUND, render
 
     assert app.api.delete("/api/v1/display", headers={"Authorization": f"Bearer {token}"}).status_code == 204
     state = app.display()
