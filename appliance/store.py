@@ -165,9 +165,10 @@ def _guarded(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatena
 
 
 def _failed(reason: str) -> StorageUnavailable:
+    """The answer while no usable database can be had; ``retry_after`` (seconds) becomes ``Retry-After``."""
     return StorageUnavailable(f"The device cannot use its storage ({reason}); nothing was stored. It retries by "
                               f"itself every {STORAGE_RETRY_SECONDS:g} s; if this persists, restart the device or "
-                              "replace its SD card.")
+                              "replace its SD card.", retry_after=int(STORAGE_RETRY_SECONDS))
 
 
 def _unavailable(exc: sqlite3.DatabaseError) -> Exception:

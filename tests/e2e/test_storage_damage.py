@@ -286,6 +286,7 @@ def test_no_usable_database_at_all_keeps_the_device_up_and_it_recovers_by_itself
     wait_for(lambda: (app.display()["storage"] or {}).get("status") == "failed", 10, "the band on the screens")
     r = app.api.post("/api/v1/pair", json={"secret": app.pairing_secret(), "name": "till"})
     assert r.status_code == 503 and r.json()["type"].endswith("/storage-unavailable"), r.text
+    assert r.headers["retry-after"] == "10"  # RFC 9110 §10.2.3: when to try again
     lines = [line for line in app.logs().splitlines() if "storage cannot be used" in line]
     assert len(lines) == 1 and " ERROR " in lines[0]
     (data / "eticket.sqlite3").rmdir()  # the fault is gone
