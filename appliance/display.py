@@ -61,10 +61,10 @@ class Display:
         self._seq = 0
         self._scene = SCENE_IDLE
         self._ticket: dict[str, Any] | None = None
+        self._storage: dict[str, Any] | None = None
         self._pairing: dict[str, Any] | None = None
         self._screen_link: dict[str, Any] | None = None
         self._notice: str | None = None
-        self._storage: dict[str, Any] | None = None
         self._changed = asyncio.Condition()
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
