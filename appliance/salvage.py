@@ -41,6 +41,9 @@ SQLITE_FULL, SQLITE_CANTOPEN: the storage refuses, for now."""
 TABLE_ORDER = ("meta", "pos", "screens", "tickets", "outbox")
 """Copy order: the device id and pairings first (losing them forces every till to pair again), outbox last
 (it refers to tickets)."""
+KEEP_DAMAGED_COPIES = 2
+"""Set-aside databases kept (the newest); older ones are deleted at the next repair, so that a failing card
+that needs repair after repair does not fill the data partition. Everything readable in them was salvaged."""
 ROWID_BATCH = 256
 HEADER_BYTES = 100
 """The database header at the start of page 1 (https://www.sqlite.org/fileformat.html#the_database_header)."""
@@ -94,7 +97,27 @@ def set_aside(path: Path, now: float) -> Path:
         if source.exists():
             os.replace(source, Path(str(aside) + suffix))
     _fsync_dir(path.parent)
+    prune_damaged_copies(path)
     return aside
+
+
+def prune_damaged_copies(path: Path, keep: int = KEEP_DAMAGED_COPIES) -> list[Path]:
+    """Delete all but the ``keep`` newest set-aside copies of ``path`` (each with its -wal, -shm and .page1
+    files); return the database paths deleted. Their names sort by time (:func:`stamp`)."""
+    sidecars = ("-wal", "-shm", ".page1")
+    copies: set[Path] = set()
+    for found in path.parent.glob(f"{path.name}.damaged-*"):
+        name = found.name
+        for suffix in sidecars:
+            name = name.removesuffix(suffix)
+        copies.add(found.with_name(name))
+    newest_first = sorted(copies, key=lambda c: c.name, reverse=True)
+    doomed = newest_first[keep:]
+    for copy in doomed:
+        for suffix in (*sidecars, ""):
+            with contextlib.suppress(FileNotFoundError):
+                Path(str(copy) + suffix).unlink()
+    return doomed
 
 
 def _fsync_dir(folder: Path) -> None:

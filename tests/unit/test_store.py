@@ -53,3 +53,28 @@ def test_damage_met_by_many_threads_at_once_is_repaired_once(tmp_path: Path) -> 
     found = [r for r in results if r is not None]
     assert all(pdf is None or Store.pdf_intact(ticket, pdf) for ticket, pdf in found)
     store.close()
+
+
+def test_repair_after_repair_keeps_only_the_newest_damaged_copies(tmp_path: Path) -> None:
+    """A failing card that needs one repair after another must not fill the data partition with copies:
+    the two newest set-aside databases stay, older ones go; the receipts live on in the current one."""
+    path = tmp_path / "eticket.sqlite3"
+    pdf = samples("pdf")[0].read_bytes()
+    now = [1_800_000_000.0]
+    tokens = []
+    for _ in range(4):
+        store = Store(path, clock=lambda: now[0])
+        tokens.append(store.add_ticket(pos_id="pos-1", pdf=pdf, pages=1, request_sha256="x", idempotency_key=None,
+                                       total=None, currency=None, reference=None,
+                                       retention_seconds=10**9)[0].token)
+        store.close()
+        with path.open("r+b") as handle:
+            handle.write(b"\xa5" * 100)  # the header, again
+        now[0] += 60
+    store = Store(path, clock=lambda: now[0])
+    copies = sorted(p.name for p in tmp_path.glob("eticket.sqlite3.damaged-*") if p.name.endswith("Z"))
+    assert copies == ["eticket.sqlite3.damaged-20270115T080300Z", "eticket.sqlite3.damaged-20270115T080400Z"]
+    assert not [p for p in tmp_path.glob("eticket.sqlite3.damaged-20270115T0800*")]  # sidecars went too
+    found = [store.ticket_by_token(t) for t in tokens]
+    assert all(f is not None and f[1] == pdf for f in found)
+    store.close()
