@@ -47,6 +47,8 @@ that needs repair after repair does not fill the data partition. Everything read
 ROWID_BATCH = 256
 HEADER_BYTES = 100
 """The database header at the start of page 1 (https://www.sqlite.org/fileformat.html#the_database_header)."""
+_HEADER_WRITE_VERSION = 18
+_HEADER_READ_VERSION = 19
 _HEADER_CHANGE_COUNTER = 24
 _HEADER_PAGE_COUNT = 28
 _HEADER_FREELIST = 32
@@ -195,6 +197,7 @@ def rebuild_page_one(path: Path, schema: str) -> None:
     pages = max(1, path.stat().st_size // page_size)
     struct.pack_into(">I", page, _HEADER_PAGE_COUNT, pages)
     struct.pack_into(">II", page, _HEADER_FREELIST, 0, 0)
+    page[_HEADER_WRITE_VERSION] = page[_HEADER_READ_VERSION] = 2  # WAL, as the store always runs: keep its -wal
     counter = struct.unpack_from(">I", page, _HEADER_CHANGE_COUNTER)[0]
     struct.pack_into(">I", page, _HEADER_VALID_FOR, counter)
     with path.open("r+b") as handle:
