@@ -275,14 +275,19 @@ class Appliance:
             return unknown
 
     def storage_notice(self) -> dict[str, Any] | None:
-        """For the screens' band: None while the storage is fine, else ``{"status": "repaired"|"damaged"|"failed",
-        "receipts_lost", "pairings_lost"}`` (:meth:`Store.health`)."""
+        """For the screens' band: None while the storage is fine, else ``{"status": "repaired"|"damaged"|"failed"|
+        "refusing", "receipts_lost", "pairings_lost"}``, plus ``full`` (bool) when failed or refusing
+        (:meth:`Store.health`)."""
         storage = self.store.health()
         if storage["status"] == "ok":
             return None
         repair = (storage["last_repair"] or {}) if storage["status"] == "repaired" else {}
-        return {"status": storage["status"], "pairings_lost": int(repair.get("pairings_lost", 0)),
-                "receipts_lost": max(int(repair.get("receipts_lost", 0)), int(storage["damaged_receipts"]))}
+        notice: dict[str, Any] = {
+            "status": storage["status"], "pairings_lost": int(repair.get("pairings_lost", 0)),
+            "receipts_lost": max(int(repair.get("receipts_lost", 0)), int(storage["damaged_receipts"]))}
+        if storage["status"] in ("failed", "refusing"):
+            notice["full"] = "full" in str(storage["error"] or "")  # SQLite: "database or disk is full"
+        return notice
 
     # --- tickets ---------------------------------------------------------------------------------------
     async def async_accept_ticket(

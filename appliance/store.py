@@ -43,6 +43,9 @@ REPAIR_NOTICE_SECONDS = 86_400.0
 STORAGE_RETRY_SECONDS = 10.0
 """While the database cannot be opened at all (the card went read-only, the file is not a file), how often
 a request tries again."""
+REFUSAL_SHOWN_SECONDS = 60.0
+"""After the medium refused an operation (disk full, I/O error), ``/healthz`` and the screens say so this long;
+a till sending receipts meets the refusal again, so a lasting fault stays shown."""
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -156,10 +159,8 @@ def _guarded(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatena
                         raise StorageDamaged(
                             "The device's storage is damaged and could not be repaired. Restart the device; if "
                             "this persists, replace its SD card.") from again
-                    raise _unavailable(again) from again
-            if salvage.result_code(exc) in salvage.UNAVAILABLE_CODES:
-                raise _unavailable(exc) from exc
-            raise
+                    raise self._refused(again) from again
+            raise self._refused(exc) from exc
 
     return wrapper
 
@@ -171,11 +172,6 @@ def _failed(reason: str) -> StorageUnavailable:
                               "replace its SD card.", retry_after=int(STORAGE_RETRY_SECONDS))
 
 
-def _unavailable(exc: sqlite3.DatabaseError) -> Exception:
-    if salvage.result_code(exc) not in salvage.UNAVAILABLE_CODES:
-        return exc
-    return StorageUnavailable(f"The device cannot use its storage ({exc}); nothing was stored. Try again; if "
-                              "this persists, restart the device or free space on its SD card.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +215,8 @@ class Store:
         """Why the database cannot be used at all (None while it can): every method then raises
         StorageUnavailable, and tries to open it again every STORAGE_RETRY_SECONDS."""
         self._retry_at = 0.0
+        self._refusal: tuple[float, str] | None = None
+        """The last operation the medium refused (Unix s, SQLite's message): disk full, I/O error."""
         with self._lock:
             self._db = self._open_or_fail()
 
@@ -320,6 +318,17 @@ class Store:
                   f"; {repair.error}" if repair.error else "")
         return db
 
+    def _refused(self, exc: sqlite3.DatabaseError) -> Exception:
+        """StorageUnavailable for a medium that refuses (remembered for :meth:`health`), else ``exc`` itself."""
+        if salvage.result_code(exc) not in salvage.UNAVAILABLE_CODES:
+            return exc
+        now, last = self._clock(), self._refusal
+        if last is None or now - last[0] >= REFUSAL_SHOWN_SECONDS:  # one line per episode, not per request
+            log.error("storage refused an operation: %s; receipts cannot be stored until it is fixed", exc)
+        self._refusal = (now, str(exc)[:300])
+        return StorageUnavailable(f"The device cannot use its storage ({exc}); nothing was stored. Try again; if "
+                                  "this persists, restart the device or free space on its SD card.")
+
     def _repair_if_current(self, generation: int, reason: str) -> None:
         """Repair after a query found damage, unless another thread already did since ``generation``."""
         with self._lock:
@@ -352,27 +361,33 @@ class Store:
         return int(row[0])
 
     def health(self) -> dict[str, Any]:
-        """The storage's state for ``/healthz``: ``{"status", "damaged_receipts", "error", "last_repair"}``;
-        never blocks.
+        """The storage's state for ``/healthz``: ``{"status", "damaged_receipts", "error", "last_refusal",
+        "last_repair"}``; never blocks.
 
-        ``status``: ``"failed"`` while the database cannot be used at all (``error`` says why; null
-        otherwise); ``"ok"``; ``"repaired"`` within REPAIR_NOTICE_SECONDS of a repair; else ``"damaged"``
-        within REPAIR_NOTICE_SECONDS of finding a stored PDF damaged in place (a failing medium). Unexpired
-        receipts whose PDF is unreadable (either way): ``damaged_receipts``. ``last_repair``: null, or the last
+        ``status``, first that applies: ``"failed"`` while the database cannot be used at all; ``"refusing"``
+        within REFUSAL_SHOWN_SECONDS of an operation the medium refused (disk full, I/O error); ``"repaired"``
+        within REPAIR_NOTICE_SECONDS of a repair; ``"damaged"`` within REPAIR_NOTICE_SECONDS of finding a
+        stored PDF damaged in place (a failing medium); else ``"ok"``. ``error``: why, when failed or refusing
+        (else null). ``last_refusal``: null or ``{"at", "error"}`` of the last refusal. ``damaged_receipts``:
+        unexpired receipts whose PDF is unreadable (either way). ``last_repair``: null, or the last
         :class:`Repair` (``at`` Unix seconds), kept across restarts.
         """
         # No lock: a repair in progress must not block /healthz.
         repair, damaged, found_at, now = self._repair, self._damaged_pdfs, self._damage_found_at, self._clock()
-        failure = self._failure
+        failure, refusal = self._failure, self._refusal
         if failure is not None:
             status = "failed"
+        elif refusal is not None and now - refusal[0] < REFUSAL_SHOWN_SECONDS:
+            status = "refusing"
         elif repair is not None and now - repair.at < REPAIR_NOTICE_SECONDS:
             status = "repaired"
         elif found_at is not None and now - found_at < REPAIR_NOTICE_SECONDS:
             status = "damaged"
         else:
             status = "ok"
-        return {"status": status, "damaged_receipts": damaged, "error": failure,
+        return {"status": status, "damaged_receipts": damaged,
+                "error": failure if failure is not None else refusal[1] if status == "refusing" and refusal else None,
+                "last_refusal": None if refusal is None else {"at": refusal[0], "error": refusal[1]},
                 "last_repair": None if repair is None else asdict(repair)}
 
     def close(self) -> None:

@@ -9,11 +9,13 @@ from typing import Any
 
 def storage_lines(storage: Any, t: Callable[[str], str]) -> tuple[str, str] | None:
     """The two lines of the storage band (``state["storage"]``: the appliance repaired its database, found a
-    receipt damaged on the card, or cannot use its storage at all), or None when the storage is fine."""
-    if not isinstance(storage, dict) or storage.get("status") not in ("repaired", "damaged", "failed"):
+    receipt damaged on the card, cannot use its storage at all or had an operation refused; ``full``: the
+    card is full), or None when the storage is fine."""
+    if not isinstance(storage, dict) or storage.get("status") not in ("repaired", "damaged", "failed", "refusing"):
         return None
-    if storage["status"] == "failed":
-        return t("Storage damaged:"), f"{t('Receipts cannot be stored now.')} {t('The SD card may be failing.')}"
+    if storage["status"] in ("failed", "refusing"):
+        cause = t("The SD card is full.") if storage.get("full") else t("The SD card may be failing.")
+        return t("Storage damaged:"), f"{t('Receipts cannot be stored now.')} {cause}"
     lost, tills = int(storage.get("receipts_lost") or 0), int(storage.get("pairings_lost") or 0)
     parts = [t("Receipts lost: {n}").format(n=lost)]
     if tills:

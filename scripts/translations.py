@@ -74,6 +74,8 @@ MESSAGES: dict[str, dict[str, str]] = {
                                        "it": "Gli scontrini non possono essere salvati.",
                                        "de": "Belege können nicht gespeichert werden.",
                                        "es": "Los tickets no se pueden guardar."},
+    "The SD card is full.": {"fr": "La carte SD est pleine.", "it": "La scheda SD è piena.",
+                             "de": "Die SD-Karte ist voll.", "es": "La tarjeta SD está llena."},
     "The SD card may be failing.": {"fr": "La carte SD est peut-être défaillante.",
                                     "it": "La scheda SD potrebbe essere difettosa.",
                                     "de": "Die SD-Karte ist vielleicht defekt.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from html import escape
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ApplianceError, Gone, NotFound, ReceiptDamaged
+from ..errors import ApplianceError, Gone, NotFound, ReceiptDamaged, StorageUnavailable
 from .auth import appliance_of
 
 router = APIRouter()
@@ -92,7 +93,9 @@ async def download(token: str, request: Request) -> Response:
             return _page(error)
         raise
     if ticket.downloaded_at is None and request.method == "GET":
-        await run_in_threadpool(app.store.mark_downloaded, ticket.id)
+        # The customer gets the receipt even when the card refuses this small write (full): it was found.
+        with contextlib.suppress(StorageUnavailable):
+            await run_in_threadpool(app.store.mark_downloaded, ticket.id)
         await app.display.async_ticket_downloaded(ticket.id)
     day = datetime.fromtimestamp(ticket.created_at, UTC).strftime("%Y-%m-%d")
     filename = f"receipt-{day}-{ticket.id.removeprefix('t-')}.pdf"

@@ -7,6 +7,7 @@ page, a truncated file), starts it again and checks what the shop and its custom
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -315,3 +316,41 @@ def test_a_power_cut_and_a_damaged_header_lose_nothing(appliance_factory: object
     app.start()
     assert all(_fetch(url).content == pdf for url, pdf in sent)
     _send(app, token, pdfs[0], "after")
+
+
+def test_a_full_card_refuses_receipts_clearly_and_recovers(appliance_factory: object, tmp_path: Path) -> None:
+    """The data partition is full (logs, a copied file): the till gets 503 storage-unavailable, /healthz and
+    the screens say the card is full, phones still get their receipts, and once space is free the next
+    receipt is stored, without a restart."""
+    import os
+    import subprocess
+
+    from tests.conftest import require
+
+    require(os.geteuid() == 0, "mounting a small tmpfs as the data partition needs root")
+    data = tmp_path / "small"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(data)], check=True)
+    try:
+        app: Appliance = appliance_factory(data_dir=data)  # type: ignore[operator]
+        token = app.pair()
+        pdf = samples("pdf")[1].read_bytes()
+        url = _send(app, token, pdf, "before")
+        filler = data / "filler"
+        with filler.open("wb") as handle, contextlib.suppress(OSError):
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        r = app.api.post("/api/v1/tickets", content=pdf, headers={"Authorization": f"Bearer {token}",
+                                                                   "Content-Type": "application/pdf"})
+        assert r.status_code == 503 and r.json()["type"].endswith("/storage-unavailable"), r.text
+        storage: dict[str, object] = _health(app)["storage"]  # type: ignore[assignment]
+        assert storage["status"] == "refusing" and "full" in str(storage["error"])
+        wait_for(lambda: (app.display()["storage"] or {}).get("full") is True, 10, "the 'card is full' band")
+        assert _fetch(url).content == pdf
+        filler.unlink()
+        _send(app, token, pdf, "after")
+        assert len([line for line in app.logs().splitlines() if "storage refused" in line]) == 1
+        app.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=False)
