@@ -104,7 +104,7 @@ def test_damaged_bytes_inside_a_stored_pdf_are_never_served(appliance_factory: o
     health = _health(app)
     assert health["status"] == "degraded"
     assert health["storage"] == {"status": "damaged", "damaged_receipts": 1, "error": None,  # type: ignore[comparison-overlap]
-                                 "last_repair": None}
+                                 "last_refusal": None, "last_repair": None}
     assert len(_storage_lines(app)) == 1 and broken[0].rsplit("/", 1)[1] not in app.logs()
     _send(app, token, sent[0][1], "after")
     app.stop()
