@@ -26,9 +26,24 @@ def _call(args: argparse.Namespace, method: str, path: str) -> Any:
     except (httpx.TransportError, PermissionError) as exc:
         raise SystemExit(f"eticket: error: cannot talk to the appliance at {sock}: {exc}") from exc
     if response.status_code >= 400:
-        detail = response.json().get("detail", response.text) if response.content else response.reason_phrase
-        raise SystemExit(f"eticket: error: {detail}")
-    return response.json() if response.content else None
+        raise SystemExit(f"eticket: error: {_detail(response)}")
+    try:
+        return response.json() if response.content else None
+    except ValueError as exc:
+        raise SystemExit(f"eticket: error: the appliance at {sock} answered something that is not JSON "
+                         f"({response.status_code})") from exc
+
+
+def _detail(response: Any) -> str:
+    """One line from an error answer: the problem's ``detail`` (RFC 9457), else the first line of the body."""
+    try:
+        problem = response.json()
+        if isinstance(problem, dict) and problem.get("detail"):
+            return str(problem["detail"])
+    except ValueError:  # an answer from outside our problem handlers (a plain-text 500)
+        pass
+    first = response.text.strip().splitlines()[0][:200] if response.text.strip() else response.reason_phrase
+    return f"the appliance answered {response.status_code}: {first}"
 
 
 def _list(args: argparse.Namespace, kind: str, empty: str) -> None:

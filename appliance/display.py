@@ -23,6 +23,7 @@ Shape sent to screen clients (JSON)::
      "pairing": null}
 
 ``notice`` is null, or a message for the shop owner drawn over every scene (a refused ``eticket.toml``).
+``storage`` is null, or ``{"status": "repaired"|"damaged", "receipts_lost", "pairings_lost"}``: a band too.
 
 ``seq`` increases with every change, so a client can tell a new state from a repeated one.
 All methods run on the event loop (``async_`` where they wait).
@@ -67,6 +68,7 @@ class Display:
         self._seq = 0
         self._scene = SCENE_IDLE
         self._ticket: dict[str, Any] | None = None
+        self._storage: dict[str, Any] | None = None
         self._pairing: dict[str, Any] | None = None
         self._screen_link: dict[str, Any] | None = None
         self._notice: str | None = None
@@ -90,6 +92,7 @@ class Display:
                 "pairing": self._pairing if self._scene == SCENE_PAIRING else None,
                 "screen_link": self._screen_link if self._scene == SCENE_SCREEN_LINK else None,
                 "notice": self._notice,
+                "storage": self._storage,
             }
         )
 
@@ -195,6 +198,12 @@ class Display:
         """Show ``notice`` over every scene (None: remove it); no change, no new state."""
         if notice != self._notice:
             self._notice = notice
+            await self._async_set(self._scene)
+
+    async def async_set_storage(self, storage: dict[str, Any] | None) -> None:
+        """Show the storage's state over every scene (None: it is fine); no change, no new state."""
+        if storage != self._storage:
+            self._storage = storage
             await self._async_set(self._scene)
 
     def _cancel_timer(self) -> None:

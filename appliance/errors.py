@@ -15,6 +15,9 @@ Our exception hierarchy::
     ├── PairingBusy                   (429 pairing-busy)
     ├── NotFound                      (404 not-found)
     ├── Gone                          (410 expired)
+    ├── ReceiptDamaged                (500 receipt-damaged)
+    ├── StorageUnavailable            (503 storage-unavailable)
+    │   └── StorageDamaged            (503 storage-damaged)
     ├── RequestTimeout                (408 request-timeout)
     ├── PayloadTooLarge               (413 too-large)
     ├── UnsupportedMediaType          (415 unsupported-media-type)
@@ -161,6 +164,30 @@ class Gone(ApplianceError):
     status = 410
     slug = "expired"
     title = "Receipt expired"
+
+
+class ReceiptDamaged(ApplianceError):
+    """The receipt is known but its PDF was damaged in the device's storage (it no longer matches its SHA-256,
+    or a repair could not recover it): it is never served; the customer asks at the counter."""
+
+    status = 500
+    slug = "receipt-damaged"
+    title = "Receipt damaged"
+
+
+class StorageUnavailable(ApplianceError):
+    """The device's storage refused the operation (I/O error, full, read-only); nothing was stored."""
+
+    status = 503
+    slug = "storage-unavailable"
+    title = "Storage unavailable"
+
+
+class StorageDamaged(StorageUnavailable):
+    """The database is damaged and the repair the device made at once did not help."""
+
+    slug = "storage-damaged"
+    title = "Storage damaged"
 
 
 class RequestTimeout(ApplianceError):

@@ -45,6 +45,18 @@ class Identity:
     fingerprint: str
 
 
+def certificate_device_id(data_dir: Path) -> str | None:
+    """The device id in the common name of ``<data_dir>/tls/cert.pem``, or None (no or unreadable file).
+    A store rebuilt after damage takes it from here, so the device keeps its id, pin and pairings' trust."""
+    try:
+        cert = x509.load_pem_x509_certificate((data_dir / "tls" / "cert.pem").read_bytes())
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except (OSError, ValueError):
+        return None
+    value = names[0].value if names else None
+    return value if isinstance(value, str) and value.startswith("et-") else None
+
+
 def load_or_create(data_dir: Path, device_id: str) -> Identity:
     """Load ``<data_dir>/tls/{key,cert}.pem``, creating them on first start (key 0600, directory 0700)."""
     folder = data_dir / "tls"

@@ -30,8 +30,8 @@ from .admission import Admission
 from .config import Settings
 from .discovery import AddressWatcher, Advertiser, interface_addresses, lan_ipv4, resolve_interfaces
 from .display import Display
-from .errors import IdempotencyKeyReused
-from .identity import load_or_create
+from .errors import ApplianceError, IdempotencyKeyReused, StorageUnavailable
+from .identity import certificate_device_id, load_or_create
 from .intake import TicketMeta
 from .pairing import PairingManager
 from .pdfworker import PdfChecker, default_workers
@@ -77,8 +77,13 @@ class Appliance:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(settings.data_dir, 0o700)  # receipts and tokens: owner only, even if the directory pre-existed
-        self.store = Store(settings.data_dir / "eticket.sqlite3")
-        self.device_id = self.store.device_id()
+        self.store = Store(settings.data_dir / "eticket.sqlite3")  # checks it, repairs a damaged one
+        known_id = certificate_device_id(settings.data_dir)
+        try:
+            self.device_id = self.store.device_id(fallback=known_id)
+        except StorageUnavailable:  # no usable database for now (health says so): the certificate knows us
+            self.device_id = known_id or "et-" + secrets.token_hex(8)
+        self._storage_generation = self.store.generation
         self.identity = load_or_create(settings.data_dir, self.device_id)
         self.address = self._reachable_address(settings.host, settings.port)
         self.api_address = self._reachable_address(*settings.api_host_port)
@@ -89,7 +94,7 @@ class Appliance:
             logo = f"/logo?v={sha256_hex(settings.logo.read_bytes())[:12]}"
         self.display = Display(shop=settings.name, timeout_seconds=settings.display_timeout_seconds,
                                lang=settings.language, logo=logo, clock=settings.clock)
-        self.paired = self.store.pos_count() > 0
+        self.paired = self._pos_count() > 0
         self.pairing = PairingManager(
             store=self.store, device_id=self.device_id, address=self.api_address, name=settings.name,
             fingerprint=self.identity.fingerprint, ttl_seconds=settings.pairing_code_ttl_seconds,
@@ -208,9 +213,11 @@ class Appliance:
         )
         if not self.paired:
             await self.pairing.async_open(None)
+        await self.display.async_set_storage(self.storage_notice())
         await self._async_start_mdns()
         self._watcher.start()
         self._tasks.append(asyncio.create_task(asyncio.to_thread(self.pdf_checker.warm)))
+        self._tasks.append(asyncio.create_task(self._async_verify_pdfs()))
         self._tasks.append(asyncio.create_task(self._async_purge_loop()))
         self._tasks.append(asyncio.create_task(self._async_pairing_loop()))
         if self.publisher is not None:
@@ -264,6 +271,43 @@ class Appliance:
             ticks += 1
             if ticks % 3 == 1:
                 await self.display.async_set_notice(provisioning_notice(self.settings.provision_status_file))
+                await self._async_storage_changed()
+
+    async def _async_storage_changed(self) -> None:
+        """Show the storage's state on the screens; after a repair while running, pairings may be gone:
+        reopen pairing when no POS is left."""
+        await self.display.async_set_storage(self.storage_notice())
+        if self.store.generation != self._storage_generation:
+            self._storage_generation = self.store.generation
+            count = await run_in_threadpool(self._pos_count, -1)
+            if count == 0 and self.paired:
+                await self._async_set_paired(False)
+                await self.pairing.async_open(None)
+            elif count > 0 and not self.paired:  # the storage came back with its pairings
+                await self._async_set_paired(True)
+                await self.pairing.async_close()
+
+    def _pos_count(self, unknown: int = 0) -> int:
+        """How many POS are paired, or ``unknown`` while the storage cannot be used. Blocking."""
+        try:
+            return self.store.pos_count()
+        except StorageUnavailable:
+            return unknown
+
+    def storage_notice(self) -> dict[str, Any] | None:
+        """For the screens' band: None while the storage is fine, else ``{"status": "repaired"|"damaged"|"failed"|
+        "refusing", "receipts_lost", "pairings_lost"}``, plus ``full`` (bool) when failed or refusing
+        (:meth:`Store.health`)."""
+        storage = self.store.health()
+        if storage["status"] == "ok":
+            return None
+        repair = (storage["last_repair"] or {}) if storage["status"] == "repaired" else {}
+        notice: dict[str, Any] = {
+            "status": storage["status"], "pairings_lost": int(repair.get("pairings_lost", 0)),
+            "receipts_lost": max(int(repair.get("receipts_lost", 0)), int(storage["damaged_receipts"]))}
+        if storage["status"] in ("failed", "refusing"):
+            notice["full"] = "full" in str(storage["error"] or "")  # SQLite: "database or disk is full"
+        return notice
 
     # --- tickets ---------------------------------------------------------------------------------------
     async def async_accept_ticket(
@@ -327,16 +371,33 @@ class Appliance:
             "total": ticket.total, "currency": ticket.currency, "ref": ticket.reference,
         }
 
+    async def _async_verify_pdfs(self) -> None:
+        """After start, check every stored PDF against its SHA-256 in the background (bit rot on the card is
+        invisible to the database's own check); damaged ones are dropped, logged and shown at once."""
+        try:
+            damaged = await asyncio.to_thread(self.store.verify_pdfs)
+        except ApplianceError as exc:  # the storage failed under the check: /healthz and the band say so
+            log.error("checking the stored receipts failed: %s", exc.detail)
+            return
+        if damaged:
+            await self.display.async_set_storage(self.storage_notice())
+        log.info("stored receipts checked: %d damaged", damaged)
+
     async def _async_purge_loop(self) -> None:
         while True:
-            dropped = await run_in_threadpool(self.store.purge_expired)
+            try:
+                dropped = await run_in_threadpool(self.store.purge_expired)
+            except StorageUnavailable:  # logged by the store, shown in /healthz; the next round tries again
+                dropped = 0
             if dropped:
                 log.info("purged %d expired receipts", dropped)
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
     def health(self) -> dict[str, Any]:
-        """``{"status": "ok", "version", "device_id", "paired", "fingerprint", "relay"}``; ``relay`` is null
-        without a relay, else the upload queue (:meth:`Publisher.status`)."""
-        return {"status": "ok", "version": __version__, "device_id": self.device_id, "paired": self.paired,
-                "fingerprint": self.identity.fingerprint,
-                "relay": self.publisher.status() if self.publisher is not None else None}
+        """``{"status": "ok"|"degraded", "version", "device_id", "paired", "fingerprint", "relay", "storage"}``;
+        ``relay`` is null without a relay, else the upload queue (:meth:`Publisher.status`); ``storage`` is
+        :meth:`Store.health`, and ``status`` is ``degraded`` while it is not ``ok``."""
+        storage = self.store.health()
+        return {"status": "ok" if storage["status"] == "ok" else "degraded", "version": __version__,
+                "device_id": self.device_id, "paired": self.paired, "fingerprint": self.identity.fingerprint,
+                "relay": self.publisher.status() if self.publisher is not None else None, "storage": storage}

@@ -4,24 +4,50 @@ Durability: WAL journal with ``synchronous=FULL``, so a transaction is on disk w
 (https://www.sqlite.org/pragma.html#pragma_synchronous). A ticket and its PDF are one row written in one
 transaction: after a crash (``kill -9``, power cut) it is either wholly there or not there at all.
 
+Damage: the file is checked at start (``PRAGMA quick_check``) and every query that finds it damaged repairs it
+then and there (:mod:`appliance.salvage`: the damaged file is moved aside, what can be read is copied into a
+fresh one); the store keeps working and :meth:`Store.health` says what happened. A receipt's PDF is checked
+against its SHA-256 before it is served or uploaded.
+
 The methods are blocking; call them from a worker thread (``run_in_threadpool``), never on the event loop.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import json
+import logging
 import os
 import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from . import salvage
+from .errors import StorageDamaged, StorageUnavailable
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 PURGE_GRACE_SECONDS = 30 * 86_400
 """Expired rows keep their metadata (no PDF) this long, so a late scan gets 410 rather than 404."""
+REPAIR_NOTICE_SECONDS = 86_400.0
+"""After a repair, ``/healthz`` says ``degraded`` and the screens show the band this long (then only
+``storage.last_repair`` keeps the record)."""
+STORAGE_RETRY_SECONDS = 10.0
+"""While the database cannot be opened at all (the card went read-only, the file is not a file), how often
+a request tries again."""
+REFUSAL_SHOWN_SECONDS = 60.0
+"""After the medium refused an operation (disk full, I/O error), ``/healthz`` and the screens say so this long;
+a till sending receipts meets the refusal again, so a lasting fault stays shown."""
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -110,44 +136,282 @@ _TICKET_COLUMNS = (
 )
 
 
-class Store:
-    """The appliance's SQLite database at ``<data_dir>/eticket.sqlite3``. Thread-safe; blocking."""
+def _guarded(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatenate[Store, _P], _R]:
+    """Map SQLite failures of a :class:`Store` method: damage repairs the database and runs the method once
+    more on the repaired one; a medium that refuses (I/O error, full, read-only) raises StorageUnavailable."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    @functools.wraps(method)
+    def wrapper(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self._failure is not None and not self._reopen_if_due():
+            raise _failed(self._failure)
+        generation = self._generation
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if salvage.is_damage(exc):
+                self._repair_if_current(generation, f"{method.__name__}: {exc}")
+                if self._failure is not None:  # the repair could not make a usable database
+                    raise _failed(self._failure) from exc
+                try:
+                    return method(self, *args, **kwargs)
+                except sqlite3.DatabaseError as again:
+                    if salvage.is_damage(again):
+                        raise StorageDamaged(
+                            "The device's storage is damaged and could not be repaired. Restart the device; if "
+                            "this persists, replace its SD card.") from again
+                    raise self._refused(again) from again
+            raise self._refused(exc) from exc
+
+    return wrapper
+
+
+def _failed(reason: str) -> StorageUnavailable:
+    """The answer while no usable database can be had; ``retry_after`` (seconds) becomes ``Retry-After``."""
+    return StorageUnavailable(f"The device cannot use its storage ({reason}); nothing was stored. It retries by "
+                              f"itself every {STORAGE_RETRY_SECONDS:g} s; if this persists, restart the device or "
+                              "replace its SD card.", retry_after=int(STORAGE_RETRY_SECONDS))
+
+
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """One repair of the database: when (Unix s), why, where the damaged file went (its name in the data
+    dir) and what was saved or lost (``receipts_lost``: receipts whose PDF could not be recovered;
+    ``pairings_lost``: tills that must pair again)."""
+
+    at: float
+    reason: str
+    moved_to: str
+    receipts_saved: int
+    receipts_lost: int
+    pairings_saved: int
+    pairings_lost: int
+    screens_lost: int
+    schema_rebuilt: bool
+    error: str | None
+
+
+class Store:
+    """The appliance's SQLite database at ``<data_dir>/eticket.sqlite3``. Thread-safe; blocking.
+
+    Opening checks the file and repairs a damaged one; it never raises: when no usable database can be had
+    at all, every method raises StorageUnavailable (and tries again, see STORAGE_RETRY_SECONDS) and
+    :meth:`health` says ``failed``.
+    """
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
         self._lock = threading.Lock()
-        if not path.exists():  # created owner-only; SQLite gives the -wal and -shm files the same mode
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        os.chmod(path, 0o600)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._lock, self._db:
-            self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+        self._generation = 0
+        """Incremented by every repair, so that threads that hit the same damage repair it once."""
+        self._repair: Repair | None = None
+        """The last repair (kept in ``meta``), read at start so that :meth:`health` never waits for the lock."""
+        self._damaged_pdfs = 0
+        self._damage_found_at: float | None = None
+        """When a PDF was last found damaged in place (Unix s; kept in ``meta``): the medium may be failing."""
+        self._failure: str | None = None
+        """Why the database cannot be used at all (None while it can): every method then raises
+        StorageUnavailable, and tries to open it again every STORAGE_RETRY_SECONDS."""
+        self._retry_at = 0.0
+        self._refusal: tuple[float, str] | None = None
+        """The last operation the medium refused (Unix s, SQLite's message): disk full, I/O error."""
+        with self._lock:
+            self._db = self._open_or_fail()
+
+    def _open_or_fail(self) -> sqlite3.Connection:
+        """:meth:`_open_checked`, or, when even a repair cannot give a usable database, the failed state (a
+        closed placeholder connection that no method reaches). Lock held."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = self._open_checked()
+        except (OSError, sqlite3.Error) as exc:
+            if self._failure is None:
+                log.error("storage cannot be used (%s): receipts cannot be stored or served until it can; "
+                          "retrying every %g s", exc, STORAGE_RETRY_SECONDS)
+            self._failure = str(exc)[:300] or type(exc).__name__
+            self._retry_at = self._clock() + STORAGE_RETRY_SECONDS
+            placeholder = sqlite3.connect(":memory:", check_same_thread=False)
+            placeholder.close()
+            return placeholder
+        if self._failure is not None:
+            log.warning("storage usable again")
+            self._failure = None
+            self._generation += 1
+        return db
+
+    def _reopen_if_due(self) -> bool:
+        """In the failed state: try to open the database again if STORAGE_RETRY_SECONDS have passed; True
+        once it is usable."""
+        with self._lock:
+            if self._failure is not None and self._clock() >= self._retry_at:
+                self._db = self._open_or_fail()
+            return self._failure is None
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.path.exists():  # created owner-only; SQLite gives the -wal and -shm files the same mode
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.chmod(self.path, 0o600)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
+
+    @staticmethod
+    def _create_schema(db: sqlite3.Connection) -> None:
+        db.executescript(_SCHEMA)  # in autocommit mode the script commits as it goes
+        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _open_checked(self) -> sqlite3.Connection:
+        """Open the database, check it (``PRAGMA quick_check``) and create the schema; repair it if damaged.
+        Called with the lock held."""
+        db: sqlite3.Connection | None = None
+        try:
+            db = self._connect()
+            problems = salvage.integrity_problems(db)
+            if not problems:
+                self._create_schema(db)
+                self._damaged_pdfs = self._count_lost_pdfs(db)
+                self._repair = self._last_repair(db)
+                row = db.execute("SELECT value FROM meta WHERE key = 'damage_found_at'").fetchone()
+                with contextlib.suppress(TypeError, ValueError):
+                    self._damage_found_at = float(row[0]) if row else None
+                return db
+            reason = "; ".join(problems[:3])
+        except sqlite3.DatabaseError as exc:
+            if not salvage.is_damage(exc):
+                raise
+            reason = str(exc)
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+        return self._repaired(reason)
+
+    def _repaired(self, reason: str) -> sqlite3.Connection:
+        """Move the damaged database aside, salvage it into a fresh one and return that. Lock held."""
+        now = self._clock()
+        aside = salvage.set_aside(self.path, now)
+        db = self._connect()
+        self._create_schema(db)
+        try:
+            report = salvage.salvage_into(aside, db, _SCHEMA, now)
+        except Exception as exc:  # a salvage that fails must not stop the device: start empty instead
+            report = salvage.SalvageReport(error=f"salvage failed: {exc!r}")
+        repair = Repair(
+            at=now, reason=reason[:300], moved_to=aside.name, receipts_saved=report.rows.get("tickets", 0),
+            receipts_lost=report.receipts_lost, pairings_saved=report.rows.get("pos", 0),
+            pairings_lost=report.lost.get("pos", 0), screens_lost=report.lost.get("screens", 0),
+            schema_rebuilt=report.schema_rebuilt, error=report.error)
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_repair', ?)", (json.dumps(asdict(repair)),))
+        self._repair = repair
+        self._generation += 1
+        self._damaged_pdfs = self._count_lost_pdfs(db)
+        log.error("storage was damaged (%s): moved aside as %s; salvaged %d receipts and %d pairings; %d receipts "
+                  "and %d pairings lost%s", repair.reason, repair.moved_to, repair.receipts_saved,
+                  repair.pairings_saved, repair.receipts_lost, repair.pairings_lost,
+                  f"; {repair.error}" if repair.error else "")
+        return db
+
+    def _refused(self, exc: sqlite3.DatabaseError) -> Exception:
+        """StorageUnavailable for a medium that refuses (remembered for :meth:`health`), else ``exc`` itself."""
+        if salvage.result_code(exc) not in salvage.UNAVAILABLE_CODES:
+            return exc
+        now, last = self._clock(), self._refusal
+        if last is None or now - last[0] >= REFUSAL_SHOWN_SECONDS:  # one line per episode, not per request
+            log.error("storage refused an operation: %s; receipts cannot be stored until it is fixed", exc)
+        self._refusal = (now, str(exc)[:300])
+        return StorageUnavailable(f"The device cannot use its storage ({exc}); nothing was stored. Try again; if "
+                                  "this persists, restart the device or free space on its SD card.")
+
+    def _repair_if_current(self, generation: int, reason: str) -> None:
+        """Repair after a query found damage, unless another thread already did since ``generation``."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            try:
+                self._db = self._repaired(reason)
+            except (OSError, sqlite3.Error):  # the medium refuses even a fresh file: the failed state, retried
+                self._db = self._open_or_fail()
+
+    @staticmethod
+    def _last_repair(db: sqlite3.Connection) -> Repair | None:
+        row = db.execute("SELECT value FROM meta WHERE key = 'last_repair'").fetchone()
+        try:
+            return Repair(**json.loads(row[0])) if row else None
+        except (ValueError, TypeError):  # written by a different version: not worth failing for
+            return None
+
+    @property
+    def generation(self) -> int:
+        """How many repairs this process made (0 after a clean start; 1 after a repair at start)."""
+        return self._generation
+
+    def _count_lost_pdfs(self, db: sqlite3.Connection) -> int:
+        """Unexpired receipts without their PDF: lost to damage (expiry is the only other way to lose one)."""
+        row = db.execute("SELECT COUNT(*) FROM tickets WHERE expires_at > ? AND pdf IS NULL",
+                         (self._clock(),)).fetchone()
+        return int(row[0])
+
+    def health(self) -> dict[str, Any]:
+        """The storage's state for ``/healthz``: ``{"status", "damaged_receipts", "error", "last_refusal",
+        "last_repair"}``; never blocks.
+
+        ``status``, first that applies: ``"failed"`` while the database cannot be used at all; ``"refusing"``
+        within REFUSAL_SHOWN_SECONDS of an operation the medium refused (disk full, I/O error); ``"repaired"``
+        within REPAIR_NOTICE_SECONDS of a repair; ``"damaged"`` within REPAIR_NOTICE_SECONDS of finding a
+        stored PDF damaged in place (a failing medium); else ``"ok"``. ``error``: why, when failed or refusing
+        (else null). ``last_refusal``: null or ``{"at", "error"}`` of the last refusal. ``damaged_receipts``:
+        unexpired receipts whose PDF is unreadable (either way). ``last_repair``: null, or the last
+        :class:`Repair` (``at`` Unix seconds), kept across restarts.
+        """
+        # No lock: a repair in progress must not block /healthz.
+        repair, damaged, found_at, now = self._repair, self._damaged_pdfs, self._damage_found_at, self._clock()
+        failure, refusal = self._failure, self._refusal
+        if failure is not None:
+            status = "failed"
+        elif refusal is not None and now - refusal[0] < REFUSAL_SHOWN_SECONDS:
+            status = "refusing"
+        elif repair is not None and now - repair.at < REPAIR_NOTICE_SECONDS:
+            status = "repaired"
+        elif found_at is not None and now - found_at < REPAIR_NOTICE_SECONDS:
+            status = "damaged"
+        else:
+            status = "ok"
+        return {"status": status, "damaged_receipts": damaged,
+                "error": failure if failure is not None else refusal[1] if status == "refusing" and refusal else None,
+                "last_refusal": None if refusal is None else {"at": refusal[0], "error": refusal[1]},
+                "last_repair": None if repair is None else asdict(repair)}
 
     def close(self) -> None:
         """Close the database."""
-        with self._lock:
+        with self._lock, contextlib.suppress(sqlite3.Error):
             self._db.close()
 
     # --- device identity -------------------------------------------------------------------------------
-    def device_id(self) -> str:
-        """The stable device id (``et-`` + 16 hex digits), made on first use and kept forever."""
+    @_guarded
+    def device_id(self, fallback: str | None = None) -> str:
+        """The stable device id (``et-`` + 16 hex digits), made on first use and kept forever. ``fallback``
+        is used instead of a new one when the store has none (a repair lost it; the certificate still has it)."""
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'device_id'").fetchone()
             if row:
                 return str(row[0])
-            value = "et-" + secrets.token_hex(8)
+            value = fallback or "et-" + secrets.token_hex(8)
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("INSERT INTO meta (key, value) VALUES ('device_id', ?)", (value,))
             self._db.execute("COMMIT")
             return value
 
     # --- POS pairings --------------------------------------------------------------------------------
+    @_guarded
     def add_pos(self, name: str, token: str) -> Pos:
         """Record a newly paired POS whose bearer token is ``token`` (only its hash is kept)."""
         pos = Pos(id="pos-" + secrets.token_hex(6), name=name, paired_at=time.time())
@@ -160,6 +424,7 @@ class Store:
             self._db.execute("COMMIT")
         return pos
 
+    @_guarded
     def pos_for_token(self, token: str) -> Pos | None:
         """The POS holding bearer ``token``, or None."""
         with self._lock:
@@ -168,12 +433,14 @@ class Store:
             ).fetchone()
         return Pos(*row) if row else None
 
+    @_guarded
     def list_pos(self) -> list[Pos]:
         """Every paired POS, oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT id, name, paired_at FROM pos ORDER BY paired_at").fetchall()
         return [Pos(*row) for row in rows]
 
+    @_guarded
     def revoke_pos(self, pos_id: str) -> bool:
         """Forget a POS: its token stops working at once. False if there was no such POS."""
         with self._lock:
@@ -181,6 +448,7 @@ class Store:
         return cur.rowcount > 0
 
     # --- screen clients ----------------------------------------------------------------------------------
+    @_guarded
     def add_screen(self, name: str, token: str) -> Pos:
         """Record a paired screen (a tablet's browser); only the token's hash is kept."""
         screen = Pos(id="scr-" + secrets.token_hex(6), name=name, paired_at=time.time())
@@ -189,6 +457,7 @@ class Store:
                              (screen.id, screen.name, sha256_hex(token), screen.paired_at))
         return screen
 
+    @_guarded
     def screen_for_token(self, token: str) -> Pos | None:
         """The paired screen holding ``token``, or None."""
         with self._lock:
@@ -196,24 +465,28 @@ class Store:
                                    (sha256_hex(token),)).fetchone()
         return Pos(*row) if row else None
 
+    @_guarded
     def list_screens(self) -> list[Pos]:
         """Every paired screen, oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT id, name, added_at FROM screens ORDER BY added_at").fetchall()
         return [Pos(*row) for row in rows]
 
+    @_guarded
     def revoke_screen(self, screen_id: str) -> bool:
         """Forget a screen. False if there was no such screen."""
         with self._lock:
             cur = self._db.execute("DELETE FROM screens WHERE id = ?", (screen_id,))
         return cur.rowcount > 0
 
+    @_guarded
     def pos_count(self) -> int:
         """How many POS are paired."""
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM pos").fetchone()[0])
 
     # --- tickets ---------------------------------------------------------------------------------------
+    @_guarded
     def add_ticket(
         self,
         *,
@@ -285,6 +558,7 @@ class Store:
                 raise
         return ticket, True
 
+    @_guarded
     def ticket_by_idempotency_key(self, pos_id: str, key: str) -> Ticket | None:
         """The ticket this POS already sent with ``key``, or None."""
         with self._lock:
@@ -293,8 +567,10 @@ class Store:
             ).fetchone()
         return Ticket(*row) if row else None
 
+    @_guarded
     def ticket_by_token(self, token: str) -> tuple[Ticket, bytes | None] | None:
-        """``(ticket, pdf)`` for a capability token, or None. Looked up by the token's hash."""
+        """``(ticket, pdf)`` for a capability token, or None. Looked up by the token's hash. ``pdf`` is None
+        once expired, or when it was lost to damage (:meth:`pdf_intact` tells a damaged one)."""
         with self._lock:
             row = self._db.execute(
                 f"SELECT {_TICKET_COLUMNS}, pdf FROM tickets WHERE token_sha256 = ?", (sha256_hex(token),)
@@ -303,6 +579,66 @@ class Store:
             return None
         return Ticket(*row[:-1]), row[-1]
 
+    @staticmethod
+    def pdf_intact(ticket: Ticket, pdf: bytes) -> bool:
+        """True when ``pdf`` is what the POS sent: its size and SHA-256 are the ones stored with the ticket."""
+        return len(pdf) == ticket.size and sha256_hex(pdf) == ticket.pdf_sha256
+
+    @_guarded
+    def drop_damaged_pdf(self, ticket_id: str) -> bool:
+        """Forget a PDF whose bytes no longer match its checksum (damaged on the medium): its link answers
+        ``receipt-damaged`` from now on, its upload is given up. True if it was still there. Logged once."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            cur = self._db.execute("UPDATE tickets SET pdf = NULL WHERE id = ? AND pdf IS NOT NULL", (ticket_id,))
+            now = self._clock()
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('damage_found_at', ?)", (str(now),))
+            self._db.execute("UPDATE outbox SET state = 'failed', last_error = 'receipt damaged in storage' "
+                             "WHERE ticket_id = ? AND state = 'pending'", (ticket_id,))
+            self._db.execute("COMMIT")
+            dropped = cur.rowcount > 0
+            if dropped:
+                self._damaged_pdfs += 1
+                self._damage_found_at = now
+        if dropped:
+            log.error("receipt %s is damaged in storage (its PDF no longer matches its SHA-256): it cannot be "
+                      "served; ask the till to send it again", ticket_id)
+        return dropped
+
+    def verify_pdfs(self) -> int:
+        """Check every stored PDF against its SHA-256 (one row at a time, the lock released in between, so
+        receipts keep flowing) and drop the damaged ones (:meth:`drop_damaged_pdf`); return how many. Run
+        in the background after start, so that ``/healthz`` tells before a customer finds out.
+
+        Raises:
+            StorageDamaged, StorageUnavailable: as every method.
+        """
+        damaged, last = 0, 0
+        while True:
+            batch = self._pdf_rowids_after(last)
+            if not batch:
+                return damaged
+            for rowid in batch:
+                last = rowid
+                found = self._pdf_of_rowid(rowid)
+                if found is not None and not self.pdf_intact(*found) and self.drop_damaged_pdf(found[0].id):
+                    damaged += 1
+
+    @_guarded
+    def _pdf_rowids_after(self, rowid: int, limit: int = 256) -> list[int]:
+        with self._lock:
+            rows = self._db.execute("SELECT rowid FROM tickets WHERE rowid > ? AND pdf IS NOT NULL ORDER BY rowid "
+                                    "LIMIT ?", (rowid, limit)).fetchall()
+        return [int(r[0]) for r in rows]
+
+    @_guarded
+    def _pdf_of_rowid(self, rowid: int) -> tuple[Ticket, bytes] | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_TICKET_COLUMNS}, pdf FROM tickets WHERE rowid = ? AND pdf IS NOT NULL",
+                                   (rowid,)).fetchone()
+        return None if row is None else (Ticket(*row[:-1]), bytes(row[-1]))
+
+    @_guarded
     def mark_downloaded(self, ticket_id: str, at: float | None = None) -> bool:
         """Remember the first download time of a ticket (``at``, Unix seconds: now by default; the relay's time
         for a download through it); True if it was not known before."""
@@ -311,11 +647,13 @@ class Store:
                                    (time.time() if at is None else at, ticket_id))
         return cur.rowcount > 0
 
+    @_guarded
     def ticket_count(self) -> int:
         """How many tickets are stored (expired ones included until purged)."""
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM tickets").fetchone()[0])
 
+    @_guarded
     def purge_expired(self, now: float | None = None) -> int:
         """Drop the PDF of expired tickets and the rows of long-expired ones; return PDFs dropped."""
         now = time.time() if now is None else now
@@ -329,27 +667,39 @@ class Store:
         return cur.rowcount
 
     # --- relay outbox ------------------------------------------------------------------------------------
+    @_guarded
     def due_uploads(self, now: float, limit: int = 16) -> list[tuple[str, str, bytes, float, int]]:
-        """Pending uploads whose time has come: ``(ticket_id, token, pdf, expires_at, attempts)``, oldest first."""
+        """Pending uploads whose time has come: ``(ticket_id, token, pdf, expires_at, attempts)``, oldest first.
+        A PDF that no longer matches its SHA-256 is never uploaded (:meth:`drop_damaged_pdf`)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT t.id, t.token, t.pdf, t.expires_at, o.attempts FROM outbox o JOIN tickets t ON t.id = "
-                "o.ticket_id WHERE o.state = 'pending' AND o.next_attempt_at <= ? AND t.pdf IS NOT NULL "
-                "ORDER BY o.created_at LIMIT ?", (now, limit)).fetchall()
-        return [(str(r[0]), str(r[1]), bytes(r[2]), float(r[3]), int(r[4])) for r in rows]
+                "SELECT t.id, t.token, t.pdf, t.expires_at, o.attempts, t.size, t.pdf_sha256 FROM outbox o JOIN "
+                "tickets t ON t.id = o.ticket_id WHERE o.state = 'pending' AND o.next_attempt_at <= ? AND t.pdf IS "
+                "NOT NULL ORDER BY o.created_at LIMIT ?", (now, limit)).fetchall()
+        due = []
+        for r in rows:
+            pdf = bytes(r[2])
+            if len(pdf) == r[5] and sha256_hex(pdf) == r[6]:
+                due.append((str(r[0]), str(r[1]), pdf, float(r[3]), int(r[4])))
+            else:
+                self.drop_damaged_pdf(str(r[0]))
+        return due
 
+    @_guarded
     def next_upload_at(self) -> float | None:
         """When the next pending upload is due (Unix seconds), or None when nothing is pending."""
         with self._lock:
             row = self._db.execute("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'").fetchone()
         return None if row[0] is None else float(row[0])
 
+    @_guarded
     def upload_done(self, ticket_id: str) -> None:
         """The relay acknowledged the upload."""
         with self._lock:
             self._db.execute("UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1, "
                              "last_error = NULL WHERE ticket_id = ?", (time.time(), ticket_id))
 
+    @_guarded
     def upload_failed(self, ticket_id: str, error: str, next_attempt_at: float | None) -> None:
         """An attempt failed: retry at ``next_attempt_at``, or give up (state ``failed``) when None."""
         with self._lock:
@@ -360,6 +710,7 @@ class Store:
                 self._db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
                                  "WHERE ticket_id = ?", (error, next_attempt_at, ticket_id))
 
+    @_guarded
     def outbox_counts(self) -> dict[str, object]:
         """``{"pending", "sent", "failed", "expired"}`` counts, ``oldest_pending_at`` (Unix s or None) and the
         newest ``last_error`` of a pending or failed upload."""
@@ -371,6 +722,7 @@ class Store:
         return {**{k: int(counts.get(k, 0)) for k in ("pending", "sent", "failed", "expired")},
                 "oldest_pending_at": oldest, "last_error": error[0] if error else None}
 
+    @_guarded
     def awaiting_download(self, since: float, limit: int = 200) -> list[tuple[str, str]]:
         """Uploaded tickets created after ``since`` that no phone has fetched yet: ``(ticket_id, token)``."""
         with self._lock:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pygame
 
+from .bands import storage_lines
 from .i18n import translator
 from .qr import DARK, LIGHT, draw_qr
 
@@ -269,18 +270,26 @@ NOTICE_BACKGROUND = (150, 0, 0)
 
 
 def draw_notice(surface: pygame.Surface, state: dict[str, Any]) -> None:
-    """A band along the bottom for the shop owner (``state["notice"]``: a refused settings file), white on
-    dark red; on the ticket scene it is left out so the QR keeps its quiet zone."""
-    notice = state.get("notice")
-    if not notice or state.get("scene") in ("ticket", "wifi"):
+    """Bands along the bottom for the shop owner, white on dark red: a refused settings file
+    (``state["notice"]``) and the storage's state (``state["storage"]``, :func:`storage_lines`), stacked.
+    On the ticket scenes they are left out so the QR keeps its quiet zone."""
+    if state.get("scene") in ("ticket", "wifi"):
         return
     t = translator(state.get("lang"))
+    bands = []
+    if state.get("notice"):
+        bands.append((t("Settings not applied:"), str(state["notice"])))
+    storage = storage_lines(state.get("storage"), t)
+    if storage is not None:
+        bands.append(storage)
     w, h = surface.get_size()
-    band = pygame.Rect(0, h - h // 6, w, h // 6)
-    surface.fill(NOTICE_BACKGROUND, band)
-    for i, text in enumerate((t("Settings not applied:"), str(notice))):
-        line = _fit(text, w - w // 20, band.height // 3, bold=i == 0, colors=((255, 255, 255), NOTICE_BACKGROUND))
-        surface.blit(line, (w // 40, band.top + band.height // 12 + i * band.height // 2))
+    for n, lines in enumerate(bands):
+        band = pygame.Rect(0, h - (n + 1) * (h // 6), w, h // 6)
+        surface.fill(NOTICE_BACKGROUND, band)
+        for i, text in enumerate(lines):
+            line = _fit(text, w - w // 20, band.height // 3, bold=i == 0,
+                        colors=((255, 255, 255), NOTICE_BACKGROUND))
+            surface.blit(line, (w // 40, band.top + band.height // 12 + i * band.height // 2))
 
 
 def render(state: State, size: tuple[int, int]) -> pygame.Surface:

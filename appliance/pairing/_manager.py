@@ -120,10 +120,14 @@ class PairingManager:
     async def _async_grant(self, name: str) -> tuple[Pos, str]:
         # Spend the window before the first await: concurrent requests with the same secret or code must
         # find it closed (single use), not race through while the token is being stored.
-        self.window = None
+        window, self.window = self.window, None
         self._sessions.clear()
         token = secrets.token_urlsafe(32)
-        pos = await run_in_threadpool(self._store.add_pos, name, token)
+        try:
+            pos = await run_in_threadpool(self._store.add_pos, name, token)
+        except BaseException:  # nothing was stored (the storage failed): the code on screen stays valid
+            self.window = window
+            raise
         await self.async_close()
         await self._on_paired()
         log.info("paired POS %s (%r)", pos.id, pos.name)

@@ -37,7 +37,8 @@ def create_app(appliance: Appliance, *, pos_api: bool = True, public: bool = Tru
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict[str, Any]:
-        """``{"status": "ok", "version", "device_id", "paired"}``; no authentication."""
+        """:meth:`Appliance.health`: ``{"status": "ok"|"degraded", "version", "device_id", "paired", "fingerprint",
+        "relay", "storage"}``; always 200 while the process serves; no authentication."""
         return appliance.health()
 
     add_problem_handlers(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from html import escape
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ApplianceError, Gone, NotFound
+from ..errors import ApplianceError, Gone, NotFound, ReceiptDamaged, StorageUnavailable
 from .auth import appliance_of
 
 router = APIRouter()
@@ -25,6 +26,8 @@ def _page(error: ApplianceError) -> Response:
     text = {
         404: "This receipt link is not known here. Check that you scanned the code on this shop's screen.",
         410: "This receipt has expired and was deleted. Ask the shop for a copy.",
+        500: "This receipt was damaged in the device's storage and cannot be shown. Please ask at the counter "
+             "for a copy.",
     }.get(error.status, error.detail)
     html = (
         "<!doctype html><html><head><meta charset=utf-8>"
@@ -64,7 +67,9 @@ async def logo(request: Request) -> Response:
 async def download(token: str, request: Request) -> Response:
     """Return the stored receipt PDF, byte-identical, ``Content-Disposition: inline``.
 
-    404 for an unknown token, 410 once the retention period is over: an HTML page when the client accepts
+    404 for an unknown token, 410 once the retention period is over, 500 ``receipt-damaged`` when the stored
+    PDF no longer matches its SHA-256 or was lost in a storage repair (wrong bytes are never served), 503
+    ``storage-unavailable``/``storage-damaged`` when the storage fails: an HTML page when the client accepts
     ``text/html`` (a phone), problem details otherwise. No cookie is set; security headers come from the app.
     """
     app = appliance_of(request)
@@ -75,14 +80,22 @@ async def download(token: str, request: Request) -> Response:
         if found is None:
             raise NotFound("No receipt at this address.")
         ticket, pdf = found
-        if pdf is None or ticket.expires_at <= time.time():
+        if ticket.expires_at <= time.time():
             raise Gone("This receipt has expired.")
+        # Before expiry only damage removes a PDF. Hashing up to max_body_bytes: off the event loop.
+        if pdf is None or not await run_in_threadpool(app.store.pdf_intact, ticket, pdf):
+            if pdf is not None:
+                await run_in_threadpool(app.store.drop_damaged_pdf, ticket.id)
+            raise ReceiptDamaged("This receipt was damaged in the device's storage and cannot be shown. Please "
+                                 "ask at the counter for a copy.")
     except ApplianceError as error:
         if "text/html" in request.headers.get("accept", ""):
             return _page(error)
         raise
     if ticket.downloaded_at is None and request.method == "GET":
-        await run_in_threadpool(app.store.mark_downloaded, ticket.id)
+        # The customer gets the receipt even when the card refuses this small write (full): it was found.
+        with contextlib.suppress(StorageUnavailable):
+            await run_in_threadpool(app.store.mark_downloaded, ticket.id)
         await app.display.async_ticket_downloaded(ticket.id)
     day = datetime.fromtimestamp(ticket.created_at, UTC).strftime("%Y-%m-%d")
     filename = f"receipt-{day}-{ticket.id.removeprefix('t-')}.pdf"

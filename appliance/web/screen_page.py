@@ -88,12 +88,22 @@ def _body(state: dict[str, Any], t: Any) -> str:
 
 
 def _notice(state: dict[str, Any], t: Any) -> str:
-    """The shop owner's notice band (a refused settings file), as the kiosk draws it; never over a QR."""
-    if not state.get("notice") or state.get("scene") in ("ticket", "wifi"):
+    """The shop owner's bands (a refused settings file; the storage's state), as the kiosk draws them; never
+    over a QR."""
+    from kiosk.bands import storage_lines
+
+    if state.get("scene") in ("ticket", "wifi"):
         return ""
-    return ("<p style='position:fixed;left:0;right:0;bottom:0;margin:0;padding:2vmin;background:#960000;"
-            f"color:#fff;font-size:3vmin'><b>{escape(t('Settings not applied:'))}</b> "
-            f"{escape(str(state['notice']))}</p>")
+    bands = [(t("Settings not applied:"), str(state["notice"]))] if state.get("notice") else []
+    storage = storage_lines(state.get("storage"), t)
+    if storage is not None:
+        bands.append(storage)
+    if not bands:
+        return ""
+    lines = "".join(f"<p style='margin:0;padding:1vmin 0'><b>{escape(head)}</b> {escape(text)}</p>"
+                    for head, text in bands)
+    return ("<div style='position:fixed;left:0;right:0;bottom:0;padding:1vmin 2vmin;background:#960000;"
+            f"color:#fff;font-size:3vmin'>{lines}</div>")
 
 
 @router.get("/screen")

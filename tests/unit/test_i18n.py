@@ -13,9 +13,9 @@ from tests.conftest import REPO
 
 
 def _scene_strings() -> set[str]:
-    """Every literal passed to t(...) in kiosk/scenes.py."""
-    tree = ast.parse((REPO / "kiosk" / "scenes.py").read_text())
-    return {node.args[0].value for node in ast.walk(tree)
+    """Every literal passed to t(...) in kiosk/scenes.py and kiosk/bands.py."""
+    trees = [ast.parse((REPO / "kiosk" / name).read_text()) for name in ("scenes.py", "bands.py")]
+    return {node.args[0].value for tree in trees for node in ast.walk(tree)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "t"
             and node.args and isinstance(node.args[0], ast.Constant)}
 
