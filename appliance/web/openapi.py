@@ -43,7 +43,10 @@ from ..errors import (
     PdfWithLaunchAction,
     PdfWithoutPages,
     PdfWithoutUsablePage,
+    ReceiptDamaged,
     RequestTimeout,
+    StorageDamaged,
+    StorageUnavailable,
     TooManyConnections,
     Unauthorized,
     UnreadablePdf,
@@ -291,7 +294,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "tags": ["customers"], **PLAIN,
         "responses": {"200": {"description": "The receipt exactly as the POS sent it, "
                               "`Content-Disposition: inline`", **PDF_RESPONSE},
-                      **problems(NotFound, Gone)},
+                      **problems(NotFound, Gone, ReceiptDamaged)},
         "description": "The capability URL of the QR code: the token is the permission. `404`/`410` are small "
                        "HTML pages for browsers (`Accept: text/html`), problem details otherwise."}
        for method in ("get", "head")},
@@ -331,7 +334,8 @@ def finish_schema(schema: dict[str, Any]) -> dict[str, Any]:
             seen.add(operation.get("operationId", ""))
     for (method, path), extra in OPERATIONS.items():
         paths[path][method].update(extra)  # FastAPI's guessed responses are replaced by the declared ones
-    for item in paths.values():  # any operation may meet the connection caps (docs/protocol.md §11)
+    for item in paths.values():  # any operation may meet the connection caps (§11) or failing storage (§7)
         for operation in item.values():
-            operation.setdefault("responses", {}).update(problems(TooManyConnections))
+            operation.setdefault("responses", {}).update(
+                problems(StorageUnavailable, StorageDamaged, TooManyConnections))
     return schema

@@ -82,7 +82,7 @@ def test_the_served_schema_documents_every_endpoint_of_the_protocol(appliance: A
 
     ticket = ops[("post", "/api/v1/tickets")]
     expected = {slug: status for slug, status in table.items()
-                if slug not in PAIRING_TYPES | {"not-found", "expired", "method-not-allowed"}}
+                if slug not in PAIRING_TYPES | {"not-found", "expired", "receipt-damaged", "method-not-allowed"}}
     assert expected.items() <= problems_of(ticket).items(), set(expected) - set(problems_of(ticket))
     assert {"application/pdf", "multipart/form-data"} <= set(ticket["requestBody"]["content"])
     assert ticket["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith("/TicketCreated")
@@ -91,7 +91,7 @@ def test_the_served_schema_documents_every_endpoint_of_the_protocol(appliance: A
     assert "401" in ticket["responses"] and "WWW-Authenticate" in ticket["responses"]["401"]["headers"]
 
     download = ops[("get", "/r/{}")]
-    assert {"not-found": 404, "expired": 410}.items() <= problems_of(download).items()
+    assert {"not-found": 404, "expired": 410, "receipt-damaged": 500}.items() <= problems_of(download).items()
     assert "application/pdf" in download["responses"]["200"]["content"]
     assert download["servers"][0]["url"].startswith("http://")  # customers and screens use the plain port
     for op in ops.values():
