@@ -174,6 +174,8 @@ def test_the_screen_shows_the_kiosks_pairing_qr_and_never_a_login_prompt(booted:
     fbcon = [line for line in consoles.splitlines() if "frame buffer" in line]
     assert fbcon and _ssh(booted, f"cat {fbcon[0].split(':')[0].replace('/name', '/bind')}").strip() == "0", consoles
     assert "waiting for a display" not in journal and "Traceback" not in journal, journal[-3000:]
+    splash = _show(booted, "eticket-splash.service", "ActiveState", "Result")  # white from fb0's appearance
+    assert splash == {"ActiveState": "active", "Result": "success"}, splash
     assert _ssh(booted, "systemctl is-enabled getty@tty1.service || true").strip() == "masked"
     gettys = _ssh(booted, "ps -eo args | grep '[g]etty' || true").splitlines()
     assert all("tty1" not in line for line in gettys), gettys  # the serial console keeps its getty
@@ -230,7 +232,7 @@ def test_the_device_is_discovered_over_mdns_on_its_lan(booted: Booted, cli_env: 
 
 def test_units_verify_inside_the_image_and_the_appliance_exposure_holds(booted: Booted) -> None:
     units = ("eticket.service eticket-kiosk.service eticket-firstboot.service eticket-usb-provision.service "
-             "eticket-ssh-keys.service")
+             "eticket-ssh-keys.service eticket-splash.service")
     verify = booted.guest.ssh(booted.key, f"systemd-analyze verify {units}")
     assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
     security = _ssh(booted, "systemd-analyze security eticket.service --no-pager | tail -n 1")
@@ -280,11 +282,12 @@ def test_the_watchdog_restarts_a_hung_appliance(booted: Booted) -> None:
     assert booted.guest.wait_healthz(120)[1]["status"] == "ok"
 
 
-def test_a_till_on_the_lan_pairs_sends_a_receipt_and_a_phone_downloads_it(booted: Booted,
-                                                                          cli_env: dict[str, str]) -> None:
+def test_a_till_on_the_lan_pairs_sends_a_receipt_and_a_phone_downloads_it(booted: Booted, cli_env: dict[str, str],
+                                                                          amd64_build: Path) -> None:
     """The product's main job on the built image, under its systemd sandbox: a till on the shop's LAN pairs by
     the code on the screen, sends a real receipt (PDF checks in worker processes under the unit's seccomp
-    filter), and the customer's phone fetches the same bytes."""
+    filter), the receipt's QR appears on the device's own screen (qemu's screendump), and the customer's phone
+    fetches the same bytes."""
     token = json.loads(_ssh(booted, "cat /var/lib/eticket/kiosk.json"))["token"]
     state = httpx.get(booted.guest.url + "/api/v1/display", headers={"Authorization": f"Bearer {token}"}).json()
     assert state["scene"] == "pairing", state
@@ -304,6 +307,7 @@ def test_a_till_on_the_lan_pairs_sends_a_receipt_and_a_phone_downloads_it(booted
     assert "/r/" in url, sent.stdout
     texts = _wait_screen_qr(booted, "screen-receipt", lambda t: t == [url])  # the customer scans the screen
     assert texts == [url], _ssh(booted, "journalctl -b -u eticket-kiosk.service --no-pager -o cat -n 40")
+    shutil.copy(booted.guest.workdir / "screen-receipt.png", amd64_build / "screen-receipt.png")
     path = url[url.index("/r/"):]
     downloaded = httpx.get(booted.guest.url + path)  # the phone, through the forwarded customer port
     assert downloaded.status_code == 200 and downloaded.content == pdf.read_bytes()
