@@ -122,6 +122,7 @@ class _Panel:
         self.fb: FramebufferSink | None = None
         self.fallback = False  # drawing on a framebuffer because KMS/DRM could not be opened
         self.waiting = False  # no output at all yet
+        self.redraw = False  # the output changed under the last frame: draw it again
         self.headless = False
         self.open = True
         self.size = size or (800, 480)
@@ -144,8 +145,6 @@ class _Panel:
         return self._driver.lower() == KMSDRM
 
     def _use_framebuffer(self, device: Path) -> None:
-        from .fbdev import FramebufferSink
-
         sink = FramebufferSink(device, self._devices.graphics)
         if pygame.display.get_init():
             pygame.display.quit()
@@ -255,6 +254,7 @@ class _Panel:
                 log.warning("%s: looking for a display again", exc)
                 self.fb, self.fallback, self.open = None, False, False
                 self.reopen()
+                self.redraw = self.open
             return
         if not self.open:
             return
@@ -329,6 +329,9 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
                         panel.close()
                 if panel.open:
                     panel.show(compose(extras.add(follower.state), panel.size, rotate), data_dir)
+                    if panel.redraw:  # a new output in place of a lost one
+                        panel.redraw = False
+                        changed.set()
             if (panel.waiting or panel.fallback or status) and panel.describe() != status:
                 status = panel.describe()  # for `systemctl status`: waiting, on a fallback, and what came after
                 notifier.notify(f"STATUS={status}")
