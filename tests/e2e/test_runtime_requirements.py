@@ -1,9 +1,10 @@
-"""Every command starts with only the project's runtime requirements installed, as on the device image.
+"""Every command starts with only the project's runtime requirements installed, exactly as on the device image.
 
-The test extras (numpy, pillow, zxing-cpp, ...) are installed in the development venv, so an import of one of them
-in the product passes every other test and then dies on the device (``eticket kiosk`` did, importing numpy for
-its framebuffer writer). Here a clean venv holds only ``[project] dependencies`` of pyproject.toml (from PyPI,
-cached under ``build/runtime-venv/<hash of those requirements>``, so only the first run pays for it), the source
+The test extras (numpy, zxing-cpp, ...) are installed in the development venv, so an import of one of them in the
+product passes every other test and then dies on the device (``eticket kiosk`` did, importing numpy for its
+framebuffer writer). Here a clean venv holds only the image's pinned wheels, ``image-build/requirements.lock``
+(the runtime ``[project] dependencies`` of pyproject.toml resolved by ``make image-lock``; from PyPI, hashes
+checked, cached under ``build/runtime-venv/<hash of the lock>`` so only the first run pays for it), the source
 tree is put on its path, and every module is imported and every command's start path is run in it: ``--help``
 of each subcommand, ``serve`` until ``/healthz``, the kiosk drawing the pairing QR headless, a till pairing and
 sending a receipt with the CLI, the phone download, the device-side admin commands, the relay, provisioning.
@@ -16,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -35,10 +37,21 @@ PACKAGES = ("appliance", "kiosk", "relay", "provisioning")
 TEST_ONLY = ("numpy", "zxingcpp", "boto3", "pytest")  # installed with the test extras, never at run time
 
 
-def _runtime_requirements() -> list[str]:
-    """``[project] dependencies`` of pyproject.toml: what ``pip install .`` (no extras) installs."""
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return list(project["dependencies"])
+LOCK = REPO / "image-build" / "requirements.lock"
+
+
+def _name(requirement: str) -> str:
+    """The normalised project name of a requirement line (PEP 503: runs of -_. become -, lower case)."""
+    match = re.match(r"[A-Za-z0-9._-]+", requirement.strip())
+    assert match, requirement
+    return re.sub(r"[-_.]+", "-", match.group(0)).lower()
+
+
+def test_the_image_lock_pins_every_runtime_requirement() -> None:
+    """A dependency added to pyproject.toml but not re-locked would be missing on the device."""
+    runtime = {_name(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    pinned = {_name(line) for line in LOCK.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    assert runtime <= pinned, f"not in {LOCK.name} (run make image-lock): {sorted(runtime - pinned)}"
 
 
 @dataclass(frozen=True)
@@ -72,28 +85,30 @@ class RuntimeVenv:
                                 cwd=self.home)
 
 
-def _make_venv(requirements: list[str]) -> Path:
-    """The cached venv for ``requirements`` (made once, under a lock, by whichever test run comes first)."""
-    key = hashlib.sha256(json.dumps([requirements, sys.version_info[:2], platform.machine()]).encode()).hexdigest()
+def _make_venv(lock: Path) -> Path:
+    """The cached venv holding the wheels pinned in ``lock`` (made once, under a lock file, by whichever test
+    run comes first); its python."""
+    key = hashlib.sha256(lock.read_bytes() + f"{sys.version_info[:2]} {platform.machine()}".encode()).hexdigest()
     venv = VENV_ROOT / key[:16]
     python = venv / "bin" / "python"
     VENV_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(VENV_ROOT / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(VENV_ROOT / ".lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
         if (venv / "complete").exists():
             return python
         subprocess.run(["rm", "-rf", str(venv)], check=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                                  *requirements], capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS)
-        require(install.returncode == 0, f"cannot install the runtime requirements: {install.stderr[-2000:]}")
-        (venv / "complete").write_text(json.dumps(requirements) + "\n")
+                                  "--only-binary=:all:", "--require-hashes", "-r", str(lock)],
+                                 capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS)
+        require(install.returncode == 0, f"cannot install {lock.name}: {install.stderr[-2000:]}")
+        (venv / "complete").write_text(f"{lock}\n")
     return python
 
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> RuntimeVenv:
-    venv = RuntimeVenv(python=_make_venv(_runtime_requirements()), home=tmp_path_factory.mktemp("runtime-home"))
+    venv = RuntimeVenv(python=_make_venv(LOCK), home=tmp_path_factory.mktemp("runtime-home"))
     leaked = subprocess.run([str(venv.python), "-c", "import importlib.util, sys; print(' '.join(m for m in "
                              f"{TEST_ONLY!r} if importlib.util.find_spec(m)))"], env=venv.env(), capture_output=True,
                             text=True, check=True).stdout.split()
