@@ -77,20 +77,23 @@ mkdir -p "$BOOT"
 cp "$ROOT/boot/vmlinuz-$KVER" "$BOOT/vmlinuz"
 cp "$WORK/initrd.img" "$BOOT/initrd.img"
 cp "$HERE/eticket.toml.example" "$BOOT/eticket.toml.example"
-CMDLINE="root=LABEL=eticket-root ro rootwait net.ifnames=0 quiet"
+# The screen faces customers: kernel and systemd messages go to the serial console only (no console=tty0), no
+# blinking cursor, no console blanking; getty@tty1 is masked (customize.sh). The screen stays plain (black)
+# from the boot loader until the kiosk draws.
+CMDLINE="root=LABEL=eticket-root ro rootwait net.ifnames=0 quiet vt.global_cursor_default=0 consoleblank=0"
 if [ "$ARCH" = arm64 ]; then
   # Raspberry Pi firmware (raspi-firmware) boots Debian's kernel with the upstream device trees.
   cp "$ROOT"/usr/lib/raspi-firmware/{bootcode.bin,start*.elf,fixup*.dat} "$BOOT/"
   cp "$ROOT/usr/lib/linux-image-$KVER"/broadcom/bcm283*-rpi-*.dtb "$ROOT/usr/lib/linux-image-$KVER"/broadcom/bcm2711-rpi-*.dtb "$BOOT/"
   cp "$HERE/config.txt" "$BOOT/config.txt"
-  echo "console=tty0 console=ttyS1,115200 $CMDLINE" > "$BOOT/cmdline.txt"
+  echo "console=ttyS1,115200 $CMDLINE" > "$BOOT/cmdline.txt"
 else
   # UEFI: systemd-boot at the removable-media path; it loads the kernel and initramfs from this FAT (ESP).
   mkdir -p "$BOOT/EFI/BOOT" "$BOOT/loader/entries"
   cp "$ROOT/usr/lib/systemd/boot/efi/systemd-bootx64.efi" "$BOOT/EFI/BOOT/BOOTX64.EFI"
   printf 'default eticket.conf\ntimeout 0\n' > "$BOOT/loader/loader.conf"
   printf 'title eTicket\nlinux /vmlinuz\ninitrd /initrd.img\noptions %s\n' \
-    "console=tty0 console=ttyS0,115200 $CMDLINE" > "$BOOT/loader/entries/eticket.conf"
+    "console=ttyS0,115200 $CMDLINE" > "$BOOT/loader/entries/eticket.conf"
 fi
 
 ### 5. Partitions: the data partition holds /var; the root keeps an empty /var to mount it on.

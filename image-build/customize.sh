@@ -33,6 +33,9 @@ install -m 644 "$REPO/systemd/sysusers.d/eticket.conf" "$ROOT/usr/lib/sysusers.d
 systemd-sysusers --root="$ROOT"
 systemctl --root="$ROOT" --quiet enable systemd-networkd.service eticket.service eticket-kiosk.service \
   eticket-firstboot.service eticket-usb-provision.service eticket-ssh-keys.service
+# The display's console faces customers: no login prompt on tty1, and no getty spawned on other VTs either
+# (NAutoVTs=0 in logind.conf.d); the admin logs in over SSH or the serial console.
+systemctl --root="$ROOT" --quiet mask getty@tty1.service
 mkdir -p "$ROOT/etc/systemd/system/sys-subsystem-net-devices-wlan0.device.wants"
 ln -sf /usr/lib/systemd/system/wpa_supplicant@.service \
   "$ROOT/etc/systemd/system/sys-subsystem-net-devices-wlan0.device.wants/wpa_supplicant@wlan0.service"

@@ -14,8 +14,9 @@ import pygame
 
 from appliance._sdnotify import Notifier
 
+from .fbdev import FramebufferError, FramebufferSink
 from .follow import Follower, fetch_state, read_endpoint
-from .hotplug import DrmWatcher
+from .hotplug import Devices, DrmWatcher
 from .scenes import render
 
 log = logging.getLogger(__name__)
@@ -101,29 +102,66 @@ def snapshot(data_dir: Path, size: tuple[int, int], out: Path, rotate: int = 0) 
     return state is not None
 
 
-class _Panel:
-    """Where frames go: an SDL window/KMSDRM output, a raw framebuffer, or nothing (headless)."""
+KMSDRM = "kmsdrm"
+DISPLAY_RETRY_SECONDS = 5.0
+"""While waiting for a display, look again this often even without a udev event (a missed event, or a device
+node whose permissions udev had not set yet when its event came)."""
 
-    def __init__(self, size: tuple[int, int] | None, fullscreen: bool, fbdev: Path | None) -> None:
-        self.fb = None
+
+class _Panel:
+    """Where frames go: an SDL window/KMSDRM output, a raw framebuffer, or nothing (headless).
+
+    On the device (``SDL_VIDEODRIVER=kmsdrm``) a display may be missing at start (a panel whose driver loads
+    late, an HDMI cable plugged in later) or SDL may be unable to drive it: then frames go to a framebuffer if
+    there is one (``fallback``), else the panel ``waiting``s and :meth:`reopen` is tried again on udev news and
+    every ``DISPLAY_RETRY_SECONDS``. Nothing of this exits: the service keeps running and says it waits.
+    """
+
+    def __init__(self, size: tuple[int, int] | None, fullscreen: bool, fbdev: Path | None,
+                 devices: Devices | None = None) -> None:
+        self.fb: FramebufferSink | None = None
+        self.fallback = False  # drawing on a framebuffer because KMS/DRM could not be opened
+        self.waiting = False  # no output at all yet
+        self.redraw = False  # the output changed under the last frame: draw it again
         self.headless = False
         self.open = True
+        self.size = size or (800, 480)
         self._wanted = (size, fullscreen)
+        self._devices = devices or Devices()
+        self._driver = os.environ.get("SDL_VIDEODRIVER", "")
         if fbdev is not None:
-            from .fbdev import FramebufferSink
-
-            os.environ["SDL_VIDEODRIVER"] = "dummy"  # SDL only for fonts and surfaces; pixels go to /dev/fbN
-            pygame.display.init()
-            self.fb = FramebufferSink(fbdev)
-            self.size = self.fb.size
+            self._use_framebuffer(fbdev)
             return
         self.headless = not has_display()
         if self.headless:
             os.environ["SDL_VIDEODRIVER"] = "dummy"
-        self._open_sdl()
+            self._open_sdl()
+            return
+        self.open = False
+        self.reopen()
+
+    @property
+    def _waits_for_display(self) -> bool:
+        return self._driver.lower() == KMSDRM
+
+    def _use_framebuffer(self, device: Path) -> None:
+        sink = FramebufferSink(device, self._devices.graphics)
+        if pygame.display.get_init():
+            pygame.display.quit()
+        os.environ["SDL_VIDEODRIVER"] = "dummy"  # SDL only for fonts and surfaces; pixels go to /dev/fbN
+        pygame.display.init()
+        self.fb = sink
+        self.size = sink.size
+        self.open = True
 
     def _open_sdl(self) -> None:
         size, fullscreen = self._wanted
+        if pygame.display.get_init():
+            pygame.display.quit()
+        if not self.headless:
+            os.environ["SDL_VIDEODRIVER"] = self._driver  # back from "dummy" if a framebuffer was used
+            if self._driver == "":
+                del os.environ["SDL_VIDEODRIVER"]
         pygame.display.init()  # not pygame.init(): no audio, no joystick
         flags = pygame.FULLSCREEN if fullscreen and not self.headless else 0
         self.screen = pygame.display.set_mode(size or ((0, 0) if fullscreen else (800, 480)), flags)
@@ -139,18 +177,84 @@ class _Panel:
             self.open = False
 
     def reopen(self) -> None:
-        """The display came back: open it again (its size may have changed)."""
-        if self.fb is None and not self.open:
+        """The display came back, or a display device appeared: open it (its size may have changed).
+
+        On the device (kmsdrm) a display that cannot be opened is never an error: frames go to a framebuffer
+        if there is one, else the panel waits (logged once per wait) and this is called again later.
+
+        Raises:
+            pygame.error: SDL cannot open a window on a desk (not kmsdrm).
+        """
+        if (self.fb is not None and not self.fallback) or (self.fb is None and self.open):
+            return
+        if not self._waits_for_display:
             self._open_sdl()
+            return
+        reason = self._try_kms()
+        if reason is None:
+            if self.fb is not None:
+                log.info("display opened: leaving the framebuffer %s", self.fb.device)
+            self.fb, self.fallback, self.waiting = None, False, False
+            return
+        if self.fb is not None:  # on the fallback framebuffer already: stay there
+            try:
+                self._use_framebuffer(self.fb.device)  # (the failed attempt closed SDL's dummy display)
+                return
+            except FramebufferError as exc:
+                reason += f"; {exc}"
+                self.fb, self.fallback = None, False
+        device = self._devices.framebuffer()
+        if device is not None:
+            try:
+                self._use_framebuffer(device)
+            except FramebufferError as exc:
+                reason += f"; {exc}"
+            else:
+                log.warning("%s: drawing on the framebuffer %s instead", reason, device)
+                self.fallback, self.waiting = True, False
+                return
+        if not self.waiting:
+            log.warning("waiting for a display (%s)", reason)
+        self.waiting, self.open = True, False
+
+    def _try_kms(self) -> str | None:
+        """Open SDL's KMSDRM output; None when it worked, else why not."""
+        cards = self._devices.drm_cards()
+        if not cards:
+            return f"no DRM device ({self._devices.dev}/dri/card*)"
+        try:
+            self._open_sdl()
+        except pygame.error as exc:
+            pygame.display.quit()
+            self.open = False
+            return f"SDL cannot open {cards[0]}: {exc}"
+        return None
 
     def describe(self) -> str:
         if self.fb is not None:
             return f"framebuffer {self.fb.device} ({self.fb.geometry.format})"
+        if self.waiting:
+            return "waiting for a display"
         return "headless" if self.headless else "on " + pygame.display.get_driver()
 
     def show(self, frame: pygame.Surface, data_dir: Path) -> None:
+        """Draw ``frame``.
+
+        Raises:
+            FramebufferError: the framebuffer given with ``--fbdev`` cannot be written. (A fallback
+                framebuffer that goes away, as when a DRM driver replaces the firmware's, is given up:
+                the panel looks for a display again.)
+        """
         if self.fb is not None:
-            self.fb.show(frame)
+            try:
+                self.fb.show(frame)
+            except FramebufferError as exc:
+                if not self.fallback:
+                    raise
+                log.warning("%s: looking for a display again", exc)
+                self.fb, self.fallback, self.open = None, False, False
+                self.reopen()
+                self.redraw = self.open
             return
         if not self.open:
             return
@@ -166,20 +270,24 @@ class TokenRefused(RuntimeError):
 
 
 def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: int = 0,
-        fbdev: Path | None = None, notifier: Notifier | None = None) -> None:
+        fbdev: Path | None = None, notifier: Notifier | None = None, devices: Devices | None = None) -> None:
     """Show scenes until SIGTERM/SIGINT or the window is closed.
 
     Output: ``fbdev`` (a raw framebuffer, for SPI panels), else SDL (KMSDRM on the device, a window on a
     desk). Without any display it runs headless and writes every new frame to ``<data_dir>/screen.png``.
     ``rotate``: degrees clockwise the picture is turned to match how the panel is mounted. ``notifier``:
-    systemd's (sd_notify): READY=1 after the first frame, WATCHDOG=1 from this render loop.
+    systemd's (sd_notify): READY=1 after the first frame, WATCHDOG=1 from this render loop, STATUS= what the
+    output is. On the device (``SDL_VIDEODRIVER=kmsdrm``) with no display yet, or one SDL cannot drive, it
+    draws on a framebuffer if there is one, else waits for a display (udev, and a look every
+    ``DISPLAY_RETRY_SECONDS``) while following the appliance and feeding the watchdog: it never exits for
+    want of a display. ``devices``: where displays are looked for (default ``/dev`` and ``/sys/class``).
 
     Raises:
         FramebufferError: ``fbdev`` cannot be used (missing, unsupported format).
         TokenRefused: the appliance refused the screen token three times (``eticket kiosk`` exits with 75,
             EX_TEMPFAIL; systemd or the appliance's supervisor restarts it).
     """
-    panel = _Panel(size, fullscreen, fbdev)
+    panel = _Panel(size, fullscreen, fbdev, devices)
     pygame.font.init()
     changed = threading.Event()
     follower = Follower(data_dir, on_change=changed.set)
@@ -191,7 +299,7 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
         plugged.append(now)
         changed.set()
 
-    watcher = DrmWatcher(on_plug)
+    watcher = DrmWatcher(on_plug, (devices or Devices()).sysfs / "drm")
     extras = Extras(data_dir)
     minute = time.localtime().tm_min
     if fbdev is None and not panel.headless:
@@ -199,13 +307,15 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
     log.info("kiosk running %s at %dx%d, rotation %d", panel.describe(), *panel.size, rotate)
     notifier = notifier or Notifier()
     next_ping: float | None = None  # None until READY=1 has been sent
+    retry_at = time.monotonic() + DISPLAY_RETRY_SECONDS
+    status = ""
     try:
         running = True
         while running:
             if follower.refused.is_set():
                 raise TokenRefused("the appliance refuses the screen token; exiting so that the service "
                                    "manager starts the kiosk again with the current one")
-            for event in pygame.event.get():
+            for event in (pygame.event.get() if pygame.display.get_init() else ()):  # none while waiting
                 if event.type == pygame.QUIT:
                     running = False
                 elif event.type == pygame.VIDEORESIZE:
@@ -219,7 +329,16 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
                         panel.close()
                 if panel.open:
                     panel.show(compose(extras.add(follower.state), panel.size, rotate), data_dir)
+                    if panel.redraw:  # a new output in place of a lost one
+                        panel.redraw = False
+                        changed.set()
+            if (panel.waiting or panel.fallback or status) and panel.describe() != status:
+                status = panel.describe()  # for `systemctl status`: waiting, on a fallback, and what came after
+                notifier.notify(f"STATUS={status}")
             next_ping = _notify_alive(notifier, next_ping)
+            if panel.waiting and time.monotonic() >= retry_at:  # look again, even without udev news
+                retry_at = time.monotonic() + DISPLAY_RETRY_SECONDS
+                on_plug(True)
             changed.wait(FRAME_INTERVAL_MS / 1000)  # a new state wakes us at once; else poll SDL events
             if time.localtime().tm_min != minute:  # the idle clock moves on
                 minute = time.localtime().tm_min

@@ -6,19 +6,24 @@ panel and a file laid out by a test. Pixels are written in the framebuffer's nat
 
 * 16 bpp: RGB565 (``rrrrrggg gggbbbbb`` as a little-endian 16-bit word), what fbtft panels use;
 * 32 bpp: XRGB8888 (bytes B, G, R, X in memory), what simplefb/efifb and most 32-bit framebuffers use.
+
+Packing is done by SDL itself (a blit onto a 16-bit RGB565 surface, or ``pygame.image.tobytes`` in BGRA order),
+so the kiosk needs nothing beyond pygame-ce: the image installs only the runtime requirements.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pygame
 
 SYSFS_GRAPHICS = Path("/sys/class/graphics")
 FORMATS = {16: "RGB565", 32: "XRGB8888"}
+RGB565_MASKS = (0xF800, 0x07E0, 0x001F, 0)  # red, green, blue, alpha bits of one 16-bit word
 
 
 class FramebufferError(Exception):
@@ -70,18 +75,30 @@ def pack(surface: pygame.Surface, geometry: Geometry) -> bytes:
     """
     if surface.get_size() != (geometry.width, geometry.height):
         raise ValueError(f"frame is {surface.get_size()}, framebuffer is {geometry.width}x{geometry.height}")
-    rgb = pygame.surfarray.array3d(surface).swapaxes(0, 1).astype(np.uint32)  # (height, width, 3)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    width, height = geometry.width, geometry.height
     if geometry.bits_per_pixel == 16:
-        lines = (((r >> 3) << 11) | ((g >> 2) << 5) | (b >> 3)).astype("<u2")
+        # SDL's blit to RGB565 keeps the top 5/6/5 bits of each channel (no dithering, no rounding).
+        words = pygame.Surface((width, height), 0, 16, RGB565_MASKS)
+        words.blit(surface, (0, 0))
+        pitch = words.get_pitch()  # SDL pads each line to 4 bytes
+        raw = words.get_buffer().raw
+        line_bytes = width * 2
+        packed = b"".join(raw[y * pitch:y * pitch + line_bytes] for y in range(height)) \
+            if pitch != line_bytes else raw
+        if sys.byteorder != "little":  # SDL stores native-endian words; the panel wants little-endian
+            swapped = array("H", packed)
+            swapped.byteswap()
+            packed = swapped.tobytes()
     else:
-        lines = ((r << 16) | (g << 8) | b).astype("<u4")
-    raw = np.ascontiguousarray(lines).view(np.uint8).reshape(geometry.height, -1)
-    pad = geometry.stride - raw.shape[1]
-    if pad:
-        raw = np.hstack([raw, np.zeros((geometry.height, pad), dtype=np.uint8)])
-    return raw.tobytes()
-
+        pixels = bytearray(pygame.image.tobytes(surface, "BGRA"))  # B, G, R, A: the memory order of XRGB8888
+        pixels[3::4] = bytes(width * height)  # the X byte is unused: written as zero
+        packed = bytes(pixels)
+        line_bytes = width * 4
+    pad = geometry.stride - line_bytes
+    if not pad:
+        return packed
+    zeros = bytes(pad)
+    return b"".join(packed[y * line_bytes:(y + 1) * line_bytes] + zeros for y in range(height))
 
 class FramebufferSink:
     """Writes frames to a framebuffer device (or a file standing in for one) at offset 0."""

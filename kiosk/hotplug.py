@@ -5,7 +5,8 @@ The kernel announces connector changes as udev events on the ``drm`` subsystem (
 :class:`DrmWatcher` listens with pyudev (kernel netlink source, so it works without udevd) and tells the
 kiosk, which closes its output on unplug and re-opens it on re-plug while everything else keeps running.
 Events can also be fed from a recording (``udevadm monitor --kernel --property`` text), which is how the
-tests drive it.
+tests drive it. A DRM card that appears later (a panel driver that loads late) is reported as a plug too, so a
+kiosk that is waiting for a display (see :class:`Devices`) opens it at once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,30 @@ SYSFS_DRM = Path("/sys/class/drm")
 
 
 @dataclass(frozen=True, slots=True)
+class Devices:
+    """Where the kiosk looks for outputs: device nodes under ``dev`` (``/dev/dri/cardN``, ``/dev/fbN``) and
+    their sysfs classes under ``sysfs`` (``/sys/class/drm``, ``/sys/class/graphics``). Tests lay out their own."""
+
+    dev: Path = Path("/dev")
+    sysfs: Path = Path("/sys/class")
+
+    def drm_cards(self) -> list[Path]:
+        """The DRM cards present now (``/dev/dri/card0`` ...), sorted; render nodes are not outputs."""
+        return sorted((self.dev / "dri").glob("card[0-9]*"))
+
+    def framebuffer(self) -> Path | None:
+        """The first framebuffer device (``/dev/fb0``: simplefb/efifb, fbtft, or a DRM driver's fbdev
+        emulation), or None."""
+        found = sorted(self.dev.glob("fb[0-9]*"), key=lambda p: int(p.name[2:]) if p.name[2:].isdigit() else 99)
+        return found[0] if found else None
+
+    @property
+    def graphics(self) -> Path:
+        """The framebuffers' sysfs class (geometry: ``virtual_size``, ``bits_per_pixel``, ``stride``)."""
+        return self.sysfs / "graphics"
+
+
+@dataclass(frozen=True, slots=True)
 class UdevEvent:
     """One uevent: ``action`` (add/remove/change) and its properties (``SUBSYSTEM``, ``HOTPLUG``, ...)."""
 
@@ -33,6 +58,12 @@ class UdevEvent:
         """A DRM connector change: what an HDMI plug or unplug looks like."""
         return (self.properties.get("SUBSYSTEM") == "drm" and self.action == "change"
                 and self.properties.get("HOTPLUG") == "1")
+
+    @property
+    def is_drm_card_added(self) -> bool:
+        """A DRM card appeared (``ACTION=add``, ``DEVNAME=dri/cardN``): a display driver has loaded."""
+        name = self.properties.get("DEVNAME", "").removeprefix("/dev/")
+        return self.properties.get("SUBSYSTEM") == "drm" and self.action == "add" and name.startswith("dri/card")
 
 
 def parse_udevadm_monitor(text: str) -> Iterator[UdevEvent]:
@@ -56,7 +87,8 @@ def connected(sysfs: Path = SYSFS_DRM) -> bool:
 
 
 class DrmWatcher:
-    """Calls ``on_change(connected)`` when the DRM connection state flips.
+    """Calls ``on_change(connected)`` when the DRM connection state flips, and ``on_change(True)`` when a DRM
+    card appears.
 
     ``feed(events)`` drives it from recorded events; ``start()`` listens to the kernel with pyudev.
     """
@@ -76,6 +108,12 @@ class DrmWatcher:
     def feed(self, events: Iterable[UdevEvent]) -> None:
         """Handle events (from the kernel or a recording)."""
         for event in events:
+            if event.is_drm_card_added:
+                with self._lock:
+                    self._state = connected(self._sysfs)
+                log.info("display device %s appeared", event.properties.get("DEVNAME"))
+                self._on_change(True)
+                continue
             if not event.is_drm_hotplug:
                 continue
             with self._lock:

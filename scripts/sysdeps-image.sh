@@ -18,6 +18,7 @@ command -v xz >/dev/null || need+=(xz-utils)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v arch-test >/dev/null || need+=(arch-test)
+command -v cpio >/dev/null || need+=(cpio)  # the arm64 test lists the initramfs
 . "$(dirname "$0")/_apt.sh"
 install_missing "${need[@]}" || exit 0
 if [ "$(id -u)" = 0 ]; then

@@ -3,7 +3,10 @@
 
 Networking never leaves this machine: the first NIC is qemu user networking with ``restrict=on`` (no way
 out) and port forwards on 127.0.0.1 (HTTP, SSH); an optional second NIC is a tap device the test puts on a
-bridge inside its own network namespace (tests/network/netns.py) for mDNS.
+bridge inside its own network namespace (tests/network/netns.py) for mDNS. With ``display`` the amd64 guest
+gets qemu's standard VGA (Linux's bochs-drm: a DRM device with an EDID preferred mode of DISPLAY_SIZE), shown
+nowhere (``-display none``) but readable with :meth:`Guest.screendump`: the customer screen as the guest
+draws it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 GUEST_MIB = 1024
 GUEST_CPUS = 2
+DISPLAY_SIZE = (800, 480)  # the 7-inch panel's pixels, as the EDID's preferred mode
 PARTITION_OFFSET = "@@1M"  # mtools: the FAT boot partition starts at 1 MiB
 SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
                "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
@@ -85,6 +89,7 @@ class Guest:
     http_port: int = field(default_factory=free_port)
     ssh_port: int = field(default_factory=free_port)
     usb_stick: Path | None = None
+    display: bool = False
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
 
@@ -109,6 +114,8 @@ class Guest:
         common = ["-smp", str(GUEST_CPUS), "-m", str(GUEST_MIB), "-nodefaults", "-display", "none",
                   "-monitor", f"unix:{self.monitor_socket},server=on,wait=off",
                   "-serial", f"file:{self.serial_log}", "-no-reboot", *net]
+        if self.display:
+            common += ["-device", f"VGA,edid=on,xres={DISPLAY_SIZE[0]},yres={DISPLAY_SIZE[1]}"]
         if self.usb_stick:  # a USB controller now; the stick itself is plugged in later (plug_usb_stick)
             common += ["-device", "qemu-xhci,id=xhci",
                        "-drive", f"if=none,id=stick,format=raw,file={self.usb_stick}"]
@@ -177,6 +184,18 @@ class Guest:
     def plug_usb_stick(self) -> str:
         """Hot-plug the ``usb_stick`` image as a USB mass-storage device (as a person plugs a stick in)."""
         return self.monitor("device_add usb-storage,bus=xhci.0,drive=stick,id=stick0")
+
+    def screendump(self, dest: Path) -> Path:
+        """The guest's screen now, as qemu's display shows it: ``dest`` (PPM), written by HMP ``screendump``.
+
+        Raises:
+            RuntimeError: qemu wrote no picture (no display device, or the monitor refused).
+        """
+        dest.unlink(missing_ok=True)
+        answer = self.monitor(f"screendump {dest}")
+        if not dest.exists() or dest.stat().st_size == 0:
+            raise RuntimeError(f"qemu wrote no screendump to {dest}: {answer.strip()[-500:]}")
+        return dest
 
     def console_tail(self, chars: int = 3000) -> str:
         return self.serial_log.read_text(errors="replace")[-chars:] if self.serial_log.exists() else ""

@@ -4,7 +4,9 @@ with the shop's eticket.toml put on the FAT as an owner would. systemd brings th
 answers through a port forward on 127.0.0.1, first boot applied the settings (host name, SSH key accepted by
 the guest's real sshd, Wi-Fi key, shop name) and scrubbed the passphrase, the data partition grew to the
 larger card, the root is read-only, and a POS host on the guest's own LAN (a bridge in a network namespace
-made here, never this machine's network) discovers the device over mDNS.
+made here, never this machine's network) discovers the device over mDNS. The guest has a display (qemu's
+standard VGA, a DRM device): the test reads the guest's own screen with qemu's ``screendump`` and decodes the
+QR codes the kiosk draws there, the pairing QR at boot and the receipt's once a till on the LAN has sent it.
 
 KVM when /dev/kvm can run Debian's kernel, else TCG (see qemu.choose_accel); the accelerator and the
 boot-to-ready time are written to build/test-image-amd64/boot.json.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -76,7 +79,7 @@ def booted(amd64_build: Path, ssh_key: Path, tmp_path_factory: pytest.TempPathFa
     stick_settings = work / "stick.toml"
     stick_settings.write_text(f'shop_name = "{USB_SHOP}"\n')
     stick = make_usb_stick(work / "stick.img", stick_settings)
-    guest = Guest(arch="amd64", disk=disk, workdir=work, tap=tap, accel=accel, usb_stick=stick)
+    guest = Guest(arch="amd64", disk=disk, workdir=work, tap=tap, accel=accel, usb_stick=stick, display=True)
     try:
         _ip("tuntap", "add", "dev", tap, "mode", "tap")
         _ip("link", "set", tap, "up")
@@ -120,6 +123,62 @@ def test_systemd_brings_the_appliance_to_ready(booted: Booted, amd64_build: Path
     (amd64_build / "boot.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
     assert 0 < ready_in_guest < booted.ready_seconds
+
+
+SCREEN_TIMEOUT_SECONDS = 240.0  # the kiosk starts after the appliance; its first frame under TCG
+
+
+def _screen_qr(booted: Booted, name: str) -> list[str]:
+    """The QR texts on the guest's screen now (qemu's screendump of its display), kept as build/…/NAME.png."""
+    import zxingcpp
+    from PIL import Image
+
+    shot = booted.guest.screendump(booted.guest.workdir / f"{name}.ppm")
+    with Image.open(shot) as image:
+        image.save(booted.guest.workdir / f"{name}.png")
+        return [r.text for r in zxingcpp.read_barcodes(image.convert("L"), formats=zxingcpp.BarcodeFormat.QRCode)]
+
+
+def _wait_screen_qr(booted: Booted, name: str, want: object) -> list[str]:
+    """Read the screen until ``want(texts)`` holds or SCREEN_TIMEOUT_SECONDS pass; the last texts read."""
+    deadline = time.monotonic() + SCREEN_TIMEOUT_SECONDS
+    texts = _screen_qr(booted, name)
+    while not want(texts) and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(3)
+        texts = _screen_qr(booted, name)
+    return texts
+
+
+def _display_state(booted: Booted) -> dict[str, object]:
+    token = json.loads(_ssh(booted, "cat /var/lib/eticket/kiosk.json"))["token"]
+    state: dict[str, object] = httpx.get(booted.guest.url + "/api/v1/display",
+                                         headers={"Authorization": f"Bearer {token}"}).json()
+    return state
+
+
+def test_the_screen_shows_the_kiosks_pairing_qr_and_never_a_login_prompt(booted: Booted, amd64_build: Path) -> None:
+    """The customer screen of the booted device, read from the guest's own display: the kiosk (under its
+    systemd sandbox, with the image's own wheels) draws the device's current pairing QR full screen, so no
+    login prompt or console text is on it; no getty is on the display's console and the framebuffer console
+    is unbound (nothing can draw over the picture); the kiosk never restarted."""
+    uri = str(_display_state(booted)["pairing"]["uri"])  # type: ignore[index]
+    texts = _wait_screen_qr(booted, "screen-pairing", lambda t: t == [uri])
+    kiosk = _show(booted, "eticket-kiosk.service", "ActiveState", "SubState", "NRestarts", "StatusText")
+    journal = _ssh(booted, "journalctl -b -u eticket-kiosk.service --no-pager -o cat")
+    assert texts == [uri], f"screen shows {texts}; kiosk {kiosk}; journal:\n{journal[-3000:]}"
+    shutil.copy(booted.guest.workdir / "screen-pairing.png", amd64_build / "screen-pairing.png")
+    assert kiosk["ActiveState"] == "active" and kiosk["SubState"] == "running" and kiosk["NRestarts"] == "0", kiosk
+    # No Mesa in the image for SDL's KMSDRM: the kiosk draws on the DRM driver's fbdev emulation, /dev/fb0
+    assert "drawing on the framebuffer /dev/fb0" in journal, journal[-3000:]
+    consoles = _ssh(booted, "grep -H . /sys/class/vtconsole/vtcon*/name /sys/class/vtconsole/vtcon*/bind")
+    fbcon = [line for line in consoles.splitlines() if "frame buffer" in line]
+    assert fbcon and _ssh(booted, f"cat {fbcon[0].split(':')[0].replace('/name', '/bind')}").strip() == "0", consoles
+    assert "waiting for a display" not in journal and "Traceback" not in journal, journal[-3000:]
+    splash = _show(booted, "eticket-splash.service", "ActiveState", "Result")  # white from fb0's appearance
+    assert splash == {"ActiveState": "active", "Result": "success"}, splash
+    assert _ssh(booted, "systemctl is-enabled getty@tty1.service || true").strip() == "masked"
+    gettys = _ssh(booted, "ps -eo args | grep '[g]etty' || true").splitlines()
+    assert all("tty1" not in line for line in gettys), gettys  # the serial console keeps its getty
 
 
 def test_the_whole_system_is_up_without_failed_units(booted: Booted) -> None:
@@ -173,7 +232,7 @@ def test_the_device_is_discovered_over_mdns_on_its_lan(booted: Booted, cli_env: 
 
 def test_units_verify_inside_the_image_and_the_appliance_exposure_holds(booted: Booted) -> None:
     units = ("eticket.service eticket-kiosk.service eticket-firstboot.service eticket-usb-provision.service "
-             "eticket-ssh-keys.service")
+             "eticket-ssh-keys.service eticket-splash.service")
     verify = booted.guest.ssh(booted.key, f"systemd-analyze verify {units}")
     assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
     security = _ssh(booted, "systemd-analyze security eticket.service --no-pager | tail -n 1")
@@ -223,11 +282,12 @@ def test_the_watchdog_restarts_a_hung_appliance(booted: Booted) -> None:
     assert booted.guest.wait_healthz(120)[1]["status"] == "ok"
 
 
-def test_a_till_on_the_lan_pairs_sends_a_receipt_and_a_phone_downloads_it(booted: Booted,
-                                                                          cli_env: dict[str, str]) -> None:
+def test_a_till_on_the_lan_pairs_sends_a_receipt_and_a_phone_downloads_it(booted: Booted, cli_env: dict[str, str],
+                                                                          amd64_build: Path) -> None:
     """The product's main job on the built image, under its systemd sandbox: a till on the shop's LAN pairs by
     the code on the screen, sends a real receipt (PDF checks in worker processes under the unit's seccomp
-    filter), and the customer's phone fetches the same bytes."""
+    filter), the receipt's QR appears on the device's own screen (qemu's screendump), and the customer's phone
+    fetches the same bytes."""
     token = json.loads(_ssh(booted, "cat /var/lib/eticket/kiosk.json"))["token"]
     state = httpx.get(booted.guest.url + "/api/v1/display", headers={"Authorization": f"Bearer {token}"}).json()
     assert state["scene"] == "pairing", state
@@ -245,6 +305,9 @@ def test_a_till_on_the_lan_pairs_sends_a_receipt_and_a_phone_downloads_it(booted
     assert sent.returncode == 0, sent.stderr + _ssh(booted, "journalctl -b -u eticket.service --no-pager -n 40")
     url = sent.stdout.strip().splitlines()[-1]
     assert "/r/" in url, sent.stdout
+    texts = _wait_screen_qr(booted, "screen-receipt", lambda t: t == [url])  # the customer scans the screen
+    assert texts == [url], _ssh(booted, "journalctl -b -u eticket-kiosk.service --no-pager -o cat -n 40")
+    shutil.copy(booted.guest.workdir / "screen-receipt.png", amd64_build / "screen-receipt.png")
     path = url[url.index("/r/"):]
     downloaded = httpx.get(booted.guest.url + path)  # the phone, through the forwarded customer port
     assert downloaded.status_code == 200 and downloaded.content == pdf.read_bytes()

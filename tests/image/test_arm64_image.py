@@ -3,7 +3,8 @@ config.txt, cmdline.txt, firmware, kernel, device trees for the Pi 3, Pi 4 and Z
 initramfs), the appliance installed in the root and importable by the image's own aarch64 Python (run
 through binfmt qemu-aarch64 in a chroot of the read-only-mounted root partition), the manifest matching the
 image, and a boot on qemu's ``virt`` machine (the Pi firmware does not run there, so the kernel and initramfs
-are taken from the image's FAT) up to the appliance answering /healthz with the shop's host name applied.
+are taken from the image's FAT) up to the appliance answering /healthz with the shop's host name applied, and
+the kiosk service up with the image's own wheels, waiting for a display (the virt machine has none).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +33,7 @@ PI_FIRMWARE = ("bootcode.bin", "start.elf", "fixup.dat", "start4.elf", "fixup4.d
 ARM64_IMAGE_MAGIC = b"ARM\x64"  # at offset 0x38 of an arm64 kernel Image
 ELF_MACHINE_AARCH64 = 0xB7
 VIRT_BOOT_TIMEOUT_SECONDS = 900.0
+KIOSK_START_TIMEOUT_SECONDS = 300.0
 
 
 def _image(build: Path) -> Path:
@@ -104,7 +107,8 @@ def test_the_appliance_is_installed_and_imports_with_the_images_own_python(root_
     python = (root_mount / "usr/bin/python3").resolve()
     assert python.read_bytes()[18] == ELF_MACHINE_AARCH64  # e_machine: the image's Python is aarch64
     code = ("import sys; sys.path.insert(0, '/usr/lib/eticket/site'); "
-            "import appliance, appliance.server, kiosk.app, provisioning, pydantic_core, cryptography, pikepdf, "
+            "import appliance, appliance.server, kiosk.app, kiosk.cli, kiosk.fbdev, kiosk.hotplug, provisioning, "
+            "pydantic_core, cryptography, pikepdf, "
             "pypdfium2, zeroconf, pygame; print(appliance.__version__, pygame.version.ver)")
     result = subprocess.run(["chroot", str(root_mount), "/usr/bin/python3", "-IB", "-c", code],
                             capture_output=True, text=True, timeout=300, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
@@ -147,6 +151,19 @@ def test_boots_on_qemu_virt_to_the_appliance(arm64_build: Path, tmp_path: Path, 
         assert health["status"] == "ok"
         hostname = guest.ssh(ssh_key, "hostname; systemctl show -p SubState --value eticket.service", timeout=120)
         assert hostname.stdout.split() == ["pi-caisse", "running"], hostname.stderr
+        # The kiosk starts with the image's own aarch64 wheels and stays up; qemu's virt machine here has no
+        # display, so it waits for one (as a Pi whose HDMI cable is not plugged in) instead of restarting.
+        kiosk: dict[str, str] = {}
+        deadline = time.monotonic() + KIOSK_START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and kiosk.get("StatusText") != "waiting for a display":
+            time.sleep(3)
+            shown = guest.ssh(ssh_key, "systemctl show eticket-kiosk.service -p ActiveState -p SubState "
+                              "-p NRestarts -p StatusText", timeout=120).stdout
+            kiosk = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+        journal = guest.ssh(ssh_key, "journalctl -b -u eticket-kiosk.service --no-pager -o cat", timeout=120).stdout
+        assert kiosk.get("StatusText") == "waiting for a display", f"{kiosk}\n{journal[-3000:]}"
+        assert kiosk["ActiveState"] == "active" and kiosk["SubState"] == "running" and kiosk["NRestarts"] == "0"
+        assert journal.count("waiting for a display (") == 1 and "Traceback" not in journal, journal[-3000:]
         (arm64_build / "boot-virt.json").write_text(json.dumps({"accel": accel, "boot_to_healthz_seconds":
                                                                 round(seconds, 1)}) + "\n")
     finally:

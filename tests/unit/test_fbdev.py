@@ -37,7 +37,7 @@ def _pattern(width: int, height: int) -> pygame.Surface:
 
 
 def _expected(width: int, height: int, bpp: int, stride: int) -> bytes:
-    """Written out pixel by pixel from the format definitions, independently of the writer's numpy code."""
+    """Written out pixel by pixel from the format definitions, independently of the writer."""
     out = bytearray()
     for y in range(height):
         line = bytearray()

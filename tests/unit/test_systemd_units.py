@@ -22,7 +22,7 @@ UNITS = sorted((REPO / "systemd").glob("*.service"))
 ROOTFS = REPO / "image-build" / "rootfs"
 APPLIANCE_EXPOSURE_MAX = 1.5
 KIOSK_EXPOSURE_MAX = 2.0
-HOST_PROGRAMS = ("/usr/bin/install", "/usr/bin/mkdir", "/usr/bin/ssh-keygen", "/usr/bin/python3")
+HOST_PROGRAMS = ("/usr/bin/install", "/usr/bin/mkdir", "/usr/bin/ssh-keygen", "/usr/bin/python3", "/bin/sh")
 
 
 def _analyze() -> str:
@@ -40,11 +40,12 @@ def unit_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     for unit in UNITS:
         shutil.copy(unit, root / "usr/lib/systemd/system" / unit.name)
-    for program in ("usr/bin/eticket",):
+    for program in ("usr/bin/eticket", "usr/lib/eticket/splash"):
         (root / program).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOTFS / program, root / program)
     for program in HOST_PROGRAMS:
         require(Path(program).exists(), f"{program} is missing on this machine")
+        (root / program.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(program, root / program.lstrip("/"))
     return root
 
