@@ -71,4 +71,4 @@ lint: $(BIN)/eticket
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(DATA) relay-data *.egg-info
+	rm -rf $(VENV) $(DATA) .other-data .other-screen relay-data *.egg-info

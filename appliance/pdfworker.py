@@ -98,6 +98,9 @@ class _Worker:
             # The worker imports what this process imports, however it was installed (the image puts the
             # application beside, not inside, the system Python's path).
             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            # Its own process group: Ctrl-C in a terminal (SIGINT to the foreground group) is the appliance's
+            # to handle; a worker ends when the appliance closes its stdin (or dies: EOF all the same).
+            process_group=0,
         )
 
     def ask(self, data: bytes, timeout: float) -> list[Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -101,6 +102,31 @@ def _unix_socket(path: Path) -> socket.socket:
 
 class BindError(Exception):
     """A listen address is in use or not ours; the message names it."""
+
+
+DATA_DIR_LOCK = "appliance.lock"
+"""File in the data directory that the running appliance holds an exclusive ``flock`` on."""
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """Hold an exclusive lock on ``data_dir`` for the life of the process (the returned descriptor; the
+    kernel drops the lock when the process ends, however it ends). Two appliances on one data directory
+    would share one SQLite store and device id, and the one that stops would delete the other's admin socket.
+
+    Raises:
+        BindError: another process holds the lock (its pid, when it wrote one, is in the message).
+    """
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(data_dir / DATA_DIR_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise BindError(f"data directory {data_dir} is in use by another appliance (pid {holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _tcp_socket(host: str, port: int) -> socket.socket:
@@ -203,6 +229,11 @@ def serve(settings: Settings) -> None:
     (``$NOTIFY_SOCKET``) it sends READY=1 once every listener has started and WATCHDOG=1 pings from the
     event loop when the unit sets ``WatchdogSec=``."""
     configure_logging(settings.log_level)
+    try:
+        lock = _lock_data_dir(settings.data_dir)
+    except BindError as exc:
+        log.error("%s. Stop it first, or give this one its own --data-dir.", exc)
+        raise SystemExit(2) from exc
     notifier = Notifier.from_environ(os.environ)
     supervisor = KioskSupervisor(str(settings.data_dir)) if settings.kiosk else None
     if supervisor is not None:
@@ -215,3 +246,4 @@ def serve(settings: Settings) -> None:
     finally:
         if supervisor is not None:
             supervisor.stop()
+        os.close(lock)
