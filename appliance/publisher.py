@@ -19,8 +19,11 @@ A second task asks the relay which receipts uploaded in the last 10 minutes were
 keeps within the relay's limit of 2 polls at once per device: a new upload opens a second poll covering every
 watched receipt (the relay then ends the first), and it never abandons a poll, which a relay would go on
 counting.
-A failing relay never takes anything else down: replies are read up to 4 KiB, every error is caught, logged
-without tokens (and with the relay's text escaped), and retried.
+A failing relay never takes anything else down: replies are read up to 4 KiB and parsed only when nested at
+most RELAY_REPLY_MAX_DEPTH deep, every error is caught, logged without tokens (and with the relay's text
+escaped), shown in ``/healthz`` (``relay.last_error``) and retried. Storage that cannot be used
+(:class:`~appliance.errors.StorageUnavailable`, e.g. a failed SD card) does not stop either task either: they
+say so in ``last_error`` and try again with the same backoff, so the queue drains once the storage is back.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from starlette.concurrency import run_in_threadpool
 
 from relay.crypto import Signer, parse_token, unix_seconds
 
+from .errors import JsonTooDeep, StorageUnavailable
 from .store import Store
+from .web.common import loads_json
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,8 @@ IDLE_RECHECK_SECONDS = 60.0
 """With no poll open, the outbox is looked at again after this long even without an upload."""
 REQUEST_DEADLINE_SECONDS = 60.0
 MAX_REPLY_BYTES = 4096
+RELAY_REPLY_MAX_DEPTH = 8
+"""Nesting of arrays and objects a relay reply may have (ours have 2); a deeper one is refused unparsed."""
 
 
 def backoff(attempts: int, rng: random.Random | None = None) -> float:
@@ -84,6 +91,10 @@ class Publisher:
                                          headers={"User-Agent": "eticket-device"})
         self.last_success_at: float | None = None
         self.last_attempt_error: str | None = None
+        self.storage_error: str | None = None
+        """Why the outbox cannot be read or written now (the store's StorageUnavailable), else None."""
+        self.last_poll_error: str | None = None
+        """Why the last download status query failed (None after one that worked)."""
         self.counts: dict[str, Any] = {}
 
     def wake(self) -> None:
@@ -92,14 +103,19 @@ class Publisher:
 
     def status(self) -> dict[str, Any]:
         """For ``/healthz`` and ``eticket status``: ``{"url", "relay_id", "pending", "sent", "failed",
-        "expired", "oldest_pending_seconds", "last_success_at", "last_error"}`` (times in Unix seconds)."""
+        "expired", "oldest_pending_seconds", "last_success_at", "last_error"}`` (ages in seconds, times ISO 8601
+        UTC); the counts are null until the outbox could be read once (storage unavailable since the start).
+        ``last_error``: null while all is well, else the first of: the storage's fault, the newest pending or
+        failed upload's error, the last attempt's, the last failed download status query's."""
         counts = dict(self.counts)
         oldest = counts.pop("oldest_pending_at", None)
         last = self.last_success_at
+        counts = {**dict.fromkeys(("pending", "sent", "failed", "expired")), **counts}  # None: storage unreadable
         return {"url": self.relay_url, "relay_id": self.signer.relay_id, **counts,
                 "oldest_pending_seconds": None if oldest is None else round(time.time() - oldest, 1),
                 "last_success_at": None if last is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)),
-                "last_error": counts.get("last_error") or self.last_attempt_error}
+                "last_error": (self.storage_error or counts.get("last_error") or self.last_attempt_error
+                               or self.last_poll_error)}
 
     async def async_refresh_counts(self) -> None:
         """Re-read the outbox counts shown by :meth:`status`."""
@@ -111,13 +127,22 @@ class Publisher:
 
     # --- uploads ----------------------------------------------------------------------------------------
     async def async_run_uploads(self) -> None:
-        """Forever: upload what is due, then sleep until the next due time or a :meth:`wake`."""
-        await self.async_refresh_counts()
+        """Forever: upload what is due, then sleep until the next due time or a :meth:`wake`. Never raises:
+        storage that cannot be used is retried after a backoff (:attr:`storage_error` says why meanwhile)."""
+        storage_failures = 0
         while True:
             try:
+                if storage_failures or not self.counts:  # at start, and after a storage failure
+                    await self.async_refresh_counts()
                 await self._async_upload_due()
                 next_at = await run_in_threadpool(self.store.next_upload_at)
                 await self.async_refresh_counts()
+                self._storage_back(storage_failures)
+                storage_failures = 0
+            except StorageUnavailable as exc:  # a failed or full SD card: the store retries, so do we
+                storage_failures += 1
+                next_at = time.time() + backoff(storage_failures - 1)
+                self._storage_failed(exc, storage_failures)
             except Exception:  # the database is ours; anything here is a bug: log, pause, go on
                 log.exception("publisher: unexpected error")
                 next_at = time.time() + BACKOFF_MAX_SECONDS
@@ -125,6 +150,17 @@ class Publisher:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _storage_failed(self, exc: StorageUnavailable, failures: int) -> None:
+        """Note (for ``/healthz``) and log, once per episode, that the outbox cannot be used."""
+        if failures == 1:
+            log.warning("relay uploads wait: the outbox cannot be read (%s); retrying", exc.detail)
+        self.storage_error = f"storage unavailable, uploads wait: {exc.detail}"[:300]
+
+    def _storage_back(self, failures: int) -> None:
+        if failures:
+            log.info("relay uploads resume: the outbox can be read again")
+        self.storage_error = None
 
     async def _async_upload_due(self) -> None:
         while True:
@@ -161,15 +197,19 @@ class Publisher:
             error = f"relay unreachable: {type(exc).__name__}"
         else:
             problem = reply_headers.get("content-type", "").startswith("application/problem+json")
-            if status in (200, 201) and _json_field(reply, "rid") == keys.rid:
+            answer, fault = reply_object(reply)
+            if status in (200, 201) and answer is not None and answer.get("rid") == keys.rid:
                 await run_in_threadpool(self.store.upload_done, ticket_id)
                 self.last_success_at, self.last_attempt_error = time.time(), None
                 log.info("ticket %s published to the relay (%d bytes sealed)", ticket_id, len(sealed))
                 self._uploaded.set()
                 return
-            detail = _json_field(reply, "detail") if problem else None
+            detail = answer.get("detail") if problem and answer is not None else None
             detail = None if detail is None else str(detail)
-            error = f"relay answered {status}: {printable(detail or reply[:100].decode('utf-8', 'replace'))}"
+            if status in (200, 201):  # stored, the relay says, but not in its own words: not trusted, retried
+                error = f"relay answered {status} but {fault or 'its reply does not name this receipt'}"
+            else:
+                error = f"relay answered {status}: {printable(detail or reply[:100].decode('utf-8', 'replace'))}"
             if status in (400, 409, 413) and problem:
                 retry_at = None
             elif status == 403:
@@ -201,6 +241,10 @@ class Publisher:
             while True:
                 try:
                     failures, resume_at = await self._async_watch_once(polls, failures, resume_at)
+                except StorageUnavailable as exc:  # a failed SD card: the store retries, so do we
+                    failures += 1
+                    log.warning("download watch waits: the outbox cannot be read (%s)", exc.detail)
+                    await asyncio.sleep(backoff(min(failures, 5)))
                 except Exception:  # the database is ours; anything here is a bug: log, pause, go on
                     log.exception("download watch: unexpected error")
                     await asyncio.sleep(BACKOFF_MAX_SECONDS)
@@ -238,9 +282,11 @@ class Publisher:
             except Exception as exc:  # the relay's problem (or the network's): retry after a backoff
                 failures += 1
                 resume_at = time.monotonic() + backoff(min(failures, 5))
-                log.warning("download status query failed: %s", printable(str(exc))[:200] or type(exc).__name__)
+                why = printable(str(exc))[:200] or type(exc).__name__
+                self.last_poll_error = f"download status query failed: {why}"
+                log.warning("download status query failed: %s", why)
                 continue
-            failures = 0
+            failures, self.last_poll_error = 0, None
             for rid, at in answer.items():
                 ticket_id = asked.get(rid)
                 if ticket_id is None:
@@ -259,7 +305,10 @@ class Publisher:
             {**self.signer.headers("POST", path, body), "Content-Type": "application/json"})
         if status != 200:
             raise ValueError(f"relay answered {status}")
-        downloaded = _json_field(reply, "downloaded")
+        answer, fault = reply_object(reply)
+        if answer is None:
+            raise ValueError(f"relay answered {status} but {fault}")
+        downloaded = answer.get("downloaded")
         if not isinstance(downloaded, dict) or not all(
                 isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
                 for k, v in downloaded.items()):
@@ -273,10 +322,17 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
-def _json_field(reply: bytes, name: str) -> Any:
-    """``reply`` parsed as a JSON object, field ``name``; None when it is not one."""
+def reply_object(reply: bytes) -> tuple[dict[str, Any] | None, str]:
+    """A relay's reply body as a JSON object: ``({...}, "")``, or ``(None, why)`` for anything else, ``why``
+    being a phrase for ``last_error`` ("its reply is not JSON", "its reply nests JSON deeper than 8 levels",
+    "its reply is not a JSON object"). Never raises: the nesting is checked before parsing
+    (:func:`appliance.web.common.loads_json`), so a hostile relay cannot reach the parser's recursion limit."""
     try:
-        value = json.loads(reply)
-    except ValueError:
-        return None
-    return value.get(name) if isinstance(value, dict) else None
+        value = loads_json(reply, RELAY_REPLY_MAX_DEPTH)
+    except JsonTooDeep:
+        return None, f"its reply nests JSON deeper than {RELAY_REPLY_MAX_DEPTH} levels"
+    except (ValueError, RecursionError):  # not JSON, not UTF-8 (or garbage json_depth could not measure)
+        return None, "its reply is not JSON"
+    if not isinstance(value, dict):
+        return None, "its reply is not a JSON object"
+    return value, ""

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -158,17 +159,64 @@ def _tls_context(appliance: Appliance) -> ssl.SSLContext:
 
 READY_POLL_SECONDS = 0.05
 """How often the start-up waits for every listener to report started before READY=1."""
+STATUS_CHECK_SECONDS = 2.0
+"""How often the storage state is looked at for the unit's ``STATUS=`` line (sent only when it changes)."""
 
 
-async def _async_ready(servers: list[_Server], notifier: Notifier) -> None:
-    """Tell systemd READY=1 once every listener has started, then feed the watchdog from this loop."""
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def status_line(notice: dict[str, Any] | None) -> str:
+    """The unit's ``STATUS=`` text (``systemctl status eticket`` shows it) for :meth:`Appliance.storage_notice`
+    ``notice``: ``"serving"`` while the storage is fine (``/healthz`` ``ok``), else what ``/healthz`` says
+    (``degraded``), e.g. ``"serving; storage repaired (2 receipts lost)"``, ``"serving; storage unavailable
+    (card full)"``. One line, no text from outside the device."""
+    if notice is None:
+        return "serving"
+    status = str(notice["status"])
+    full = " (card full)" if notice.get("full") else ""
+    receipts, pairings = int(notice.get("receipts_lost", 0)), int(notice.get("pairings_lost", 0))
+    if status == "repaired":
+        lost = _plural(receipts, "receipt") + " lost" + (f", {_plural(pairings, 'till')} to pair again"
+                                                        if pairings else "")
+        return f"serving; storage repaired ({lost})"
+    if status == "damaged":
+        return f"serving; storage damaged ({_plural(receipts, 'receipt')} unreadable; the SD card may be failing)"
+    if status == "failed":
+        return f"serving; storage unavailable{full}: receipts cannot be stored"
+    if status == "refusing":
+        return f"serving; storage refusing writes{full}"
+    return f"serving; storage {status}"
+
+
+async def _async_ready(servers: list[_Server], notifier: Notifier, appliance: Appliance) -> None:
+    """Tell systemd READY=1 (with the :func:`status_line`) once every listener has started, then feed the
+    watchdog from this loop and send a new ``STATUS=`` whenever the storage state changes."""
     while not all(server.started for server in servers):
         if any(server.should_exit for server in servers):
             return
         await asyncio.sleep(READY_POLL_SECONDS)
-    notifier.notify("READY=1\nSTATUS=serving")
+    line = status_line(appliance.storage_notice())
+    notifier.notify(f"READY=1\nSTATUS={line}")
     log.info("ready: every listener started")
-    await notifier.async_watchdog()
+    await asyncio.gather(notifier.async_watchdog(), _async_status(notifier, appliance, line))
+
+
+async def _async_status(notifier: Notifier, appliance: Appliance, line: str) -> None:
+    """Forever (with a notify socket): send ``STATUS=`` when :func:`status_line` no longer says ``line``."""
+    if notifier.address is None:
+        return
+    while True:
+        await asyncio.sleep(STATUS_CHECK_SECONDS)
+        try:
+            now = status_line(appliance.storage_notice())
+        except Exception:  # a bug here must not stop the watchdog pings beside it (systemd would kill us)
+            log.exception("the STATUS= line could not be made")
+            continue
+        if now != line:
+            line = now
+            notifier.notify(f"STATUS={line}")
 
 
 async def _async_serve(settings: Settings, notifier: Notifier) -> None:
@@ -213,7 +261,7 @@ async def _async_serve(settings: Settings, notifier: Notifier) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     await appliance.async_start()
-    ready = asyncio.create_task(_async_ready([server for server, _ in servers], notifier))
+    ready = asyncio.create_task(_async_ready([server for server, _ in servers], notifier, appliance))
     try:
         await asyncio.gather(*(server.serve(sockets=sockets) for server, sockets in servers))
     finally:
@@ -226,8 +274,9 @@ async def _async_serve(settings: Settings, notifier: Notifier) -> None:
 
 def serve(settings: Settings) -> None:
     """Run the appliance until SIGINT/SIGTERM; mDNS says goodbye on the way out. Under systemd
-    (``$NOTIFY_SOCKET``) it sends READY=1 once every listener has started and WATCHDOG=1 pings from the
-    event loop when the unit sets ``WatchdogSec=``."""
+    (``$NOTIFY_SOCKET``) it sends READY=1 once every listener has started, WATCHDOG=1 pings from the
+    event loop when the unit sets ``WatchdogSec=``, and a ``STATUS=`` line saying whether the storage is fine
+    (:func:`status_line`), updated when that changes."""
     configure_logging(settings.log_level)
     try:
         lock = _lock_data_dir(settings.data_dir)

@@ -23,10 +23,13 @@ KIOSK_FILE = "kiosk.json"
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where the appliance is and the screen token that lets us read its state."""
+    """Where the appliance is and the screen token that lets us read its state. ``claimed``: the token came
+    from a screen link (``--claim``), so a refusal is final (the screen was revoked), not a restart of the
+    appliance."""
 
     url: str
     token: str
+    claimed: bool = False
 
 
 def read_endpoint(data_dir: Path) -> Endpoint:
@@ -37,7 +40,7 @@ def read_endpoint(data_dir: Path) -> Endpoint:
         ValueError: the file is not the expected JSON.
     """
     raw = json.loads((data_dir / KIOSK_FILE).read_text())
-    return Endpoint(url=str(raw["url"]), token=str(raw["token"]))
+    return Endpoint(url=str(raw["url"]), token=str(raw["token"]), claimed=raw.get("claimed") is True)
 
 
 def claim_screen(link: str, data_dir: Path, timeout: float = 10.0) -> Endpoint:
@@ -57,9 +60,10 @@ def claim_screen(link: str, data_dir: Path, timeout: float = 10.0) -> Endpoint:
         raise ValueError("not a screen link (expected http://<device>/screen/claim/<secret>)")
     response = httpx.post(link, headers={"Accept": "application/json"}, timeout=timeout)
     response.raise_for_status()
-    endpoint = Endpoint(url=f"{parts.scheme}://{parts.netloc}", token=str(response.json()["token"]))
+    endpoint = Endpoint(url=f"{parts.scheme}://{parts.netloc}", token=str(response.json()["token"]), claimed=True)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_private(data_dir / KIOSK_FILE, json.dumps({"url": endpoint.url, "token": endpoint.token}))
+    write_private(data_dir / KIOSK_FILE, json.dumps({"url": endpoint.url, "token": endpoint.token,
+                                                     "claimed": True}))
     return endpoint
 
 
@@ -105,6 +109,8 @@ class Follower:
     ``kiosk.json`` each time, since the appliance makes a new screen token when it restarts. When the same
     token is refused (401/403) REFUSALS_BEFORE_GIVING_UP times in a row, :attr:`refused` is set: on a device
     the kiosk holds a copy of the token made when its service started, so only a restart brings a fresh one.
+    A claimed screen's token (:attr:`Endpoint.claimed`) is never made again: :attr:`revoked` is set as well,
+    and only pairing the screen again helps (``eticket screens add``).
     """
 
     def __init__(self, data_dir: Path, on_change: Any = None) -> None:
@@ -116,6 +122,7 @@ class Follower:
         self._client: httpx.Client | None = None
         self._thread = threading.Thread(target=self._run, name="display-follower", daemon=True)
         self.refused = threading.Event()
+        self.revoked = threading.Event()
 
     @property
     def state(self) -> dict[str, Any] | None:
@@ -154,7 +161,12 @@ class Follower:
                 if exc.response.status_code in (401, 403):
                     token = endpoint.token
                     refusals = (token, refusals[1] + 1 if refusals[0] == token else 1)
-                    if refusals[1] >= REFUSALS_BEFORE_GIVING_UP:
+                    if refusals[1] >= REFUSALS_BEFORE_GIVING_UP and endpoint.claimed:
+                        log.error("the device no longer accepts this screen: it was revoked, or the device lost "
+                                  "its screen pairings")
+                        self.revoked.set()
+                        self.refused.set()
+                    elif refusals[1] >= REFUSALS_BEFORE_GIVING_UP:
                         log.warning("the appliance refuses our screen token (it restarted?): asking for a restart")
                         self.refused.set()
                         if self._on_change is not None:

@@ -106,7 +106,9 @@ def test_a_kiosk_whose_token_copy_is_refused_exits_for_a_restart(appliance: Appl
 
 def test_a_claimed_kiosk_stops_getting_state_once_its_screen_is_revoked(appliance: Appliance, tmp_path: Path) -> None:
     """A second screen (``eticket kiosk --claim``) shows receipts until the shop owner revokes it; from then on
-    it gets no state: the next receipt's QR never reaches it, and it leaves the receipt it showed."""
+    it gets no state: the next receipt's QR never reaches it, and it leaves the receipt it showed. Then it
+    stops for good, saying how to pair it again, with the exit code the unit lists in RestartPreventExitStatus=
+    (77), not 75 (which asks for a restart that can never help: the revoked token is all it has)."""
     import time
 
     import httpx
@@ -151,6 +153,10 @@ def test_a_claimed_kiosk_stops_getting_state_once_its_screen_is_revoked(applianc
         refused = httpx.get(appliance.url + "/api/v1/display", headers={
             "Authorization": f"Bearer {json.loads((other / 'kiosk.json').read_text())['token']}"})
         assert refused.status_code == 401
+        assert kiosk.wait(30) == 77
+        said = (tmp_path / "kiosk.log").read_text()
+        assert "no longer accepts this screen: it was revoked" in said and "'eticket screens add'" in said
+        assert "it restarted?" not in said
     finally:
         kiosk.terminate()
         kiosk.wait(10)

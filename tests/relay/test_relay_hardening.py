@@ -160,6 +160,17 @@ class HostileRelay:
                         conn.sendall(b"x" * 65536)
                 elif self.mode == "retry0":
                     conn.sendall(b"HTTP/1.1 429 Slow down\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n")
+                elif self.mode == "nested":  # "stored", with the id buried 2000 levels deep
+                    body = b'{"rid": ' + b"[" * 2000 + b"]" * 2000 + b"}"
+                    conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                elif self.mode == "nested-status":  # uploads are acknowledged; status answers nest 2000 deep
+                    target = head.split(b" ")[1]
+                    body = (b'{"rid": "' + target.rsplit(b"/", 1)[1] + b'"}' if target.startswith(b"/api/v1/receipts/")
+                            else b'{"downloaded": ' + b"[" * 2000 + b"]" * 2000 + b"}")
+                    conn.sendall(b"HTTP/1.1 " + (b"201 Created" if body.startswith(b'{"rid"') else b"200 OK") +
+                                 b"\r\nContent-Type: application/json\r\nContent-Length: " +
+                                 str(len(body)).encode() + b"\r\n\r\n" + body)
                 elif self.mode == "inject":
                     body = json.dumps({"detail": "x\n2026-01-01 ERROR forged line \x1b[31m"}).encode()
                     conn.sendall(b"HTTP/1.1 400 Bad\r\nContent-Type: application/problem+json\r\n"

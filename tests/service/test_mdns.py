@@ -35,10 +35,38 @@ def test_txt_record_and_paired_flag(appliance: Appliance) -> None:
     assert device.paired is True
 
 
+def _advertised(appliance: Appliance, device_id: str) -> list[DiscoveredDevice]:
+    """The devices on loopback mDNS with ``appliance``'s API port and ``device_id``: exactly this appliance.
+    Several test runs share loopback mDNS, and another run's device (or its stale record) may have the same
+    port, so the port alone does not pick ours."""
+    return [d for d in discover(3.0, ["127.0.0.1"], device_id=device_id)
+            if d.port == appliance.api_port and d.id == device_id]
+
+
 def test_goodbye_on_shutdown_and_same_id_after_restart(appliance: Appliance) -> None:
-    (before,) = [d for d in discover(3.0, ["127.0.0.1"]) if d.port == appliance.api_port]
-    removed = threading.Event()
+    """The device says goodbye when it stops and comes back under the same id. Beside it, another device on
+    the same port (as another test run's, sharing loopback mDNS) must not be taken for it."""
+    from zeroconf import ServiceInfo
+
+    device_id = str(httpx.get(appliance.url + "/healthz").json()["device_id"])
+    assert device_id.startswith("et-")
     zc = Zeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    neighbour = ServiceInfo(SERVICE, f"Other run {secrets.token_hex(3)}.{SERVICE}", port=appliance.api_port,
+                            addresses=[socket.inet_aton("127.0.0.1")],
+                            properties={b"id": b"et-" + secrets.token_hex(8).encode(), b"v": b"1"})
+    zc.register_service(neighbour)
+    try:
+        _goodbye_and_restart(appliance, device_id, zc)
+    finally:
+        zc.unregister_service(neighbour)
+        zc.close()
+
+
+def _goodbye_and_restart(appliance: Appliance, device_id: str, zc: Zeroconf) -> None:
+    found = _advertised(appliance, device_id)
+    assert len(found) == 1, f"{device_id} on port {appliance.api_port} not advertised once: {found}"
+    before = found[0]
+    removed = threading.Event()
 
     def on_change(zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
         if name == before.instance and state_change is ServiceStateChange.Removed:
@@ -52,10 +80,11 @@ def test_goodbye_on_shutdown_and_same_id_after_restart(appliance: Appliance) -> 
         assert removed.wait(5), "no mDNS goodbye on shutdown"
     finally:
         browser.cancel()
-        zc.close()
     appliance.start()
-    (after,) = [d for d in discover(3.0, ["127.0.0.1"], device_id=before.id) if d.port == appliance.api_port]
-    assert after.id == before.id
+    # The same id, in /healthz and in the new announcement (a new id would find nothing here).
+    assert httpx.get(appliance.url + "/healthz").json()["device_id"] == device_id
+    after = _advertised(appliance, device_id)
+    assert len(after) == 1, (before, after)
 
 
 def test_a_neighbour_with_a_txt_value_that_is_not_utf8_does_not_hide_the_device(
