@@ -67,7 +67,7 @@ SHOP_NAME_MAX = 63
 INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 """Unicode general categories refused in the shop name: control, format, private-use, surrogate, unassigned,
 line and paragraph separators (RFC 6763 §4.1.1 forbids controls in instance names; the rest cannot be read
-on a screen). The appliance applies the same rule to its ``name``."""
+on a screen). The appliance applies the same rule to its ``name`` and ``guest_wifi_ssid``."""
 TOP_KEYS = {"hostname", "shop_name", "locale", "timezone", "display_rotation", "relay_url", "ssh_authorized_keys",
             "guest_wifi_ssid", "guest_wifi_password", "wifi"}
 WIFI_KEYS = {"ssid", "passphrase", "country"}
@@ -131,9 +131,13 @@ def _check_no_controls(value: str, key: str, source: str) -> None:
 def _check_shop_name(name: str, source: str) -> None:
     if not 1 <= len(name) <= SHOP_NAME_MAX or not name.strip():
         raise _fail(source, "shop_name", f"must be 1 to {SHOP_NAME_MAX} characters, not blank")
-    bad = next((ch for ch in name if unicodedata.category(ch) in INVISIBLE_CATEGORIES), None)
+    _check_visible(name, "shop_name", source)
+
+
+def _check_visible(value: str, key: str, source: str) -> None:
+    bad = next((ch for ch in value if unicodedata.category(ch) in INVISIBLE_CATEGORIES), None)
     if bad is not None:
-        raise _fail(source, "shop_name", f"must hold only visible characters (found U+{ord(bad):04X}, "
+        raise _fail(source, key, f"must hold only visible characters (found U+{ord(bad):04X}, "
                     f"{unicodedata.name(bad, 'an invisible character')})")
 
 
@@ -237,6 +241,8 @@ def parse_settings(text: str, source: str = "eticket.toml") -> DeviceSettings:
     guest_ssid = _string(data, "guest_wifi_ssid", source)
     if guest_ssid is not None and not 1 <= len(guest_ssid.encode()) <= SSID_MAX_BYTES:
         raise _fail(source, "guest_wifi_ssid", f"the guest network's name must be 1 to {SSID_MAX_BYTES} bytes")
+    if guest_ssid is not None:
+        _check_visible(guest_ssid, "guest_wifi_ssid", source)  # shown on the screen: the appliance's rule
     guest_password = _string(data, "guest_wifi_password", source)
     if guest_password and not _is_wpa_passphrase(guest_password):
         raise _fail(source, "guest_wifi_password", f"must be {PASSPHRASE_MIN} to {PASSPHRASE_MAX} printable "

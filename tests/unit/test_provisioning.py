@@ -107,6 +107,7 @@ def test_the_shipped_example_parses() -> None:
         ('guest_wifi_ssid = ""', "guest_wifi_ssid", "1 to 32 bytes"),
         (f'guest_wifi_ssid = "{"é" * 17}"', "guest_wifi_ssid", "1 to 32 bytes"),
         ('guest_wifi_ssid = "Invités\\n"', "guest_wifi_ssid", "control characters"),
+        ('guest_wifi_ssid = "Invités \\u202e"', "guest_wifi_ssid", "visible characters"),
         ('guest_wifi_password = "short"', "guest_wifi_password", "8 to 63 printable ASCII"),
         (f'guest_wifi_password = "{"x" * 64}"', "guest_wifi_password", "8 to 63 printable ASCII"),
         ('guest_wifi_password = "croissanté"', "guest_wifi_password", "8 to 63 printable ASCII"),
@@ -179,6 +180,14 @@ def test_guest_wifi_is_written_for_the_appliance_and_shown_by_it(root: Path) -> 
     assert apply(parse_settings('guest_wifi_password = ""'), root) == ["appliance"]
     settings = load_settings(config)
     assert (settings.guest_wifi_ssid, settings.guest_wifi_password) == ("Boulangerie Invités", "")
+
+
+@pytest.mark.parametrize(("ssid", "password"), [("é" * 16, "x" * 63), ("G", "12345678"), ("Café 🥐", "")])
+def test_every_guest_wifi_provisioning_accepts_starts_the_appliance(root: Path, ssid: str, password: str) -> None:
+    """The card's limits are the appliance's: what provisioning writes never stops the appliance."""
+    apply(parse_settings(f'guest_wifi_ssid = "{ssid}"\nguest_wifi_password = "{password}"'), root)
+    settings = load_settings(Layout(root).appliance_config)
+    assert (settings.guest_wifi_ssid, settings.guest_wifi_password) == (ssid, password)
 
 
 def test_a_bad_guest_wifi_password_changes_nothing(root: Path) -> None:
