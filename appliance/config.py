@@ -36,6 +36,10 @@ MIB = 1024 * 1024
 DEFAULT_API_PORT = 8443
 DAY_SECONDS = 86_400
 DEVICE_CONFIG = Path("/etc/eticket/eticket.toml")
+SSID_MAX_BYTES = 32
+"""IEEE 802.11: an SSID is at most 32 octets."""
+WPA_PASSPHRASE_MIN, WPA_PASSPHRASE_MAX = 8, 63
+"""IEEE 802.11i (annex H.4): a WPA-PSK passphrase is 8 to 63 printable ASCII characters."""
 
 
 class ConfigError(Exception):
@@ -90,9 +94,12 @@ class Settings(BaseSettings):
     )
     guest_wifi_ssid: str | None = Field(
         None, min_length=1, max_length=32, description="Without a relay: a guest Wi-Fi whose join QR is shown "
-        "before the receipt QR (phones must be on the shop's LAN)."
+        "before the receipt QR (phones must be on the shop's LAN). 1 to 32 bytes of UTF-8 (IEEE 802.11)."
     )
-    guest_wifi_password: str | None = Field(None, max_length=63, description="Guest Wi-Fi passphrase (WPA).")
+    guest_wifi_password: str | None = Field(
+        None, max_length=63, description="Guest Wi-Fi passphrase (WPA-PSK: 8 to 63 printable ASCII characters, "
+        "IEEE 802.11i); empty or unset: an open network."
+    )
     guest_wifi_seconds: float = Field(12.0, gt=0, le=120, description="How long the Wi-Fi QR shows first.")
     provision_status_file: Path = Field(
         Path("/run/eticket-provision/status.json"),
@@ -117,6 +124,25 @@ class Settings(BaseSettings):
         if not printable_text(value):  # RFC 6763 §4.1.1: no control characters in an instance name
             raise ValueError("must hold only visible characters: no control (newline, tab), format or "
                              "separator characters")
+        return value
+
+    @field_validator("guest_wifi_ssid")
+    @classmethod
+    def _check_guest_ssid(cls, value: str | None) -> str | None:
+        if value is not None and len(value.encode()) > SSID_MAX_BYTES:
+            raise ValueError(f"must be at most {SSID_MAX_BYTES} bytes of UTF-8 (IEEE 802.11), not "
+                             f"{len(value.encode())}")
+        if value is not None and not printable_text(value):  # it is drawn on the screen and put in a QR
+            raise ValueError("must hold only visible characters: no control (newline, tab) or format characters")
+        return value
+
+    @field_validator("guest_wifi_password")
+    @classmethod
+    def _check_guest_password(cls, value: str | None) -> str | None:
+        if value and not (WPA_PASSPHRASE_MIN <= len(value) <= WPA_PASSPHRASE_MAX and value.isascii()
+                          and value.isprintable()):
+            raise ValueError(f"must be {WPA_PASSPHRASE_MIN} to {WPA_PASSPHRASE_MAX} printable ASCII characters "
+                             "(WPA-PSK, IEEE 802.11i), or empty for an open network")
         return value
 
     @field_validator("logo")

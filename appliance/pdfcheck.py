@@ -34,6 +34,11 @@ HEADER_SEARCH_BYTES = 1024
 """ISO 32000-1 §7.5.2 puts the header first; readers (and Acrobat) accept it within the first 1024 bytes."""
 MIN_PAGE_SIDE_PT = 5.0
 """A page side under 5 pt (1.8 mm) cannot hold readable text: such a page is degenerate (a broken page tree)."""
+MAX_PAGE_SIDE_PT = 14_400.0
+"""ISO 32000-1 Annex C.2: the largest page is 14,400 by 14,400 units (200 inches); larger claims (a MediaBox of
+1e30) are not a page a phone can show."""
+QPDF_DROPPED_OBJECT = "treating object as null because of error during parsing: "
+"""The start of qpdf's warning for an object it could not parse (e.g. a number beyond 64 bits) and dropped."""
 MAX_PAGES = 500
 """More pages than any till receipt or invoice; counted by walking the page tree, repeats included."""
 MAX_OBJECTS = 50_000
@@ -72,7 +77,8 @@ def check_pdf(data: bytes) -> PdfInfo:
         PdfWithJavaScript: a JavaScript action, a ``/JS`` entry, a JavaScript name tree or an XFA form,
             wherever it sits (direct or indirect, nested in any dictionary or array).
         PdfWithLaunchAction: a ``/Launch`` action.
-        PdfWithoutUsablePage: no page with both sides of at least 5 pt that PDFium can load.
+        PdfWithoutUsablePage: no page with both sides of 5 to 14,400 pt that PDFium can load, or every page
+            object was dropped as unparsable (a MediaBox of 1e30); the message says which.
     """
     if PDF_MAGIC not in data[:HEADER_SEARCH_BYTES]:
         raise NotAPdf("The body is not a PDF: it has no '%PDF-' header. Send the receipt as a PDF file.")
@@ -99,11 +105,26 @@ def _check_structure(data: bytes) -> int:
                 raise PdfTooComplex(f"The PDF has {objects} objects; a receipt has far fewer (limit {MAX_OBJECTS}).")
             pages = _count_pages(doc)
             if pages == 0:
+                _refuse_dropped_pages(doc)
                 raise PdfWithoutPages("The PDF has no pages.")
             _refuse_active_content(doc)
         except (pikepdf.PdfError, RecursionError, TypeError, ValueError) as exc:
             raise UnreadablePdf("The PDF's structure is damaged and cannot be read.") from exc
     return pages
+
+
+def _refuse_dropped_pages(doc: pikepdf.Pdf) -> None:
+    """Raise :class:`PdfWithoutUsablePage` when the page tree is empty only because qpdf dropped a page
+    object it could not parse (a MediaBox of ``1e30`` written as a 31-digit integer overflows 64 bits): the
+    PDF had pages, none of them readable."""
+    for warning in doc.get_warnings():
+        _, found, detail = str(warning).partition(QPDF_DROPPED_OBJECT)
+        if found:
+            raise PdfWithoutUsablePage(
+                f"No page of the PDF can be read: an object of its page tree is damaged ({detail[:120]}), so "
+                f"no page is left; a page size out of range? Page sides are {MIN_PAGE_SIDE_PT:g} to "
+                f"{MAX_PAGE_SIDE_PT:g} pt."
+            )
 
 
 def _count_pages(doc: pikepdf.Pdf) -> int:
@@ -190,12 +211,19 @@ def _first_usable_page(data: bytes, pages: int) -> tuple[float, float]:
                 size = (float(width), float(height))
             finally:
                 page.close()
-            if min(size) >= MIN_PAGE_SIDE_PT:
+            if MIN_PAGE_SIDE_PT <= min(size) and max(size) <= MAX_PAGE_SIDE_PT:
                 return size
             sizes.append(size)
     finally:
         pdf.close()
+    listed = ", ".join(f"{w:.1f}x{h:.1f}" if max(w, h) < 1e6 else f"{w:.3g}x{h:.3g}" for w, h in sizes[:4])
+    if sizes and all(max(size) > MAX_PAGE_SIDE_PT for size in sizes):
+        raise PdfWithoutUsablePage(
+            f"No page of the PDF can be shown: its page size is out of range (sizes in points: {listed}; a page "
+            f"side is at most {MAX_PAGE_SIDE_PT:g} pt, 200 inches, ISO 32000-1 Annex C.2)."
+        )
     raise PdfWithoutUsablePage(
         "No page of the PDF can be shown: its page tree is broken or its pages are degenerate "
-        f"(sizes in points: {', '.join(f'{w:.1f}x{h:.1f}' for w, h in sizes[:4]) or 'none loadable'})."
+        f"(sizes in points: {listed or 'none loadable'}; a page side must be {MIN_PAGE_SIDE_PT:g} to "
+        f"{MAX_PAGE_SIDE_PT:g} pt)."
     )

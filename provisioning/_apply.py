@@ -113,11 +113,16 @@ def _commit(steps: list[_Step]) -> list[str]:
     Returns the settings whose files changed, in plan order, each once.
 
     Raises:
-        OSError: the state directory cannot be written (nothing was renamed if it failed while preparing).
+        OSError: the state directory cannot be written (nothing was renamed if it failed while preparing);
+            its ``filename`` is the target file that could not be written (not a temporary name).
     """
-    pending = [step for step in steps if not step.is_current()]
+    pending: list[_Step] = []
     prepared: list[tuple[Path, Path]] = []
+    step: _Step | None = None
     try:
+        for step in steps:
+            if not step.is_current():  # reads the target: a folder in its place fails here, before any write
+                pending.append(step)
         for step in pending:
             step.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = step.path.with_name(f".{step.path.name}.tmp")
@@ -133,12 +138,15 @@ def _commit(steps: list[_Step]) -> list[str]:
                     os.fsync(handle.fileno())
                 os.chmod(tmp, step.mode)
             prepared.append((tmp, step.path))
-    except OSError:
+    except OSError as exc:
         for tmp, _ in prepared:
             tmp.unlink(missing_ok=True)
-        raise
+        raise _naming(exc, step.path if step is not None else None) from exc
     for tmp, path in prepared:
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _naming(exc, path) from exc
     for folder in {path.parent for _, path in prepared}:
         fd = os.open(folder, os.O_RDONLY)
         try:
@@ -146,6 +154,12 @@ def _commit(steps: list[_Step]) -> list[str]:
         finally:
             os.close(fd)
     return list(dict.fromkeys(step.setting for step in pending))
+
+
+def _naming(exc: OSError, path: Path | None) -> OSError:
+    """``exc`` with ``filename`` the target ``path`` (the OS names the temporary file or a parent folder,
+    or nothing): what a message shows the shop."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path)) if path is not None else exc
 
 
 def wpa_psk(passphrase: str, ssid: str) -> str:
@@ -258,7 +272,8 @@ def apply(settings: DeviceSettings, root: Path = Path("/")) -> list[str]:
 
 
 def _appliance_step(layout: Layout, settings: DeviceSettings) -> _File:
-    """The appliance's ``eticket.toml`` with the shop's keys (name, language, relay_url) merged in."""
+    """The appliance's ``eticket.toml`` with the shop's keys (name, language, relay_url, guest_wifi_ssid,
+    guest_wifi_password) merged in."""
     config = _read_appliance(layout.appliance_config)
     for key, value in DEVICE_DEFAULTS.items():
         config.setdefault(key, value)
@@ -268,8 +283,10 @@ def _appliance_step(layout: Layout, settings: DeviceSettings) -> _File:
         language = settings.locale[:2]
         if language in SCREEN_LANGUAGES:
             config["language"] = language
-    if settings.relay_url is not None:
-        config["relay_url"] = settings.relay_url
+    for key in ("relay_url", "guest_wifi_ssid", "guest_wifi_password"):  # the appliance's own key names
+        value = getattr(settings, key)
+        if value is not None:
+            config[key] = value
     text = APPLIANCE_HEADER + "".join(f"{key} = {toml_value(config[key])}\n" for key in sorted(config))
     return _File("appliance", layout.appliance_config, text)
 

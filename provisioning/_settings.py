@@ -8,6 +8,8 @@ Example (every key optional; an absent key keeps the device's current value)::
     timezone = "Europe/Paris"
     display_rotation = 90
     relay_url = "https://relay.example.org"
+    guest_wifi_ssid = "Boulangerie Invités"      # without a relay: a join QR shown before the receipt QR
+    guest_wifi_password = "croissant-2026"       # "" for an open network; shown to customers, so kept
     ssh_authorized_keys = ["ssh-ed25519 AAAA… admin@laptop"]   # as in ~/.ssh/id_ed25519.pub
 
     [wifi]
@@ -20,16 +22,24 @@ must not hold control characters (a newline, a tab…), and every pattern must m
 is at most :data:`SETTINGS_MAX_BYTES`. An SSH key is one OpenSSH public key line, ``TYPE BASE64 [comment]``,
 whose key data must decode (``cryptography``'s ``load_ssh_public_key``); ``authorized_keys`` options
 (``from="…"``, ``command="…"``) before the type are refused: write them on the device itself if needed.
+``relay_url`` is https:// (plain http:// only to a loopback host) without ``user:password@``; ``wifi.country``
+is an ISO 3166-1 alpha-2 code (``pycountry``); the guest Wi-Fi keys are the appliance's own (see
+``appliance/config.py``) and are written into its config, the SSID 1 to 32 bytes, the password 8 to 63 printable
+ASCII characters (IEEE 802.11i) or "" for an open network.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+import pycountry
 
 from ._errors import ProvisioningError
 
@@ -39,7 +49,10 @@ LOCALE_RE = re.compile(r"[a-z]{2,3}_[A-Z]{2}(\.UTF-8)?")
 TIMEZONE_RE = re.compile(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*")
 COUNTRY_RE = re.compile(r"[A-Z]{2}")
 RELAY_URL_RE = re.compile(r"https?://[!-.0-~]+(/[!-~]*)?")
-"""http(s)://host[:port][/path]: printable ASCII only (an IDN host in its xn-- form)."""
+"""http(s)://host[:port][/path]: printable ASCII only (an IDN host in its xn-- form). Plain http:// only to
+a loopback host (a relay on the same machine, in tests); no ``user:password@`` (the URL is logged and its
+base is in every receipt QR)."""
+LOOPBACK_NAMES = ("localhost",)
 SETTINGS_MAX_BYTES = 64 * 1024
 """Largest eticket.toml read, in bytes (a real one is well under 4 KiB)."""
 SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
@@ -47,14 +60,16 @@ SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-ni
 ROTATIONS = (0, 90, 180, 270)
 SSID_MAX_BYTES = 32
 PASSPHRASE_MIN, PASSPHRASE_MAX = 8, 63  # WPA-PSK (IEEE 802.11i)
+GUEST_PASSWORD_MIN, GUEST_PASSWORD_MAX = 8, 63
+"""WPA-PSK passphrase of the guest Wi-Fi (IEEE 802.11i); "" is an open network."""
 SHOP_NAME_MAX = 63
 """Characters (not bytes): the appliance fits its DNS-SD instance name to 63 bytes itself."""
 INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 """Unicode general categories refused in the shop name: control, format, private-use, surrogate, unassigned,
 line and paragraph separators (RFC 6763 §4.1.1 forbids controls in instance names; the rest cannot be read
-on a screen). The appliance applies the same rule to its ``name``."""
+on a screen). The appliance applies the same rule to its ``name`` and ``guest_wifi_ssid``."""
 TOP_KEYS = {"hostname", "shop_name", "locale", "timezone", "display_rotation", "relay_url", "ssh_authorized_keys",
-            "wifi"}
+            "guest_wifi_ssid", "guest_wifi_password", "wifi"}
 WIFI_KEYS = {"ssid", "passphrase", "country"}
 SECRET_KEYS = (("wifi", "passphrase"),)
 """(table, key) pairs removed from the source file once applied."""
@@ -80,6 +95,8 @@ class DeviceSettings:
     display_rotation: int | None = None
     relay_url: str | None = None
     ssh_authorized_keys: tuple[str, ...] | None = None
+    guest_wifi_ssid: str | None = None
+    guest_wifi_password: str | None = None
     wifi: WifiSettings | None = None
 
     @property
@@ -114,9 +131,13 @@ def _check_no_controls(value: str, key: str, source: str) -> None:
 def _check_shop_name(name: str, source: str) -> None:
     if not 1 <= len(name) <= SHOP_NAME_MAX or not name.strip():
         raise _fail(source, "shop_name", f"must be 1 to {SHOP_NAME_MAX} characters, not blank")
-    bad = next((ch for ch in name if unicodedata.category(ch) in INVISIBLE_CATEGORIES), None)
+    _check_visible(name, "shop_name", source)
+
+
+def _check_visible(value: str, key: str, source: str) -> None:
+    bad = next((ch for ch in value if unicodedata.category(ch) in INVISIBLE_CATEGORIES), None)
     if bad is not None:
-        raise _fail(source, "shop_name", f"must hold only visible characters (found U+{ord(bad):04X}, "
+        raise _fail(source, key, f"must hold only visible characters (found U+{ord(bad):04X}, "
                     f"{unicodedata.name(bad, 'an invisible character')})")
 
 
@@ -143,6 +164,38 @@ def _check_ssh_key(key: str, where: str, source: str) -> str:
     except UnsupportedAlgorithm as exc:  # a key type this build of OpenSSL lacks
         raise _fail(source, where, f"cannot be read: {exc}") from exc
     return key.strip()
+
+
+def _is_wpa_passphrase(value: str) -> bool:
+    """True for a WPA-PSK passphrase: 8 to 63 printable ASCII characters (IEEE 802.11i, annex H.4)."""
+    return PASSPHRASE_MIN <= len(value) <= PASSPHRASE_MAX and value.isascii() and value.isprintable()
+
+
+def _check_relay_url(url: str, source: str) -> None:
+    """Refuse a relay URL that is not printable ASCII http(s), holds ``user:password@`` or is plain http://
+    to anything but a loopback host."""
+    if not RELAY_URL_RE.fullmatch(url):
+        raise _fail(source, "relay_url", f"{url!r} is not an https:// URL")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError as exc:
+        raise _fail(source, "relay_url", f"{url!r} is not an https:// URL ({exc})") from exc
+    if "@" in parts.netloc:
+        raise _fail(source, "relay_url", "must not hold a user name or password (user:password@): the URL "
+                    "is written in logs and its base in every receipt QR")
+    if not parts.hostname:
+        raise _fail(source, "relay_url", f"{url!r} has no host name")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise _fail(source, "relay_url", "must start with https:// (plain http:// only to a relay on this "
+                    "machine, 127.0.0.1 or localhost)")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in LOOPBACK_NAMES
 
 
 def parse_settings(text: str, source: str = "eticket.toml") -> DeviceSettings:
@@ -183,8 +236,17 @@ def parse_settings(text: str, source: str = "eticket.toml") -> DeviceSettings:
     if rotation is not None and (type(rotation) is not int or rotation not in ROTATIONS):  # not 90.0, "90", true
         raise _fail(source, "display_rotation", f"must be one of 0, 90, 180, 270 (degrees), not {rotation!r}")
     relay_url = _string(data, "relay_url", source)
-    if relay_url is not None and not RELAY_URL_RE.fullmatch(relay_url):
-        raise _fail(source, "relay_url", f"{relay_url!r} is not an http:// or https:// URL")
+    if relay_url is not None:
+        _check_relay_url(relay_url, source)
+    guest_ssid = _string(data, "guest_wifi_ssid", source)
+    if guest_ssid is not None and not 1 <= len(guest_ssid.encode()) <= SSID_MAX_BYTES:
+        raise _fail(source, "guest_wifi_ssid", f"the guest network's name must be 1 to {SSID_MAX_BYTES} bytes")
+    if guest_ssid is not None:
+        _check_visible(guest_ssid, "guest_wifi_ssid", source)  # shown on the screen: the appliance's rule
+    guest_password = _string(data, "guest_wifi_password", source)
+    if guest_password and not _is_wpa_passphrase(guest_password):
+        raise _fail(source, "guest_wifi_password", f"must be {PASSPHRASE_MIN} to {PASSPHRASE_MAX} printable "
+                    "ASCII characters (WPA2-PSK), or \"\" for an open network")
     keys = data.get("ssh_authorized_keys")
     if keys is not None:
         if isinstance(keys, str):
@@ -198,6 +260,7 @@ def parse_settings(text: str, source: str = "eticket.toml") -> DeviceSettings:
     return DeviceSettings(hostname=hostname, shop_name=shop_name, locale=locale, timezone=timezone,
                           display_rotation=rotation, relay_url=relay_url,
                           ssh_authorized_keys=tuple(keys) if keys is not None else None,
+                          guest_wifi_ssid=guest_ssid, guest_wifi_password=guest_password,
                           wifi=_parse_wifi(data.get("wifi"), source))
 
 
@@ -215,9 +278,10 @@ def _parse_wifi(table: object, source: str) -> WifiSettings | None:
     country = _string(table, "country", source, "wifi.")
     if country is None or not COUNTRY_RE.fullmatch(country):
         raise _fail(source, "wifi.country", "is required: two capital letters (FR), the regulatory domain")
+    if pycountry.countries.get(alpha_2=country) is None:
+        raise _fail(source, "wifi.country", f"{country!r} is not an ISO 3166-1 country code (FR, IT, DE…)")
     passphrase = _string(table, "passphrase", source, "wifi.")
-    if passphrase is not None and not (PASSPHRASE_MIN <= len(passphrase) <= PASSPHRASE_MAX
-                                       and passphrase.isascii() and passphrase.isprintable()):
+    if passphrase is not None and not _is_wpa_passphrase(passphrase):
         raise _fail(source, "wifi.passphrase", f"must be {PASSPHRASE_MIN} to {PASSPHRASE_MAX} printable ASCII "
                     "characters (WPA2-PSK)")
     return WifiSettings(ssid=ssid, country=country, passphrase=passphrase)
@@ -262,7 +326,8 @@ def toml_value(value: str | int | bool | list[str]) -> str:
 def render_settings(settings: DeviceSettings, header: str = "") -> str:
     """``settings`` as an ``eticket.toml`` text, secrets included when present (callers drop them first)."""
     lines = [header] if header else []
-    for key in ("hostname", "shop_name", "locale", "timezone", "display_rotation", "relay_url"):
+    for key in ("hostname", "shop_name", "locale", "timezone", "display_rotation", "relay_url", "guest_wifi_ssid",
+                "guest_wifi_password"):
         value = getattr(settings, key)
         if value is not None:
             lines.append(f"{key} = {toml_value(value)}")

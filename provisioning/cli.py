@@ -70,7 +70,8 @@ def apply_file(source: Path, root: Path, status: Path | None, live: bool, restar
             _status(status, ok=False, source=str(source), message=message)
             return EXIT_BAD_FILE
         except OSError as exc:  # the data partition is full or read-only: nothing renamed if it failed early
-            message = f"{source}: cannot write the settings under {root}: {exc.strerror or exc}"
+            where = f"{exc.filename}: " if exc.filename else ""
+            message = f"{source}: cannot write the settings under {root}: {where}{exc.strerror or exc}"
             log.error("settings NOT applied: %s.", message)
             _status(status, ok=False, source=str(source), message=message)
             return EXIT_BAD_FILE

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -87,6 +88,7 @@ async def _multipart(request: Request, body: bytes, limit: int) -> tuple[bytes, 
     except StarletteHTTPException as exc:  # starlette's parser: no boundary, too many parts, field too large
         raise BadMultipart(f"The multipart body is malformed: {exc.detail}.") from exc
     try:
+        _require_close_delimiter(request, body)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise MissingFile("A multipart ticket needs the receipt PDF in a part named 'file'.")
@@ -97,6 +99,21 @@ async def _multipart(request: Request, body: bytes, limit: int) -> tuple[bytes, 
     finally:
         await form.close()
     return pdf, fields
+
+
+def _require_close_delimiter(request: Request, body: bytes) -> None:
+    """Refuse a multipart body without its close delimiter ``--BOUNDARY--`` at the start of a line (RFC 2046
+    §5.1.1): a truncated upload or a wrong boundary. python-multipart's ``finalize`` does not check this
+    (its docstring says so), so such a body used to look like one without a ``file`` part.
+
+    Raises:
+        BadMultipart: the close delimiter is missing; the message names it.
+    """
+    _, options = parse_options_header(request.headers.get("content-type", ""))
+    close = b"--" + options.get(b"boundary", b"") + b"--"
+    if not (body.startswith(close) or b"\n" + close in body):
+        raise BadMultipart(f"The multipart body is malformed: it does not end with the closing boundary "
+                           f"{close.decode('latin-1')!r} (RFC 2046 §5.1.1); was the upload cut short?")
 
 
 @router.post("/tickets", status_code=201)
@@ -110,7 +127,7 @@ async def post_ticket(request: Request, pos: Annotated[Pos, Depends(require_pos)
     the same receipt gets the first answer again, with ``Idempotent-Replayed: true``.
 
     201: ``{"id", "url", "expires_at", "total", "currency", "ref"}``, sent only after the ticket is on disk.
-    Errors (problem details, RFC 9457): 400 empty-body / missing-file, 401, 413 too-large,
+    Errors (problem details, RFC 9457): 400 empty-body / missing-file / bad-multipart, 401, 413 too-large,
     415 unsupported-media-type, 422 not-a-pdf / pdf-unreadable / pdf-password-protected / pdf-no-pages /
     pdf-no-usable-page / pdf-javascript / invalid-total / invalid-currency / invalid-reference /
     idempotency-key-reused. Nothing is stored on error.

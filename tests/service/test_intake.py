@@ -127,6 +127,20 @@ def test_multipart_with_metadata(appliance: Appliance, pos_token: str) -> None:
     _assert_problem(missing, 400, "missing-file")
 
 
+def test_a_multipart_body_without_its_closing_boundary_is_named(appliance: Appliance, pos_token: str) -> None:
+    """This is an upload cut short (or a POS that never writes the last boundary): the refusal says the
+    multipart body is malformed and why (it was missing-file, though the POS did send a ``file`` part)."""
+    pdf = GOOD[0].read_bytes()
+    head = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="r.pdf"\r\n'
+            b"Content-Type: application/pdf\r\n\r\n" + pdf)
+    for body in (head, head + b"\r\n--B\r\n", head + b"\r\n--B"):
+        r = _post(appliance, pos_token, body, "multipart/form-data; boundary=B")
+        _assert_problem(r, 400, "bad-multipart")
+        assert "--B--" in r.json()["detail"]
+    assert _post(appliance, pos_token, head + b"\r\n--B--\r\n", "multipart/form-data; boundary=B").status_code == 201
+    assert appliance.ticket_rows() == 1
+
+
 def test_every_pos_endpoint_needs_a_valid_token(appliance: Appliance, pos_token: str) -> None:
     pdf = GOOD[0].read_bytes()
     for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic dXNlcjpwdw=="}):

@@ -33,13 +33,28 @@ def test_defaults_are_the_embedded_ones(tmp_path: Path, monkeypatch: pytest.Monk
      ('name = "Chez Paul\\n"\n', "name: .*visible characters"), ('name = "Chez\\u0007Paul"\n', "name"),
      ('name = "Chez \\u202ePaul"\n', "name"), ('name = "  "\n', "name: .*blank"),
      (f'name = "{"é" * 64}"\n', "name"), ('relay_url = "https://relay.example.org\\n"\n', "relay_url"),
-     ('public_url = "http://10.0.0.2:8080 /"\n', "public_url")],
+     ('public_url = "http://10.0.0.2:8080 /"\n', "public_url"),
+     # Guest Wi-Fi: what no phone could join was accepted and shown as a join QR.
+     ('guest_wifi_password = "short"\n', "guest_wifi_password: .*8 to 63"),
+     (f'guest_wifi_password = "{"x" * 64}"\n', "guest_wifi_password"),
+     ('guest_wifi_password = "croissant\u00e9"\n', "guest_wifi_password: .*8 to 63"),
+     (f'guest_wifi_ssid = "{"é" * 17}"\n', "guest_wifi_ssid: .*32 bytes"),
+     ('guest_wifi_ssid = "Invités\\n"\n', "guest_wifi_ssid: .*visible")],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
     toml = tmp_path / "eticket.toml"
     toml.write_text(text)
     with pytest.raises(ConfigError, match=key):
         load_settings(toml)
+
+
+def test_guest_wifi_limits_are_those_of_a_real_network(tmp_path: Path) -> None:
+    """32 bytes of SSID, 63 characters of passphrase and an empty one (open network) are accepted."""
+    toml = tmp_path / "eticket.toml"
+    toml.write_text(f'guest_wifi_ssid = "{"é" * 16}"\nguest_wifi_password = "{"x" * 63}"\n')
+    assert load_settings(toml).guest_wifi_ssid == "é" * 16
+    toml.write_text('guest_wifi_ssid = "Invités"\nguest_wifi_password = ""\n')
+    assert load_settings(toml).guest_wifi_password == ""
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

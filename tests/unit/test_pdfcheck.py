@@ -169,3 +169,43 @@ def test_a_page_tree_that_loops_is_unreadable() -> None:
     pdf.save(out)
     with pytest.raises((errors.UnreadablePdf, errors.PdfTooComplex)):
         check_pdf(out.getvalue())
+
+
+def _one_page(media_box: list[float], raw: bytes = b"", written: bytes = b"") -> bytes:
+    """A one-page PDF whose MediaBox is ``media_box``; ``raw`` replaces ``written`` in the saved bytes (a
+    number as some producer writes it, not as pikepdf does)."""
+    import io
+
+    import pikepdf
+
+    pdf = pikepdf.new()
+    pdf.add_blank_page(page_size=(200, 300))
+    pdf.pages[0].MediaBox = pikepdf.Array(media_box)
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue().replace(written, raw) if written else out.getvalue()
+
+
+HUGE_INTEGER = b"1000000000000000019884624838656"
+"""1e30 as pikepdf writes it: an integer beyond 64 bits, which qpdf cannot parse."""
+
+
+@pytest.mark.parametrize(
+    "body",
+    [_one_page([0, 0, 1e30, 1e30]),
+     _one_page([0, 0, 1e30, 1e30], raw=b"100000000000000000000000000000.0", written=HUGE_INTEGER),
+     _one_page([0, 0, 20_000, 300])],
+    ids=["integer-1e30", "real-1e29", "20000pt"],
+)
+def test_a_page_size_out_of_range_is_named(body: bytes) -> None:
+    """This is a POS bug that writes a MediaBox of 1e30: the refusal says the page size is out of range (it
+    said "The PDF has no pages", which the vendor could not act on)."""
+    with pytest.raises(errors.PdfWithoutUsablePage) as caught:
+        check_pdf(body)
+    assert caught.value.slug == "pdf-no-usable-page"
+    assert "page size out of range" in str(caught.value) or "page size is out of range" in str(caught.value)
+
+
+def test_the_largest_page_is_accepted() -> None:
+    """14,400 pt is the largest page of ISO 32000-1 Annex C.2: accepted (a 5-metre till roll fits)."""
+    assert check_pdf(_one_page([0, 0, 226, 14_400])).first_page_pt == (226.0, 14_400.0)

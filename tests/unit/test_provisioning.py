@@ -103,6 +103,23 @@ def test_the_shipped_example_parses() -> None:
         ('ssh_authorized_keys = ["ssh-rsa not-base64 x@y"]', "ssh_authorized_keys[0]", "does not decode"),
         (f'ssh_authorized_keys = ["{KEY}", "{KEY}\\nssh-rsa AAAA x"]', "ssh_authorized_keys[1]", "control"),
         (f'ssh_authorized_keys = ["from=\\"10.0.0.1\\" {KEY}"]', "ssh_authorized_keys[0]", "options"),
+        # Guest Wi-Fi: the same limits as the shop's own network (the appliance shows them in a join QR).
+        ('guest_wifi_ssid = ""', "guest_wifi_ssid", "1 to 32 bytes"),
+        (f'guest_wifi_ssid = "{"é" * 17}"', "guest_wifi_ssid", "1 to 32 bytes"),
+        ('guest_wifi_ssid = "Invités\\n"', "guest_wifi_ssid", "control characters"),
+        ('guest_wifi_ssid = "Invités \\u202e"', "guest_wifi_ssid", "visible characters"),
+        ('guest_wifi_password = "short"', "guest_wifi_password", "8 to 63 printable ASCII"),
+        (f'guest_wifi_password = "{"x" * 64}"', "guest_wifi_password", "8 to 63 printable ASCII"),
+        ('guest_wifi_password = "croissanté"', "guest_wifi_password", "8 to 63 printable ASCII"),
+        ("guest_wifi_password = 12345678", "guest_wifi_password", "in quotes"),
+        # A relay URL is logged and is the base of every receipt QR: no credentials, no plain http.
+        ('relay_url = "https://user:pw@relay.example.org"', "relay_url", "user name or password"),
+        ('relay_url = "https://user@relay.example.org/"', "relay_url", "user name or password"),
+        ('relay_url = "http://relay.example.org"', "relay_url", "must start with https://"),
+        ('relay_url = "http://192.168.1.10:8090"', "relay_url", "must start with https://"),
+        ('relay_url = "https://relay.example.org:99999"', "relay_url", "https://"),
+        ('relay_url = "https://:8443/eticket"', "relay_url", "no host name"),
+        ('[wifi]\nssid = "Shop"\ncountry = "ZZ"\npassphrase = "longenough"', "wifi.country", "ISO 3166-1"),
         # A file that would crash the parser or take the memory.
         ("a = " + "[" * 1000 + "]" * 1000, "", "nested too deeply"),
         ('hostname = "caisse-1"\n' + "# padding\n" * 7000, "", "larger than 64 KiB"),
@@ -150,6 +167,42 @@ def test_the_appliance_accepts_the_config_that_provisioning_writes(root: Path) -
 def test_relay_url_is_written_for_the_appliance(root: Path) -> None:
     apply(parse_settings('relay_url = "https://relay.example.org"'), root)
     assert tomllib.loads(Layout(root).appliance_config.read_text())["relay_url"] == "https://relay.example.org"
+
+
+def test_guest_wifi_is_written_for_the_appliance_and_shown_by_it(root: Path) -> None:
+    """This is the shop owner of the README: the guest network set on the card reaches the appliance's
+    config under the appliance's own keys, and the appliance starts with it; "" means an open network."""
+    apply(parse_settings('guest_wifi_ssid = "Boulangerie Invités"\nguest_wifi_password = "croissant:2026"'), root)
+    config = Layout(root).appliance_config
+    assert tomllib.loads(config.read_text())["guest_wifi_ssid"] == "Boulangerie Invités"
+    settings = load_settings(config)
+    assert (settings.guest_wifi_ssid, settings.guest_wifi_password) == ("Boulangerie Invités", "croissant:2026")
+    assert apply(parse_settings('guest_wifi_password = ""'), root) == ["appliance"]
+    settings = load_settings(config)
+    assert (settings.guest_wifi_ssid, settings.guest_wifi_password) == ("Boulangerie Invités", "")
+
+
+@pytest.mark.parametrize(("ssid", "password"), [("é" * 16, "x" * 63), ("G", "12345678"), ("Café 🥐", "")])
+def test_every_guest_wifi_provisioning_accepts_starts_the_appliance(root: Path, ssid: str, password: str) -> None:
+    """The card's limits are the appliance's: what provisioning writes never stops the appliance."""
+    apply(parse_settings(f'guest_wifi_ssid = "{ssid}"\nguest_wifi_password = "{password}"'), root)
+    settings = load_settings(Layout(root).appliance_config)
+    assert (settings.guest_wifi_ssid, settings.guest_wifi_password) == (ssid, password)
+
+
+def test_a_bad_guest_wifi_password_changes_nothing(root: Path) -> None:
+    """Whole or nothing: a refused guest password leaves the shop name of the same file unapplied too."""
+    before = _snapshot(root)
+    with pytest.raises(ProvisioningError, match="guest_wifi_password"):
+        apply(parse_settings('shop_name = "Martin"\nguest_wifi_password = "1234"'), root)
+    assert _snapshot(root) == before
+
+
+@pytest.mark.parametrize("url", ["https://relay.example.org", "https://relay.example.org:8443/eticket",
+                                 "http://127.0.0.1:8090", "http://localhost:8090", "http://[::1]:8090"])
+def test_good_relay_urls_are_accepted(url: str) -> None:
+    """https:// anywhere; plain http:// to a relay on the same machine (``make relay``, tests)."""
+    assert parse_settings(f'relay_url = "{url}"').relay_url == url
 
 
 def test_wpa_psk_matches_the_ieee_802_11i_test_vector() -> None:
@@ -396,8 +449,25 @@ def test_a_state_directory_that_cannot_be_written_changes_nothing(root: Path, tm
     result = _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"{source}: cannot write the settings under {root}" in result.stderr
+    assert f"{Layout(root).authorized_keys}: " in result.stderr  # the file, not only "Not a directory"
     assert _snapshot(root) == before
     assert json.loads(status.read_text())["ok"] is False and "croissant-42" in source.read_text()
+
+
+def test_a_folder_where_a_file_goes_is_named(root: Path, tmp_path: Path) -> None:
+    """A damaged partition where the host name file is a folder: the message names that file (it said only
+    "Is a directory"), and nothing changes."""
+    source, status = tmp_path / "eticket.toml", tmp_path / "status.json"
+    source.write_text(GOOD)
+    hostname = Layout(root).hostname
+    hostname.unlink()
+    hostname.mkdir()
+    before = _snapshot(root)
+    result = _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{hostname}: Is a directory" in result.stderr
+    assert f"{hostname}: Is a directory" in json.loads(status.read_text())["message"]
+    assert _snapshot(root) == before
 
 
 def test_openssh_reads_every_key_line_written(root: Path) -> None:
