@@ -4,6 +4,7 @@ a phone downloads the same bytes."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -35,9 +36,14 @@ def test_discover_pair_send_every_sample_and_download_it_from_the_screen_qr(
     assert uri.startswith("eticket://pair?") and device_id in uri
     run_cli("pair", "--uri", uri, env=cli_env)
 
-    found = json.loads(run_cli("discover", "--json", "--timeout", "3", "--mdns-interfaces", "127.0.0.1",
-                               env=cli_env).stdout)
-    assert [d["paired"] for d in found if d["id"] == device_id] == [True]
+    # The device re-announces its TXT record with paired=1 (RFC 6762 §8.4); a browser that caught the
+    # earlier announcement may still hold it for a moment, so look again for a few seconds.
+    deadline, paired = time.monotonic() + 10, [False]
+    while paired != [True] and time.monotonic() < deadline:
+        found = json.loads(run_cli("discover", "--json", "--timeout", "2", "--mdns-interfaces", "127.0.0.1",
+                                   env=cli_env).stdout)
+        paired = [d["paired"] for d in found if d["id"] == device_id]
+    assert paired == [True]
 
     for index, pdf in enumerate(GOOD_PDFS):
         sent = json.loads(run_cli("send", str(pdf), "--total", f"{index + 1}.50", "--currency", "EUR",
