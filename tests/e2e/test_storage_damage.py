@@ -354,3 +354,35 @@ def test_a_full_card_refuses_receipts_clearly_and_recovers(appliance_factory: ob
         app.stop()
     finally:
         subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+@pytest.mark.parametrize("damage", ["UPDATE tickets SET pdf = CAST(pdf AS TEXT) WHERE token = ?",
+                                    "UPDATE tickets SET expires_at = 'abc' WHERE token = ?"])
+def test_a_record_of_another_type_answers_receipt_damaged_and_never_logs_its_bytes(
+        appliance_factory: object, damage: str) -> None:
+    """A record whose value changed type (a flipped type byte: the PDF reads as text, a time as a word):
+    ``quick_check`` still says ok. The link answers ``receipt-damaged``, /healthz counts it, and no log line
+    carries the receipt's content (SQLite's own decoding error quotes it)."""
+    app, _token, sent = _device_with_receipts(appliance_factory, count=4)  # type: ignore[arg-type]
+    victim = sent[1][0]
+    db = sqlite3.connect(_db(app), isolation_level=None)
+    try:
+        assert db.execute(damage, (victim.rsplit("/", 1)[1],)).rowcount == 1
+        assert db.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+    finally:
+        db.close()
+    app.start()
+    r = _fetch(victim)
+    assert r.status_code == 500 and r.headers["content-type"].startswith("application/problem+json"), r.text
+    assert r.json()["type"].endswith("/receipt-damaged") and "ask at the counter" in r.json()["detail"]
+    page = _fetch(victim, accept="text/html")
+    assert page.status_code == 500 and "ask at the counter" in page.text and b"%PDF" not in page.content
+    for url, pdf in sent:
+        if url != victim:
+            assert _fetch(url).content == pdf
+    wait_for(lambda: _health(app)["storage"]["damaged_receipts"] == 1, 10,  # type: ignore[index]
+             "healthz to count the damaged receipt")
+    assert _health(app)["storage"]["status"] == "damaged"  # type: ignore[index]
+    logs = app.logs()
+    assert "%PDF" not in logs and "Could not decode" not in logs and "Traceback" not in logs, logs[-2000:]
+    assert victim.rsplit("/", 1)[1] not in logs and len(_storage_lines(app)) == 1
