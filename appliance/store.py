@@ -231,8 +231,8 @@ def _failed(reason: str) -> StorageUnavailable:
 @dataclass(frozen=True, slots=True)
 class Repair:
     """One repair of the database: when (Unix s), why, where the damaged file went (its name in the data
-    dir) and what was saved or lost (``receipts_lost``: receipts whose PDF could not be recovered;
-    ``pairings_lost``: tills that must pair again)."""
+    dir, "" when there was no file) and what was saved or lost (``receipts_lost``: receipts whose PDF could not
+    be recovered; ``pairings_lost``: tills that must pair again; ``database_lost``: all of them, uncounted)."""
 
     at: float
     reason: str
@@ -244,6 +244,9 @@ class Repair:
     screens_lost: int
     schema_rebuilt: bool
     error: str | None
+    database_lost: bool = False
+    """The whole database was gone (the file empty or missing on a device that has its identity): every
+    pairing and receipt is lost, how many is not known; every till must pair again."""
 
 
 class Store:
@@ -254,7 +257,10 @@ class Store:
     :meth:`health` says ``failed``.
     """
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time, established: bool = False) -> None:
+        """``established``: the device has run before (its data directory holds its identity), so a database
+        file that is empty or missing is a loss, recorded as a repair with ``database_lost``, not a first
+        boot."""
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()
@@ -272,7 +278,42 @@ class Store:
         self._refusal: tuple[float, str] | None = None
         """The last operation the medium refused (Unix s, SQLite's message): disk full, I/O error."""
         with self._lock:
+            lost = self._set_aside_lost_database() if established else None
             self._db = self._open_or_fail()
+            if lost is not None and self._failure is None:
+                self._record_lost_database(*lost)
+
+    def _set_aside_lost_database(self) -> tuple[str, str] | None:
+        """``(reason, moved_to)`` when the database file is missing or empty (0 bytes; then it is moved aside
+        with its -wal and -shm, as a damaged one), else None. Lock held."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return "the database file is missing", ""
+        except OSError:
+            return None  # the open that follows meets it and says so
+        if size > 0:
+            return None
+        try:
+            aside = salvage.set_aside(self.path, self._clock())
+        except OSError:  # cannot move it: the fresh database is made over it all the same
+            return "the database file is empty (0 bytes)", ""
+        return "the database file is empty (0 bytes)", aside.name
+
+    def _record_lost_database(self, reason: str, moved_to: str) -> None:
+        """Keep the loss of the whole database as a repair (``database_lost``) in the fresh one. Lock held."""
+        repair = Repair(at=self._clock(), reason=reason, moved_to=moved_to, receipts_saved=0, receipts_lost=0,
+                        pairings_saved=0, pairings_lost=0, screens_lost=0, schema_rebuilt=False, error=None,
+                        database_lost=True)
+        try:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_repair', ?)",
+                             (json.dumps(asdict(repair)),))
+        except sqlite3.Error as exc:  # still shown until the process ends
+            log.warning("the loss of the database could not be recorded: %s", exc)
+        self._repair = repair
+        self._generation += 1
+        log.error("storage was damaged (%s, though this device has run before): every pairing and receipt "
+                  "is lost; every till must pair again", reason)
 
     def _open_or_fail(self) -> sqlite3.Connection:
         """:meth:`_open_checked`, or, when even a repair cannot give a usable database, the failed state (a

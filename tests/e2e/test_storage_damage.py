@@ -386,3 +386,47 @@ def test_a_record_of_another_type_answers_receipt_damaged_and_never_logs_its_byt
     logs = app.logs()
     assert "%PDF" not in logs and "Could not decode" not in logs and "Traceback" not in logs, logs[-2000:]
     assert victim.rsplit("/", 1)[1] not in logs and len(_storage_lines(app)) == 1
+
+
+@pytest.mark.parametrize("loss", ["empty", "missing"])
+def test_a_lost_database_on_a_device_that_ran_before_is_reported_as_damage(appliance_factory: object,
+                                                                           loss: str) -> None:
+    """The database file is empty (0 bytes) or gone, but the device has its identity (``tls/``, ``kiosk.json``):
+    this is not a first boot. /healthz, the journal and the screens say that everything was lost and every till
+    must pair again; the till's old token is refused, and pairing again works."""
+    app, token, sent = _device_with_receipts(appliance_factory, count=3)  # type: ignore[arg-type]
+    if loss == "empty":
+        _db(app).write_bytes(b"")
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(_db(app)) + suffix).unlink(missing_ok=True)
+    app.start()
+    health = _health(app)
+    storage = health["storage"]
+    assert health["status"] == "degraded" and health["paired"] is False
+    assert storage["status"] == "repaired" and storage["last_repair"]["database_lost"] is True  # type: ignore[index]
+    assert ("empty" if loss == "empty" else "missing") in storage["last_repair"]["reason"]  # type: ignore[index]
+    assert len(_storage_lines(app)) == 1 and "every till must pair again" in _storage_lines(app)[0]
+    assert app.display()["storage"]["database_lost"] is True  # type: ignore[index]
+    from kiosk.bands import storage_lines
+    from kiosk.i18n import translator
+
+    text = "Tous les tickets et appairages sont perdus : réappairez chaque caisse."
+    assert storage_lines(app.display()["storage"], translator("fr")) == ("Stockage réparé :", text)
+    page = httpx.get(app.url + "/screen", params={"key": app.screen_token()}, timeout=5).text
+    assert "Stockage réparé :" in page and text in page
+    assert _fetch(sent[0][0]).status_code == 404
+    assert app.api.delete("/api/v1/display", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    app.stop()
+    app.start()  # remembered: the next start of the fresh database is not a loss again
+    again = _health(app)["storage"]
+    assert again["status"] == "repaired" and again["last_repair"]["database_lost"] is True  # type: ignore[index]
+    assert len(_storage_lines(app)) == 1
+    assert app.pair()
+
+
+def test_a_first_boot_is_not_a_loss(appliance_factory: object) -> None:
+    """A fresh data directory (no identity yet) starts as a new device: /healthz says ok, no repair."""
+    app: Appliance = appliance_factory()  # type: ignore[operator]
+    assert _health(app)["storage"]["last_repair"] is None  # type: ignore[index]
+    assert _health(app)["status"] == "ok"
