@@ -23,7 +23,8 @@ Shape sent to screen clients (JSON)::
      "pairing": null}
 
 ``notice`` is null, or a message for the shop owner drawn over every scene (a refused ``eticket.toml``).
-``storage`` is null, or ``{"status": "repaired"|"damaged", "receipts_lost", "pairings_lost"}``: a band too.
+``storage`` is null, or ``{"status": "repaired"|"damaged", "receipts_lost", "pairings_lost"}`` (with
+``"database_lost": true`` when the whole database was gone): a band too.
 
 ``seq`` increases with every change, so a client can tell a new state from a repeated one.
 All methods run on the event loop (``async_`` where they wait).

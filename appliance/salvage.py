@@ -365,7 +365,8 @@ def _verified_pdf(src: sqlite3.Connection, rowid: int, record: dict[str, object]
 def salvage_into(source: Path, dst: sqlite3.Connection, schema: str, now: float | None = None) -> SalvageReport:
     """Copy what can be read from the damaged database ``source`` into ``dst`` (a fresh database with
     ``schema``, in autocommit mode), in one transaction. Never raises for damage: what cannot be read is
-    counted in the report. Outbox rows are dropped for receipts that lost their PDF.
+    counted in the report. Outbox rows are dropped for receipts that lost their PDF and are not yet
+    uploaded, and for every placeholder of a lost receipt (it has no token to watch a download with).
 
     Raises:
         sqlite3.Error: writing to ``dst`` failed (the fresh database itself is unusable).
@@ -390,7 +391,7 @@ def salvage_into(source: Path, dst: sqlite3.Connection, schema: str, now: float 
         for table in TABLE_ORDER:
             _salvage_table(src, dst, table, report, now)
         dst.execute("DELETE FROM outbox WHERE ticket_id IN (SELECT id FROM tickets WHERE pdf IS NULL) "
-                    "AND state = 'pending'")
+                    "AND (state = 'pending' OR ticket_id IN (SELECT id FROM tickets WHERE token = ''))")
         dst.execute("COMMIT")
     except BaseException:
         if dst.in_transaction:

@@ -77,7 +77,9 @@ class Appliance:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(settings.data_dir, 0o700)  # receipts and tokens: owner only, even if the directory pre-existed
-        self.store = Store(settings.data_dir / "eticket.sqlite3")  # checks it, repairs a damaged one
+        established = (settings.data_dir / "tls").is_dir() and (settings.data_dir / KIOSK_FILE).exists()
+        # checks it, repairs a damaged one; on a device that ran before, a lost database is damage too
+        self.store = Store(settings.data_dir / "eticket.sqlite3", established=established)
         known_id = certificate_device_id(settings.data_dir)
         try:
             self.device_id = self.store.device_id(fallback=known_id)
@@ -296,8 +298,8 @@ class Appliance:
 
     def storage_notice(self) -> dict[str, Any] | None:
         """For the screens' band: None while the storage is fine, else ``{"status": "repaired"|"damaged"|"failed"|
-        "refusing", "receipts_lost", "pairings_lost"}``, plus ``full`` (bool) when failed or refusing
-        (:meth:`Store.health`)."""
+        "refusing", "receipts_lost", "pairings_lost"}``, plus ``full`` (bool) when failed or refusing, and
+        ``database_lost`` (true) after a repair that found the whole database gone (:meth:`Store.health`)."""
         storage = self.store.health()
         if storage["status"] == "ok":
             return None
@@ -305,6 +307,8 @@ class Appliance:
         notice: dict[str, Any] = {
             "status": storage["status"], "pairings_lost": int(repair.get("pairings_lost", 0)),
             "receipts_lost": max(int(repair.get("receipts_lost", 0)), int(storage["damaged_receipts"]))}
+        if repair.get("database_lost"):
+            notice["database_lost"] = True
         if storage["status"] in ("failed", "refusing"):
             notice["full"] = "full" in str(storage["error"] or "")  # SQLite: "database or disk is full"
         return notice

@@ -29,8 +29,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from relay.crypto import BadToken, parse_token
+
 from . import salvage
-from .errors import StorageDamaged, StorageUnavailable
+from .errors import ReceiptDamaged, StorageDamaged, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,54 @@ class Pos:
     paired_at: float
 
 
+class DamagedValue(Exception):
+    """A value read from the database is not of its column's type (text that is not UTF-8, a PDF stored as
+    text, a time that is not a number): a damaged record that passed ``PRAGMA quick_check``. The message names
+    the fault, never the value (receipt content must not reach a log)."""
+
+
+def _decode_text(data: bytes) -> str:
+    """The connection's ``text_factory``: SQLite's own decoding error quotes the undecodable text (receipt bytes
+    in the journal); this one raises :class:`DamagedValue` without it."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DamagedValue("a text value in the database is not UTF-8") from None
+
+
+_TICKET_TYPES: tuple[tuple[type, ...], ...] = (
+    (str,), (str,), (str,), (str, type(None)), (str,), (str, type(None)), (str, type(None)), (str, type(None)),
+    (str,), (int,), (int,), (float, int), (float, int), (float, int, type(None)))
+"""The Python types SQLite may give each of :data:`_TICKET_COLUMNS` (a REAL column holds an integer when one
+was written)."""
+
+
+def _ticket(row: tuple[Any, ...] | Any) -> Ticket:
+    """A :class:`Ticket` from the first 14 values of ``row``, each checked against its column's type.
+
+    Raises:
+        DamagedValue: a value is of another type (the message names the column, not the value).
+    """
+    names = _TICKET_COLUMNS.split(", ")
+    for name, value, types in zip(names, row, _TICKET_TYPES, strict=False):
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise DamagedValue(f"column {name} of a receipt holds a {type(value).__name__}")
+    fields = list(row[:len(names)])
+    for i in (11, 12, 13):
+        fields[i] = None if fields[i] is None else float(fields[i])
+    return Ticket(*fields)
+
+
+def _pdf_value(value: object) -> bytes | None:
+    """A receipt's ``pdf`` column: bytes or None. Raises DamagedValue for any other type (text, a number)."""
+    if value is None or isinstance(value, bytes):
+        return value
+    raise DamagedValue(f"column pdf of a receipt holds a {type(value).__name__}")
+
+
+_RECEIPT_DAMAGED = ("This receipt was damaged in the device's storage and cannot be shown. Please ask at the "
+                    "counter for a copy.")
+
 _TICKET_COLUMNS = (
     "id, token, pos_id, idempotency_key, request_sha256, total, currency, reference, pdf_sha256, size, pages, "
     "created_at, expires_at, downloaded_at"
@@ -161,6 +211,10 @@ def _guarded(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatena
                             "this persists, replace its SD card.") from again
                     raise self._refused(again) from again
             raise self._refused(exc) from exc
+        except DamagedValue as exc:  # a record of another type: named, never quoted
+            log.error("storage: %s: %s", method.__name__, exc)
+            raise StorageDamaged(f"A record in the device's storage is damaged ({exc}). Restart the device; if "
+                                 "this persists, replace its SD card.") from None
 
     return wrapper
 
@@ -177,8 +231,8 @@ def _failed(reason: str) -> StorageUnavailable:
 @dataclass(frozen=True, slots=True)
 class Repair:
     """One repair of the database: when (Unix s), why, where the damaged file went (its name in the data
-    dir) and what was saved or lost (``receipts_lost``: receipts whose PDF could not be recovered;
-    ``pairings_lost``: tills that must pair again)."""
+    dir, "" when there was no file) and what was saved or lost (``receipts_lost``: receipts whose PDF could not
+    be recovered; ``pairings_lost``: tills that must pair again; ``database_lost``: all of them, uncounted)."""
 
     at: float
     reason: str
@@ -190,6 +244,9 @@ class Repair:
     screens_lost: int
     schema_rebuilt: bool
     error: str | None
+    database_lost: bool = False
+    """The whole database was gone (the file empty or missing on a device that has its identity): every
+    pairing and receipt is lost, how many is not known; every till must pair again."""
 
 
 class Store:
@@ -200,7 +257,10 @@ class Store:
     :meth:`health` says ``failed``.
     """
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time, established: bool = False) -> None:
+        """``established``: the device has run before (its data directory holds its identity), so a database
+        file that is empty or missing is a loss, recorded as a repair with ``database_lost``, not a first
+        boot."""
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()
@@ -218,7 +278,42 @@ class Store:
         self._refusal: tuple[float, str] | None = None
         """The last operation the medium refused (Unix s, SQLite's message): disk full, I/O error."""
         with self._lock:
+            lost = self._set_aside_lost_database() if established else None
             self._db = self._open_or_fail()
+            if lost is not None and self._failure is None:
+                self._record_lost_database(*lost)
+
+    def _set_aside_lost_database(self) -> tuple[str, str] | None:
+        """``(reason, moved_to)`` when the database file is missing or empty (0 bytes; then it is moved aside
+        with its -wal and -shm, as a damaged one), else None. Lock held."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return "the database file is missing", ""
+        except OSError:
+            return None  # the open that follows meets it and says so
+        if size > 0:
+            return None
+        try:
+            aside = salvage.set_aside(self.path, self._clock())
+        except OSError:  # cannot move it: the fresh database is made over it all the same
+            return "the database file is empty (0 bytes)", ""
+        return "the database file is empty (0 bytes)", aside.name
+
+    def _record_lost_database(self, reason: str, moved_to: str) -> None:
+        """Keep the loss of the whole database as a repair (``database_lost``) in the fresh one. Lock held."""
+        repair = Repair(at=self._clock(), reason=reason, moved_to=moved_to, receipts_saved=0, receipts_lost=0,
+                        pairings_saved=0, pairings_lost=0, screens_lost=0, schema_rebuilt=False, error=None,
+                        database_lost=True)
+        try:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_repair', ?)",
+                             (json.dumps(asdict(repair)),))
+        except sqlite3.Error as exc:  # still shown until the process ends
+            log.warning("the loss of the database could not be recorded: %s", exc)
+        self._repair = repair
+        self._generation += 1
+        log.error("storage was damaged (%s, though this device has run before): every pairing and receipt "
+                  "is lost; every till must pair again", reason)
 
     def _open_or_fail(self) -> sqlite3.Connection:
         """:meth:`_open_checked`, or, when even a repair cannot give a usable database, the failed state (a
@@ -254,6 +349,7 @@ class Store:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         os.chmod(self.path, 0o600)
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        db.text_factory = _decode_text
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
@@ -521,7 +617,7 @@ class Store:
                     ).fetchone()
                     if row:
                         self._db.execute("ROLLBACK")
-                        return Ticket(*row), False
+                        return _ticket(row), False
                 token = make_token(now) if make_token else secrets.token_urlsafe(32)
                 ticket = Ticket(
                     id="t-" + secrets.token_hex(8),
@@ -565,19 +661,58 @@ class Store:
             row = self._db.execute(
                 f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE pos_id = ? AND idempotency_key = ?", (pos_id, key)
             ).fetchone()
-        return Ticket(*row) if row else None
+        return _ticket(row) if row else None
 
     @_guarded
     def ticket_by_token(self, token: str) -> tuple[Ticket, bytes | None] | None:
         """``(ticket, pdf)`` for a capability token, or None. Looked up by the token's hash. ``pdf`` is None
-        once expired, or when it was lost to damage (:meth:`pdf_intact` tells a damaged one)."""
+        once expired, or when it was lost to damage (:meth:`pdf_intact` tells a damaged one).
+
+        Raises:
+            ReceiptDamaged: the receipt's record holds a value of another type (a damaged record that passed
+                ``quick_check``); its PDF is dropped, so ``damaged_receipts`` counts it.
+        """
         with self._lock:
-            row = self._db.execute(
-                f"SELECT {_TICKET_COLUMNS}, pdf FROM tickets WHERE token_sha256 = ?", (sha256_hex(token),)
-            ).fetchone()
-        if row is None:
-            return None
-        return Ticket(*row[:-1]), row[-1]
+            found = self._db.execute("SELECT rowid FROM tickets WHERE token_sha256 = ?",
+                                     (sha256_hex(token),)).fetchone()
+            if found is None:
+                return None
+            try:
+                row = self._db.execute(f"SELECT {_TICKET_COLUMNS}, pdf FROM tickets WHERE rowid = ?",
+                                       found).fetchone()
+                return _ticket(row), _pdf_value(row[-1])
+            except DamagedValue as exc:
+                fault = str(exc)
+        self._drop_damaged_row(int(found[0]), fault)
+        raise ReceiptDamaged(_RECEIPT_DAMAGED)
+
+    @_guarded
+    def _drop_damaged_row(self, rowid: int, fault: str) -> bool:
+        """Forget the PDF of the receipt at ``rowid`` whose record is damaged (``fault`` names the column, never
+        its value) and give up its upload, as :meth:`drop_damaged_pdf`. True the first time. Logged once."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute("UPDATE tickets SET pdf = NULL WHERE rowid = ? AND pdf IS NOT NULL", (rowid,))
+                now = self._clock()
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('damage_found_at', ?)",
+                                 (str(now),))
+                self._db.execute("UPDATE outbox SET state = 'failed', last_error = 'receipt damaged in storage' "
+                                 "WHERE ticket_id IN (SELECT id FROM tickets WHERE rowid = ?) AND state != 'failed'",
+                                 (rowid,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            dropped = cur.rowcount > 0
+            if dropped:
+                self._damaged_pdfs += 1
+            self._damage_found_at = now
+        if dropped:
+            log.error("a receipt's record is damaged in storage (%s; row %d): it cannot be served; ask the till "
+                      "to send it again", fault, rowid)
+        return dropped
 
     @staticmethod
     def pdf_intact(ticket: Ticket, pdf: bytes) -> bool:
@@ -634,9 +769,18 @@ class Store:
     @_guarded
     def _pdf_of_rowid(self, rowid: int) -> tuple[Ticket, bytes] | None:
         with self._lock:
-            row = self._db.execute(f"SELECT {_TICKET_COLUMNS}, pdf FROM tickets WHERE rowid = ? AND pdf IS NOT NULL",
-                                   (rowid,)).fetchone()
-        return None if row is None else (Ticket(*row[:-1]), bytes(row[-1]))
+            try:
+                row = self._db.execute(f"SELECT {_TICKET_COLUMNS}, pdf FROM tickets WHERE rowid = ? AND pdf IS NOT "
+                                       "NULL", (rowid,)).fetchone()
+                if row is None:
+                    return None
+                ticket, pdf = _ticket(row), _pdf_value(row[-1])
+            except DamagedValue as exc:
+                fault = str(exc)
+            else:
+                return None if pdf is None else (ticket, pdf)
+        self._drop_damaged_row(rowid, fault)
+        return None
 
     @_guarded
     def mark_downloaded(self, ticket_id: str, at: float | None = None) -> bool:
@@ -672,17 +816,28 @@ class Store:
         """Pending uploads whose time has come: ``(ticket_id, token, pdf, expires_at, attempts)``, oldest first.
         A PDF that no longer matches its SHA-256 is never uploaded (:meth:`drop_damaged_pdf`)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT t.id, t.token, t.pdf, t.expires_at, o.attempts, t.size, t.pdf_sha256 FROM outbox o JOIN "
-                "tickets t ON t.id = o.ticket_id WHERE o.state = 'pending' AND o.next_attempt_at <= ? AND t.pdf IS "
-                "NOT NULL ORDER BY o.created_at LIMIT ?", (now, limit)).fetchall()
+            rowids = self._db.execute(
+                "SELECT t.rowid FROM outbox o JOIN tickets t ON t.id = o.ticket_id WHERE o.state = 'pending' AND "
+                "o.next_attempt_at <= ? AND t.pdf IS NOT NULL AND t.token != '' ORDER BY o.created_at LIMIT ?",
+                (now, limit)).fetchall()
         due = []
-        for r in rows:
-            pdf = bytes(r[2])
-            if len(pdf) == r[5] and sha256_hex(pdf) == r[6]:
-                due.append((str(r[0]), str(r[1]), pdf, float(r[3]), int(r[4])))
-            else:
-                self.drop_damaged_pdf(str(r[0]))
+        for (rowid,) in rowids:
+            with self._lock:
+                try:
+                    r = self._db.execute(f"SELECT {_TICKET_COLUMNS}, pdf, (SELECT attempts FROM outbox WHERE "
+                                         "ticket_id = tickets.id) FROM tickets WHERE rowid = ?", (rowid,)).fetchone()
+                    if r is None:
+                        continue
+                    ticket, pdf, attempts = _ticket(r), _pdf_value(r[-2]), r[-1]
+                    fault = None if isinstance(attempts, int) else "column attempts of an upload is not a number"
+                except DamagedValue as exc:
+                    fault = str(exc)
+            if fault is not None:
+                self._drop_damaged_row(int(rowid), fault)
+            elif pdf is not None and self.pdf_intact(ticket, pdf):
+                due.append((ticket.id, ticket.token, pdf, ticket.expires_at, int(attempts)))
+            elif pdf is not None:
+                self.drop_damaged_pdf(ticket.id)
         return due
 
     @_guarded
@@ -724,10 +879,26 @@ class Store:
 
     @_guarded
     def awaiting_download(self, since: float, limit: int = 200) -> list[tuple[str, str]]:
-        """Uploaded tickets created after ``since`` that no phone has fetched yet: ``(ticket_id, token)``."""
+        """Uploaded tickets created after ``since`` that no phone has fetched yet: ``(ticket_id, token)``, each
+        token a valid relay token (:func:`relay.crypto.parse_token`). A row that is not one (a placeholder a
+        repair made for a lost receipt has an empty token; a damaged record) is left out, so one bad row never
+        stops the download watch."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT t.id, t.token FROM outbox o JOIN tickets t ON t.id = o.ticket_id WHERE o.state = 'sent' "
-                "AND t.downloaded_at IS NULL AND t.created_at > ? ORDER BY t.created_at DESC LIMIT ?",
-                (since, limit)).fetchall()
-        return [(str(a), str(b)) for a, b in rows]
+            rowids = self._db.execute(
+                "SELECT t.rowid FROM outbox o JOIN tickets t ON t.id = o.ticket_id WHERE o.state = 'sent' "
+                "AND t.downloaded_at IS NULL AND t.created_at > ? AND t.token != '' ORDER BY t.created_at DESC "
+                "LIMIT ?", (since, limit)).fetchall()
+            watched = []
+            for (rowid,) in rowids:
+                try:
+                    row = self._db.execute("SELECT id, token FROM tickets WHERE rowid = ?", (rowid,)).fetchone()
+                except DamagedValue:
+                    continue
+                if row is None or not isinstance(row[0], str) or not isinstance(row[1], str):
+                    continue
+                try:
+                    parse_token(row[1])
+                except BadToken:
+                    continue
+                watched.append((row[0], row[1]))
+        return watched

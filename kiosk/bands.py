@@ -16,6 +16,8 @@ def storage_lines(storage: Any, t: Callable[[str], str]) -> tuple[str, str] | No
     if storage["status"] in ("failed", "refusing"):
         cause = t("The SD card is full.") if storage.get("full") else t("The SD card may be failing.")
         return t("Storage damaged:"), f"{t('Receipts cannot be stored now.')} {cause}"
+    if storage.get("database_lost"):  # the whole database was gone: nothing counted, everything lost
+        return t("Storage repaired:"), t("All receipts and pairings were lost: pair every till again.")
     lost, tills = int(storage.get("receipts_lost") or 0), int(storage.get("pairings_lost") or 0)
     parts = [t("Receipts lost: {n}").format(n=lost)]
     if tills:

@@ -68,6 +68,11 @@ MESSAGES: dict[str, dict[str, str]] = {
                          "es": "Almacenamiento dañado:"},
     "Receipts lost: {n}": {"fr": "Tickets perdus : {n}", "it": "Scontrini persi: {n}", "de": "Verlorene Belege: {n}",
                            "es": "Tickets perdidos: {n}"},
+    "All receipts and pairings were lost: pair every till again.": {
+        "fr": "Tous les tickets et appairages sont perdus : réappairez chaque caisse.",
+        "it": "Tutti gli scontrini e gli abbinamenti sono andati persi: riabbinate ogni cassa.",
+        "de": "Alle Belege und Kopplungen sind verloren: jede Kasse neu koppeln.",
+        "es": "Se perdieron todos los tickets y emparejamientos: vuelva a emparejar cada caja."},
     "Tills to pair again: {n}": {"fr": "Caisses à réappairer : {n}", "it": "Casse da riabbinare: {n}",
                                  "de": "Neu zu koppelnde Kassen: {n}", "es": "Cajas por volver a emparejar: {n}"},
     "Receipts cannot be stored now.": {"fr": "Les tickets ne peuvent pas être enregistrés.",

@@ -354,3 +354,79 @@ def test_a_full_card_refuses_receipts_clearly_and_recovers(appliance_factory: ob
         app.stop()
     finally:
         subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+@pytest.mark.parametrize("damage", ["UPDATE tickets SET pdf = CAST(pdf AS TEXT) WHERE token = ?",
+                                    "UPDATE tickets SET expires_at = 'abc' WHERE token = ?"])
+def test_a_record_of_another_type_answers_receipt_damaged_and_never_logs_its_bytes(
+        appliance_factory: object, damage: str) -> None:
+    """A record whose value changed type (a flipped type byte: the PDF reads as text, a time as a word):
+    ``quick_check`` still says ok. The link answers ``receipt-damaged``, /healthz counts it, and no log line
+    carries the receipt's content (SQLite's own decoding error quotes it)."""
+    app, _token, sent = _device_with_receipts(appliance_factory, count=4)  # type: ignore[arg-type]
+    victim = sent[1][0]
+    db = sqlite3.connect(_db(app), isolation_level=None)
+    try:
+        assert db.execute(damage, (victim.rsplit("/", 1)[1],)).rowcount == 1
+        assert db.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+    finally:
+        db.close()
+    app.start()
+    r = _fetch(victim)
+    assert r.status_code == 500 and r.headers["content-type"].startswith("application/problem+json"), r.text
+    assert r.json()["type"].endswith("/receipt-damaged") and "ask at the counter" in r.json()["detail"]
+    page = _fetch(victim, accept="text/html")
+    assert page.status_code == 500 and "ask at the counter" in page.text and b"%PDF" not in page.content
+    for url, pdf in sent:
+        if url != victim:
+            assert _fetch(url).content == pdf
+    wait_for(lambda: _health(app)["storage"]["damaged_receipts"] == 1, 10,  # type: ignore[index]
+             "healthz to count the damaged receipt")
+    assert _health(app)["storage"]["status"] == "damaged"  # type: ignore[index]
+    logs = app.logs()
+    assert "%PDF" not in logs and "Could not decode" not in logs and "Traceback" not in logs, logs[-2000:]
+    assert victim.rsplit("/", 1)[1] not in logs and len(_storage_lines(app)) == 1
+
+
+@pytest.mark.parametrize("loss", ["empty", "missing"])
+def test_a_lost_database_on_a_device_that_ran_before_is_reported_as_damage(appliance_factory: object,
+                                                                           loss: str) -> None:
+    """The database file is empty (0 bytes) or gone, but the device has its identity (``tls/``, ``kiosk.json``):
+    this is not a first boot. /healthz, the journal and the screens say that everything was lost and every till
+    must pair again; the till's old token is refused, and pairing again works."""
+    app, token, sent = _device_with_receipts(appliance_factory, count=3)  # type: ignore[arg-type]
+    if loss == "empty":
+        _db(app).write_bytes(b"")
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(_db(app)) + suffix).unlink(missing_ok=True)
+    app.start()
+    health = _health(app)
+    storage = health["storage"]
+    assert health["status"] == "degraded" and health["paired"] is False
+    assert storage["status"] == "repaired" and storage["last_repair"]["database_lost"] is True  # type: ignore[index]
+    assert ("empty" if loss == "empty" else "missing") in storage["last_repair"]["reason"]  # type: ignore[index]
+    assert len(_storage_lines(app)) == 1 and "every till must pair again" in _storage_lines(app)[0]
+    assert app.display()["storage"]["database_lost"] is True  # type: ignore[index]
+    from kiosk.bands import storage_lines
+    from kiosk.i18n import translator
+
+    text = "Tous les tickets et appairages sont perdus : réappairez chaque caisse."
+    assert storage_lines(app.display()["storage"], translator("fr")) == ("Stockage réparé :", text)
+    page = httpx.get(app.url + "/screen", params={"key": app.screen_token()}, timeout=5).text
+    assert "Stockage réparé :" in page and text in page
+    assert _fetch(sent[0][0]).status_code == 404
+    assert app.api.delete("/api/v1/display", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    app.stop()
+    app.start()  # remembered: the next start of the fresh database is not a loss again
+    again = _health(app)["storage"]
+    assert again["status"] == "repaired" and again["last_repair"]["database_lost"] is True  # type: ignore[index]
+    assert len(_storage_lines(app)) == 1
+    assert app.pair()
+
+
+def test_a_first_boot_is_not_a_loss(appliance_factory: object) -> None:
+    """A fresh data directory (no identity yet) starts as a new device: /healthz says ok, no repair."""
+    app: Appliance = appliance_factory()  # type: ignore[operator]
+    assert _health(app)["storage"]["last_repair"] is None  # type: ignore[index]
+    assert _health(app)["status"] == "ok"

@@ -78,3 +78,24 @@ def test_repair_after_repair_keeps_only_the_newest_damaged_copies(tmp_path: Path
     found = [store.ticket_by_token(t) for t in tokens]
     assert all(f is not None and f[1] == pdf for f in found)
     store.close()
+
+
+def test_an_undecodable_value_in_any_table_is_reported_without_its_content(tmp_path: Path, caplog: object) -> None:
+    """A till's name that is no longer UTF-8 (a damaged record): listing the tills raises the store's damage
+    error naming the fault; neither its message nor the log quotes the bytes (SQLite's own error would)."""
+    import logging
+
+    import pytest
+
+    from appliance.errors import StorageDamaged
+
+    path = tmp_path / "eticket.sqlite3"
+    store = Store(path)
+    store.add_pos("till", "secret-token")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("UPDATE pos SET name = CAST(X'25504446ff2d53454352455421' AS TEXT)")  # '%PDF\xff-SECRET!'
+    other.close()
+    with caplog.at_level(logging.DEBUG), pytest.raises(StorageDamaged) as raised:  # type: ignore[attr-defined]
+        store.list_pos()
+    assert "not UTF-8" in str(raised.value) and "SECRET" not in str(raised.value)
+    assert "SECRET" not in caplog.text and "not UTF-8" in caplog.text  # type: ignore[attr-defined]
