@@ -9,8 +9,12 @@ on that listener a 503. Here, per listener:
 * **Head deadline**: the TLS handshake and the request line and headers must arrive within
   HEAD_TIMEOUT_SECONDS of the connection being accepted (and, on a kept-alive connection, of the first
   byte of the next request); otherwise the connection is closed. h11 bounds the head's size (16 KiB),
-  uvicorn the idle time between requests (``timeout_keep_alive``), the API the body's time
-  (``BODY_TIMEOUT_SECONDS`` in :mod:`appliance.web.api`).
+  uvicorn the idle time between requests (``timeout_keep_alive``).
+* **Body deadline**: a client that is not trusted (below) must send a request's body within
+  UNTRUSTED_BODY_SECONDS of its head, or gets ``408 request-timeout`` and the connection is closed;
+  trusted clients (the till's receipts: 10 MiB over a weak Wi-Fi) get the API's ``BODY_TIMEOUT_SECONDS``
+  (:mod:`appliance.web.api`). An answer that leaves a body unread closes the connection
+  (:mod:`appliance.web.framing`): a trickled body cannot hold a slot behind a quick answer either.
 * **Caps**: at most MAX_CONNECTIONS_PER_ADDRESS from one client address and MAX_CONNECTIONS in all, of
   which RESERVED_CONNECTIONS only for trusted clients: the device itself (127.0.0.1, ::1: the kiosk) and
   addresses that presented a valid POS or screen token in the last TRUSTED_ADDRESS_SECONDS (the paired
@@ -35,11 +39,11 @@ import ssl
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import h11
 
-from .errors import TooManyConnections
+from .errors import RequestTimeout, TooManyConnections
 from .web.framing import StrictH11Protocol
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,10 @@ log = logging.getLogger(__name__)
 HEAD_TIMEOUT_SECONDS = 10.0
 """Time for the TLS handshake plus the request line and headers (a phone on a weak Wi-Fi needs well under
 a second; nginx's ``client_header_timeout`` default is 60 s, shorter here because a device has few slots)."""
+UNTRUSTED_BODY_SECONDS = 10.0
+"""Time for a request body, from the end of its head, for a client that is not trusted (no valid POS or
+screen token from its address): what such clients send are pairing requests of at most 4 KiB, well under a
+second on a weak Wi-Fi. Checked when it runs out, so a till whose token was just accepted is not cut."""
 MAX_CONNECTIONS = 256
 """Connections per listener, all clients together (descriptors: two listeners stay far below 1024)."""
 RESERVED_CONNECTIONS = 32
@@ -199,6 +207,11 @@ def _refusal_bytes() -> bytes:
 
 
 _REFUSAL = _refusal_bytes()
+_SLOW_BODY = json.dumps(RequestTimeout(f"The body did not arrive within {UNTRUSTED_BODY_SECONDS:.0f} s of the "
+                                       "request head.").problem()).encode()
+"""The body of the 408 sent when UNTRUSTED_BODY_SECONDS run out (RFC 9110 §15.5.9, RFC 9457)."""
+_SLOW_HEADERS = [(b"content-type", b"application/problem+json"), (b"connection", b"close"),
+                 (b"content-length", b"%d" % len(_SLOW_BODY))]
 
 
 class _AdmittedH11Protocol(StrictH11Protocol):
@@ -212,6 +225,7 @@ class _AdmittedH11Protocol(StrictH11Protocol):
     _counted = False
     _started = False
     _head_timer: asyncio.TimerHandle | None = None
+    _body_timer: asyncio.TimerHandle | None = None
     _raw: asyncio.BaseTransport | None = None
     _early: bytes = b""
     _handshake: asyncio.Task[None] | None = None
@@ -288,9 +302,37 @@ class _AdmittedH11Protocol(StrictH11Protocol):
             self._arm_head_timer()
         else:
             self._disarm_head_timer()
+        self._track_body()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._track_body()  # a pipelined request's head may have been parsed just now
+
+    def _track_body(self) -> None:
+        """A body deadline while a request's body is arriving (and no answer has ended the connection)."""
+        if self.conn.their_state is h11.SEND_BODY and not self._lingering:
+            if self._body_timer is None:
+                self._body_timer = self.loop.call_later(UNTRUSTED_BODY_SECONDS, self._body_timeout)
+        else:
+            self._disarm_body_timer()
+
+    def _disarm_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timeout(self) -> None:
+        self._body_timer = None
+        if self.conn.their_state is not h11.SEND_BODY or self._lingering or self.transport.is_closing():
+            return
+        if self.listener.admission.trusted(self._host):
+            return  # the till or a screen: the API's BODY_TIMEOUT_SECONDS applies
+        self.refuse(408, _SLOW_HEADERS, _SLOW_BODY, f"the body did not arrive within {UNTRUSTED_BODY_SECONDS:.0f} s",
+                    cast(Any, self.conn).request_line)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._disarm_body_timer()
         if self._started:
             super().connection_lost(exc)
         self._release()

@@ -12,12 +12,24 @@ log line per refused request.
   traceback. When an endpoint holds the request, :class:`appliance.web.logs.AccessLog` writes that line
   (it finds the fault under ``scope["extensions"][MALFORMED_SCOPE_KEY]``); otherwise this module does.
 
+* An answer sent while the request's body is still arriving (an endpoint that reads no body, ``401``, ``413``,
+  a refusal from this layer) ends the connection: no keep-alive, and the rest of the body is not waited for.
+  uvicorn keeps such a connection open and discards the body as it trickles in, so a client could hold a
+  connection slot with one byte every few seconds. The close is graceful (RFC 9112 §9.6): the device stops
+  sending (FIN, or TLS ``close_notify``), reads and discards for at most LINGER_SECONDS, then closes, so the
+  client reads the answer instead of a TCP reset.
+* When this layer refuses a request an endpoint already holds, the endpoint's own answer is dropped (its
+  ``receive()`` sees ``http.disconnect``, its ``send()`` does nothing): one answer, one log line.
+
 Use it with ``uvicorn.Config(..., http=StrictH11Protocol)``. The answer stays uvicorn's plain-text 400
-(docs/protocol.md §4), now followed by the fault: ``Invalid HTTP request received: <fault>.``
+(docs/protocol.md §4), now followed by the fault: ``Invalid HTTP request received: <fault>.``, also when the
+request line or head itself is malformed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import http
 import logging
 import re
 from typing import Any, cast
@@ -26,13 +38,17 @@ import h11
 from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE  # as uvicorn's own H11Protocol does
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .logs import MALFORMED_SCOPE_KEY, redact_path
+from .logs import REFUSED_SCOPE_KEY, redact_path
 
 log = logging.getLogger("eticket.access")
 
 UVICORN_INVALID_REQUEST = "Invalid HTTP request received."
 """uvicorn's own warning for a malformed request (``uvicorn.error``): replaced by our line."""
 MAX_FAULT_CHARS = 100
+LINGER_SECONDS = 2.0
+"""After an answer sent while the request body is still arriving: how long the device keeps reading (and
+discarding) before it closes, seconds (nginx's ``lingering_timeout`` is 5 s; a client that reads its answer
+closes at once)."""
 BOTH_LENGTHS = "both Content-Length and Transfer-Encoding are set (RFC 9112 section 6.1)"
 
 _CLIENT_BYTES = re.compile(r":\s*(?:bytearray\()?b['\"].*", re.DOTALL)
@@ -78,7 +94,11 @@ class _StrictConnection(h11.Connection):
 
 
 class StrictH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with :class:`_StrictConnection` and one log line per refused request."""
+    """uvicorn's h11 protocol with :class:`_StrictConnection`, one log line per refused request, and no
+    connection kept after an answer that left the request body unread."""
+
+    _lingering = False
+    _linger_timer: asyncio.TimerHandle | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,20 +107,73 @@ class StrictH11Protocol(H11Protocol):
         if _FILTER not in self.logger.filters:
             self.logger.addFilter(_FILTER)
 
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:  # closing: the rest of an unread body is discarded
+            return
+        super().data_received(data)
+
+    def on_response_complete(self) -> None:
+        """After each answer: keep the connection alive as uvicorn does, unless the request's body is still
+        arriving; then close without waiting for it."""
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            self.server_state.total_requests += 1
+            self.close_unread()
+            return
+        super().on_response_complete()
+
+    def close_unread(self) -> None:
+        """End the connection after what is already written, with unread request bytes perhaps still coming:
+        stop sending (FIN on TCP, ``close_notify`` on TLS), discard what arrives, and close at the latest
+        LINGER_SECONDS later (RFC 9112 §9.6: closing at once would send a TCP reset that may destroy the
+        answer in the client's buffers)."""
+        if self._lingering:
+            return
+        self._lingering = True
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()  # drain, or the kernel resets the connection on close
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        else:
+            self.transport.close()
+        self._linger_timer = self.loop.call_later(LINGER_SECONDS, self.transport.abort)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+        super().connection_lost(exc)
+
+    def refuse(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, fault: str,
+               line: str = "-") -> None:
+        """Answer the current request (or the bytes that failed to become one) from this layer with
+        ``status``, ``headers`` and ``body``, and close (:meth:`close_unread`).
+
+        An endpoint that holds the request gets ``http.disconnect`` and its answer is dropped; its access line
+        (:class:`appliance.web.logs.AccessLog`) names ``status`` and ``fault``. Otherwise this layer writes
+        that one line, naming the client and ``line`` (the request, when known). When an answer has already
+        started, only closing is left.
+        """
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            scope = cast(dict[str, Any], cycle.scope)
+            scope.setdefault("extensions", {})[REFUSED_SCOPE_KEY] = (status, fault)
+            cycle.disconnected = True  # its send() is a no-op from now on, its receive() says http.disconnect
+            cycle.message_event.set()
+        else:
+            client = self.client[0] if self.client else "-"
+            log.warning("%s %s %d refused: %s; connection closed", client, line, status, fault)
+        # h11 lets a server answer in IDLE too: a head that failed to parse leaves our state there.
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            reason = http.HTTPStatus(status).phrase.encode()
+            for event in (h11.Response(status_code=status, headers=headers, reason=reason), h11.Data(data=body),
+                          h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event) or b"")
+        self.close_unread()
+
     def send_400_response(self, msg: str) -> None:
         """Answer 400 with the fault and close (uvicorn calls this on any h11 protocol error)."""
         conn = cast(_StrictConnection, self.conn)
         fault = conn.fault or "malformed request"
-        cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            # An endpoint holds this request and will see a disconnect: its access line names the fault.
-            scope = cast(dict[str, Any], cycle.scope)
-            scope.setdefault("extensions", {})[MALFORMED_SCOPE_KEY] = fault
-        else:
-            client = self.client[0] if self.client else "-"
-            line = conn.request_line if conn.fault == BOTH_LENGTHS else "-"
-            log.warning("%s %s 400 refused: %s; connection closed", client, line, fault)
-        if conn.our_state is h11.SEND_RESPONSE:
-            super().send_400_response(f"{msg.removesuffix('.')}: {fault}.".encode("ascii", "replace").decode())
-        else:  # a response is already out (an endpoint answered early): only closing is left
-            self.transport.close()
+        text = f"{msg.removesuffix('.')}: {fault}.".encode("ascii", "replace")
+        self.refuse(400, [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")], text,
+                    fault, conn.request_line if conn.fault == BOTH_LENGTHS else "-")

@@ -11,9 +11,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("eticket.access")
 
-MALFORMED_SCOPE_KEY = "eticket.malformed"
-"""Key in ``scope["extensions"]`` under which :mod:`appliance.web.framing` records the fault of a request
-the HTTP layer refused mid-body."""
+REFUSED_SCOPE_KEY = "eticket.refused"
+"""Key in ``scope["extensions"]`` under which :mod:`appliance.web.framing` records ``(status, fault)`` of a
+request the HTTP layer answered itself while an endpoint held it (a malformed body: 400; a body too slow:
+408)."""
 
 _LONG_SEGMENT = re.compile(r"[^/]{16,}")
 """Any path segment of 16 characters or more may be a secret (capability tokens are 43): never logged."""
@@ -31,9 +32,10 @@ def redact_path(path: str) -> str:
 class AccessLog:
     """ASGI middleware: one line per request: client, method, redacted path, status, milliseconds.
 
-    A request whose body never completes — the client went away mid-body, or the HTTP layer refused a
-    malformed body (:mod:`appliance.web.framing` records the fault in the scope) — ends here as that one
-    line, with the reason appended, instead of an ERROR traceback: there is no one left to answer.
+    A request whose body never completes — the client went away mid-body, or the HTTP layer refused it (a
+    malformed or too slow body: :mod:`appliance.web.framing` records the status and fault in the scope) —
+    ends here as that one line, with the reason appended, instead of an ERROR traceback: there is no one
+    left to answer.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -58,12 +60,12 @@ class AccessLog:
         except ClientDisconnect:
             outcome = " client disconnected before sending the whole body"
         finally:
-            malformed = (scope.get("extensions") or {}).get(MALFORMED_SCOPE_KEY)
-            if malformed:
-                status, outcome = 400, f" refused: {malformed}; connection closed"
+            refused = (scope.get("extensions") or {}).get(REFUSED_SCOPE_KEY)
+            if refused:
+                status, outcome = refused[0], f" refused: {refused[1]}; connection closed"
             client = scope.get("client") or ("-", 0)
             log.log(
-                logging.WARNING if malformed else logging.INFO,
+                logging.WARNING if refused else logging.INFO,
                 '%s "%s %s" %s %.1fms%s', client[0], scope["method"], redact_path(scope["path"]), status or "-",
                 (time.perf_counter() - start) * 1000, outcome,
             )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
+import threading
 import time
 from collections.abc import Iterator
 
@@ -22,7 +24,9 @@ from appliance.admission import (
     MAX_CONNECTIONS,
     MAX_CONNECTIONS_PER_ADDRESS,
     RESERVED_CONNECTIONS,
+    UNTRUSTED_BODY_SECONDS,
 )
+from appliance.web.framing import LINGER_SECONDS
 from tests.conftest import Appliance, samples
 
 HALF_HEAD = b"GET /healthz HTTP/1.1\r\nHost: device\r\nX-Slow: "
@@ -39,6 +43,29 @@ def _connect(port: int, source: str, payload: bytes = b"") -> socket.socket:
     if payload:
         sock.sendall(payload)
     return sock
+
+
+def _tls(sock: socket.socket) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the pinned certificate does not matter here
+    return ctx.wrap_socket(sock)
+
+
+def _trickle_until_closed(sock: socket.socket, seconds: float, pause: float = 0.5) -> tuple[str, float]:
+    """Send one body byte every ``pause`` seconds for up to ``seconds``; return what the server sent and
+    when it closed the connection (seconds from the start; inf: still open at the end)."""
+    started, answer = time.monotonic(), ""
+    while time.monotonic() - started < seconds:
+        try:
+            sock.sendall(b"x")
+        except OSError:  # closed (a reset on a write after the server's FIN)
+            return answer, time.monotonic() - started
+        state = _state(sock, pause)
+        if state == "closed":
+            return answer, time.monotonic() - started
+        if state != "open":
+            answer += state
+    return answer, float("inf")
 
 
 def _state(sock: socket.socket, wait: float) -> str:
@@ -153,3 +180,58 @@ def test_many_slow_addresses_fill_the_pool_but_trusted_clients_get_through(appli
             else:
                 assert _ticket(appliance, pos_token, till_client).status_code == 201
                 assert _ticket(appliance, pos_token).status_code == 201  # from the device itself
+
+
+@pytest.mark.parametrize("listener", ["http", "https"])
+def test_a_body_trickled_behind_a_quick_answer_does_not_hold_the_connection(appliance: Appliance,
+                                                                            listener: str) -> None:
+    """Slowloris through the body: the endpoint answers without reading the announced megabyte, the client
+    trickles it a byte at a time. The connection ends soon after the answer instead of staying open for as
+    long as the bytes come (it used to: 14 addresses × 16 such connections shut out every new phone)."""
+    port = appliance.port if listener == "http" else appliance.api_port
+    with _sockets() as held:
+        sock = _connect(port, "127.0.0.70")
+        if listener == "https":
+            sock = _tls(sock)
+        held.append(sock)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: device\r\nContent-Length: 1000000\r\n\r\n")
+        answer, closed_after = _trickle_until_closed(sock, LINGER_SECONDS + CLOSE_MARGIN_SECONDS + 5)
+        assert answer.startswith("HTTP/1.1 200") and '"status"' in answer, answer[:300]
+        assert closed_after <= LINGER_SECONDS + CLOSE_MARGIN_SECONDS, "still open while the body trickled in"
+
+
+def test_an_untrusted_slow_body_gets_408_soon_while_the_tills_slow_upload_passes(appliance: Appliance,
+                                                                                 pos_token: str) -> None:
+    """An unauthenticated pairing request whose body trickles in is answered ``408 request-timeout`` after
+    UNTRUSTED_BODY_SECONDS (it held its slot for the API's 60 s before); at the same time a till on a new
+    address (not trusted until its token is seen) sends its receipt just as slowly, and it is accepted."""
+    pdf = samples("pdf")[0].read_bytes()
+    slow_seconds = UNTRUSTED_BODY_SECONDS + 3
+    till: dict[str, object] = {}
+
+    def upload() -> None:
+        sock = _tls(_connect(appliance.api_port, "127.0.0.72"))
+        with sock:
+            sock.sendall(b"POST /api/v1/tickets HTTP/1.1\r\nHost: device\r\nContent-Type: application/pdf\r\n"
+                         b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n" % (pos_token.encode(), len(pdf)))
+            pieces = 10
+            for n in range(pieces):
+                sock.sendall(pdf[n * len(pdf) // pieces:(n + 1) * len(pdf) // pieces])
+                time.sleep(slow_seconds / pieces)
+            till["answer"] = _state(sock, 10)
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    with _sockets() as held:
+        sock = _tls(_connect(appliance.api_port, "127.0.0.71"))
+        held.append(sock)
+        sock.sendall(b"POST /api/v1/pair HTTP/1.1\r\nHost: device\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 4000\r\n\r\n{")
+        answer, closed_after = _trickle_until_closed(sock, UNTRUSTED_BODY_SECONDS + CLOSE_MARGIN_SECONDS + 5, 1.0)
+    uploader.join()
+    assert answer.startswith("HTTP/1.1 408") and "/request-timeout" in answer, answer[:300]
+    assert UNTRUSTED_BODY_SECONDS - 1 <= closed_after <= UNTRUSTED_BODY_SECONDS + CLOSE_MARGIN_SECONDS, closed_after
+    assert str(till.get("answer", "")).startswith("HTTP/1.1 201"), till
+    log = appliance.logs()
+    assert '"POST /api/v1/pair" 408' in log and "refused: the body did not arrive within" in log, log[-3000:]
+    assert "Traceback" not in log

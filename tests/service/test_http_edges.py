@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import time
 
 import httpx
 
@@ -121,3 +122,48 @@ def test_deeply_nested_json_is_a_400_naming_the_depth_limit(appliance: Appliance
     assert problem["type"].endswith("/json-too-deep") and problem["max_depth"] == 32, problem
     assert "2001 levels" in problem["detail"], problem
     assert appliance.display()["scene"] == "pairing"  # nothing counted as a wrong attempt, still pairing
+
+
+MALFORMED_HEADS = {
+    "a non-numeric Content-Length": b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    "two different Content-Lengths": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                                      b"Content-Length: 6\r\n\r\n"),
+    "an unknown Transfer-Encoding": b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n",
+    "no Host": b"GET /healthz HTTP/1.1\r\n\r\n",
+    "a header line without a colon": b"GET /healthz HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+    "a NUL in a header": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+    "a bad request line": b"GET /healthz HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+}
+
+
+def test_every_malformed_head_gets_a_400_naming_the_fault(appliance: Appliance) -> None:
+    """docs/protocol.md §4: malformed framing is answered ``400 Invalid HTTP request received: <fault>.``,
+    not a silently closed connection (a POS vendor debugging an HTTP library needs the reason); one log line
+    each."""
+    since = len(appliance.logs())
+    for what, head in MALFORMED_HEADS.items():
+        for port, tls in ((appliance.port, False), (appliance.api_port, True)):
+            answer, closed = exchange(("127.0.0.1", port), head, tls=tls)
+            assert answer.startswith(b"HTTP/1.1 400 "), (what, tls, answer[:300])
+            assert b"Invalid HTTP request received: " in answer, (what, answer)
+            assert closed, what
+    wait_for(lambda: len(http_lines(appliance, since)[0]) >= 2 * len(MALFORMED_HEADS), 5, "one line per request")
+    lines, text = http_lines(appliance, since)
+    assert len(lines) == 2 * len(MALFORMED_HEADS) and all(" 400 refused: " in line for line in lines), lines
+    assert "Traceback" not in text
+
+
+def test_a_bad_chunk_for_an_endpoint_that_answers_without_reading_is_one_400_and_one_line(
+        appliance: Appliance) -> None:
+    """The endpoint (here /healthz) holds the request when its chunk turns out malformed: the HTTP layer's 400
+    is the only answer, the endpoint's own is dropped without an 'Exception in ASGI application'."""
+    since = len(appliance.logs())
+    answer, closed = exchange(("127.0.0.1", appliance.port),
+                              b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"illegal chunk header" in answer, answer[:300]
+    assert answer.count(b"HTTP/1.1") == 1 and closed, answer
+    wait_for(lambda: "refused: illegal chunk header" in appliance.logs()[since:], 5, "the refusal's log line")
+    time.sleep(0.5)  # the endpoint's own attempt to answer would be logged by now
+    text = appliance.logs()[since:]
+    assert text.count("refused: illegal chunk header") == 1, text[:3000]
+    assert "Exception in ASGI application" not in text and "Traceback" not in text, text[:3000]
