@@ -95,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``eticket`` console script."""
+    from relay.cli import device_ids_as_options
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(device_ids_as_options(sys.argv[1:] if argv is None else list(argv)))
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:

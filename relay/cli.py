@@ -82,7 +82,22 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def device_ids_as_options(argv: list[str]) -> list[str]:
+    """``argv`` with a relay id that starts with ``-`` (one id in 64 does: base64url) after ``relay block`` or
+    ``relay unblock`` rewritten as ``--device=ID``: argparse would otherwise take it for an option and say
+    "the following arguments are required: device" to an operator who pasted the id from the log."""
+    for i in range(len(argv) - 2):
+        if argv[i] == "relay" and argv[i + 1] in ("block", "unblock") and "--" not in argv[i + 2:]:
+            return argv[:i + 2] + [f"--device={a}" if a.startswith("-") and not a.startswith("--")
+                                   and valid_rid(a) else a for a in argv[i + 2:]]
+    return argv
+
+
 def _block(args: argparse.Namespace) -> int:
+    args.device = args.device_option or args.device
+    if not args.device:
+        print("eticket relay: error: name the device: its relay id (43 characters)", file=sys.stderr)
+        return 2
     if not valid_rid(args.device):
         print("eticket relay: error: a device id is 43 base64url characters (shown by 'eticket status' "
               "on the device, and in the relay's log)", file=sys.stderr)
@@ -137,7 +152,9 @@ def add_relay_parser(sub: Any) -> None:
     serve.set_defaults(func=_serve)
     for name, text in (("block", "refuse a device's uploads"), ("unblock", "accept a device again")):
         cmd = commands.add_parser(name, parents=[common], help=text)
-        cmd.add_argument("device", help="the device's relay id (43 characters)")
+        cmd.add_argument("device", nargs="?", help="the device's relay id (43 characters)")
+        cmd.add_argument("--device", dest="device_option", metavar="ID",
+                         help="the same, for an id that starts with '-' (--device=ID)")
         if name == "block":
             cmd.add_argument("--reason", help="kept with the block, for the operator")
         cmd.set_defaults(func=_block)

@@ -70,6 +70,21 @@ def test_a_re_encoded_key_is_the_same_device_for_blocks(relay_factory: object) -
     assert r.status_code == 403 and r.json()["type"].endswith("/device-blocked")
 
 
+def test_an_operator_blocks_a_device_whose_id_starts_with_a_dash(relay_factory: object) -> None:
+    """One relay id in 64 starts with "-" (base64url): pasted from the log after ``relay block``, it was taken
+    for an option ("the following arguments are required: device"), and this suite failed that way at random."""
+    relay: RelayProc = relay_factory()  # type: ignore[operator]
+    signer = Signer(_new_key_pem())
+    while not signer.relay_id.startswith("-"):
+        signer = Signer(_new_key_pem())
+    blocked = relay.admin("block", signer.relay_id, "--reason", "test")
+    assert blocked.returncode == 0 and f"blocked {signer.relay_id}" in blocked.stdout, blocked.stderr
+    r = _put(relay, signer)
+    assert r.status_code == 403 and r.json()["type"].endswith("/device-blocked")
+    unblocked = relay.admin("unblock", signer.relay_id)  # takes effect within 10 s (each replica's cache)
+    assert unblocked.returncode == 0 and f"unblocked {signer.relay_id}" in unblocked.stdout, unblocked.stderr
+
+
 def test_quota_holds_under_concurrent_uploads(relay_factory: object) -> None:
     relay: RelayProc = relay_factory("--quota-receipts", "3")  # type: ignore[operator]
     signer = Signer(_new_key_pem())
