@@ -217,7 +217,10 @@ class Appliance:
             await self.pairing.async_open(None)
         await self.display.async_set_storage(self.storage_notice())
         await self._async_start_mdns()
-        self._watcher.start()
+        if self._watcher.start():
+            # An address that came while mDNS was starting (it takes a second or two: the names-in-use browse,
+            # the probes) sent its event before the watcher listened: look once more now.
+            self._watcher.poke()
         self._tasks.append(asyncio.create_task(asyncio.to_thread(self.pdf_checker.warm)))
         self._tasks.append(asyncio.create_task(self._async_verify_pdfs()))
         self._tasks.append(asyncio.create_task(self._async_purge_loop()))

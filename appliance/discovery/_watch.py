@@ -62,6 +62,12 @@ class AddressWatcher:
         else:  # a change arrived while we were handling the previous one: look again afterwards
             self._task.add_done_callback(lambda _: self._fire())
 
+    def poke(self) -> None:
+        """Call ``on_change()`` once now, as if an event had come (serialised with the events' calls): for
+        changes made before :meth:`start` subscribed, e.g. a link-local address that arrived while mDNS was
+        starting."""
+        self._fire()
+
     def stop(self) -> None:
         """Unsubscribe."""
         if self._pending is not None:

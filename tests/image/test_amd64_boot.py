@@ -224,7 +224,9 @@ def test_the_device_is_discovered_over_mdns_on_its_lan(booted: Booted, cli_env: 
     deadline = time.monotonic() + 60  # IPv4 link-local address, then the appliance re-announces
     while time.monotonic() < deadline and not found:
         found = [d for d in discover_json(booted.pos, cli_env, timeout=4.0) if d["id"] == booted.health["device_id"]]
-    assert found, "the guest was not discovered from the POS host"
+    assert found, ("the guest was not discovered from the POS host; the appliance's journal:\n"
+                   + booted.guest.ssh(booted.key, "journalctl -b -u eticket --no-pager | grep -v ' GET ' "
+                                                   "| tail -n 60; ip -br addr").stdout)
     (device,) = found
     assert device["name"] == SHOP and device["fingerprint"] == booted.health["fingerprint"]
     assert any(re.match(r"169\.254\.", str(a)) for a in device["addresses"]), device  # type: ignore[attr-defined]
