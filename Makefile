@@ -67,7 +67,7 @@ bench-relay: $(BIN)/eticket
 	$(BIN)/python bench/relay_vs_nginx.py
 
 lint: $(BIN)/eticket
-	$(BIN)/ruff check appliance kiosk relay provisioning tests bench image-build
+	$(BIN)/ruff check eticket_core appliance kiosk relay provisioning tests bench image-build
 	$(BIN)/mypy
 
 clean:

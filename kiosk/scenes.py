@@ -13,8 +13,9 @@ from typing import Any
 
 import pygame
 
+from eticket_core.i18n import translator
+
 from .bands import storage_lines
-from .i18n import translator
 from .qr import DARK, LIGHT, draw_qr
 
 BACKGROUND = LIGHT

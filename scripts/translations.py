@@ -1,4 +1,4 @@
-"""Write the gettext catalogues of the counter screen (kiosk/locale/<lang>/LC_MESSAGES/eticket.po and .mo).
+"""Write the gettext catalogues of the counter screen (eticket_core/locale/<lang>/LC_MESSAGES/eticket.po and .mo).
 
     .venv/bin/python scripts/translations.py
 
@@ -17,7 +17,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import write_po
 
-ROOT = Path(__file__).resolve().parents[1] / "kiosk" / "locale"
+ROOT = Path(__file__).resolve().parents[1] / "eticket_core" / "locale"
 
 MESSAGES: dict[str, dict[str, str]] = {
     "Connecting…": {"fr": "Connexion…", "it": "Connessione…", "de": "Verbindung…", "es": "Conectando…"},

@@ -110,7 +110,7 @@ def _notice(state: dict[str, Any], t: Any) -> str:
 async def screen(request: Request, key: str = "") -> Response:
     """The screen page. ``?key=`` a screen token (``eticket screens add``; the local kiosk's works too).
     401 page without a valid key."""
-    from kiosk.i18n import translator
+    from eticket_core.i18n import translator
 
     app = request.app.state.appliance
     if not key or not await screen_token_valid(app, key):

@@ -191,8 +191,8 @@ def _assert_band_on_screens(app: Appliance, token: str, text: str) -> None:
     import numpy as np
     import pygame
 
+    from eticket_core.i18n import translator
     from kiosk.bands import storage_lines
-    from kiosk.i18n import translator
     from kiosk.scenes import NOTICE_BACKGROUND, render
 
     assert app.api.delete("/api/v1/display", headers={"Authorization": f"Bearer {token}"}).status_code == 204
@@ -408,8 +408,8 @@ def test_a_lost_database_on_a_device_that_ran_before_is_reported_as_damage(appli
     assert ("empty" if loss == "empty" else "missing") in storage["last_repair"]["reason"]  # type: ignore[index]
     assert len(_storage_lines(app)) == 1 and "every till must pair again" in _storage_lines(app)[0]
     assert app.display()["storage"]["database_lost"] is True  # type: ignore[index]
+    from eticket_core.i18n import translator
     from kiosk.bands import storage_lines
-    from kiosk.i18n import translator
 
     text = "Tous les tickets et appairages sont perdus : réappairez chaque caisse."
     assert storage_lines(app.display()["storage"], translator("fr")) == ("Stockage réparé :", text)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.i18n import LOCALE_DIR, translator
+from eticket_core.i18n import LOCALE_DIR, translator
 from tests.conftest import REPO
 
 

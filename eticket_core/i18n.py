@@ -1,4 +1,4 @@
-"""Screen text in the shop's language: gettext catalogues in ``kiosk/locale`` (fr, it, de, es; English is
+"""Screen text in the shop's language: gettext catalogues in ``eticket_core/locale`` (fr, it, de, es; English is
 the source). Written by ``scripts/translations.py``."""
 
 from __future__ import annotations
