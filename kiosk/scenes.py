@@ -7,13 +7,13 @@ High contrast (black on white), the QR as large as the layout allows, text sized
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
 import pygame
 
 from eticket_core.i18n import translator
+from eticket_core.money import format_money
 
 from .bands import storage_lines
 from .qr import DARK, LIGHT, draw_qr
@@ -23,8 +23,6 @@ INK = DARK
 MUTED = (70, 70, 70)
 MARGIN_RATIO = 0.04
 """Margin around the layout, as a fraction of the shorter screen side."""
-
-CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF", "JPY": "¥"}
 
 State = dict[str, Any] | None
 
@@ -61,20 +59,6 @@ def _column(surface: pygame.Surface, area: pygame.Rect, lines: list[tuple[str, f
     for image in images:
         surface.blit(image, (area.centerx - image.get_width() // 2, y))
         y += image.get_height() + gap
-
-
-def format_total(total: str | None, currency: str | None) -> str:
-    """``("12.5", "EUR")`` -> ``"12.50 €"``; unknown currencies keep their ISO code; no total -> ``""``."""
-    if not total:
-        return ""
-    try:
-        amount = Decimal(total)
-        text = f"{amount:.2f}" if amount == amount.quantize(Decimal("0.01")) else str(amount)
-    except InvalidOperation:
-        text = total
-    if not currency:
-        return text
-    return f"{text} {CURRENCY_SYMBOLS.get(currency, currency)}"
 
 
 def _validity(t: Callable[[str], str], days: object) -> str:
@@ -180,7 +164,7 @@ def scene_ticket(state: State, size: tuple[int, int]) -> pygame.Surface:
     qr_area, text_area = _split(size)
     draw_qr(surface, str(ticket.get("url", "")), qr_area)
     lines = [
-        (format_total(ticket.get("total"), ticket.get("currency")), 0.2, True),
+        (format_money(ticket.get("total"), ticket.get("currency"), state.get("lang")), 0.2, True),
         (t("Scan to get"), 0.1, False),
         (t("your receipt"), 0.1, False),
         (t("No app, no e-mail"), 0.06, False),

@@ -14,6 +14,8 @@ from typing import Any
 import segno
 from fastapi import APIRouter, Request, Response
 
+from eticket_core.money import format_money
+
 from .auth import screen_token_valid
 
 router = APIRouter()
@@ -21,7 +23,6 @@ router = APIRouter()
 PAGE_CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
             "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 NOSCRIPT_REFRESH_SECONDS = 3
-CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF", "JPY": "¥"}
 
 SCRIPT = """(function () {
   var key = document.documentElement.getAttribute('data-key');
@@ -48,19 +49,13 @@ def _qr_svg(text: str) -> str:
                                                                              svgclass="qr"))
 
 
-def _total(ticket: dict[str, Any]) -> str:
-    total, currency = ticket.get("total"), ticket.get("currency")
-    if not total:
-        return ""
-    return f"{total} {CURRENCY_SYMBOLS.get(str(currency), currency or '')}".strip()
-
-
 def _body(state: dict[str, Any], t: Any) -> str:
     scene = state.get("scene")
     if scene == "ticket":
         ticket = state.get("ticket") or {}
+        total = format_money(ticket.get("total"), ticket.get("currency"), state.get("lang"))
         return (f"<div class=cell>{_qr_svg(str(ticket.get('url', '')))}</div><div class=cell>"
-                f"<p class=big>{escape(_total(ticket))}</p><p class=mid>{escape(t('Scan to get'))}<br>"
+                f"<p class=big>{escape(total)}</p><p class=mid>{escape(t('Scan to get'))}<br>"
                 f"{escape(t('your receipt'))}</p><p class=small>{escape(t('No app, no e-mail'))}</p></div>")
     if scene == "wifi":
         wifi = (state.get("ticket") or {}).get("wifi") or {}

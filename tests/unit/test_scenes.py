@@ -7,8 +7,9 @@ import pygame
 import pytest
 import zxingcpp
 
+from kiosk import scenes
 from kiosk.qr import QUIET_ZONE_MODULES, draw_qr, qr_matrix
-from kiosk.scenes import _split, format_total, render
+from kiosk.scenes import _split, render
 
 URL = "http://192.168.1.20:8080/r/" + "x" * 43
 PAIR = "eticket://pair?v=1&id=et-0123456789abcdef&addr=192.168.1.20%3A8080&code=ABCD2345&name=Boulangerie"
@@ -90,13 +91,25 @@ def test_text_scenes_have_no_qr_and_are_not_blank(scene: str | None) -> None:
     assert (pixels.min(axis=2) < 128).mean() > 0.005  # some dark ink: text is drawn
 
 
-@pytest.mark.parametrize(
-    "total, currency, shown",
-    [("12.5", "EUR", "12.50 €"), ("3", "USD", "3.00 $"), ("0.125", "CHF", "0.125 CHF"), ("7", None, "7.00"),
-     (None, "EUR", ""), ("-4.20", "XOF", "-4.20 XOF")],
-)
-def test_total_formatting(total: str | None, currency: str | None, shown: str) -> None:
-    assert format_total(total, currency) == shown
+@pytest.mark.parametrize("lang, shown", [("fr", "104,90\u00a0€"), ("en", "€104.90"), ("de", "104,90\u00a0€")])
+def test_the_ticket_scene_writes_the_total_in_the_screen_language(
+    lang: str, shown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A French screen shows "104,90 €" (CLDR), not "104.90 €": the lines the scene draws, as drawn."""
+    drawn: list[str] = []
+    real_fit = scenes._fit
+
+    def fit(text: str, *args: object, **kwargs: object) -> pygame.Surface:
+        drawn.append(text)
+        return real_fit(text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scenes, "_fit", fit)
+    state = _state("ticket")
+    state["lang"] = lang
+    state["ticket"]["total"] = "104.90"  # type: ignore[index]
+    surface = render(state, (800, 480))
+    assert drawn[0] == shown
+    assert _decode(surface) == [URL]
 
 
 def test_locked_pairing_shows_no_qr_and_no_code() -> None:
