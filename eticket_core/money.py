@@ -31,9 +31,10 @@ import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from babel import Locale
-from babel.numbers import format_currency, format_decimal, get_currency_symbol
+if TYPE_CHECKING:
+    from babel import Locale
 
 LOCALES = {"fr": "fr", "it": "it", "en": "en_001", "de": "de", "es": "es"}
 """Screen language (ISO 639-1, as ``eticket_core.i18n.LANGUAGES``) → CLDR locale used for its numbers."""
@@ -56,6 +57,11 @@ _DIGIT = re.compile(r"\d")
 
 @lru_cache(maxsize=8)
 def _locale(lang: str | None) -> Locale:
+    """Babel's locale for ``lang``. Babel is imported here, on the first amount, not when a process starts:
+    ≈ 2.6 MB RSS for the module, then ≈ 5 MB for CLDR's root and the first language, ≈ 1 MB more for each other
+    one (measured on x86_64, Babel 2.19); processes that never show an amount never pay it."""
+    from babel import Locale
+
     return Locale.parse(LOCALES.get(lang or "", FALLBACK_LOCALE))
 
 
@@ -106,6 +112,8 @@ def format_money(total: str | None, currency: str | None, lang: str | None) -> s
         return f"{total} {currency or ''}".strip()
     locale = _locale(lang)
     grouping = abs(amount) >= 10 ** (GROUP_DIGITS + MIN_GROUPING_DIGITS.get(str(locale.language), 1) - 1)
+    from babel.numbers import format_currency, format_decimal, get_currency_symbol
+
     if not currency:
         return format_decimal(amount, format=NO_CURRENCY_PATTERN, locale=locale, decimal_quantization=False,
                               group_separator=grouping)
