@@ -9,6 +9,9 @@ API_LISTEN ?= 127.0.0.1:8443
 RELAY_URL ?=
 RELAY_LISTEN ?= 127.0.0.1:8090
 RELAY_DATA ?= relay-data
+# The screen language for `make run` (fr, it, en, de, es; the device's default is fr): `make run LANGUAGE=en`.
+# Taken from the command line only: gettext's LANGUAGE in the environment (e.g. en_US:en) is not ours.
+SCREEN_LANGUAGE := $(if $(filter command line,$(origin LANGUAGE)),$(LANGUAGE))
 
 .PHONY: run relay test test-slow bench bench-relay lint sysdeps sysdeps-image loopback-multicast image image-lock clean
 
@@ -45,7 +48,8 @@ loopback-multicast:
 run: $(BIN)/eticket loopback-multicast
 	@bash scripts/run-banner.sh "$(LISTEN)" "$(API_LISTEN)" "$(DATA)"
 	$(BIN)/eticket serve --data-dir $(DATA) --listen $(LISTEN) --api-listen $(API_LISTEN) \
-	  --mdns-interfaces 127.0.0.1 --kiosk $(if $(RELAY_URL),--relay-url $(RELAY_URL))
+	  --mdns-interfaces 127.0.0.1 --kiosk $(if $(RELAY_URL),--relay-url $(RELAY_URL)) \
+	  $(if $(SCREEN_LANGUAGE),--language $(SCREEN_LANGUAGE))
 
 # A relay on this machine (directory storage in $(RELAY_DATA)): `make relay`, then `make run RELAY_URL=http://127.0.0.1:8090`.
 relay: $(BIN)/eticket
