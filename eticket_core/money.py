@@ -110,6 +110,8 @@ def format_money(total: str | None, currency: str | None, lang: str | None) -> s
         amount = Decimal("NaN")
     if not amount.is_finite():
         return f"{total} {currency or ''}".strip()
+    if amount.is_zero():
+        amount = amount.copy_abs()  # "-0.00" from a till is nothing owed either way: no minus sign on screen
     locale = _locale(lang)
     grouping = abs(amount) >= 10 ** (GROUP_DIGITS + MIN_GROUPING_DIGITS.get(str(locale.language), 1) - 1)
     from babel.numbers import format_currency, format_decimal, get_currency_symbol

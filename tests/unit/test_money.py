@@ -95,6 +95,7 @@ def test_the_ambiguous_symbols_are_those_cldr_gives_to_several_currencies() -> N
     ("12", "SEK", "en", "SEK_12.00"),         # a code CLDR English has no symbol for keeps its code
     ("12", "QQQ", "it", "12,00_QQQ"),         # an unknown code too
     ("12.5", "eur", "fr", "12,50_€"),         # case of the code
+    ("-0.00", "EUR", "fr", "0,00_€"),         # a negative zero is no refund
 ])
 def test_minor_units_and_codes(total: str, currency: str, lang: str, shown: str) -> None:
     assert format_money(total, currency, lang) == _cldr(shown)
