@@ -58,7 +58,7 @@ _DIGIT = re.compile(r"\d")
 @lru_cache(maxsize=8)
 def _locale(lang: str | None) -> Locale:
     """Babel's locale for ``lang``. Babel is imported here, on the first amount, not when a process starts:
-    ≈ 2.6 MB RSS for the module, then ≈ 5 MB for CLDR's root and the first language, ≈ 1 MB more for each other
+    ≈ 3-4 MB RSS for the module, then ≈ 5 MB for CLDR's root and the first language, ≈ 1 MB more for each other
     one (measured on x86_64, Babel 2.19); processes that never show an amount never pay it."""
     from babel import Locale
 
