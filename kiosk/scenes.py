@@ -18,7 +18,7 @@ import pygame
 
 from .bands import storage_lines
 from .i18n import translator
-from .panel import MM_PER_INCH, diagonal_inches
+from .panel import diagonal_inches
 from .qr import DARK, LIGHT, draw_qr, qr_span
 
 BACKGROUND = LIGHT
@@ -272,8 +272,32 @@ def scene_idle(state: State, size: tuple[int, int]) -> pygame.Surface:
     return surface
 
 
+def minutes_left(until: object, now: object) -> int | None:
+    """Whole minutes, rounded up, from ``now`` (Unix seconds) to ``until`` (an RFC 3339 UTC time such as
+    ``"2026-11-29T10:10:00Z"``); None when either is missing or malformed, or the time is past."""
+    if not isinstance(until, str) or not isinstance(now, (int, float)):
+        return None
+    try:
+        seconds = datetime.fromisoformat(until).timestamp() - now
+    except ValueError:
+        return None
+    return math.ceil(seconds / 60) if seconds > 0 else None
+
+
+def pairing_expiry(state: State) -> str:
+    """"This code expires in 9 min" for the pairing scene (``state["pairing"]["expires_at"]`` and the
+    screen client's clock, ``state["now"]``), or ``""``."""
+    if state is None:
+        return ""
+    minutes = minutes_left((state.get("pairing") or {}).get("expires_at"), state.get("now"))
+    if minutes is None:
+        return ""
+    return translator(state.get("lang"))("This code expires in {minutes} min").format(minutes=minutes)
+
+
 def scene_pairing(state: State, size: tuple[int, int]) -> pygame.Surface:
-    """The pairing QR (URI with device address, id and one-time code) and the code to type."""
+    """The pairing QR (URI with device address, id and one-time code), the code to type and how long they
+    stay valid (:func:`pairing_expiry`: a screen client that adds ``now`` redraws when the minute changes)."""
     t = translator(None if state is None else state.get("lang"))
     assert state is not None
     pairing = state.get("pairing") or {}
@@ -293,6 +317,7 @@ def scene_pairing(state: State, size: tuple[int, int]) -> pygame.Surface:
         (t("Scan this code with the till,"), 0.07, False),
         (t("or type:"), 0.07, False),
         (str(pairing.get("code", "")), 0.16, True),
+        (pairing_expiry(state), 0.06, False),
     ])
     return surface
 
