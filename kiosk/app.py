@@ -18,7 +18,7 @@ from .fbdev import FramebufferError, FramebufferSink
 from .follow import Follower, fetch_state, read_endpoint
 from .hotplug import Devices, DrmWatcher
 from .panel import SizeMm, connected_size_mm, size_from_diagonal
-from .scenes import PANEL_MM_KEY, pairing_expiry, render
+from .scenes import PANEL_MM_KEY, SCENE_SCREEN_REMOVED, pairing_expiry, render
 
 log = logging.getLogger(__name__)
 
@@ -303,8 +303,9 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
 
     Raises:
         FramebufferError: ``fbdev`` cannot be used (missing, unsupported format).
-        TokenRefused: the appliance refused the screen token three times (``eticket kiosk`` exits with 75,
-            EX_TEMPFAIL; systemd or the appliance's supervisor restarts it).
+        TokenRefused: the appliance refused the local kiosk's token three times (``eticket kiosk`` exits with
+            75, EX_TEMPFAIL; systemd or the appliance's supervisor restarts it). A claimed screen that was
+            revoked does not exit: it shows that it was removed and how to pair it again, until it is.
     """
     panel = _Panel(size, fullscreen, fbdev, devices)
     pygame.font.init()
@@ -352,7 +353,8 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
                     else:
                         panel.close()
                 if panel.open:
-                    shown = extras.add(follower.state)
+                    removed: dict[str, object] = {"scene": SCENE_SCREEN_REMOVED, "lang": follower.lang}
+                    shown = removed if follower.revoked.is_set() else extras.add(follower.state)
                     expiry = pairing_expiry(shown)
                     panel.show(compose(shown, panel.size, rotate, panel_mm), data_dir)
                     if panel.redraw:  # a new output in place of a lost one

@@ -31,21 +31,6 @@ def _inches(text: str) -> float:
 
 EXIT_TOKEN_REFUSED = 75
 """EX_TEMPFAIL: the appliance refused the local kiosk's token (it restarted); a restart reads the new one."""
-EXIT_SCREEN_REVOKED = 77
-"""EX_NOPERM: this claimed screen was revoked; restarting cannot help (the unit's RestartPreventExitStatus=)."""
-SCREEN_REVOKED_MESSAGE = (
-    "eticket: error: the device no longer accepts this screen: it was revoked ('eticket screens revoke'), or "
-    "the device lost its screen pairings. To show receipts here again, run 'eticket screens add' on the device "
-    "and start this screen with 'eticket kiosk --claim <the new link>'.")
-
-
-def _claimed(data_dir: Path) -> bool:
-    from .follow import read_endpoint
-
-    try:
-        return read_endpoint(data_dir).claimed
-    except (OSError, ValueError, KeyError):
-        return False
 
 
 def _kiosk(args: argparse.Namespace) -> int:
@@ -82,9 +67,6 @@ def _kiosk(args: argparse.Namespace) -> int:
         print(f"eticket: error: {exc}", file=sys.stderr)
         return 1
     except TokenRefused as exc:
-        if _claimed(data_dir):  # a terminal state: systemd must not restart it in a loop
-            print(SCREEN_REVOKED_MESSAGE, file=sys.stderr)
-            return EXIT_SCREEN_REVOKED
         print(f"eticket: {exc}", file=sys.stderr)
         return EXIT_TOKEN_REFUSED  # try again (systemd's Restart=, or the appliance's kiosk supervisor)
     return 0

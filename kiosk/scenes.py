@@ -92,9 +92,9 @@ def _column(surface: pygame.Surface, area: pygame.Rect, lines: list[tuple[str, f
     return _stack(surface, area, images, int(area.height * 0.04))
 
 
-def _wrap(text: str, px: int, max_w: int) -> list[str] | None:
+def _wrap(text: str, px: int, max_w: int, bold: bool = False) -> list[str] | None:
     """``text`` broken at spaces into lines no wider than ``max_w`` at ``px``; None if one word is wider."""
-    font = _font(px)
+    font = _font(px, bold)
     lines: list[str] = []
     for word in text.split():
         if font.size(word)[0] > max_w:
@@ -106,15 +106,20 @@ def _wrap(text: str, px: int, max_w: int) -> list[str] | None:
     return lines
 
 
-def _wrapped_column(surface: pygame.Surface, area: pygame.Rect, headline: str, message: str) -> list[Line]:
-    """``headline`` (bold) over ``message`` broken into as many lines as it needs, both at the largest size
-    that fits ``area`` and never under ``LEGIBLE_TEXT_PX`` (the headline is 1.4 times the message)."""
+def _wrapped_column(surface: pygame.Surface, area: pygame.Rect, headline: str, message: str,
+                    wrap_headline: bool = False) -> list[Line]:
+    """``headline`` (bold; broken into lines too if ``wrap_headline``, else shrunk to fit: a total stays whole)
+    over ``message`` broken into as many lines as it needs, both at the largest size that fits ``area`` and
+    never under ``LEGIBLE_TEXT_PX`` (the headline is 1.4 times the message)."""
 
     def lines_at(px: int) -> list[tuple[str, pygame.Surface, int]] | None:
         wrapped = _wrap(message, px, area.width)
         if wrapped is None:
             return None
-        images = [(headline, *_fitted(headline, area.width, int(px * 1.4), True))] if headline else []
+        head_px = int(px * 1.4)
+        heads = (_wrap(headline, head_px, area.width, True) if wrap_headline else None) or [headline]
+        heads = heads if headline else []
+        images = [(line, *_fitted(line, area.width, head_px, True)) for line in heads]
         return images + [(line, *_fitted(line, area.width, px)) for line in wrapped]
 
     for px in range(max(LEGIBLE_TEXT_PX, area.height // 3), LEGIBLE_TEXT_PX, -1):
@@ -412,6 +417,21 @@ def scene_downloaded(state: State, size: tuple[int, int]) -> pygame.Surface:
     return surface
 
 
+SCENE_SCREEN_REMOVED = "screen-removed"
+"""Drawn by a claimed screen itself (never sent by the appliance): the device no longer accepts it."""
+
+
+def scene_screen_removed(state: State, size: tuple[int, int]) -> pygame.Surface:
+    """This (claimed) screen was revoked on the device: say so, and how to pair it again."""
+    t = translator(None if state is None else state.get("lang"))
+    surface = pygame.Surface(size)
+    surface.fill(BACKGROUND)
+    _wrapped_column(surface, surface.get_rect().inflate(-size[0] // 8, -size[1] // 6), t("This screen was removed"),
+                    t("To show receipts here again, run 'eticket screens add' on the device, then start this "
+                      "screen with 'eticket kiosk --claim' and the new link."), wrap_headline=True)
+    return surface
+
+
 def scene_error(state: State, size: tuple[int, int]) -> pygame.Surface:
     """A scene failed to draw: a plain message, never a blank screen."""
     t = translator(None if state is None else state.get("lang"))
@@ -431,6 +451,7 @@ SCENES: dict[str, Callable[[State, tuple[int, int]], pygame.Surface]] = {
     "screen-link": scene_screen_link,
     "downloaded": scene_downloaded,
     "error": scene_error,
+    SCENE_SCREEN_REMOVED: scene_screen_removed,
 }
 
 

@@ -56,6 +56,18 @@ MESSAGES: dict[str, dict[str, str]] = {
     "Receipt downloaded": {"fr": "Ticket téléchargé", "it": "Scontrino scaricato", "de": "Beleg heruntergeladen",
                            "es": "Ticket descargado"},
     "Thank you!": {"fr": "Merci !", "it": "Grazie!", "de": "Danke!", "es": "¡Gracias!"},
+    "This screen was removed": {"fr": "Cet écran a été retiré", "it": "Questo schermo è stato rimosso",
+                                "de": "Dieser Bildschirm wurde entfernt", "es": "Esta pantalla fue retirada"},
+    "To show receipts here again, run 'eticket screens add' on the device, then start this screen with "
+    "'eticket kiosk --claim' and the new link.": {
+        "fr": "Pour afficher à nouveau les tickets ici, lancez 'eticket screens add' sur l'appareil, puis "
+              "démarrez cet écran avec 'eticket kiosk --claim' et le nouveau lien.",
+        "it": "Per mostrare di nuovo gli scontrini qui, esegui 'eticket screens add' sul dispositivo, poi avvia "
+              "questo schermo con 'eticket kiosk --claim' e il nuovo link.",
+        "de": "Damit hier wieder Belege erscheinen, 'eticket screens add' auf dem Gerät ausführen und diesen "
+              "Bildschirm dann mit 'eticket kiosk --claim' und dem neuen Link starten.",
+        "es": "Para volver a mostrar tickets aquí, ejecute 'eticket screens add' en el dispositivo y luego inicie "
+              "esta pantalla con 'eticket kiosk --claim' y el nuevo enlace."},
     "Add a screen": {"fr": "Ajouter un écran", "it": "Aggiungi uno schermo", "de": "Bildschirm hinzufügen",
                      "es": "Añadir una pantalla"},
     "Open this link on": {"fr": "Ouvrez ce lien sur", "it": "Apri questo link su", "de": "Diesen Link öffnen auf",
