@@ -194,3 +194,44 @@ def test_a_revoked_screen_says_it_was_removed_also_after_a_restart_until_paired_
     finally:
         kiosk.terminate()
         kiosk.wait(10)
+
+
+def test_the_kiosk_lays_out_the_receipt_for_the_panel_size_it_is_given(appliance: Appliance, tmp_path: Path) -> None:
+    """``eticket kiosk --diagonal-inches``: on a 2.8" panel the receipt screen is the hold-close layout; on a
+    21.5" monitor the QR stays within what a phone at 30 cm frames, smaller than without the setting; a
+    diagonal that is not a number is refused naming the option."""
+    import pygame
+    import zxingcpp
+    from PIL import Image
+
+    from kiosk.panel import size_from_diagonal
+    from kiosk.scenes import qr_max_mm, render
+    from tests.conftest import run_cli
+
+    token = appliance.pair()
+    sent = appliance.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
+                              headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"}).json()
+    env = dict(os.environ)
+
+    def snap(size: str, *extra: str) -> Path:
+        out = tmp_path / f"{size}{'-'.join(extra)}.png"
+        run_cli("kiosk", "--data-dir", str(appliance.data_dir), "--size", size, "--snapshot", str(out), *extra, env=env)
+        return out
+
+    small = pygame.image.load(str(snap("320x240", "--diagonal-inches", "2.8")))
+    expected = render({**appliance.display(), "panel_mm": list(size_from_diagonal(2.8, (320, 240)))}, (320, 240))
+    assert pygame.image.tobytes(small, "RGB") == pygame.image.tobytes(expected, "RGB")
+
+    def qr_width(png: Path) -> float:
+        with Image.open(png) as image:
+            (found,) = zxingcpp.read_barcodes(image.convert("L"), formats=zxingcpp.BarcodeFormat.QRCode)
+        assert found.text == sent["url"]
+        return float(found.position.top_right.x - found.position.top_left.x)
+
+    px_per_mm = 1920 / size_from_diagonal(21.5, (1920, 1080))[0]
+    capped, full = qr_width(snap("1920x1080", "--diagonal-inches", "21.5")), qr_width(snap("1920x1080"))
+    assert capped / px_per_mm < qr_max_mm() < full / px_per_mm
+
+    refused = run_cli("kiosk", "--data-dir", str(appliance.data_dir), "--diagonal-inches", "3.5in", env=env,
+                      check=False)
+    assert refused.returncode == 2 and "--diagonal-inches" in refused.stderr and "3.5in" in refused.stderr
