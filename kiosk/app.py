@@ -17,7 +17,8 @@ from appliance._sdnotify import Notifier
 from .fbdev import FramebufferError, FramebufferSink
 from .follow import Follower, fetch_state, read_endpoint
 from .hotplug import Devices, DrmWatcher
-from .scenes import render
+from .panel import SizeMm, connected_size_mm, size_from_diagonal
+from .scenes import PANEL_MM_KEY, SCENE_SCREEN_REMOVED, pairing_expiry, render
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class Extras:
             out["logo_image"] = self._logos[logo]
         if state.get("clock"):
             out["time"] = time.strftime("%H:%M", time.localtime(now))
+        if state.get("pairing"):  # the pairing scene counts down the code's minutes
+            out["now"] = time.time() if now is None else now
         return out
 
     def _fetch(self, path: str) -> pygame.Surface | None:
@@ -83,22 +86,36 @@ class Extras:
             return None
 
 
-def compose(state: dict[str, object] | None, physical: tuple[int, int], rotate: int) -> pygame.Surface:
-    """What the panel shows: the scene drawn upright at the logical size, then turned onto the panel."""
+def compose(state: dict[str, object] | None, physical: tuple[int, int], rotate: int,
+            panel_mm: SizeMm | None = None) -> pygame.Surface:
+    """What the panel shows: the scene drawn upright at the logical size, then turned onto the panel.
+    ``panel_mm``: the panel's physical ``(width, height)`` in mm before rotation, if known."""
+    if state is not None and panel_mm is not None:
+        turned = rotate in (90, 270)
+        state = {**state, PANEL_MM_KEY: [panel_mm[1], panel_mm[0]] if turned else list(panel_mm)}
     return orient(_safe_render(state, logical_size(physical, rotate)), rotate)
 
 
-def snapshot(data_dir: Path, size: tuple[int, int], out: Path, rotate: int = 0) -> bool:
-    """Render what the screen shows now into ``out`` (PNG, the panel's ``size``, turned by ``rotate``).
-    Returns False if the appliance was unreachable (the PNG then shows the "connecting" scene, as the
-    screen would)."""
+def panel_size_mm(physical: tuple[int, int], diagonal_inches: float | None, sysfs_drm: Path | None) -> SizeMm | None:
+    """The panel's ``(width_mm, height_mm)``: from ``diagonal_inches`` (the ``--diagonal-inches`` setting) and
+    the resolution if given, else from a connected DRM connector's EDID under ``sysfs_drm``, else None."""
+    if diagonal_inches is not None:
+        return size_from_diagonal(diagonal_inches, physical)
+    return connected_size_mm(sysfs_drm) if sysfs_drm is not None else None
+
+
+def snapshot(data_dir: Path, size: tuple[int, int], out: Path, rotate: int = 0,
+             diagonal_inches: float | None = None) -> bool:
+    """Render what the screen shows now into ``out`` (PNG, the panel's ``size``, turned by ``rotate``; a panel
+    of ``diagonal_inches`` if given). Returns False if the appliance was unreachable (the PNG then shows the
+    "connecting" scene, as the screen would)."""
     try:
         state = fetch_state(read_endpoint(data_dir))
     except (OSError, ValueError, KeyError, httpx.HTTPError) as exc:
         log.warning("appliance unreachable (%s): snapshot shows the connecting scene", exc)
         state = None
     pygame.font.init()
-    save_png(compose(Extras(data_dir).add(state), size, rotate), out)
+    save_png(compose(Extras(data_dir).add(state), size, rotate, panel_size_mm(size, diagonal_inches, None)), out)
     return state is not None
 
 
@@ -270,7 +287,8 @@ class TokenRefused(RuntimeError):
 
 
 def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: int = 0,
-        fbdev: Path | None = None, notifier: Notifier | None = None, devices: Devices | None = None) -> None:
+        fbdev: Path | None = None, notifier: Notifier | None = None, devices: Devices | None = None,
+        diagonal_inches: float | None = None) -> None:
     """Show scenes until SIGTERM/SIGINT or the window is closed.
 
     Output: ``fbdev`` (a raw framebuffer, for SPI panels), else SDL (KMSDRM on the device, a window on a
@@ -281,11 +299,13 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
     draws on a framebuffer if there is one, else waits for a display (udev, and a look every
     ``DISPLAY_RETRY_SECONDS``) while following the appliance and feeding the watchdog: it never exits for
     want of a display. ``devices``: where displays are looked for (default ``/dev`` and ``/sys/class``).
+    ``diagonal_inches``: the panel's size, for the ticket layout (:func:`panel_size_mm`; else its EDID).
 
     Raises:
         FramebufferError: ``fbdev`` cannot be used (missing, unsupported format).
-        TokenRefused: the appliance refused the screen token three times (``eticket kiosk`` exits with 75,
-            EX_TEMPFAIL; systemd or the appliance's supervisor restarts it).
+        TokenRefused: the appliance refused the local kiosk's token three times (``eticket kiosk`` exits with
+            75, EX_TEMPFAIL; systemd or the appliance's supervisor restarts it). A claimed screen that was
+            revoked does not exit: it shows that it was removed and how to pair it again, until it is.
     """
     panel = _Panel(size, fullscreen, fbdev, devices)
     pygame.font.init()
@@ -299,9 +319,13 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
         plugged.append(now)
         changed.set()
 
-    watcher = DrmWatcher(on_plug, (devices or Devices()).sysfs / "drm")
+    sysfs_drm = (devices or Devices()).sysfs / "drm"
+    watcher = DrmWatcher(on_plug, sysfs_drm)
+    edid = None if fbdev is not None or panel.headless else sysfs_drm  # (a framebuffer has no EDID)
+    panel_mm = panel_size_mm(panel.size, diagonal_inches, edid)
     extras = Extras(data_dir)
     minute = time.localtime().tm_min
+    expiry = ""  # the pairing scene's "expires in N min" last drawn
     if fbdev is None and not panel.headless:
         watcher.start()
     log.info("kiosk running %s at %dx%d, rotation %d", panel.describe(), *panel.size, rotate)
@@ -325,10 +349,14 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
                 while plugged:
                     if plugged.pop(0):
                         panel.reopen()
+                        panel_mm = panel_size_mm(panel.size, diagonal_inches, edid)  # another monitor?
                     else:
                         panel.close()
                 if panel.open:
-                    panel.show(compose(extras.add(follower.state), panel.size, rotate), data_dir)
+                    removed: dict[str, object] = {"scene": SCENE_SCREEN_REMOVED, "lang": follower.lang}
+                    shown = removed if follower.revoked.is_set() else extras.add(follower.state)
+                    expiry = pairing_expiry(shown)
+                    panel.show(compose(shown, panel.size, rotate, panel_mm), data_dir)
                     if panel.redraw:  # a new output in place of a lost one
                         panel.redraw = False
                         changed.set()
@@ -340,6 +368,8 @@ def run(data_dir: Path, size: tuple[int, int] | None, fullscreen: bool, rotate: 
                 retry_at = time.monotonic() + DISPLAY_RETRY_SECONDS
                 on_plug(True)
             changed.wait(FRAME_INTERVAL_MS / 1000)  # a new state wakes us at once; else poll SDL events
+            if expiry and pairing_expiry(extras.add(follower.state)) != expiry:  # one minute less to pair
+                changed.set()
             if time.localtime().tm_min != minute:  # the idle clock moves on
                 minute = time.localtime().tm_min
                 if (follower.state or {}).get("clock"):

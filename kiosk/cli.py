@@ -19,23 +19,18 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _inches(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the diagonal must be a number of inches, e.g. 3.5 (got {text!r})") from None
+    if not 1.0 <= value <= 120.0:
+        raise argparse.ArgumentTypeError(f"a diagonal of {value:g} inches is out of range (1 to 120)")
+    return value
+
+
 EXIT_TOKEN_REFUSED = 75
 """EX_TEMPFAIL: the appliance refused the local kiosk's token (it restarted); a restart reads the new one."""
-EXIT_SCREEN_REVOKED = 77
-"""EX_NOPERM: this claimed screen was revoked; restarting cannot help (the unit's RestartPreventExitStatus=)."""
-SCREEN_REVOKED_MESSAGE = (
-    "eticket: error: the device no longer accepts this screen: it was revoked ('eticket screens revoke'), or "
-    "the device lost its screen pairings. To show receipts here again, run 'eticket screens add' on the device "
-    "and start this screen with 'eticket kiosk --claim <the new link>'.")
-
-
-def _claimed(data_dir: Path) -> bool:
-    from .follow import read_endpoint
-
-    try:
-        return read_endpoint(data_dir).claimed
-    except (OSError, ValueError, KeyError):
-        return False
 
 
 def _kiosk(args: argparse.Namespace) -> int:
@@ -58,7 +53,7 @@ def _kiosk(args: argparse.Namespace) -> int:
             return 1
         print(f"this screen is paired with {endpoint.url}; its token is in {data_dir}/kiosk.json")
     if args.snapshot:
-        ok = snapshot(data_dir, args.size or (800, 480), args.snapshot, args.rotate)
+        ok = snapshot(data_dir, args.size or (800, 480), args.snapshot, args.rotate, args.diagonal_inches)
         if not ok:
             print("eticket: warning: appliance unreachable; the snapshot shows the connecting scene", file=sys.stderr)
         return 0
@@ -66,14 +61,12 @@ def _kiosk(args: argparse.Namespace) -> int:
     from .fbdev import FramebufferError
 
     try:
-        run(data_dir, args.size, args.fullscreen, args.rotate, args.fbdev, Notifier.from_environ(os.environ))
+        run(data_dir, args.size, args.fullscreen, args.rotate, args.fbdev, Notifier.from_environ(os.environ),
+            diagonal_inches=args.diagonal_inches)
     except FramebufferError as exc:
         print(f"eticket: error: {exc}", file=sys.stderr)
         return 1
     except TokenRefused as exc:
-        if _claimed(data_dir):  # a terminal state: systemd must not restart it in a loop
-            print(SCREEN_REVOKED_MESSAGE, file=sys.stderr)
-            return EXIT_SCREEN_REVOKED
         print(f"eticket: {exc}", file=sys.stderr)
         return EXIT_TOKEN_REFUSED  # try again (systemd's Restart=, or the appliance's kiosk supervisor)
     return 0
@@ -89,6 +82,10 @@ def add_kiosk_parser(sub: Any) -> None:
                    help="turn the picture clockwise to match how the panel is mounted")
     p.add_argument("--fbdev", type=Path, metavar="/dev/fbN",
                    help="draw on a raw framebuffer (SPI panels without a KMS driver) instead of SDL")
+    p.add_argument("--diagonal-inches", type=_inches, metavar="INCHES",
+                   help="the panel's diagonal, e.g. 3.5 (default: what its EDID says, else judged by resolution): "
+                        "under 4\" the receipt screen asks to hold the phone close; on large monitors the QR is "
+                        "kept to what a phone at 30 cm frames")
     p.add_argument("--snapshot", type=Path, metavar="FILE.png", help="render the current screen to a PNG and exit")
     p.add_argument("--claim", metavar="LINK", help="pair this screen with the one-time link that "
                    "'eticket screens add' shows on the device, then run (a second screen on another machine)")

@@ -100,6 +100,10 @@ def iter_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
 
 
 REFUSALS_BEFORE_GIVING_UP = 3
+SCREEN_REMOVED_LOG = (
+    "the device no longer accepts this screen: it was revoked ('eticket screens revoke'), or the device lost its "
+    "screen pairings. To show receipts here again, run 'eticket screens add' on the device and start this screen "
+    "with 'eticket kiosk --claim <the new link>'")
 
 
 class Follower:
@@ -109,8 +113,10 @@ class Follower:
     ``kiosk.json`` each time, since the appliance makes a new screen token when it restarts. When the same
     token is refused (401/403) REFUSALS_BEFORE_GIVING_UP times in a row, :attr:`refused` is set: on a device
     the kiosk holds a copy of the token made when its service started, so only a restart brings a fresh one.
-    A claimed screen's token (:attr:`Endpoint.claimed`) is never made again: :attr:`revoked` is set as well,
-    and only pairing the screen again helps (``eticket screens add``).
+    A claimed screen's token (:attr:`Endpoint.claimed`) is never made again: :attr:`revoked` is set instead
+    (the screen says it was removed, also after a restart) and the follower keeps looking, slowly, so that
+    pairing the screen again (``eticket kiosk --claim`` writes a new ``kiosk.json``) brings it back.
+    :attr:`lang` is the language of the last state seen (for that message).
     """
 
     def __init__(self, data_dir: Path, on_change: Any = None) -> None:
@@ -123,6 +129,7 @@ class Follower:
         self._thread = threading.Thread(target=self._run, name="display-follower", daemon=True)
         self.refused = threading.Event()
         self.revoked = threading.Event()
+        self.lang: str | None = None
 
     @property
     def state(self) -> dict[str, Any] | None:
@@ -145,6 +152,8 @@ class Follower:
         with self._lock:
             changed = state != self._state
             self._state = state
+            if state is not None and isinstance(state.get("lang"), str):
+                self.lang = state["lang"]
         if changed and self._on_change is not None:
             self._on_change()
 
@@ -162,10 +171,11 @@ class Follower:
                     token = endpoint.token
                     refusals = (token, refusals[1] + 1 if refusals[0] == token else 1)
                     if refusals[1] >= REFUSALS_BEFORE_GIVING_UP and endpoint.claimed:
-                        log.error("the device no longer accepts this screen: it was revoked, or the device lost "
-                                  "its screen pairings")
-                        self.revoked.set()
-                        self.refused.set()
+                        if not self.revoked.is_set():
+                            log.error(SCREEN_REMOVED_LOG)
+                            self.revoked.set()
+                            if self._on_change is not None:
+                                self._on_change()
                     elif refusals[1] >= REFUSALS_BEFORE_GIVING_UP:
                         log.warning("the appliance refuses our screen token (it restarted?): asking for a restart")
                         self.refused.set()
@@ -185,6 +195,9 @@ class Follower:
             headers = {"Authorization": f"Bearer {endpoint.token}", "Accept": "text/event-stream"}
             with client.stream("GET", f"{endpoint.url}/api/v1/display/stream", headers=headers) as response:
                 response.raise_for_status()
+                if self.revoked.is_set():  # paired again (a new kiosk.json)
+                    log.info("this screen was paired again")
+                    self.revoked.clear()
                 for event, data in iter_events(response.iter_lines()):
                     if event == "state":
                         self._set(json.loads(data))

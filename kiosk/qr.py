@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import pygame
 import segno
@@ -25,24 +26,37 @@ class QrPlacement:
     modules: int
 
 
+@lru_cache(maxsize=8)
+def _symbol(text: str) -> tuple[tuple[bool, ...], ...]:
+    code = segno.make_qr(text, error=ERROR_LEVEL, boost_error=True)
+    return tuple(tuple(bool(v) for v in row) for row in code.matrix)
+
+
 def qr_matrix(text: str) -> list[list[bool]]:
     """The QR symbol for ``text`` (never Micro QR), as rows of dark (True) / light modules, no border."""
-    code = segno.make_qr(text, error=ERROR_LEVEL, boost_error=True)
-    return [[bool(v) for v in row] for row in code.matrix]
+    return [list(row) for row in _symbol(text)]
 
 
-def draw_qr(surface: pygame.Surface, text: str, area: pygame.Rect) -> QrPlacement:
-    """Draw the largest QR for ``text`` that fits ``area`` with whole-pixel modules, centred in it.
+def qr_span(text: str) -> int:
+    """Modules across the QR for ``text`` with its quiet zone on both sides (29 for version 1)."""
+    return len(_symbol(text)) + 2 * QUIET_ZONE_MODULES
+
+
+def draw_qr(surface: pygame.Surface, text: str, area: pygame.Rect, max_side_px: int | None = None) -> QrPlacement:
+    """Draw the largest QR for ``text`` that fits ``area`` with whole-pixel modules, centred in it; with
+    ``max_side_px``, no wider than that (quiet zone included) unless even one pixel per module would not fit.
 
     Raises:
         ValueError: ``area`` cannot hold the symbol at one pixel per module.
     """
-    matrix = qr_matrix(text)
+    matrix = _symbol(text)
     modules = len(matrix)
     span = modules + 2 * QUIET_ZONE_MODULES
     module_px = min(area.width, area.height) // span
     if module_px < 1:
         raise ValueError(f"{area.width}x{area.height} px cannot hold a {modules}-module QR code")
+    if max_side_px is not None:
+        module_px = max(1, min(module_px, max_side_px // span))
     side = span * module_px
     rect = pygame.Rect(0, 0, side, side)
     rect.center = area.center

@@ -6,7 +6,10 @@ High contrast (black on white), the QR as large as the layout allows, text sized
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -16,7 +19,8 @@ from eticket_core.i18n import translator
 from eticket_core.money import format_money
 
 from .bands import storage_lines
-from .qr import DARK, LIGHT, draw_qr
+from .panel import diagonal_inches
+from .qr import DARK, LIGHT, draw_qr, qr_span
 
 BACKGROUND = LIGHT
 INK = DARK
@@ -39,26 +43,92 @@ def _font(px: int, heavy: bool = False) -> pygame.font.Font:
     return font
 
 
-def _fit(text: str, max_w: int, max_px: int, bold: bool = False,
-         colors: tuple[tuple[int, int, int], tuple[int, int, int]] = (INK, BACKGROUND)) -> pygame.Surface:
-    """Render ``text`` at the largest size up to ``max_px`` that fits ``max_w`` pixels (``colors``: ink, paper)."""
+def _fitted(text: str, max_w: int, max_px: int, bold: bool = False,
+            colors: tuple[tuple[int, int, int], tuple[int, int, int]] = (INK, BACKGROUND)
+            ) -> tuple[pygame.Surface, int]:
+    """``text`` rendered at the largest size up to ``max_px`` that fits ``max_w`` pixels, and that size."""
     px = max(max_px, 8)
     while True:
         image = _font(px, bold).render(text, True, *colors)
         if image.get_width() <= max_w or px <= 8:
-            return image
+            return image, px
         px = max(8, int(px * 0.9))
 
 
-def _column(surface: pygame.Surface, area: pygame.Rect, lines: list[tuple[str, float, bool]]) -> None:
-    """Stack lines vertically centred in ``area``; each is (text, height as fraction of area height, bold)."""
-    images = [_fit(text, area.width, int(area.height * frac), bold) for text, frac, bold in lines if text]
-    gap = int(area.height * 0.04)
-    total = sum(i.get_height() for i in images) + gap * (len(images) - 1)
+def _fit(text: str, max_w: int, max_px: int, bold: bool = False,
+         colors: tuple[tuple[int, int, int], tuple[int, int, int]] = (INK, BACKGROUND)) -> pygame.Surface:
+    """Render ``text`` at the largest size up to ``max_px`` that fits ``max_w`` pixels (``colors``: ink, paper)."""
+    return _fitted(text, max_w, max_px, bold, colors)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line of text as a scene laid it out: where (``rect``, screen pixels) and at what font size (``px``)."""
+
+    text: str
+    rect: pygame.Rect
+    px: int
+
+
+def _stack(surface: pygame.Surface, area: pygame.Rect, images: list[tuple[str, pygame.Surface, int]],
+           gap: int) -> list[Line]:
+    """Blit ``(text, image, px)`` one under the other, centred in ``area``; return where each went."""
+    total = sum(i.get_height() for _, i, _ in images) + gap * (len(images) - 1)
     y = area.y + max(0, (area.height - total) // 2)
-    for image in images:
-        surface.blit(image, (area.centerx - image.get_width() // 2, y))
+    placed = []
+    for text, image, px in images:
+        rect = image.get_rect(topleft=(area.centerx - image.get_width() // 2, y))
+        surface.blit(image, rect)
+        placed.append(Line(text, rect, px))
         y += image.get_height() + gap
+    return placed
+
+
+def _column(surface: pygame.Surface, area: pygame.Rect, lines: list[tuple[str, float, bool]]) -> list[Line]:
+    """Stack lines vertically centred in ``area``; each is (text, height as fraction of area height, bold)."""
+    images = [(text, *_fitted(text, area.width, int(area.height * frac), bold)) for text, frac, bold in lines
+              if text]
+    return _stack(surface, area, images, int(area.height * 0.04))
+
+
+def _wrap(text: str, px: int, max_w: int, bold: bool = False) -> list[str] | None:
+    """``text`` broken at spaces into lines no wider than ``max_w`` at ``px``; None if one word is wider."""
+    font = _font(px, bold)
+    lines: list[str] = []
+    for word in text.split():
+        if font.size(word)[0] > max_w:
+            return None
+        if lines and font.size(f"{lines[-1]} {word}")[0] <= max_w:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def _wrapped_column(surface: pygame.Surface, area: pygame.Rect, headline: str, message: str,
+                    wrap_headline: bool = False) -> list[Line]:
+    """``headline`` (bold; broken into lines too if ``wrap_headline``, else shrunk to fit: a total stays whole)
+    over ``message`` broken into as many lines as it needs, both at the largest size that fits ``area`` and
+    never under ``LEGIBLE_TEXT_PX`` (the headline is 1.4 times the message)."""
+
+    def lines_at(px: int) -> list[tuple[str, pygame.Surface, int]] | None:
+        wrapped = _wrap(message, px, area.width)
+        if wrapped is None:
+            return None
+        head_px = int(px * 1.4)
+        heads = (_wrap(headline, head_px, area.width, True) if wrap_headline else None) or [headline]
+        heads = heads if headline else []
+        images = [(line, *_fitted(line, area.width, head_px, True)) for line in heads]
+        return images + [(line, *_fitted(line, area.width, px)) for line in wrapped]
+
+    for px in range(max(LEGIBLE_TEXT_PX, area.height // 3), LEGIBLE_TEXT_PX, -1):
+        images = lines_at(px)
+        if images and sum(i.get_height() for _, i, _ in images) + px // 6 * (len(images) - 1) <= area.height:
+            return _stack(surface, area, images, px // 6)
+    px = LEGIBLE_TEXT_PX  # the smallest legible size, even if it overflows: never a fragment
+    images = lines_at(px) or [(headline, *_fitted(headline, area.width, px, True)), (message, *_fitted(
+        message, area.width, px))]
+    return _stack(surface, area, images, px // 6)
 
 
 def _validity(t: Callable[[str], str], days: object) -> str:
@@ -66,29 +136,92 @@ def _validity(t: Callable[[str], str], days: object) -> str:
     return t("Link valid {days} days").format(days=days) if isinstance(days, int) and days > 0 else ""
 
 
+SMALL_PANEL_MAX_INCHES = 4.0
+"""Under this diagonal the ticket scene asks the customer to hold the phone close: at 30–60 cm a phone camera
+gets under 2 pixels per QR module from a 2.8"–3.5" panel (bench/qr_first_scan.py), at 15–25 cm 3 or more."""
+SMALL_PANEL_MAX_PX = 480
+"""With no reported size, a panel whose long side is at most this many pixels counts as under 4": 240x320,
+320x240 and 480x320 are sold as 2.8"–3.5" SPI panels and HATs, nothing larger has so few pixels."""
+LEGIBLE_TEXT_PX = 14
+"""Smallest font size (pixels) of the hold-close message: capitals 10 px high, 1.8 mm on a 2.8" 320x240 panel,
+about 30 arc minutes at 20 cm (print is read comfortably from 15)."""
+PANEL_MM_KEY = "panel_mm"
+"""State key a screen client adds: ``[width_mm, height_mm]`` of the panel as drawn (after rotation)."""
+
+PHONE_CAMERA_FOV_DEGREES = 65.0
+"""Horizontal field of view of a phone's main camera in a scanner's preview: a 26 mm-equivalent lens
+(2·atan(36/2/26) ≈ 69°, the wide camera of most phones since about 2018) cropped slightly to the preview;
+the value bench/qr_first_scan.py simulates."""
+PHONE_PREVIEW_ASPECT = 16 / 9
+"""Scanner previews are 16:9 (1280x720, 1920x1080): the short side of the view sets what fits."""
+NEAREST_SCAN_MM = 300.0
+"""The nearest a customer holds the phone to a counter screen it can read from afar (30 cm)."""
+QR_MAX_VIEW_SHARE = 0.6
+"""Largest share of the camera view's short side the QR (with its quiet zone) may fill at ``NEAREST_SCAN_MM``:
+room for an unsteady aim (±15 %) while the quiet zone stays in view."""
+
+
+def qr_max_mm() -> float:
+    """The largest QR side (quiet zone included, mm) a phone at ``NEAREST_SCAN_MM`` still frames whole:
+    ``2·d·tan(FOV/2)/aspect·share`` ≈ 129 mm."""
+    short_view = 2 * NEAREST_SCAN_MM * math.tan(math.radians(PHONE_CAMERA_FOV_DEGREES / 2)) / PHONE_PREVIEW_ASPECT
+    return short_view * QR_MAX_VIEW_SHARE
+
+
+def panel_mm(state: State) -> tuple[float, float] | None:
+    """The panel's ``(width_mm, height_mm)`` as drawn, if the screen client knows it (``state["panel_mm"]``)."""
+    value = None if state is None else state.get(PANEL_MM_KEY)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(v, (int, float)) and v > 0 for v in value):
+        return float(value[0]), float(value[1])
+    return None
+
+
+def is_small_panel(state: State, size: tuple[int, int]) -> bool:
+    """True for a panel under ``SMALL_PANEL_MAX_INCHES`` (or, its size unknown, of at most
+    ``SMALL_PANEL_MAX_PX`` pixels on the long side)."""
+    mm = panel_mm(state)
+    if mm is not None:
+        return diagonal_inches(mm) < SMALL_PANEL_MAX_INCHES
+    return max(size) <= SMALL_PANEL_MAX_PX
+
+
+def qr_cap_px(state: State, size: tuple[int, int]) -> int | None:
+    """The largest QR side in pixels on this panel (:func:`qr_max_mm`), or None when its size is unknown."""
+    mm = panel_mm(state)
+    if mm is None:
+        return None
+    px_per_mm = min(size[0] / mm[0], size[1] / mm[1])
+    return int(qr_max_mm() * px_per_mm)
+
+
 SMALL_TEXT_AREA_PX = 120
-"""Below this, the ticket scene keeps only the total and "your receipt", so they stay legible."""
+"""Below this, the ticket scene keeps only the total and the call to action, so they stay legible."""
 LARGE_SCREEN_PX = 600
 """From this short side up, modules are large anyway; the QR keeps a margin beyond its quiet zone."""
 QR_SHARE = 0.72
 """Largest share of the long side the QR square may take; the rest holds the total and the instruction."""
 
 
-def _split(size: tuple[int, int]) -> tuple[pygame.Rect, pygame.Rect]:
+def _split(size: tuple[int, int], qr_text: str | None = None) -> tuple[pygame.Rect, pygame.Rect]:
     """Split the screen into a square QR area and a text area (side by side, or stacked in portrait).
 
     The QR area runs to the screen's edge: its 4-module quiet zone is white like the background, so it is
-    the margin, and every pixel goes to larger modules (what decides a first scan on small panels).
+    the margin, and every pixel goes to larger modules (what decides a first scan on small panels). Given
+    ``qr_text`` on a small screen, the QR area shrinks to the whole modules the QR can use and the text area
+    takes the pixels left over.
     """
     w, h = size
     margin = int(min(w, h) * MARGIN_RATIO)
     edge = 0 if min(w, h) < LARGE_SCREEN_PX else margin  # a big screen keeps its margin: phones come close
+    side = min(h - 2 * edge, int(w * QR_SHARE)) if w >= h else min(w - 2 * edge, int(h * QR_SHARE))
+    if qr_text is not None and edge == 0:
+        span = qr_span(qr_text)
+        side = side // span * span or side  # (0: it cannot fit; draw_qr says so)
     if w >= h:
-        side = min(h - 2 * edge, int(w * QR_SHARE))
         qr = pygame.Rect(edge, (h - side) // 2, side, side)
         text = pygame.Rect(qr.right, margin, w - qr.right - margin, h - 2 * margin)
     else:
-        side = min(w - 2 * edge, int(h * QR_SHARE))
         qr = pygame.Rect((w - side) // 2, edge, side, side)
         text = pygame.Rect(margin, qr.bottom, w - 2 * margin, h - qr.bottom - margin)
     return qr, text
@@ -129,8 +262,32 @@ def scene_idle(state: State, size: tuple[int, int]) -> pygame.Surface:
     return surface
 
 
+def minutes_left(until: object, now: object) -> int | None:
+    """Whole minutes, rounded up, from ``now`` (Unix seconds) to ``until`` (an RFC 3339 UTC time such as
+    ``"2026-11-29T10:10:00Z"``); None when either is missing or malformed, or the time is past."""
+    if not isinstance(until, str) or not isinstance(now, (int, float)):
+        return None
+    try:
+        seconds = datetime.fromisoformat(until).timestamp() - now
+    except ValueError:
+        return None
+    return math.ceil(seconds / 60) if seconds > 0 else None
+
+
+def pairing_expiry(state: State) -> str:
+    """"This code expires in 9 min" for the pairing scene (``state["pairing"]["expires_at"]`` and the
+    screen client's clock, ``state["now"]``), or ``""``."""
+    if state is None:
+        return ""
+    minutes = minutes_left((state.get("pairing") or {}).get("expires_at"), state.get("now"))
+    if minutes is None:
+        return ""
+    return translator(state.get("lang"))("This code expires in {minutes} min").format(minutes=minutes)
+
+
 def scene_pairing(state: State, size: tuple[int, int]) -> pygame.Surface:
-    """The pairing QR (URI with device address, id and one-time code) and the code to type."""
+    """The pairing QR (URI with device address, id and one-time code), the code to type and how long they
+    stay valid (:func:`pairing_expiry`: a screen client that adds ``now`` redraws when the minute changes)."""
     t = translator(None if state is None else state.get("lang"))
     assert state is not None
     pairing = state.get("pairing") or {}
@@ -150,30 +307,46 @@ def scene_pairing(state: State, size: tuple[int, int]) -> pygame.Surface:
         (t("Scan this code with the till,"), 0.07, False),
         (t("or type:"), 0.07, False),
         (str(pairing.get("code", "")), 0.16, True),
+        (pairing_expiry(state), 0.06, False),
     ])
     return surface
 
 
-def scene_ticket(state: State, size: tuple[int, int]) -> pygame.Surface:
-    """The receipt QR, as large as the layout allows, the total and the instruction."""
+def ticket_layout(state: State, size: tuple[int, int]) -> tuple[pygame.Surface, list[Line]]:
+    """The ticket scene and the lines of text it holds (for tests, and for whoever wants to read it out).
+
+    The receipt QR as large as the layout allows, but on a panel of known size never larger than a phone at
+    30 cm frames (:func:`qr_cap_px`); beside it the total and the instruction. On a panel under 4"
+    (:func:`is_small_panel`) the instruction asks the customer to hold the phone close, wrapped to stay
+    legible (``LEGIBLE_TEXT_PX``) in the narrow column.
+    """
     t = translator(None if state is None else state.get("lang"))
     assert state is not None
     ticket = state.get("ticket") or {}
     surface = pygame.Surface(size)
     surface.fill(BACKGROUND)
-    qr_area, text_area = _split(size)
-    draw_qr(surface, str(ticket.get("url", "")), qr_area)
+    url = str(ticket.get("url", ""))
+    small = is_small_panel(state, size)
+    qr_area, text_area = _split(size, url if small else None)
+    draw_qr(surface, url, qr_area, qr_cap_px(state, size))
+    total = format_money(ticket.get("total"), ticket.get("currency"), state.get("lang"))
+    if small:
+        return surface, _wrapped_column(surface, text_area, total, t("Hold your phone close to scan"))
     lines = [
-        (format_money(ticket.get("total"), ticket.get("currency"), state.get("lang")), 0.2, True),
+        (total, 0.2, True),
         (t("Scan to get"), 0.1, False),
         (t("your receipt"), 0.1, False),
         (t("No app, no e-mail"), 0.06, False),
         (_validity(t, ticket.get("valid_days")), 0.05, False),
     ]
-    if min(text_area.size) < SMALL_TEXT_AREA_PX:  # a small panel: fewer, larger lines
-        lines = [(lines[0][0], 0.3, True), (lines[2][0], 0.18, False)]
-    _column(surface, text_area, lines)
-    return surface
+    if min(text_area.size) < SMALL_TEXT_AREA_PX:  # a small text area: the call to action, wrapped
+        return surface, _wrapped_column(surface, text_area, total, f"{t('Scan to get')} {t('your receipt')}")
+    return surface, _column(surface, text_area, lines)
+
+
+def scene_ticket(state: State, size: tuple[int, int]) -> pygame.Surface:
+    """The receipt QR, the total and the instruction: see :func:`ticket_layout`."""
+    return ticket_layout(state, size)[0]
 
 
 def scene_wifi(state: State, size: tuple[int, int]) -> pygame.Surface:
@@ -229,6 +402,21 @@ def scene_downloaded(state: State, size: tuple[int, int]) -> pygame.Surface:
     return surface
 
 
+SCENE_SCREEN_REMOVED = "screen-removed"
+"""Drawn by a claimed screen itself (never sent by the appliance): the device no longer accepts it."""
+
+
+def scene_screen_removed(state: State, size: tuple[int, int]) -> pygame.Surface:
+    """This (claimed) screen was revoked on the device: say so, and how to pair it again."""
+    t = translator(None if state is None else state.get("lang"))
+    surface = pygame.Surface(size)
+    surface.fill(BACKGROUND)
+    _wrapped_column(surface, surface.get_rect().inflate(-size[0] // 8, -size[1] // 6), t("This screen was removed"),
+                    t("To show receipts here again, run 'eticket screens add' on the device, then start this "
+                      "screen with 'eticket kiosk --claim' and the new link."), wrap_headline=True)
+    return surface
+
+
 def scene_error(state: State, size: tuple[int, int]) -> pygame.Surface:
     """A scene failed to draw: a plain message, never a blank screen."""
     t = translator(None if state is None else state.get("lang"))
@@ -248,6 +436,7 @@ SCENES: dict[str, Callable[[State, tuple[int, int]], pygame.Surface]] = {
     "screen-link": scene_screen_link,
     "downloaded": scene_downloaded,
     "error": scene_error,
+    SCENE_SCREEN_REMOVED: scene_screen_removed,
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +216,25 @@ def _read_appliance(path: Path) -> dict[str, str | int | bool]:
     return {k: v for k, v in data.items() if isinstance(v, (str, int, bool))}
 
 
+def _kiosk_env(settings: DeviceSettings, path: Path) -> _File | None:
+    """``ETICKET_KIOSK_ARGS`` for the kiosk unit from ``display_rotation`` (``--rotate``) and
+    ``display_diagonal_inches`` (``--diagonal-inches``); the one not in the file keeps the value ``path``
+    already holds. None when the file sets neither."""
+    rotation, diagonal = settings.display_rotation, settings.display_diagonal_inches
+    if rotation is None and diagonal is None:
+        return None
+    try:
+        words = shlex.split(path.read_text().partition("ETICKET_KIOSK_ARGS=")[2])
+    except (OSError, UnicodeDecodeError, ValueError):  # none yet, or not ours: start afresh
+        words = []
+    have = dict(zip(words[::2], words[1::2], strict=False))
+    rotate = str(rotation) if rotation is not None else have.get("--rotate")
+    inches = f"{diagonal:g}" if diagonal is not None else have.get("--diagonal-inches")
+    args = [*(["--rotate", rotate] if rotate else []), *(["--diagonal-inches", inches] if inches else [])]
+    setting = "display_rotation" if rotation is not None else "display_diagonal_inches"
+    return _File(setting, path, f"ETICKET_KIOSK_ARGS={shlex.join(args)}\n")
+
+
 def _plan(settings: DeviceSettings, root: Path = Path("/")) -> list[_Step]:
     """Every file and link that makes the device under ``root`` match ``settings``, with its whole content,
     computed before anything is written (only reads under ``root``).
@@ -239,9 +259,9 @@ def _plan(settings: DeviceSettings, root: Path = Path("/")) -> list[_Step]:
     if settings.ssh_authorized_keys is not None:
         keys = "".join(key.strip() + "\n" for key in settings.ssh_authorized_keys)
         steps.append(_File("ssh_authorized_keys", layout.authorized_keys, keys, 0o600))
-    if settings.display_rotation is not None:
-        steps.append(_File("display_rotation", layout.kiosk_env,
-                           f"ETICKET_KIOSK_ARGS=--rotate {int(settings.display_rotation)}\n"))
+    kiosk = _kiosk_env(settings, layout.kiosk_env)
+    if kiosk is not None:
+        steps.append(kiosk)
     if settings.wifi is not None:
         wifi = settings.wifi
         if wifi.passphrase is not None:

@@ -7,6 +7,7 @@ Example (every key optional; an absent key keeps the device's current value)::
     locale = "fr_FR.UTF-8"
     timezone = "Europe/Paris"
     display_rotation = 90
+    display_diagonal_inches = 3.5               # the panel's size, when it reports none (SPI panels)
     relay_url = "https://relay.example.org"
     guest_wifi_ssid = "Boulangerie Invités"      # without a relay: a join QR shown before the receipt QR
     guest_wifi_password = "croissant-2026"       # "" for an open network; shown to customers, so kept
@@ -68,8 +69,10 @@ INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 """Unicode general categories refused in the shop name: control, format, private-use, surrogate, unassigned,
 line and paragraph separators (RFC 6763 §4.1.1 forbids controls in instance names; the rest cannot be read
 on a screen). The appliance applies the same rule to its ``name`` and ``guest_wifi_ssid``."""
-TOP_KEYS = {"hostname", "shop_name", "locale", "timezone", "display_rotation", "relay_url", "ssh_authorized_keys",
-            "guest_wifi_ssid", "guest_wifi_password", "wifi"}
+TOP_KEYS = {"hostname", "shop_name", "locale", "timezone", "display_rotation", "display_diagonal_inches", "relay_url",
+            "ssh_authorized_keys", "guest_wifi_ssid", "guest_wifi_password", "wifi"}
+DIAGONAL_INCHES = (1.0, 120.0)
+"""Accepted ``display_diagonal_inches`` (the kiosk's ``--diagonal-inches`` range)."""
 WIFI_KEYS = {"ssid", "passphrase", "country"}
 SECRET_KEYS = (("wifi", "passphrase"),)
 """(table, key) pairs removed from the source file once applied."""
@@ -93,6 +96,7 @@ class DeviceSettings:
     locale: str | None = None
     timezone: str | None = None
     display_rotation: int | None = None
+    display_diagonal_inches: float | None = None
     relay_url: str | None = None
     ssh_authorized_keys: tuple[str, ...] | None = None
     guest_wifi_ssid: str | None = None
@@ -235,6 +239,11 @@ def parse_settings(text: str, source: str = "eticket.toml") -> DeviceSettings:
     rotation = data.get("display_rotation")
     if rotation is not None and (type(rotation) is not int or rotation not in ROTATIONS):  # not 90.0, "90", true
         raise _fail(source, "display_rotation", f"must be one of 0, 90, 180, 270 (degrees), not {rotation!r}")
+    diagonal = data.get("display_diagonal_inches")
+    if diagonal is not None and (type(diagonal) not in (int, float) or not
+                                 DIAGONAL_INCHES[0] <= diagonal <= DIAGONAL_INCHES[1]):  # not true, "3.5"
+        raise _fail(source, "display_diagonal_inches", f"must be the panel's diagonal in inches, "
+                    f"{DIAGONAL_INCHES[0]:g} to {DIAGONAL_INCHES[1]:g} (e.g. 3.5), not {diagonal!r}")
     relay_url = _string(data, "relay_url", source)
     if relay_url is not None:
         _check_relay_url(relay_url, source)
@@ -259,6 +268,7 @@ def parse_settings(text: str, source: str = "eticket.toml") -> DeviceSettings:
             keys[index] = _check_ssh_key(key, where, source)
     return DeviceSettings(hostname=hostname, shop_name=shop_name, locale=locale, timezone=timezone,
                           display_rotation=rotation, relay_url=relay_url,
+                          display_diagonal_inches=None if diagonal is None else float(diagonal),
                           ssh_authorized_keys=tuple(keys) if keys is not None else None,
                           guest_wifi_ssid=guest_ssid, guest_wifi_password=guest_password,
                           wifi=_parse_wifi(data.get("wifi"), source))
@@ -326,8 +336,8 @@ def toml_value(value: str | int | bool | list[str]) -> str:
 def render_settings(settings: DeviceSettings, header: str = "") -> str:
     """``settings`` as an ``eticket.toml`` text, secrets included when present (callers drop them first)."""
     lines = [header] if header else []
-    for key in ("hostname", "shop_name", "locale", "timezone", "display_rotation", "relay_url", "guest_wifi_ssid",
-                "guest_wifi_password"):
+    for key in ("hostname", "shop_name", "locale", "timezone", "display_rotation", "display_diagonal_inches",
+                "relay_url", "guest_wifi_ssid", "guest_wifi_password"):
         value = getattr(settings, key)
         if value is not None:
             lines.append(f"{key} = {toml_value(value)}")

@@ -37,6 +37,7 @@ RESTARTS = {
     "ssh_authorized_keys": [],
     "appliance": ["eticket.service", "eticket-kiosk.service"],
     "display_rotation": ["eticket-kiosk.service"],
+    "display_diagonal_inches": ["eticket-kiosk.service"],
 }
 """Units to try-restart after a live change (USB stick), by changed setting."""
 

@@ -37,10 +37,18 @@ MESSAGES: dict[str, dict[str, str]] = {
     "Scan this code with the till,": {"fr": "Scannez ce code avec la caisse,",
                                       "it": "Scansiona il codice con la cassa,",
                                       "de": "Code mit der Kasse scannen", "es": "Escanee este código con la caja,"},
+    "This code expires in {minutes} min": {"fr": "Ce code expire dans {minutes} min",
+                                           "it": "Il codice scade tra {minutes} min",
+                                           "de": "Code läuft in {minutes} Min. ab",
+                                           "es": "El código caduca en {minutes} min"},
     "or type:": {"fr": "ou saisissez :", "it": "o digita:", "de": "oder eingeben:", "es": "o escriba:"},
     "Scan to get": {"fr": "Scannez pour obtenir", "it": "Scansiona per avere", "de": "Scannen Sie hier",
                     "es": "Escanee para obtener"},
     "your receipt": {"fr": "votre ticket", "it": "lo scontrino", "de": "für Ihren Beleg", "es": "su ticket"},
+    "Hold your phone close to scan": {"fr": "Approchez votre téléphone pour scanner",
+                                      "it": "Avvicina il telefono per scansionare",
+                                      "de": "Zum Scannen das Handy nah heranhalten",
+                                      "es": "Acerque el teléfono para escanear"},
     "No app, no e-mail": {"fr": "Sans appli, sans e-mail", "it": "Senza app, senza e-mail",
                           "de": "Ohne App, ohne E-Mail", "es": "Sin app, sin correo"},
     "Link valid {days} days": {"fr": "Lien valable {days} jours", "it": "Link valido {days} giorni",
@@ -48,6 +56,18 @@ MESSAGES: dict[str, dict[str, str]] = {
     "Receipt downloaded": {"fr": "Ticket téléchargé", "it": "Scontrino scaricato", "de": "Beleg heruntergeladen",
                            "es": "Ticket descargado"},
     "Thank you!": {"fr": "Merci !", "it": "Grazie!", "de": "Danke!", "es": "¡Gracias!"},
+    "This screen was removed": {"fr": "Cet écran a été retiré", "it": "Questo schermo è stato rimosso",
+                                "de": "Dieser Bildschirm wurde entfernt", "es": "Esta pantalla fue retirada"},
+    "To show receipts here again, run 'eticket screens add' on the device, then start this screen with "
+    "'eticket kiosk --claim' and the new link.": {
+        "fr": "Pour afficher à nouveau les tickets ici, lancez 'eticket screens add' sur l'appareil, puis "
+              "démarrez cet écran avec 'eticket kiosk --claim' et le nouveau lien.",
+        "it": "Per mostrare di nuovo gli scontrini qui, esegui 'eticket screens add' sul dispositivo, poi avvia "
+              "questo schermo con 'eticket kiosk --claim' e il nuovo link.",
+        "de": "Damit hier wieder Belege erscheinen, 'eticket screens add' auf dem Gerät ausführen und diesen "
+              "Bildschirm dann mit 'eticket kiosk --claim' und dem neuen Link starten.",
+        "es": "Para volver a mostrar tickets aquí, ejecute 'eticket screens add' en el dispositivo y luego inicie "
+              "esta pantalla con 'eticket kiosk --claim' y el nuevo enlace."},
     "Add a screen": {"fr": "Ajouter un écran", "it": "Aggiungi uno schermo", "de": "Bildschirm hinzufügen",
                      "es": "Añadir una pantalla"},
     "Open this link on": {"fr": "Ouvrez ce lien sur", "it": "Apri questo link su", "de": "Diesen Link öffnen auf",

@@ -119,9 +119,11 @@ class PairingWindow:
                                  fingerprint=self._fingerprint, name=self._name)
 
     def screen_state(self) -> dict[str, object]:
-        """What the pairing scene shows: ``{"uri", "code", "expires_at", "locked_until"}`` (ISO times or None)."""
+        """What the pairing scene shows: ``{"uri", "code", "expires_at", "locked_until"}`` (ISO times or None).
+        ``expires_at``: when this code and QR stop working (their lifetime, or the window's end if sooner)."""
         locked = self.locked_for() > 0
-        return {"uri": self.uri, "code": self.display_code, "expires_at": _iso(self.expires_at),
+        ends = self.expires_at if self.closes_at is None else min(self.expires_at, self.closes_at)
+        return {"uri": self.uri, "code": self.display_code, "expires_at": _iso(ends),
                 "locked_until": _iso(self.locked_until) if locked else None}
 
     def check_secret(self, secret: str) -> bool:

@@ -104,26 +104,49 @@ def test_a_kiosk_whose_token_copy_is_refused_exits_for_a_restart(appliance: Appl
     assert "refuses the screen token" in done.stderr
 
 
-def test_a_claimed_kiosk_stops_getting_state_once_its_screen_is_revoked(appliance: Appliance, tmp_path: Path) -> None:
+def _shows_removed(png: Path, lang: str | None) -> bool:
+    """True when the PNG is, pixel for pixel, the "this screen was removed" scene in ``lang``."""
+    import pygame
+
+    from kiosk.scenes import SCENE_SCREEN_REMOVED, render
+
+    try:
+        shown = pygame.image.load(str(png))
+    except (pygame.error, FileNotFoundError):
+        return False
+    expected = render({"scene": SCENE_SCREEN_REMOVED, "lang": lang}, shown.get_size())
+    return bool(pygame.image.tobytes(shown, "RGB") == pygame.image.tobytes(expected, "RGB"))
+
+
+def test_a_revoked_screen_says_it_was_removed_also_after_a_restart_until_paired_again(
+        appliance: Appliance, tmp_path: Path) -> None:
     """A second screen (``eticket kiosk --claim``) shows receipts until the shop owner revokes it; from then on
-    it gets no state: the next receipt's QR never reaches it, and it leaves the receipt it showed. Then it
-    stops for good, saying how to pair it again, with the exit code the unit lists in RestartPreventExitStatus=
-    (77), not 75 (which asks for a restart that can never help: the revoked token is all it has)."""
+    it gets no state (the next receipt's QR never reaches it) and it says, on the screen, that it was removed
+    and how to pair it again, in the shop's language; restarted, it says so again (never "it restarted?", never
+    a loop of restarts). Paired again with a new link, it shows receipts once more."""
     import time
 
     import httpx
 
+    from kiosk.follow import claim_screen
     from tests.conftest import run_cli
 
     token = appliance.pair()
     cli_env = dict(os.environ)
-    run_cli("screens", "add", "--name", "Back office", "--data-dir", str(appliance.data_dir), env=cli_env)
-    link = str(appliance.display()["screen_link"]["url"])  # type: ignore[index]
+
+    def new_link() -> str:
+        run_cli("screens", "add", "--name", "Back office", "--data-dir", str(appliance.data_dir), env=cli_env)
+        return str(appliance.display()["screen_link"]["url"])  # type: ignore[index]
+
     other = tmp_path / "second-screen"
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
     log = open(tmp_path / "kiosk.log", "wb")
-    kiosk = subprocess.Popen([*ETICKET, "kiosk", "--claim", link, "--data-dir", str(other), "--size", "800x480"],
-                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+
+    def start(*claim: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([*ETICKET, "kiosk", *claim, "--data-dir", str(other), "--size", "800x480"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+
+    kiosk = start("--claim", new_link())
     screen = other / "screen.png"
 
     def send(index: int) -> str:
@@ -140,23 +163,75 @@ def test_a_claimed_kiosk_stops_getting_state_once_its_screen_is_revoked(applianc
         second = send(1)
         seen: list[list[str]] = []
 
-        def cut_off() -> bool:
+        def removed(lang: str | None) -> bool:
             seen.append(_qr_now(screen))
-            return _shows_connecting(screen) or kiosk.poll() is not None
+            return _shows_removed(screen, lang)
 
-        wait_for(cut_off, 10, "the claimed screen to lose the stream")
-        deadline = time.monotonic() + 2
+        wait_for(lambda: removed("fr"), 15, "the claimed screen to say it was removed (in French)")
+        deadline = time.monotonic() + 1
         while time.monotonic() < deadline:
             seen.append(_qr_now(screen))
             time.sleep(0.2)
         assert [second] not in seen, "a revoked screen received the next receipt's URL"
+        assert kiosk.poll() is None, "a removed screen keeps saying so rather than exit"
         refused = httpx.get(appliance.url + "/api/v1/display", headers={
             "Authorization": f"Bearer {json.loads((other / 'kiosk.json').read_text())['token']}"})
         assert refused.status_code == 401
-        assert kiosk.wait(30) == 77
+
+        kiosk.terminate()
+        kiosk.wait(10)
+        screen.unlink()
+        kiosk = start()  # the restart: it has only the revoked token
+        wait_for(lambda: _shows_removed(screen, None), 20, "the restarted screen to say it was removed")
+        assert kiosk.poll() is None
+
+        claim_screen(new_link(), other)  # paired again (what 'eticket kiosk --claim' does first)
+        third = send(2)
+        wait_for(lambda: _qr_now(screen) == [third], 20, "receipts on the screen paired again")
         said = (tmp_path / "kiosk.log").read_text()
         assert "no longer accepts this screen: it was revoked" in said and "'eticket screens add'" in said
         assert "it restarted?" not in said
     finally:
         kiosk.terminate()
         kiosk.wait(10)
+
+
+def test_the_kiosk_lays_out_the_receipt_for_the_panel_size_it_is_given(appliance: Appliance, tmp_path: Path) -> None:
+    """``eticket kiosk --diagonal-inches``: on a 2.8" panel the receipt screen is the hold-close layout; on a
+    21.5" monitor the QR stays within what a phone at 30 cm frames, smaller than without the setting; a
+    diagonal that is not a number is refused naming the option."""
+    import pygame
+    import zxingcpp
+    from PIL import Image
+
+    from kiosk.panel import size_from_diagonal
+    from kiosk.scenes import qr_max_mm, render
+    from tests.conftest import run_cli
+
+    token = appliance.pair()
+    sent = appliance.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
+                              headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"}).json()
+    env = dict(os.environ)
+
+    def snap(size: str, *extra: str) -> Path:
+        out = tmp_path / f"{size}{'-'.join(extra)}.png"
+        run_cli("kiosk", "--data-dir", str(appliance.data_dir), "--size", size, "--snapshot", str(out), *extra, env=env)
+        return out
+
+    small = pygame.image.load(str(snap("320x240", "--diagonal-inches", "2.8")))
+    expected = render({**appliance.display(), "panel_mm": list(size_from_diagonal(2.8, (320, 240)))}, (320, 240))
+    assert pygame.image.tobytes(small, "RGB") == pygame.image.tobytes(expected, "RGB")
+
+    def qr_width(png: Path) -> float:
+        with Image.open(png) as image:
+            (found,) = zxingcpp.read_barcodes(image.convert("L"), formats=zxingcpp.BarcodeFormat.QRCode)
+        assert found.text == sent["url"]
+        return float(found.position.top_right.x - found.position.top_left.x)
+
+    px_per_mm = 1920 / size_from_diagonal(21.5, (1920, 1080))[0]
+    capped, full = qr_width(snap("1920x1080", "--diagonal-inches", "21.5")), qr_width(snap("1920x1080"))
+    assert capped / px_per_mm < qr_max_mm() < full / px_per_mm
+
+    refused = run_cli("kiosk", "--data-dir", str(appliance.data_dir), "--diagonal-inches", "3.5in", env=env,
+                      check=False)
+    assert refused.returncode == 2 and "--diagonal-inches" in refused.stderr and "3.5in" in refused.stderr

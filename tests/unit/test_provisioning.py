@@ -103,6 +103,9 @@ def test_the_shipped_example_parses() -> None:
         ('ssh_authorized_keys = ["ssh-rsa not-base64 x@y"]', "ssh_authorized_keys[0]", "does not decode"),
         (f'ssh_authorized_keys = ["{KEY}", "{KEY}\\nssh-rsa AAAA x"]', "ssh_authorized_keys[1]", "control"),
         (f'ssh_authorized_keys = ["from=\\"10.0.0.1\\" {KEY}"]', "ssh_authorized_keys[0]", "options"),
+        ('display_diagonal_inches = "3.5"', "display_diagonal_inches", "diagonal in inches"),
+        ("display_diagonal_inches = 0.5", "display_diagonal_inches", "1 to 120"),
+        ("display_diagonal_inches = true", "display_diagonal_inches", "1 to 120"),
         # Guest Wi-Fi: the same limits as the shop's own network (the appliance shows them in a join QR).
         ('guest_wifi_ssid = ""', "guest_wifi_ssid", "1 to 32 bytes"),
         (f'guest_wifi_ssid = "{"é" * 17}"', "guest_wifi_ssid", "1 to 32 bytes"),
@@ -156,6 +159,22 @@ def test_apply_writes_every_setting_then_changes_nothing(root: Path) -> None:
     before = {p: p.stat().st_mtime_ns for p in layout.state.rglob("*") if p.is_file()}
     assert apply(settings, root) == []
     assert before == {p: p.stat().st_mtime_ns for p in layout.state.rglob("*") if p.is_file()}
+
+
+def test_the_panel_diagonal_reaches_the_kiosk_beside_the_rotation(root: Path) -> None:
+    """This is when the shop owner fits a 3.5" SPI panel (it reports no size): the card's
+    ``display_diagonal_inches`` becomes the kiosk's ``--diagonal-inches``, keeping the rotation already set, and a
+    later card without it keeps it too; the kiosk accepts what was written."""
+    from kiosk.cli import _inches
+
+    layout = Layout(root)
+    assert apply(parse_settings("display_rotation = 90"), root) == ["display_rotation"]
+    assert apply(parse_settings("display_diagonal_inches = 3.5"), root) == ["display_diagonal_inches"]
+    assert layout.kiosk_env.read_text() == "ETICKET_KIOSK_ARGS=--rotate 90 --diagonal-inches 3.5\n"
+    assert apply(parse_settings("display_rotation = 270"), root) == ["display_rotation"]
+    assert layout.kiosk_env.read_text() == "ETICKET_KIOSK_ARGS=--rotate 270 --diagonal-inches 3.5\n"
+    assert apply(parse_settings("display_diagonal_inches = 3.5"), root) == []
+    assert _inches(layout.kiosk_env.read_text().split()[-1]) == 3.5
 
 
 def test_the_appliance_accepts_the_config_that_provisioning_writes(root: Path) -> None:
