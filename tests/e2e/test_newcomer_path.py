@@ -99,64 +99,54 @@ def test_send_lang_and_clear_from_the_command_line(appliance: Appliance, cli_env
 
 
 def test_discover_asks_the_device_whether_this_pos_is_still_paired(
-    appliance: Appliance, cli_env: dict[str, str]
+    appliance: Appliance, cli_env: dict[str, str], monkeypatch: Any
 ) -> None:
-    """After the device revokes this till, `discover` says so instead of the local file's "yes"."""
+    """After the device revokes this till, `discover` says so instead of the local file's "yes"; a device
+    this POS cannot reach is neither "yes" nor "revoked"."""
+    from appliance.client import Credentials, DiscoveredDevice
+    from appliance.client_cli import _this_pos
+
     _pair(appliance, cli_env)
     (mine,) = [d for d in _discover(cli_env) if d["port"] == appliance.api_port]
     assert mine["this_pos"] == "yes"
     (pos,) = appliance.admin("GET", "/pairings").json()
     assert appliance.admin("DELETE", f"/pairings/{pos['id']}").status_code == 204
-    (mine,) = [d for d in _discover(cli_env) if d["port"] == appliance.api_port]
-    assert mine["this_pos"] == "revoked"
     table = run_cli("discover", "--timeout", "2", "--mdns-interfaces", "127.0.0.1", env=cli_env).stdout
-    assert "revoked (pair again)" in table
+    (row,) = [line for line in table.splitlines() if f":{appliance.api_port}" in line]
+    column = table.splitlines()[0].index("PAIRED WITH THIS POS")
+    assert row[column:].startswith("revoked (pair again)"), table
 
-
-def test_discover_says_unknown_when_the_paired_device_does_not_answer(
-    appliance: Appliance, cli_env: dict[str, str], monkeypatch: Any
-) -> None:
-    """A device announced on an address this POS cannot reach: neither "yes" nor "revoked"."""
-    from appliance.client import Credentials, DiscoveredDevice
-    from appliance.client_cli import _this_pos
-
-    _pair(appliance, cli_env)
     monkeypatch.setenv("XDG_CONFIG_HOME", cli_env["XDG_CONFIG_HOME"])
-    mine = Credentials().load()
-    (device_id,) = mine
-    closed = DiscoveredDevice(id=device_id, name="x", instance="x", addresses=["127.0.0.1"], port=free_port(),
+    held = Credentials().load()
+    closed = DiscoveredDevice(id=mine["id"], name="x", instance="x", addresses=["127.0.0.1"], port=free_port(),
                               paired=True, version="1", path="/api/v1", tls=True, fingerprint="")
-    assert _this_pos(closed, mine) == "unknown"
+    assert _this_pos(closed, held) == "unknown"
     assert _this_pos(closed, {}) == "no"
 
 
-def test_fresh_devices_have_distinguishable_names_and_a_set_name_stays(
-    appliance_factory: Any, cli_env: dict[str, str]
-) -> None:
+def test_fresh_devices_have_distinguishable_names(appliance_factory: Any, cli_env: dict[str, str]) -> None:
     """Two unconfigured devices on one LAN: each is "eTicket" plus the start of its id, on its screen, on its
-    web page and in `eticket discover`; a device given a name keeps exactly that name."""
+    web page and in `eticket discover`."""
     first, second = appliance_factory(), appliance_factory()
-    named = appliance_factory("--name", "eTicket")
     names = {}
-    for app in (first, second, named):
-        device_id = httpx.get(app.url + "/healthz").json()["device_id"]
-        names[app.api_port] = (device_id, app.display()["shop"])
     for app in (first, second):
-        device_id, shop = names[app.api_port]
+        device_id = httpx.get(app.url + "/healthz").json()["device_id"]
+        shop = str(app.display()["shop"])
         assert shop == f"eTicket {device_id[3:7].upper()}"
         page = httpx.get(app.url + "/screen", params={"key": app.screen_token()})
         assert f"<title>{shop}</title>" in page.text
-    assert names[first.api_port][1] != names[second.api_port][1]
-    assert names[named.api_port][1] == "eTicket"
+        names[app.api_port] = shop
+    assert names[first.api_port] != names[second.api_port]
     found = {d["port"]: d["name"] for d in _discover(cli_env)}
-    for app in (first, second):
-        assert found.get(app.api_port) == names[app.api_port][1], found
+    assert {port: found.get(port) for port in names} == names, found
 
 
-def test_uvicorn_start_and_stop_lines_appear_once(appliance: Appliance) -> None:
-    """`eticket serve` runs three listeners (POS API, downloads, admin socket); the log says it started and
-    stopped once, not three times."""
-    appliance.stop()
-    log = appliance.logs()
+def test_a_set_name_stays_and_uvicorn_start_and_stop_lines_appear_once(appliance_factory: Any) -> None:
+    """A device given a name keeps exactly that name, even the default word. `eticket serve` runs three
+    listeners (POS API, downloads, admin socket); the log says it started and stopped once, not three times."""
+    app = appliance_factory("--name", "eTicket")
+    assert app.display()["shop"] == "eTicket"
+    app.stop()
+    log = app.logs()
     for line in ("Started server process", "Shutting down", "Finished server process"):
         assert log.count(line) == 1, (line, log[-3000:])
