@@ -83,8 +83,9 @@ def _reachable(addresses: list[str], timeout: float = 2.0) -> str:
 def _this_pos(device: DiscoveredDevice, mine: dict[str, PairedDevice]) -> str:
     """Whether this POS is paired with ``device``, asked of the device itself (``GET /api/v1/pairing`` with the
     stored token, PAIRED_CHECK_SECONDS at most): ``"yes"``, ``"revoked"`` (the device refused the token: it
-    revoked this till, or was reset), ``"unknown"`` (unreachable, or it answered something else) or ``"no"``
-    (no token for it here)."""
+    revoked this till), ``"certificate-changed"`` (it presented another certificate than the pinned one: its
+    identity was rebuilt, or someone is in between), ``"unknown"`` (unreachable, or it answered something
+    else) or ``"no"`` (no token for it here)."""
     from .client import ClientError, DeviceClient, PinMismatchError, RefusedError
 
     paired = mine.get(device.id)
@@ -94,8 +95,8 @@ def _this_pos(device: DiscoveredDevice, mine: dict[str, PairedDevice]) -> str:
     try:
         with DeviceClient(address, paired.token, paired.cert_pem or None, timeout=PAIRED_CHECK_SECONDS) as client:
             client.pairing()
-    except PinMismatchError:  # another certificate under this id: a reset device (or an impostor); pair again
-        return "revoked"
+    except PinMismatchError:  # another certificate under this id: a rebuilt identity (or an impostor)
+        return "certificate-changed"
     except RefusedError as exc:
         return "revoked" if exc.status == HTTPStatus.UNAUTHORIZED else "unknown"
     except ClientError:  # unreachable from here (another network, a firewall) or too slow to answer
@@ -103,7 +104,8 @@ def _this_pos(device: DiscoveredDevice, mine: dict[str, PairedDevice]) -> str:
     return "yes"
 
 
-THIS_POS_TEXT = {"yes": "yes", "no": "no", "revoked": "revoked (pair again)", "unknown": "unknown (unreachable)"}
+THIS_POS_TEXT = {"yes": "yes", "no": "no", "revoked": "revoked (pair again)",
+                 "certificate-changed": "other certificate (pair again)", "unknown": "unknown (unreachable)"}
 
 
 def _discover(args: argparse.Namespace) -> None:
@@ -221,10 +223,11 @@ def add_client_parsers(sub: Any) -> None:
     """Add ``discover``, ``pair``, ``send`` and ``clear`` to the ``eticket`` subparsers."""
     p = sub.add_parser("discover", help="list eTicket devices on the LAN (mDNS)",
                        description="List eTicket devices on the LAN (mDNS). 'PAIRED WITH THIS POS' is asked of "
-                       "each device this POS holds a token for: yes, revoked (pair again) or unknown (the "
-                       "device did not answer within 2 s).")
+                       "each device this POS holds a token for: yes, revoked (pair again), other certificate "
+                       "(pair again) or unknown (the device did not answer within 2 s).")
     _mdns_option(p)
-    p.add_argument("--json", action="store_true", help="JSON output ('this_pos': yes, no, revoked or unknown)")
+    p.add_argument("--json", action="store_true",
+                   help="JSON output ('this_pos': yes, no, revoked, certificate-changed or unknown)")
     p.set_defaults(func=_run(_discover))
 
     p = sub.add_parser("pair", help="pair this POS with a device")

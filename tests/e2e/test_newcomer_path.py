@@ -99,12 +99,15 @@ def test_send_lang_and_clear_from_the_command_line(appliance: Appliance, cli_env
 
 
 def test_discover_asks_the_device_whether_this_pos_is_still_paired(
-    appliance: Appliance, cli_env: dict[str, str], monkeypatch: Any
+    appliance: Appliance, cli_env: dict[str, str], monkeypatch: Any, tmp_path: Path
 ) -> None:
     """After the device revokes this till, `discover` says so instead of the local file's "yes"; a device
-    this POS cannot reach is neither "yes" nor "revoked"."""
+    this POS cannot reach is neither "yes" nor "revoked", nor is one that shows another certificate."""
+    from dataclasses import replace
+
     from appliance.client import Credentials, DiscoveredDevice
     from appliance.client_cli import _this_pos
+    from appliance.identity import load_or_create
 
     _pair(appliance, cli_env)
     (mine,) = [d for d in _discover(cli_env) if d["port"] == appliance.api_port]
@@ -122,6 +125,10 @@ def test_discover_asks_the_device_whether_this_pos_is_still_paired(
                               paired=True, version="1", path="/api/v1", tls=True, fingerprint="")
     assert _this_pos(closed, held) == "unknown"
     assert _this_pos(closed, {}) == "no"
+    there = replace(closed, port=appliance.api_port)
+    assert _this_pos(there, held) == "revoked"
+    impostor = load_or_create(tmp_path / "other", mine["id"]).cert_pem
+    assert _this_pos(there, {mine["id"]: replace(held[mine["id"]], cert_pem=impostor)}) == "certificate-changed"
 
 
 def test_fresh_devices_have_distinguishable_names(appliance_factory: Any, cli_env: dict[str, str]) -> None:
