@@ -91,7 +91,7 @@ def _screens(args: argparse.Namespace) -> int:
             return 0
         print(f"one-time link for screen {answer['id']} ({answer['name']!r}), valid until {answer['expires_at']}:\n"
               f"  {answer['url']}\n"
-              "The device screen shows it as a QR too. Open it in the new screen's browser and press the "
+              "The device screen shows it as a QR too. Open it in the new screen's browser and press the\n"
               "button, or run there: eticket kiosk --claim LINK")
     return 0
 
