@@ -24,7 +24,9 @@ T = TypeVar("T")
 
 DEFAULT_DISCOVERY_SECONDS = 3.0
 PAIRED_CHECK_SECONDS = 2.0
-"""How long ``discover`` waits for a device to say whether this POS's token still works."""
+"""How long ``discover`` waits for a device to say whether this POS's token still works (devices are asked
+side by side, PAIRED_CHECK_WORKERS at a time)."""
+PAIRED_CHECK_WORKERS = 8
 SCREEN_LANGUAGES = ("fr", "it", "en", "de", "es")
 """The languages a ticket's ``lang`` may ask for (docs/protocol.md §3)."""
 
@@ -113,7 +115,10 @@ def _discover(args: argparse.Namespace) -> None:
 
     devices = discover(args.timeout, _interfaces(args.mdns_interfaces))
     mine = Credentials().load()
-    this_pos = {d.id: _this_pos(d, mine) for d in devices}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(devices), PAIRED_CHECK_WORKERS))) as pool:
+        this_pos = dict(zip((d.id for d in devices), pool.map(lambda d: _this_pos(d, mine), devices), strict=True))
     if args.json:
         print(json.dumps([{**d.as_json(), "this_pos": this_pos[d.id]} for d in devices], indent=2))
         return
