@@ -85,8 +85,14 @@ def _screens(args: argparse.Namespace) -> int:
         from urllib.parse import quote
 
         answer = _call(args, "POST", f"/screens?name={quote(args.name)}")
-        print(f"the device screen now shows a one-time link until {answer['expires_at']}; open it on the new "
-              "screen, or run there: eticket kiosk --claim <link>")
+        if args.json:
+            print(json.dumps({"id": answer["id"], "name": answer["name"], "link": answer["url"],
+                              "expires": answer["expires_at"]}, indent=2))
+            return 0
+        print(f"one-time link for screen {answer['id']} ({answer['name']!r}), valid until {answer['expires_at']}:\n"
+              f"  {answer['url']}\n"
+              "The device screen shows it as a QR too. Open it in the new screen's browser and press the\n"
+              "button, or run there: eticket kiosk --claim LINK")
     return 0
 
 
@@ -103,12 +109,13 @@ def add_admin_parsers(sub: Any) -> None:
     p.add_argument("--data-dir", type=Path, help="the appliance's data dir (holds admin.sock)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_pairings)
-    p = sub.add_parser("screens", help="on the device: add (one-time link on screen), list or revoke screens")
+    p = sub.add_parser("screens", help="on the device: add (prints a one-time link, also shown as a QR), list or "
+                       "revoke screens")
     p.add_argument("action", choices=["add", "list", "revoke"])
     p.add_argument("id", nargs="?", help="the screen id to revoke")
     p.add_argument("--name", default="screen", help="name of the new screen (add)")
     p.add_argument("--data-dir", type=Path, help="the appliance's data dir (holds admin.sock)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="JSON output (add: {id, name, link, expires})")
     p.set_defaults(func=_screens)
     p = sub.add_parser("status", help="on the device: health, pairing state and URLs")
     p.add_argument("--data-dir", type=Path, help="the appliance's data dir (holds admin.sock)")

@@ -5,6 +5,7 @@
     eticket discover   find devices on the LAN (POS side)
     eticket pair       pair this POS with a device (POS side)
     eticket send       send a receipt PDF (POS side)
+    eticket clear      take the receipt off the screen (POS side)
     eticket pairings   list, revoke or open POS pairings (device side, local admin socket)
     eticket status     health, pairing state and URLs (device side)
     eticket relay      run a receipt relay for phones on the internet (server side)

@@ -1,4 +1,5 @@
-"""``eticket discover | pair | send``: the POS-side commands, on the client library (:mod:`appliance.client`)."""
+"""``eticket discover | pair | send | clear``: the POS-side commands, on the client library
+(:mod:`appliance.client`)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,28 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
+from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._paths import split_host_port
 
 if TYPE_CHECKING:
-    from .client import PairedDevice
+    from .client import DeviceClient, DiscoveredDevice, PairedDevice
+
+T = TypeVar("T")
 
 # The client library (httpx, zeroconf) is imported inside the handlers: building the parser stays cheap, so
 # `eticket kiosk` does not pay for it.
 
 DEFAULT_DISCOVERY_SECONDS = 3.0
+PAIRED_CHECK_SECONDS = 2.0
+"""How long ``discover`` waits for a device to say whether this POS's token still works (devices are asked
+side by side, PAIRED_CHECK_WORKERS at a time)."""
+PAIRED_CHECK_WORKERS = 8
+SCREEN_LANGUAGES = ("fr", "it", "en", "de", "es")
+"""The languages a ticket's ``lang`` may ask for (docs/protocol.md §3)."""
 
 
 class CommandError(Exception):
@@ -71,21 +82,51 @@ def _reachable(addresses: list[str], timeout: float = 2.0) -> str:
     return addresses[0]
 
 
+def _this_pos(device: DiscoveredDevice, mine: dict[str, PairedDevice]) -> str:
+    """Whether this POS is paired with ``device``, asked of the device itself (``GET /api/v1/pairing`` with the
+    stored token, PAIRED_CHECK_SECONDS at most): ``"yes"``, ``"revoked"`` (the device refused the token: it
+    revoked this till), ``"certificate-changed"`` (it presented another certificate than the pinned one: its
+    identity was rebuilt, or someone is in between), ``"unknown"`` (unreachable, or it answered something
+    else) or ``"no"`` (no token for it here)."""
+    from .client import ClientError, DeviceClient, PinMismatchError, RefusedError
+
+    paired = mine.get(device.id)
+    if paired is None:
+        return "no"
+    address = _reachable(device.api_addresses, PAIRED_CHECK_SECONDS)
+    try:
+        with DeviceClient(address, paired.token, paired.cert_pem or None, timeout=PAIRED_CHECK_SECONDS) as client:
+            client.pairing()
+    except PinMismatchError:  # another certificate under this id: a rebuilt identity (or an impostor)
+        return "certificate-changed"
+    except RefusedError as exc:
+        return "revoked" if exc.status == HTTPStatus.UNAUTHORIZED else "unknown"
+    except ClientError:  # unreachable from here (another network, a firewall) or too slow to answer
+        return "unknown"
+    return "yes"
+
+
+THIS_POS_TEXT = {"yes": "yes", "no": "no", "revoked": "revoked (pair again)",
+                 "certificate-changed": "other certificate (pair again)", "unknown": "unknown (unreachable)"}
+
+
 def _discover(args: argparse.Namespace) -> None:
-    from .client import discover
+    from .client import Credentials, discover
 
     devices = discover(args.timeout, _interfaces(args.mdns_interfaces))
+    mine = Credentials().load()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(devices), PAIRED_CHECK_WORKERS))) as pool:
+        this_pos = dict(zip((d.id for d in devices), pool.map(lambda d: _this_pos(d, mine), devices), strict=True))
     if args.json:
-        print(json.dumps([d.as_json() for d in devices], indent=2))
+        print(json.dumps([{**d.as_json(), "this_pos": this_pos[d.id]} for d in devices], indent=2))
         return
     if not devices:
         raise CommandError(f"no eTicket device found within {args.timeout:g} s")
-    from .client import Credentials
-
-    mine = Credentials().load()
     rows = [("ID", "NAME", "API", "HAS A POS", "PAIRED WITH THIS POS", "CERTIFICATE SHA-256")]
     rows += [(d.id, d.name, d.api_address + ("" if d.tls else " (no TLS)"), "yes" if d.paired else "no",
-              "yes" if d.id in mine else "no", d.fingerprint or "-") for d in devices]
+              THIS_POS_TEXT[this_pos[d.id]], d.fingerprint or "-") for d in devices]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -129,39 +170,51 @@ def _pick(args: argparse.Namespace) -> PairedDevice:
     raise CommandError(f"paired with {len(devices)} devices; choose one with --device ({', '.join(devices)})")
 
 
-def _send(args: argparse.Namespace) -> None:
+def _on_device(args: argparse.Namespace, call: Callable[[DeviceClient], T]) -> T:
+    """``call`` with a client for the paired device :func:`_pick` chooses. When the device cannot be reached
+    at its address (DHCP may have given it a new one) and ``--address`` was not given, find it again by its
+    stable id and certificate pin, and keep the new address only once the pinned handshake has worked there."""
     from .client import ClientError, Credentials, DeviceClient
 
+    device = _pick(args)
+
+    def attempt(address: str) -> T:
+        with DeviceClient(address, device.token, device.cert_pem or None) as client:
+            return call(client)
+
+    try:
+        return attempt(device.address)
+    except ClientError as exc:
+        if getattr(exc, "status", None) is not None or args.address:
+            raise
+        from .identity import fingerprint_pem
+
+        pin = fingerprint_pem(device.cert_pem) if device.cert_pem else None
+        address = _find(device.device_id, args, pin)
+        result = attempt(address)
+        device.address = address
+        Credentials().save(device)
+        return result
+
+
+def _send(args: argparse.Namespace) -> None:
     path = Path(args.file)
     try:
         pdf = path.read_bytes()
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from exc
-    device = _pick(args)
-
-    def attempt(address: str) -> Any:
-        with DeviceClient(address, device.token, device.cert_pem or None) as client:
-            return client.send(pdf, total=args.total, currency=args.currency, ref=args.ref,
-                               idempotency_key=args.idempotency_key)
-
-    try:
-        sent = attempt(device.address)
-    except ClientError as exc:
-        if getattr(exc, "status", None) is not None or args.address:
-            raise
-        # The device may have a new address (DHCP): find it again by its stable id and certificate pin, and
-        # keep the new address only once the pinned handshake has worked there.
-        from .identity import fingerprint_pem
-
-        pin = fingerprint_pem(device.cert_pem) if device.cert_pem else None
-        address = _find(device.device_id, args, pin)
-        sent = attempt(address)
-        device.address = address
-        Credentials().save(device)
+    sent = _on_device(args, lambda client: client.send(
+        pdf, total=args.total, currency=args.currency, ref=args.ref, idempotency_key=args.idempotency_key,
+        lang=args.lang))
     if args.json:
         print(json.dumps({"id": sent.id, "url": sent.url, "expires_at": sent.expires_at}))
     else:
         print(sent.url)
+
+
+def _clear(args: argparse.Namespace) -> None:
+    _on_device(args, lambda client: client.clear_display())
+    print("the screen is back to idle")
 
 
 def _mdns_option(parser: argparse.ArgumentParser) -> None:
@@ -172,10 +225,14 @@ def _mdns_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_client_parsers(sub: Any) -> None:
-    """Add ``discover``, ``pair`` and ``send`` to the ``eticket`` subparsers."""
-    p = sub.add_parser("discover", help="list eTicket devices on the LAN (mDNS)")
+    """Add ``discover``, ``pair``, ``send`` and ``clear`` to the ``eticket`` subparsers."""
+    p = sub.add_parser("discover", help="list eTicket devices on the LAN (mDNS)",
+                       description="List eTicket devices on the LAN (mDNS). 'PAIRED WITH THIS POS' is asked of "
+                       "each device this POS holds a token for: yes, revoked (pair again), other certificate "
+                       "(pair again) or unknown (the device did not answer within 2 s).")
     _mdns_option(p)
-    p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("--json", action="store_true",
+                   help="JSON output ('this_pos': yes, no, revoked, certificate-changed or unknown)")
     p.set_defaults(func=_run(_discover))
 
     p = sub.add_parser("pair", help="pair this POS with a device")
@@ -188,7 +245,10 @@ def add_client_parsers(sub: Any) -> None:
     _mdns_option(p)
     p.set_defaults(func=_run(_pair))
 
-    p = sub.add_parser("send", help="send a receipt PDF; prints the customer's download URL")
+    p = sub.add_parser("send", help="send a receipt PDF; prints the customer's download URL",
+                       description="Send a receipt PDF to the paired device: its screen shows the QR of the "
+                       "customer's download URL, which this prints. Try: eticket send samples/receipt.pdf "
+                       "--total 12.50 --currency EUR")
     p.add_argument("file", metavar="FILE.pdf")
     p.add_argument("--total", help="decimal total, e.g. 12.50")
     p.add_argument("--currency", help="ISO 4217 code, e.g. EUR")
@@ -196,9 +256,19 @@ def add_client_parsers(sub: Any) -> None:
     p.add_argument("--idempotency-key", help="reuse to make a retry safe (default: a new UUID)")
     p.add_argument("--device", metavar="ID", help="the paired device to use (default: the only one)")
     p.add_argument("--address", metavar="HOST:PORT", help="the paired device at this address")
+    p.add_argument("--lang", choices=SCREEN_LANGUAGES,
+                   help="the screen's language for this customer (default: the device's language setting)")
     p.add_argument("--json", action="store_true", help="print {id, url, expires_at}")
     _mdns_option(p)
     p.set_defaults(func=_run(_send))
+
+    p = sub.add_parser("clear", help="take the receipt off the paired device's screen (back to idle)",
+                       description="Take the receipt off the paired device's screen now (the customer left); "
+                       "the screen returns to idle. Uses the token from 'eticket pair', like send.")
+    p.add_argument("--device", metavar="ID", help="the paired device to use (default: the only one)")
+    p.add_argument("--address", metavar="HOST:PORT", help="the paired device at this address")
+    _mdns_option(p)
+    p.set_defaults(func=_run(_clear))
 
 
 def _run(handler: Any) -> Any:

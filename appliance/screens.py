@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .display import Display
 from .errors import PairingRefused
-from .store import Pos, Store
+from .store import Pos, Store, new_screen_id
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ class _Link:
     secret: str
     name: str
     expires_at: float
+    screen_id: str
+    """The id the screen will have once it claims the link (shown by ``eticket screens add``)."""
 
 
 class ScreenLinks:
@@ -78,16 +80,17 @@ class ScreenLinks:
         log.info("revoked screen %s; ended %d open display stream(s)", screen_id, len(streams))
         return True
 
-    async def async_add(self, name: str, public_url: str) -> tuple[str, float]:
-        """Open a link for a screen called ``name``; return ``(url, expires_at)`` (Unix seconds)."""
-        self._link = _Link(secrets.token_urlsafe(16), name, time.time() + LINK_SECONDS)
+    async def async_add(self, name: str, public_url: str) -> tuple[str, str, float]:
+        """Open a link for a screen called ``name``; return ``(screen_id, url, expires_at)`` (Unix seconds):
+        the id the screen will have once it claims the link."""
+        self._link = _Link(secrets.token_urlsafe(16), name, time.time() + LINK_SECONDS, new_screen_id())
         url = f"{public_url}/screen/claim/{self._link.secret}"
         from .service import rfc3339
 
         await self._display.async_set_screen_link({"url": url, "name": name,
                                                    "expires_at": rfc3339(self._link.expires_at)})
         log.info("screen link opened for %r", name)
-        return url, self._link.expires_at
+        return self._link.screen_id, url, self._link.expires_at
 
     async def async_claim(self, secret: str) -> tuple[Pos, str]:
         """Spend the link: ``(screen, token)``.
@@ -101,7 +104,7 @@ class ScreenLinks:
             raise PairingRefused("This screen link is unknown, used or expired; run 'eticket screens add' again.")
         self._link = None
         token = secrets.token_urlsafe(32)
-        screen = await run_in_threadpool(self._store.add_screen, link.name, token)
+        screen = await run_in_threadpool(self._store.add_screen, link.name, token, link.screen_id)
         await self._display.async_set_screen_link(None)
         log.info("screen %s (%r) paired", screen.id, screen.name)
         return screen, token

@@ -78,6 +78,33 @@ class KioskSupervisor:
             self._stop.wait(delay)
 
 
+UVICORN_LIFECYCLE_MESSAGES = frozenset({
+    "Started server process [%d]", "Waiting for application startup.", "Application startup complete.",
+    "Shutting down", "Waiting for connections to close. (CTRL+C to force quit)",
+    "Waiting for background tasks to complete. (CTRL+C to force quit)", "Waiting for application shutdown.",
+    "Application shutdown complete.", "Finished server process [%d]",
+})
+"""uvicorn's start and stop lines (``uvicorn/server.py``, ``uvicorn/lifespan/on.py``): each of our listeners is
+its own ``uvicorn.Server``, so each would say them; :class:`_OncePerProcess` lets one of each through."""
+
+
+class _OncePerProcess(logging.Filter):
+    """On the ``uvicorn.error`` logger: each of UVICORN_LIFECYCLE_MESSAGES once, other records untouched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg if isinstance(record.msg, str) else ""
+        if message not in UVICORN_LIFECYCLE_MESSAGES:
+            return True
+        if message in self._seen:
+            return False
+        self._seen.add(message)
+        return True
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to :func:`serve` (several servers share one loop)."""
 
@@ -278,6 +305,8 @@ def serve(settings: Settings) -> None:
     event loop when the unit sets ``WatchdogSec=``, and a ``STATUS=`` line saying whether the storage is fine
     (:func:`status_line`), updated when that changes."""
     configure_logging(settings.log_level)
+    once = _OncePerProcess()
+    logging.getLogger("uvicorn.error").addFilter(once)
     try:
         lock = _lock_data_dir(settings.data_dir)
     except BindError as exc:
@@ -296,3 +325,4 @@ def serve(settings: Settings) -> None:
         if supervisor is not None:
             supervisor.stop()
         os.close(lock)
+        logging.getLogger("uvicorn.error").removeFilter(once)

@@ -65,6 +65,18 @@ def _host_of(address: str) -> str:
     return address.rpartition(":")[0].strip("[]")
 
 
+DEVICE_NAME_SUFFIX_CHARS = 4
+"""Hex digits of the device id in a fresh device's name: "eTicket 3F9A" for ``et-3f9a0c1d2e4b5a69``."""
+
+
+def fresh_device_name(device_id: str) -> str:
+    """The name of a device whose settings give none: ``"eTicket 3F9A"``, the default name and the first
+    DEVICE_NAME_SUFFIX_CHARS hex digits of ``device_id`` (``et-3f9a…``), upper case. Stable for the life of the
+    device's data, and the same digits start the ``id`` that ``eticket discover`` lists beside it."""
+    suffix = device_id.removeprefix("et-")[:DEVICE_NAME_SUFFIX_CHARS].upper()
+    return f"{Settings.model_fields['name'].default} {suffix}"
+
+
 def rfc3339(ts: float) -> str:
     """Unix seconds -> ``2026-11-29T10:00:00Z``."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -86,6 +98,9 @@ class Appliance:
         except StorageUnavailable:  # no usable database for now (health says so): the certificate knows us
             self.device_id = known_id or "et-" + secrets.token_hex(8)
         self._storage_generation = self.store.generation
+        if "name" not in settings.model_fields_set:  # unconfigured: tell two fresh devices on one LAN apart
+            settings = settings.model_copy(update={"name": fresh_device_name(self.device_id)})
+            self.settings = settings
         self.identity = load_or_create(settings.data_dir, self.device_id)
         self.address = self._reachable_address(settings.host, settings.port)
         self.api_address = self._reachable_address(*settings.api_host_port)

@@ -249,6 +249,11 @@ class Repair:
     pairing and receipt is lost, how many is not known; every till must pair again."""
 
 
+def new_screen_id() -> str:
+    """A fresh screen id, ``scr-`` and 12 hex digits (random, never reused)."""
+    return "scr-" + secrets.token_hex(6)
+
+
 class Store:
     """The appliance's SQLite database at ``<data_dir>/eticket.sqlite3``. Thread-safe; blocking.
 
@@ -545,9 +550,10 @@ class Store:
 
     # --- screen clients ----------------------------------------------------------------------------------
     @_guarded
-    def add_screen(self, name: str, token: str) -> Pos:
-        """Record a paired screen (a tablet's browser); only the token's hash is kept."""
-        screen = Pos(id="scr-" + secrets.token_hex(6), name=name, paired_at=time.time())
+    def add_screen(self, name: str, token: str, screen_id: str | None = None) -> Pos:
+        """Record a paired screen (a tablet's browser) as ``screen_id`` (default a new ``scr-…``); only the
+        token's hash is kept."""
+        screen = Pos(id=screen_id or new_screen_id(), name=name, paired_at=time.time())
         with self._lock:
             self._db.execute("INSERT INTO screens (id, name, token_sha256, added_at) VALUES (?, ?, ?, ?)",
                              (screen.id, screen.name, sha256_hex(token), screen.paired_at))

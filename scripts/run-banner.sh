@@ -9,7 +9,8 @@ echo -e "$(cat <<MSG
     export ETICKET_MDNS_INTERFACES=127.0.0.1     # keep the POS commands' mDNS on loopback too
     .venv/bin/eticket discover
     .venv/bin/eticket pair --code <code on the screen> --address $api
-    .venv/bin/eticket send ../shared/samples/pdf/mustang_EN16931_Einfach.pdf --total 12.50 --currency EUR  # or any PDF
+    .venv/bin/eticket send samples/receipt.pdf --total 12.50 --currency EUR   # or any receipt PDF
+    .venv/bin/eticket clear                       # back to idle
   On the device side: .venv/bin/eticket pairings list|revoke ID|open --data-dir $data
   Stop with Ctrl-C.
 

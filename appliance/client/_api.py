@@ -132,15 +132,18 @@ class DeviceClient:
             raise ClientError(f"pairing failed: {exc}") from exc
 
     def send(self, pdf: bytes, *, total: str | None = None, currency: str | None = None,
-             ref: str | None = None, idempotency_key: str | None = None) -> SentTicket:
+             ref: str | None = None, idempotency_key: str | None = None, lang: str | None = None) -> SentTicket:
         """Send one receipt PDF; retry transport failures with the same ``Idempotency-Key`` (a UUID4 by default).
+        ``lang``: the screen language for this customer (fr, it, en, de, es; docs/protocol.md §3), default the
+        device's.
 
         Raises:
             RefusedError: the device refused it (401 unpaired, 413, 415, 422 …: ``slug`` says which).
             ClientError: the device stayed unreachable over SEND_ATTEMPTS tries.
         """
         key = idempotency_key or str(uuid.uuid4())
-        params = {k: v for k, v in (("total", total), ("currency", currency), ("ref", ref)) if v is not None}
+        params = {k: v for k, v in (("total", total), ("currency", currency), ("ref", ref),
+                                                  ("lang", lang)) if v is not None}
         headers = {"Content-Type": "application/pdf", "Idempotency-Key": key}
         last: ClientError | None = None
         for _ in range(SEND_ATTEMPTS):
@@ -158,5 +161,19 @@ class DeviceClient:
         raise last
 
     def clear_display(self) -> None:
-        """``DELETE /api/v1/display``: take the receipt off the screen."""
+        """``DELETE /api/v1/display``: take the receipt off the screen (it returns to idle).
+
+        Raises:
+            RefusedError: 401 (not paired, or revoked). ClientError: unreachable.
+        """
         self._request("DELETE", "/api/v1/display")
+
+    def pairing(self) -> dict[str, str]:
+        """``GET /api/v1/pairing``: this POS's pairing as the device sees it now, ``{"pos_id", "name",
+        "paired_at"}`` (RFC 3339); a cheap way to learn whether the token still works (docs/protocol.md §2.4).
+
+        Raises:
+            RefusedError: 401 once the device revoked this POS (or never paired it). ClientError: unreachable.
+        """
+        result: dict[str, str] = self._request("GET", "/api/v1/pairing").json()
+        return result

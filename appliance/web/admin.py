@@ -52,12 +52,13 @@ async def open_pairing(request: Request) -> dict[str, Any]:
 
 @router.post("/screens")
 async def add_screen(request: Request) -> dict[str, Any]:
-    """Show a one-time link (QR) on the device screen that pairs another screen: ``{"url", "expires_at"}``.
-    Query ``name`` names the screen (default "screen")."""
+    """Show a one-time link (QR) on the device screen that pairs another screen: ``{"id", "name", "url",
+    "expires_at"}`` (``id``: the screen's id once it claims the link; ``expires_at`` RFC 3339). Query ``name``
+    names the screen (default "screen", at most 64 characters)."""
     app = _app(request)
-    name = request.query_params.get("name") or "screen"
-    url, expires_at = await app.screens.async_add(name[:64], app.public_url)
-    return {"url": url, "expires_at": rfc3339(expires_at)}
+    name = (request.query_params.get("name") or "screen")[:64]
+    screen_id, url, expires_at = await app.screens.async_add(name, app.public_url)
+    return {"id": screen_id, "name": name, "url": url, "expires_at": rfc3339(expires_at)}
 
 
 @router.get("/screens")

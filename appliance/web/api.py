@@ -27,6 +27,7 @@ from ..errors import (
 )
 from ..intake import parse_meta, printable_text
 from ..pairing import b64d, b64e
+from ..service import rfc3339
 from ..store import Pos
 from .auth import appliance_of, require_pos, require_screen
 from .common import loads_json
@@ -237,6 +238,13 @@ async def delete_display(request: Request, pos: Annotated[Pos, Depends(require_p
     """Take the receipt off the screen now (the customer left). 204; 401 without a POS token."""
     await appliance_of(request).display.async_clear()
     return Response(status_code=204)
+
+
+@router.get("/pairing")
+async def get_pairing(pos: Annotated[Pos, Depends(require_pos)]) -> dict[str, Any]:
+    """This POS's own pairing (docs/protocol.md §2.4): ``{"pos_id", "name", "paired_at"}`` (RFC 3339), so a
+    till can check that its token still works without side effects. 401 once revoked or never paired."""
+    return {"pos_id": pos.id, "name": pos.name, "paired_at": rfc3339(pos.paired_at)}
 
 
 @screen_router.get("/display", dependencies=[Depends(require_screen)])

@@ -157,6 +157,14 @@ class SpakeConfirmed(BaseModel):
     sealed: str = Field(description="nonce(12) || AES-256-GCM(k_seal, nonce, grant, aad='eticket pairing v1')")
 
 
+class PosPairing(BaseModel):
+    """§2.4: this POS's pairing as the device sees it now."""
+
+    pos_id: str = Field(examples=["pos-3a9c1e0b2d4f"])
+    name: str = Field(examples=["Till 1"])
+    paired_at: str = Field(examples=["2026-11-29T10:00:00Z"], description="RFC 3339")
+
+
 class ScreenClaimed(BaseModel):
     """§6: a paired screen's token (with ``Accept: application/json``)."""
 
@@ -257,6 +265,10 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "tags": ["pairing"], "requestBody": {"required": True, "content": _json(SpakeConfirm)},
         "responses": {"201": {"description": "Paired; open the sealed grant", "content": _json(SpakeConfirmed)},
                       **problems(*PAIRING_PROBLEMS)}},
+    ("get", "/api/v1/pairing"): {
+        "tags": ["pos"], "security": POS_SECURITY,
+        "responses": {"200": {"description": "Still paired", "content": _json(PosPairing)},
+                      **problems(Unauthorized)}},
     ("delete", "/api/v1/display"): {
         "tags": ["pos"], "security": POS_SECURITY,
         "responses": {"204": {"description": "The screen is back to idle"}, **problems(Unauthorized)}},
@@ -305,7 +317,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
 """What FastAPI cannot see, per ``(method, path)``; each key replaces the generated operation's."""
 
 MODELS = (TicketCreated, PairRequest, PairResult, SpakeStart, SpakeStarted, SpakeConfirm, SpakeConfirmed,
-          ScreenClaimed, DisplayState, Health)
+          PosPairing, ScreenClaimed, DisplayState, Health)
 
 
 def finish_schema(schema: dict[str, Any]) -> dict[str, Any]:
