@@ -47,12 +47,12 @@ def test_an_upright_tablet_stacks_the_qr_above_every_line_of_text(appliance: App
         " return {text: p.textContent, top: r.top, left: t.left, right: t.right, bottom: t.bottom}; })")
     texts = [line["text"] for line in lines]
     assert any("1234567.50" in text for text in texts), texts
-    assert "Lien valable 30 jours" in texts  # the device's language (fr), the retention (30 days by default)
     for line in lines:
         assert line["top"] >= qr["y"] + qr["height"] - 1, f"{line['text']!r} beside the QR, not below it"
         assert 0 <= line["left"] and line["right"] <= UPRIGHT_TABLET["width"], f"{line['text']!r} runs off the screen"
         assert line["bottom"] <= UPRIGHT_TABLET["height"], f"{line['text']!r} runs off the bottom"
     assert qr["width"] >= 0.8 * UPRIGHT_TABLET["width"]  # the QR takes the width, as the kiosk draws it
+    assert "Lien valable 30 jours" in texts  # the device's language (fr), the retention (30 days by default)
     assert qr_texts(tab.screenshot()) == [ticket["url"]]
     tab.context.close()
 
