@@ -182,6 +182,17 @@ MESSAGES: dict[str, dict[str, str]] = {
               "erhalten.",
         "es": "Esta es una pantalla de tickets eTicket. Escanee el código QR que se muestra en la caja para "
               "obtener su ticket."},
+    "Page not found": {"fr": "Page introuvable", "it": "Pagina non trovata", "de": "Seite nicht gefunden",
+                       "es": "Página no encontrada"},
+    "This device has no page at this address. Check the link, or scan the code on the shop's screen.": {
+        "fr": "Cet appareil n'a pas de page à cette adresse. Vérifiez le lien, ou scannez le code sur l'écran du "
+              "magasin.",
+        "it": "Questo dispositivo non ha una pagina a questo indirizzo. Controlla il link o scansiona il codice "
+              "sullo schermo del negozio.",
+        "de": "Dieses Gerät hat unter dieser Adresse keine Seite. Bitte den Link prüfen oder den Code auf dem "
+              "Bildschirm des Geschäfts scannen.",
+        "es": "Este dispositivo no tiene ninguna página en esta dirección. Compruebe el enlace o escanee el código "
+              "de la pantalla de la tienda."},
 }
 LANGUAGES = ("fr", "it", "de", "es")
 FIXED_DATE = datetime(2026, 1, 1, tzinfo=UTC)

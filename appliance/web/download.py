@@ -47,6 +47,19 @@ def _page(request: Request, error: ApplianceError) -> Response:
     return Response(html, status_code=error.status, media_type="text/html; charset=utf-8")
 
 
+def not_found_page(request: Request) -> Response:
+    """404 for a browser (``Accept: text/html``) on a path this device does not serve (a mistyped ``/screen``
+    link): a page in its language, instead of problem details."""
+    lang, t = page_translator(request)
+    title = t("Page not found")
+    text = t("This device has no page at this address. Check the link, or scan the code on the shop's screen.")
+    html = (f"<!doctype html><html lang={lang}><head><meta charset=utf-8>"
+            "<meta name=viewport content='width=device-width,initial-scale=1'>"
+            f"<title>{escape(title)}</title></head><body style='font:18px sans-serif;margin:2em'>"
+            f"<h1>{escape(title)}</h1><p>{escape(text)}</p></body></html>")
+    return Response(html, status_code=404, media_type="text/html; charset=utf-8")
+
+
 @router.get("/")
 async def home(request: Request) -> Response:
     """A plain page for whoever opens the device's address in a browser: what this is, nothing more (in the

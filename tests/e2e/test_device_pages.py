@@ -47,6 +47,10 @@ def test_receipt_and_home_pages_follow_the_browser_and_the_devices_language(appl
     assert "Scansiona il codice QR" in _text(_get(italian, "/"))
     assert "Scannez le QR code" in _text(_get(italian, "/", "fr-BE,fr;q=0.8"))
     assert "<html lang=de>" in _text(_get(italian, "/", "de"))
+    mistyped = _get(italian, "/scren", "es-MX")  # a browser on a path the device does not serve
+    assert mistyped.status_code == 404 and "Página no encontrada" in _text(mistyped)
+    api = httpx.get(italian.url + "/scren")  # an API client keeps the problem details
+    assert api.status_code == 404 and api.headers["content-type"] == "application/problem+json"
 
 
 def _add_link(appliance: Appliance, cli_env: dict[str, str]) -> str:
