@@ -84,8 +84,9 @@ def test_without_javascript_the_page_still_follows_by_meta_refresh(appliance: Ap
 
 def test_a_revoked_tablet_leaves_the_receipt_at_once(appliance: Appliance, page: object,
                                                      cli_env: dict[str, str]) -> None:
-    """The shop owner revokes the tablet while a receipt is on it: its stream ends, the page reloads and is
-    refused, so the QR goes away (within the page's 2 s reconnect pause) and later receipts never show."""
+    """The shop owner revokes the tablet while a receipt is on it: its stream ends, the page asks for the scene
+    again and is refused, so the QR goes away (within the page's first 0.5 s retry pause) and later receipts
+    never show."""
     import json
 
     token = appliance.pair()
