@@ -97,3 +97,22 @@ def test_after_a_device_restart_the_page_recovers_by_itself(appliance: Appliance
     assert navigations == [f"{appliance.url}/screen?key={key}"], navigations  # never an error page, no reload
     assert tab.url.startswith(appliance.url)
     context.close()
+
+
+@pytest.mark.parametrize("missing", [["BroadcastChannel"], ["BroadcastChannel", "EventSource"]])
+def test_an_older_browser_without_the_newer_apis_still_follows(appliance: Appliance, browser: Any,
+                                                              cli_env: dict[str, str], missing: list[str]) -> None:
+    """An old tablet's browser: without BroadcastChannel each tab follows the stream itself; without
+    EventSource too, the page polls the scene every 3 s."""
+    token = appliance.pair()
+    key = claim_screen(appliance, cli_env)
+    context = browser.new_context(viewport={"width": 800, "height": 480})
+    context.add_init_script("".join(f"delete window.{name};" for name in missing))
+    tab = context.new_page()
+    tab.goto(f"{appliance.url}/screen?key={key}")
+    tab.wait_for_selector(".scene[data-scene=idle]", timeout=5000)
+    assert tab.evaluate(f"typeof window.{missing[-1]}") == "undefined"
+    ticket = _send(appliance, token)
+    tab.wait_for_selector(f".scene[data-ticket='{ticket['id']}']", timeout=8000)
+    assert qr_texts(tab.screenshot()) == [ticket["url"]]
+    context.close()
