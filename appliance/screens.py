@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 from starlette.concurrency import run_in_threadpool
 
@@ -28,6 +29,10 @@ from .store import Pos, Store, new_screen_id
 log = logging.getLogger(__name__)
 
 LINK_SECONDS = 600.0
+ENDED_LINKS_KEPT = 16
+"""How many spent, expired or replaced links the device remembers (since start) to tell a browser why its
+link no longer works."""
+LinkState = Literal["open", "used", "expired", "replaced", "unknown"]
 
 
 @dataclass(slots=True)
@@ -46,6 +51,8 @@ class ScreenLinks:
         self._store = store
         self._display = display
         self._link: _Link | None = None
+        self._ended: dict[str, LinkState] = {}
+        """Secret → why it ended ("used", "expired", "replaced"), the last ENDED_LINKS_KEPT."""
         self._streams: dict[str, set[asyncio.Event]] = {}
         self._revoked: set[str] = set()
         """Screen ids revoked since start (ids are random and never reused): a stream that authenticated
@@ -82,7 +89,10 @@ class ScreenLinks:
 
     async def async_add(self, name: str, public_url: str) -> tuple[str, str, float]:
         """Open a link for a screen called ``name``; return ``(screen_id, url, expires_at)`` (Unix seconds):
-        the id the screen will have once it claims the link."""
+        the id the screen will have once it claims the link. A link still open is ended ("replaced", or
+        "expired" if its time was up), so opening it later says why."""
+        if self._link is not None:
+            self._end(self._link, "expired" if time.time() >= self._link.expires_at else "replaced")
         self._link = _Link(secrets.token_urlsafe(16), name, time.time() + LINK_SECONDS, new_screen_id())
         url = f"{public_url}/screen/claim/{self._link.secret}"
         from .service import rfc3339
@@ -102,15 +112,33 @@ class ScreenLinks:
         if link is None or time.time() >= link.expires_at or not hmac.compare_digest(
                 secret.encode(), link.secret.encode()):
             raise PairingRefused("This screen link is unknown, used or expired; run 'eticket screens add' again.")
-        self._link = None
+        self._end(link, "used")
         token = secrets.token_urlsafe(32)
         screen = await run_in_threadpool(self._store.add_screen, link.name, token, link.screen_id)
         await self._display.async_set_screen_link(None)
         log.info("screen %s (%r) paired", screen.id, screen.name)
         return screen, token
 
+    def link_state(self, secret: str) -> LinkState:
+        """What the link with ``secret`` is now, without spending it (a browser's GET of the claim page):
+        ``open`` (it pairs a screen), ``used`` (a screen was paired with it), ``expired`` (after LINK_SECONDS),
+        ``replaced`` (a newer ``eticket screens add``), or ``unknown`` (never made here, or before the last
+        restart: links live in memory only)."""
+        link = self._link
+        if link is not None and hmac.compare_digest(secret.encode(), link.secret.encode()):
+            return "expired" if time.time() >= link.expires_at else "open"
+        return self._ended.get(secret, "unknown")
+
+    def _end(self, link: _Link, why: LinkState) -> None:
+        """Close the open ``link``, remembering why (the oldest memory goes first)."""
+        if self._link is link:
+            self._link = None
+        self._ended[link.secret] = why
+        while len(self._ended) > ENDED_LINKS_KEPT:
+            del self._ended[next(iter(self._ended))]
+
     async def async_tick(self) -> None:
         """Drop an expired link from the screen."""
         if self._link is not None and time.time() >= self._link.expires_at:
-            self._link = None
+            self._end(self._link, "expired")
             await self._display.async_set_screen_link(None)

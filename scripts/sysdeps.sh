@@ -11,6 +11,7 @@ command -v avahi-daemon >/dev/null || need+=(avahi-daemon)
 command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
 command -v systemd-analyze >/dev/null || need+=(systemd)          # unit checks (tests/unit/test_systemd_units.py)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)  # the web screen behind a proxy (tests/e2e/test_web_screen_proxy.py)
 command -v wpa_supplicant >/dev/null || [ -x /usr/sbin/wpa_supplicant ] || need+=(wpasupplicant)  # reads our Wi-Fi config
 # Extra tools by name: `sysdeps.sh wrk nginx` (benchmarks).
 for tool in "$@"; do

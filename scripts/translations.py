@@ -109,6 +109,110 @@ MESSAGES: dict[str, dict[str, str]] = {
                              "de": "Etwas ist schiefgelaufen", "es": "Algo ha fallado"},
     "Please ask at the counter.": {"fr": "Merci de demander en caisse.", "it": "Chieda alla cassa.",
                                    "de": "Bitte an der Kasse fragen.", "es": "Pregunte en la caja."},
+    # The device's own web pages (appliance/web: screen pairing, /screen without a key, receipt pages, home).
+    "This screen is not paired. On the device, run 'eticket screens add' and open the link it shows.": {
+        "fr": "Cet écran n'est pas appairé. Sur l'appareil, lancez 'eticket screens add' et ouvrez le lien affiché.",
+        "it": "Questo schermo non è abbinato. Sul dispositivo esegui 'eticket screens add' e apri il link mostrato.",
+        "de": "Dieser Bildschirm ist nicht gekoppelt. Auf dem Gerät 'eticket screens add' ausführen und den "
+              "angezeigten Link öffnen.",
+        "es": "Esta pantalla no está emparejada. En el dispositivo, ejecute 'eticket screens add' y abra el "
+              "enlace que muestra."},
+    "Pair this screen": {"fr": "Appairer cet écran", "it": "Abbina questo schermo", "de": "Diesen Bildschirm koppeln",
+                         "es": "Emparejar esta pantalla"},
+    "Screen paired": {"fr": "Écran appairé", "it": "Schermo abbinato", "de": "Bildschirm gekoppelt",
+                      "es": "Pantalla emparejada"},
+    "This screen is paired as {name}.": {"fr": "Cet écran est appairé sous le nom {name}.",
+                                         "it": "Questo schermo è abbinato come {name}.",
+                                         "de": "Dieser Bildschirm ist als {name} gekoppelt.",
+                                         "es": "Esta pantalla está emparejada como {name}."},
+    "Open the screen": {"fr": "Ouvrir l'écran", "it": "Apri lo schermo", "de": "Bildschirm öffnen",
+                        "es": "Abrir la pantalla"},
+    "(bookmark it, or add it to the home screen)": {
+        "fr": "(ajoutez-le aux favoris ou à l'écran d'accueil)",
+        "it": "(salvalo nei preferiti o aggiungilo alla schermata Home)",
+        "de": "(als Lesezeichen speichern oder zum Startbildschirm hinzufügen)",
+        "es": "(guárdelo en marcadores o añádalo a la pantalla de inicio)"},
+    "Link not valid": {"fr": "Lien non valable", "it": "Link non valido", "de": "Link ungültig",
+                       "es": "Enlace no válido"},
+    "This link was already used: each link pairs one screen.": {
+        "fr": "Ce lien a déjà été utilisé : chaque lien appaire un seul écran.",
+        "it": "Questo link è già stato usato: ogni link abbina un solo schermo.",
+        "de": "Dieser Link wurde schon benutzt: Jeder Link koppelt nur einen Bildschirm.",
+        "es": "Este enlace ya se usó: cada enlace empareja una sola pantalla."},
+    "This link has expired: a link is valid 10 minutes.": {
+        "fr": "Ce lien a expiré : un lien est valable 10 minutes.",
+        "it": "Questo link è scaduto: un link è valido 10 minuti.",
+        "de": "Dieser Link ist abgelaufen: Ein Link gilt 10 Minuten.",
+        "es": "Este enlace ha caducado: un enlace es válido 10 minutos."},
+    "A newer link replaced this one.": {"fr": "Un lien plus récent a remplacé celui-ci.",
+                                        "it": "Un link più recente ha sostituito questo.",
+                                        "de": "Ein neuerer Link hat diesen ersetzt.",
+                                        "es": "Un enlace más reciente sustituyó a este."},
+    "This link is not known here (or the device restarted since).": {
+        "fr": "Ce lien est inconnu ici (ou l'appareil a redémarré depuis).",
+        "it": "Questo link non è noto qui (o il dispositivo è stato riavviato nel frattempo).",
+        "de": "Dieser Link ist hier unbekannt (oder das Gerät wurde seitdem neu gestartet).",
+        "es": "Este enlace no se conoce aquí (o el dispositivo se ha reiniciado desde entonces)."},
+    "On the device, run 'eticket screens add' again and open the new link.": {
+        "fr": "Sur l'appareil, relancez 'eticket screens add' et ouvrez le nouveau lien.",
+        "it": "Sul dispositivo esegui di nuovo 'eticket screens add' e apri il nuovo link.",
+        "de": "Auf dem Gerät erneut 'eticket screens add' ausführen und den neuen Link öffnen.",
+        "es": "En el dispositivo, ejecute de nuevo 'eticket screens add' y abra el nuevo enlace."},
+    "Receipt not found": {"fr": "Ticket introuvable", "it": "Scontrino non trovato", "de": "Beleg nicht gefunden",
+                          "es": "Ticket no encontrado"},
+    "This receipt link is not known here. Check that you scanned the code on this shop's screen.": {
+        "fr": "Ce lien de ticket est inconnu ici. Vérifiez que vous avez scanné le code sur l'écran de ce magasin.",
+        "it": "Questo link dello scontrino non è noto qui. Verifica di aver scansionato il codice sullo schermo "
+              "di questo negozio.",
+        "de": "Dieser Beleg-Link ist hier unbekannt. Bitte prüfen, ob Sie den Code auf dem Bildschirm dieses "
+              "Geschäfts gescannt haben.",
+        "es": "Este enlace de ticket no se conoce aquí. Compruebe que escaneó el código de la pantalla de esta "
+              "tienda."},
+    "Receipt expired": {"fr": "Ticket expiré", "it": "Scontrino scaduto", "de": "Beleg abgelaufen",
+                        "es": "Ticket caducado"},
+    "This receipt has expired and was deleted. Ask the shop for a copy.": {
+        "fr": "Ce ticket a expiré et a été supprimé. Demandez-en une copie au magasin.",
+        "it": "Questo scontrino è scaduto ed è stato eliminato. Chiedi una copia al negozio.",
+        "de": "Dieser Beleg ist abgelaufen und wurde gelöscht. Bitten Sie das Geschäft um eine Kopie.",
+        "es": "Este ticket ha caducado y se ha borrado. Pida una copia a la tienda."},
+    "Receipt damaged": {"fr": "Ticket endommagé", "it": "Scontrino danneggiato", "de": "Beleg beschädigt",
+                        "es": "Ticket dañado"},
+    "This receipt was damaged in the device's storage and cannot be shown. Please ask at the counter for a copy.": {
+        "fr": "Ce ticket a été endommagé dans la mémoire de l'appareil et ne peut pas être affiché. Merci de "
+              "demander une copie en caisse.",
+        "it": "Questo scontrino è stato danneggiato nella memoria del dispositivo e non può essere mostrato. "
+              "Chiedi una copia alla cassa.",
+        "de": "Dieser Beleg wurde im Speicher des Geräts beschädigt und kann nicht angezeigt werden. Bitte an "
+              "der Kasse um eine Kopie fragen.",
+        "es": "Este ticket se dañó en la memoria del dispositivo y no se puede mostrar. Pida una copia en la "
+              "caja."},
+    "Receipt not available now": {"fr": "Ticket indisponible pour le moment",
+                                  "it": "Scontrino non disponibile ora", "de": "Beleg gerade nicht verfügbar",
+                                  "es": "Ticket no disponible ahora"},
+    "The device cannot read its receipts right now. Please ask at the counter.": {
+        "fr": "L'appareil ne peut pas lire ses tickets pour le moment. Merci de demander en caisse.",
+        "it": "Il dispositivo non può leggere i suoi scontrini ora. Chiedi alla cassa.",
+        "de": "Das Gerät kann seine Belege gerade nicht lesen. Bitte an der Kasse fragen.",
+        "es": "El dispositivo no puede leer sus tickets ahora. Pregunte en la caja."},
+    "This is an eTicket receipt screen. Scan the QR code shown at the counter to get your receipt.": {
+        "fr": "Ceci est un écran de tickets eTicket. Scannez le QR code affiché en caisse pour obtenir votre ticket.",
+        "it": "Questo è uno schermo per scontrini eTicket. Scansiona il codice QR mostrato alla cassa per avere "
+              "il tuo scontrino.",
+        "de": "Dies ist ein eTicket-Belegbildschirm. Scannen Sie den QR-Code an der Kasse, um Ihren Beleg zu "
+              "erhalten.",
+        "es": "Esta es una pantalla de tickets eTicket. Escanee el código QR que se muestra en la caja para "
+              "obtener su ticket."},
+    "Page not found": {"fr": "Page introuvable", "it": "Pagina non trovata", "de": "Seite nicht gefunden",
+                       "es": "Página no encontrada"},
+    "This device has no page at this address. Check the link, or scan the code on the shop's screen.": {
+        "fr": "Cet appareil n'a pas de page à cette adresse. Vérifiez le lien, ou scannez le code sur l'écran du "
+              "magasin.",
+        "it": "Questo dispositivo non ha una pagina a questo indirizzo. Controlla il link o scansiona il codice "
+              "sullo schermo del negozio.",
+        "de": "Dieses Gerät hat unter dieser Adresse keine Seite. Bitte den Link prüfen oder den Code auf dem "
+              "Bildschirm des Geschäfts scannen.",
+        "es": "Este dispositivo no tiene ninguna página en esta dirección. Compruebe el enlace o escanee el código "
+              "de la pantalla de la tienda."},
 }
 LANGUAGES = ("fr", "it", "de", "es")
 FIXED_DATE = datetime(2026, 1, 1, tzinfo=UTC)

@@ -42,6 +42,11 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 STREAM_KEEPALIVE_SECONDS = 10.0
 """A heartbeat comment on the display stream after this much silence: keeps idle paths open, and gives a
 dead peer unacknowledged data, so TCP_USER_TIMEOUT drops it (appliance/admission.py)."""
+STREAM_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
+"""On the display stream: no cache may keep or replay it (it carries capability URLs), and a reverse proxy
+must pass each event on at once. ``X-Accel-Buffering: no`` turns nginx's response buffering off for this
+response (nginx docs, ngx_http_proxy_module ``proxy_buffering``): behind a default nginx the stream was held
+in its buffers and a web screen received nothing. docs/protocol.md §6 gives the proxy settings."""
 SCREEN_LANGUAGES = ("fr", "it", "en", "de", "es")
 BODY_TIMEOUT_SECONDS = 60.0
 """A body must arrive within this time (10 MiB over a slow shop Wi-Fi takes seconds): stalled uploads
@@ -294,4 +299,4 @@ async def stream_display(request: Request, screen_id: Annotated[str, Depends(req
                 if display.closed:
                     return
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    return StreamingResponse(events(), media_type="text/event-stream", headers=STREAM_HEADERS)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import warnings
 from typing import Any, cast
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..service import Appliance
@@ -42,9 +44,26 @@ def create_app(appliance: Appliance, *, pos_api: bool = True, public: bool = Tru
         return appliance.health()
 
     add_problem_handlers(app)
+    if public:
+        _html_not_found(app)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(AccessLog)
     return app
+
+
+def _html_not_found(app: FastAPI) -> None:
+    """A browser asking for a path no route serves gets :func:`download.not_found_page` (in its language);
+    API clients keep the problem details of :func:`add_problem_handlers`."""
+    problem = app.exception_handlers[StarletteHTTPException]
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        if (isinstance(exc, StarletteHTTPException) and exc.status_code == 404
+                and "text/html" in request.headers.get("accept", "")):
+            return download.not_found_page(request)
+        answer = problem(request, exc)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
 
 
 @functools.cache

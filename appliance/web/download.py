@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import ApplianceError, Gone, NotFound, ReceiptDamaged, StorageUnavailable
 from .auth import appliance_of
+from .page_lang import page_translator
 
 router = APIRouter()
 
@@ -21,33 +22,56 @@ TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}|[A-Za-z0-9_-]{28}")
 :func:`relay.crypto.new_token`) when the device publishes to a relay."""
 
 
-def _page(error: ApplianceError) -> Response:
-    """A tiny HTML page for a phone's browser: no script, no external asset."""
-    text = {
-        404: "This receipt link is not known here. Check that you scanned the code on this shop's screen.",
-        410: "This receipt has expired and was deleted. Ask the shop for a copy.",
-        500: "This receipt was damaged in the device's storage and cannot be shown. Please ask at the counter "
-             "for a copy.",
-    }.get(error.status, error.detail)
+PAGE_TEXTS = {
+    404: ("Receipt not found",
+          "This receipt link is not known here. Check that you scanned the code on this shop's screen."),
+    410: ("Receipt expired", "This receipt has expired and was deleted. Ask the shop for a copy."),
+    500: ("Receipt damaged", "This receipt was damaged in the device's storage and cannot be shown. Please ask "
+                             "at the counter for a copy."),
+    503: ("Receipt not available now", "The device cannot read its receipts right now. Please ask at the counter."),
+}
+"""Status → (title, text) of the page a phone's browser gets, English source text (scripts/translations.py)."""
+
+
+def _page(request: Request, error: ApplianceError) -> Response:
+    """A tiny HTML page for a phone's browser, in its language or the device's (:mod:`.page_lang`): no
+    script, no external asset."""
+    lang, t = page_translator(request)
+    title, text = PAGE_TEXTS.get(error.status, (error.title, error.detail))
     html = (
-        "<!doctype html><html><head><meta charset=utf-8>"
+        f"<!doctype html><html lang={lang}><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width,initial-scale=1'>"
-        f"<title>{escape(error.title)}</title></head><body style='font:18px sans-serif;margin:2em'>"
-        f"<h1>{escape(error.title)}</h1><p>{escape(text)}</p></body></html>"
+        f"<title>{escape(t(title))}</title></head><body style='font:18px sans-serif;margin:2em'>"
+        f"<h1>{escape(t(title))}</h1><p>{escape(t(text))}</p></body></html>"
     )
     return Response(html, status_code=error.status, media_type="text/html; charset=utf-8")
 
 
+def not_found_page(request: Request) -> Response:
+    """404 for a browser (``Accept: text/html``) on a path this device does not serve (a mistyped ``/screen``
+    link): a page in its language, instead of problem details."""
+    lang, t = page_translator(request)
+    title = t("Page not found")
+    text = t("This device has no page at this address. Check the link, or scan the code on the shop's screen.")
+    html = (f"<!doctype html><html lang={lang}><head><meta charset=utf-8>"
+            "<meta name=viewport content='width=device-width,initial-scale=1'>"
+            f"<title>{escape(title)}</title></head><body style='font:18px sans-serif;margin:2em'>"
+            f"<h1>{escape(title)}</h1><p>{escape(text)}</p></body></html>")
+    return Response(html, status_code=404, media_type="text/html; charset=utf-8")
+
+
 @router.get("/")
 async def home(request: Request) -> Response:
-    """A plain page for whoever opens the device's address in a browser: what this is, nothing more."""
+    """A plain page for whoever opens the device's address in a browser: what this is, nothing more (in the
+    browser's language or the device's)."""
+    lang, t = page_translator(request)
     shop = escape(appliance_of(request).settings.name)
+    text = t("This is an eTicket receipt screen. Scan the QR code shown at the counter to get your receipt.")
     html = (
-        "<!doctype html><html><head><meta charset=utf-8>"
+        f"<!doctype html><html lang={lang}><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width,initial-scale=1'>"
         f"<title>{shop} · eTicket</title></head><body style='font:18px sans-serif;margin:2em'>"
-        f"<h1>{shop}</h1><p>This is an eTicket receipt screen. Scan the QR code shown at the counter to get "
-        "your receipt.</p></body></html>"
+        f"<h1>{shop}</h1><p>{escape(text)}</p></body></html>"
     )
     return Response(html, media_type="text/html; charset=utf-8")
 
@@ -90,7 +114,7 @@ async def download(token: str, request: Request) -> Response:
                                  "ask at the counter for a copy.")
     except ApplianceError as error:
         if "text/html" in request.headers.get("accept", ""):
-            return _page(error)
+            return _page(request, error)
         raise
     if ticket.downloaded_at is None and request.method == "GET":
         # The customer gets the receipt even when the card refuses this small write (full): it was found.

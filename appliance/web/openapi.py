@@ -279,10 +279,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/api/v1/display/stream"): {
         "tags": ["screens"], "security": SCREEN_SECURITY, **PLAIN,
         "responses": {"200": {"description": "Server-Sent Events: `event: state`, `id: <seq>`, `data: <state "
-                              "JSON>` at once and on every change; a comment line every 15 s", **SSE},
+                              "JSON>` at once and on every change; a comment line after 10 s without an event; "
+                              "`X-Accel-Buffering: no`", **SSE},
                       **problems(Unauthorized)}},
     ("get", "/screen/claim/{secret}"): {
-        "tags": ["screens"], **PLAIN, "responses": {"200": _html("A page with one button; spends nothing")}},
+        "tags": ["screens"], **PLAIN, "responses": {
+            "200": _html("A page with one button; spends nothing"),
+            "404": _html("Unknown link (or made before the device restarted): what to do, no button"),
+            "410": _html("Used, expired or replaced link: why, and what to do; no button")}},
     ("post", "/screen/claim/{secret}"): {
         "tags": ["screens"], **PLAIN,
         "responses": {"201": {"description": "Paired; JSON with `Accept: application/json`, else a page",
@@ -292,6 +296,10 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "tags": ["screens"], **PLAIN,
         "responses": {"200": _html("The web screen (follows the stream with /screen.js)"),
                       "401": _html("Not paired: `key` missing or not a screen token")}},
+    ("get", "/screen/view"): {
+        "tags": ["screens"], **PLAIN,
+        "responses": {"200": _html("The current scene as an HTML fragment, for /screen.js"),
+                      "401": _html("The \"not paired\" fragment: `key` missing or not a screen token")}},
     ("get", "/screen.js"): {
         "tags": ["screens"], **PLAIN,
         "responses": {"200": {"description": "ES5", "content": {"application/javascript": {"schema": {

@@ -67,7 +67,7 @@ def _health(app: Appliance) -> dict[str, object]:
 
 
 def _fetch(url: str, accept: str = "application/pdf") -> httpx.Response:
-    return httpx.get(url, headers={"Accept": accept}, timeout=10)
+    return httpx.get(url, headers={"Accept": accept, "Accept-Language": "en"}, timeout=10)  # pages speak it
 
 
 def _storage_lines(app: Appliance) -> list[str]:

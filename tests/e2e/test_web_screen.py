@@ -3,44 +3,34 @@ of the POST, and the QR read from the screenshot is the ticket's URL."""
 
 from __future__ import annotations
 
-import io
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import Appliance, require, run_cli, samples
+from tests.conftest import Appliance, run_cli, samples
+from tests.e2e.chromium import chromium
+from tests.e2e.chromium import qr_texts as _qr
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for the module; each test gets its own context."""
+    with chromium() as running:
+        yield running
 
 
 @pytest.fixture
-def page(tmp_path: Path) -> Iterator[object]:
-    require(Path(CHROMIUM).exists(), "Debian's chromium is not installed")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "the playwright package is not installed")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport={"width": 800, "height": 480})
-        requests: list[str] = []
-        context.on("request", lambda request: requests.append(request.url))
-        tab = context.new_page()
-        tab.requests = requests  # type: ignore[attr-defined]
-        yield tab
-        browser.close()
-
-
-def _qr(png: bytes) -> list[str]:
-    import zxingcpp
-    from PIL import Image
-
-    return [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode)]
+def page(browser: Any) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 800, "height": 480})
+    requests: list[str] = []
+    context.on("request", lambda request: requests.append(request.url))
+    tab = context.new_page()
+    tab.requests = requests
+    yield tab
+    context.close()
 
 
 def test_the_web_screen_shows_each_ticket_within_a_second(appliance: Appliance, page: object,
@@ -77,29 +67,26 @@ def test_without_a_key_the_screen_is_refused(appliance: Appliance, page: object)
     assert response.status == 401
 
 
-def test_without_javascript_the_page_still_follows_by_meta_refresh(appliance: Appliance, tmp_path: Path) -> None:
-    require(Path(CHROMIUM).exists(), "Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
+def test_without_javascript_the_page_still_follows_by_meta_refresh(appliance: Appliance, browser: Any) -> None:
     token = appliance.pair()
     key = appliance.screen_token()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        tab = browser.new_context(java_script_enabled=False, viewport={"width": 800, "height": 480}).new_page()
-        tab.goto(f"{appliance.url}/screen?key={key}")
-        tab.wait_for_selector(".scene[data-scene=idle]")
-        ticket = appliance.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
-                                    headers={"Authorization": f"Bearer {token}",
-                                             "Content-Type": "application/pdf"}).json()
-        tab.wait_for_selector(f".scene[data-ticket='{ticket['id']}']", timeout=8000)
-        assert _qr(tab.screenshot()) == [ticket["url"]]
-        browser.close()
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 800, "height": 480})
+    tab = context.new_page()
+    tab.goto(f"{appliance.url}/screen?key={key}")
+    tab.wait_for_selector(".scene[data-scene=idle]")
+    ticket = appliance.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
+                                headers={"Authorization": f"Bearer {token}",
+                                         "Content-Type": "application/pdf"}).json()
+    tab.wait_for_selector(f".scene[data-ticket='{ticket['id']}']", timeout=8000)
+    assert _qr(tab.screenshot()) == [ticket["url"]]
+    context.close()
 
 
 def test_a_revoked_tablet_leaves_the_receipt_at_once(appliance: Appliance, page: object,
                                                      cli_env: dict[str, str]) -> None:
-    """The shop owner revokes the tablet while a receipt is on it: its stream ends, the page reloads and is
-    refused, so the QR goes away (within the page's 2 s reconnect pause) and later receipts never show."""
+    """The shop owner revokes the tablet while a receipt is on it: its stream ends, the page asks for the scene
+    again and is refused, so the QR goes away (within the page's first 0.5 s retry pause) and later receipts
+    never show."""
     import json
 
     token = appliance.pair()

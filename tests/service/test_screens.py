@@ -45,7 +45,7 @@ def test_a_second_screen_pairs_by_the_link_on_screen_and_can_be_revoked(
 def test_screen_links_cannot_be_guessed(appliance: Appliance) -> None:
     r = httpx.post(appliance.url + "/screen/claim/" + "A" * 22, headers={"Accept": "application/json"})
     assert r.status_code == 403 and r.json()["type"].endswith("/pairing-refused")
-    page = httpx.post(appliance.url + "/screen/claim/x")
+    page = httpx.post(appliance.url + "/screen/claim/x", headers={"Accept-Language": "en"})
     assert page.status_code == 403 and "not valid" in page.text
 
 
