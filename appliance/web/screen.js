@@ -7,12 +7,12 @@
 (function () {
   'use strict';
   var MIN_DELAY_MS = 500, MAX_DELAY_MS = 5000, POLL_MS = 3000, REQUEST_TIMEOUT_MS = 10000;
-  var HEARTBEAT_MS = 1000, LEASE_MS = 3500, ELECTION_MS = 250, JITTER_MS = 250;
+  var COUNTDOWN_MS = 5000, HEARTBEAT_MS = 1000, LEASE_MS = 3500, ELECTION_MS = 250, JITTER_MS = 250;
   var root = document.documentElement;
   var view = document.getElementById('view');
   var query = '?key=' + encodeURIComponent(root.getAttribute('data-key'));
   var delay = MIN_DELAY_MS, timer = null, source = null, stopped = false, asked = 0;
-  var shown = view.innerHTML, seq = seqOf();
+  var shown = view.innerHTML, seq = seqOf(), drawnAt = new Date().getTime();
   var channel = null, leader = false, seen = 0;
   var me = new Date().getTime() + '.' + Math.random().toString(36).slice(2);
 
@@ -31,10 +31,22 @@
     if (channel) { try { channel.postMessage(message); } catch (e) { /* the channel was closed */ } }
   }
 
+  /* Count down the lines that say how long something stays valid (data-left: seconds at drawing time). */
+  function countDown() {
+    var lines = view.getElementsByTagName('p'), i, left, minutes;
+    for (i = 0; i < lines.length; i++) {
+      if (lines[i].getAttribute('data-left') === null) { continue; }
+      left = Number(lines[i].getAttribute('data-left')) * 1000 - (now() - drawnAt);
+      minutes = Math.ceil(left / 60000);
+      lines[i].textContent = left > 0 ? lines[i].getAttribute('data-text').replace('{minutes}', minutes) : '';
+    }
+  }
+
   function draw(markup) {
     if (markup !== shown) {
       view.innerHTML = markup;
       shown = markup;
+      drawnAt = now();
       seq = seqOf();
       var scene = view.getElementsByTagName('div')[0];
       if (scene && scene.getAttribute('data-title')) { document.title = scene.getAttribute('data-title'); }
@@ -126,6 +138,7 @@
     clearTimeout(timer);
   }
 
+  setInterval(countDown, COUNTDOWN_MS);
   if (!window.BroadcastChannel) { lead(); return; }
   try { channel = new BroadcastChannel('eticket-screen:' + root.getAttribute('data-key')); } catch (e) {
     lead();

@@ -19,6 +19,9 @@ speak the display state's language.
 
 from __future__ import annotations
 
+import math
+import time
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,21 @@ def _validity(ticket: dict[str, Any], t: Any) -> str:
     return f"<p class=small>{escape(t('Link valid {days} days').format(days=days))}</p>"
 
 
+def _expiry(pairing: dict[str, Any], t: Any) -> str:
+    """"This code expires in 9 min" (``pairing.expires_at``, RFC 3339 UTC), as the kiosk shows it. The line
+    carries the seconds left when it was rendered (``data-left``, not the device's clock: a tablet's clock may
+    be wrong) and its wording (``data-text``); ``screen.js`` counts it down between scene changes."""
+    try:
+        left = datetime.fromisoformat(str(pairing.get("expires_at"))).timestamp() - time.time()
+    except ValueError:
+        return ""
+    if left <= 0:
+        return ""
+    wording = t("This code expires in {minutes} min")
+    return (f"<p class=small data-left='{int(left)}' data-text='{escape(wording)}'>"
+            f"{escape(wording.format(minutes=math.ceil(left / 60)))}</p>")
+
+
 def _body(state: dict[str, Any], t: Any) -> str:
     scene = state.get("scene")
     if scene == "ticket":
@@ -90,7 +108,7 @@ def _body(state: dict[str, Any], t: Any) -> str:
         pairing = state.get("pairing") or {}
         return (f"<div class=cell>{_qr_svg(str(pairing.get('uri', '')))}</div><div class=cell>"
                 f"<p class=big>{escape(t('Pair your till'))}</p><p class=mid>{escape(t('or type:'))}</p>"
-                f"<p class=big>{escape(str(pairing.get('code', '')))}</p></div>")
+                f"<p class=big>{escape(str(pairing.get('code', '')))}</p>{_expiry(pairing, t)}</div>")
     if scene == "pairing":  # locked after too many wrong attempts: no QR, no code, as on the kiosk
         return (f"<div class=cell><p class=big>{escape(t('Pairing locked'))}</p>"
                 f"<p class=mid>{escape(t('Too many wrong codes.'))}</p>"

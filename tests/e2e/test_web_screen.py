@@ -3,8 +3,10 @@ of the POST, and the QR read from the screenshot is the ticket's URL."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +111,26 @@ def test_a_revoked_tablet_leaves_the_receipt_at_once(appliance: Appliance, page:
     appliance.api.post("/api/v1/tickets", content=samples("pdf")[1].read_bytes(), headers=headers)
     time.sleep(1.0)
     assert _qr(tab.screenshot()) == []  # type: ignore[attr-defined]
+
+
+def test_the_pairing_scene_says_how_long_its_code_stays_valid_and_counts_down(appliance: Appliance,
+                                                                              browser: Any) -> None:
+    """A fresh device shows its pairing code on a tablet too, with how many minutes it stays valid (as the
+    kiosk does), and the line counts down by itself between scene changes (the tablet's clock is moved on
+    two minutes: the page counts from when it drew the line, not from the tablet's idea of the time)."""
+    expires = appliance.display()["pairing"]["expires_at"]  # type: ignore[index]
+    minutes = math.ceil((datetime.fromisoformat(str(expires)).timestamp() - time.time()) / 60)
+    context = browser.new_context(viewport={"width": 800, "height": 480})
+    context.clock.install()
+    tab = context.new_page()
+    tab.goto(f"{appliance.url}/screen?key={appliance.screen_token()}")
+    tab.wait_for_selector(".scene[data-scene=pairing]", timeout=5000)
+    line = tab.locator("p[data-left]")
+    assert line.text_content() in (f"Ce code expire dans {minutes} min", f"Ce code expire dans {minutes - 1} min")
+    shown = int(str(line.text_content()).split()[-2])
+    context.clock.fast_forward("02:00")
+    deadline = time.monotonic() + 5
+    while line.text_content() != f"Ce code expire dans {shown - 2} min" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert line.text_content() == f"Ce code expire dans {shown - 2} min"
+    context.close()
