@@ -1,0 +1,302 @@
+"""Benchmark: the device's memory after 100 receipts, process by process, beside a Chromium kiosk.
+
+Real processes on loopback, as the device runs them (two units): ``eticket serve`` with its PDF check
+workers, and a headless ``eticket kiosk`` that draws every receipt (its PNG output proves each frame). A
+POS pairs and posts ``--receipts`` receipts over pinned HTTPS, waiting for the kiosk's frame after each. Then
+the proportional set size (PSS: shared pages divided among the processes that map them, so the sum over
+processes is what they take together) is read from ``/proc/<pid>/smaps_rollup`` for every process; peak
+RSS (``VmHWM``) beside it, the figure older runs reported.
+
+The same appliance then serves a Chromium kiosk (Debian's ``chromium``, driven by Playwright, showing
+``/screen``) for the same number of receipts, in place of the pygame kiosk: what the device would hold
+with a browser as its screen (``--no-chromium`` skips it).
+
+Budgets for a 512 MB Raspberry Pi Zero 2 W (Debian, about 420 MiB left for services):
+DEVICE_BUDGET_MIB for the whole device and KIOSK_BUDGET_MIB for the kiosk, PSS after 100 receipts
+(tests/e2e/test_memory_budget.py holds them).
+
+    .venv/bin/python bench/device_memory.py [--receipts 100] [--workers 1] [--no-chromium]
+
+Writes JSON (``bench/results/device-memory.json``) and the table between the markers in README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from _report import publish  # noqa: E402
+
+from appliance.identity import pinned_client_context  # noqa: E402
+from appliance.pairing import parse_pairing_uri  # noqa: E402
+
+ETICKET = [sys.executable, "-m", "appliance.cli"]
+SAMPLES = Path(os.environ.get("ETICKET_SAMPLES", REPO.parent / "shared" / "samples")) / "pdf"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SIZE = (800, 480)
+DEVICE_BUDGET_MIB = 150.0
+"""The whole device (appliance, PDF check workers, kiosk), PSS after 100 receipts, MiB."""
+KIOSK_BUDGET_MIB = 60.0
+"""The kiosk alone, PSS after 100 receipts, MiB."""
+SETTLE_SECONDS = 1.0
+"""Pause after the last receipt before reading memory (the last frame written, the last response sent)."""
+FRAME_TIMEOUT_SECONDS = 30.0
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``/proc/PID/task/TID/children``)."""
+    pids, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        try:
+            tasks = [int(t.name) for t in Path(f"/proc/{parent}/task").iterdir()]
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                children = Path(f"/proc/{parent}/task/{tid}/children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                pids.append(child)
+                frontier.append(child)
+    return pids
+
+
+def memory_of(pid: int) -> dict[str, Any]:
+    """One process: ``{"pid", "command", "pss_mib", "peak_rss_mib"}`` (MiB, from smaps_rollup and status)."""
+    pss = 0
+    peak = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1])
+    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    return {"pid": pid, "command": command, "pss_mib": round(pss / 1024, 1), "peak_rss_mib": round(peak / 1024, 1)}
+
+
+def role(command: str) -> str:
+    """A process's role on the device, from its command line."""
+    if "appliance.pdfworker" in command:
+        return "PDF check worker"
+    if " kiosk" in command:
+        return "kiosk"
+    if " serve" in command:
+        return "appliance"
+    return "Chromium" if "chrom" in command.split(" ")[0] else command.split(" ")[0]
+
+
+def processes(root: int) -> list[dict[str, Any]]:
+    """Memory of every process in ``root``'s tree (those that ended while being read are left out)."""
+    found = []
+    for pid in tree(root):
+        try:
+            entry = memory_of(pid)
+        except OSError:
+            continue
+        entry["role"] = role(entry["command"])
+        found.append(entry)
+    return found
+
+
+def receipts() -> list[bytes]:
+    """The receipts posted in turn: the real sample PDFs when present, else a small generated one."""
+    files = sorted(SAMPLES.glob("*.pdf")) if SAMPLES.is_dir() else []
+    if files:
+        return [f.read_bytes() for f in files]
+    import io
+
+    from PIL import Image, ImageDraw
+
+    page = Image.new("L", (384, 600), 255)
+    ImageDraw.Draw(page).text((20, 20), "eTicket sample receipt\nTotal 12.50 EUR", fill=0)
+    out = io.BytesIO()
+    page.save(out, "PDF", resolution=203)
+    return [out.getvalue()]
+
+
+class Device:
+    """``eticket serve`` on free loopback ports, paired with one POS."""
+
+    def __init__(self, work: Path, workers: int | None) -> None:
+        self.data = work / "data"
+        port = 20000 + os.getpid() % 2000 * 2
+        self.base, self.api = f"http://127.0.0.1:{port}", f"https://127.0.0.1:{port + 1}"
+        env = dict(os.environ)
+        if workers is not None:
+            env["ETICKET_PDF_WORKERS"] = str(workers)
+        mdns = "127.0.0.1" if "MULTICAST" in subprocess.run(["ip", "link", "show", "lo"], capture_output=True,
+                                                            text=True).stdout else "none"
+        self.proc = subprocess.Popen(
+            [*ETICKET, "serve", "--data-dir", str(self.data), "--listen", f"127.0.0.1:{port}",
+             "--api-listen", f"127.0.0.1:{port + 1}", "--mdns-interfaces", mdns, "--log-level", "warning"],
+            cwd=REPO, env=env, stderr=open(work / "serve.log", "wb"))
+        for _ in range(300):
+            try:
+                httpx.get(self.base + "/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.screen_key = json.loads((self.data / "kiosk.json").read_text())["token"]
+        state = httpx.get(self.base + "/api/v1/display",
+                          headers={"Authorization": f"Bearer {self.screen_key}"}).json()
+        pinned = pinned_client_context((self.data / "tls" / "cert.pem").read_text())
+        token = httpx.post(self.api + "/api/v1/pair", json={"secret": parse_pairing_uri(state["pairing"]["uri"])["s"]},
+                           verify=pinned).json()["token"]
+        self.pos = httpx.Client(base_url=self.api, verify=pinned, timeout=60,
+                                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/pdf"})
+
+    def post(self, pdf: bytes, i: int) -> str:
+        r = self.pos.post("/api/v1/tickets", content=pdf, params={"total": f"{i}.50", "currency": "EUR"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["url"])
+
+    def stop(self) -> None:
+        self.pos.close()
+        self.proc.terminate()
+        self.proc.wait(15)
+
+
+def with_pygame_kiosk(device: Device, work: Path, count: int) -> list[dict[str, Any]]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+    kiosk = subprocess.Popen([*ETICKET, "kiosk", "--data-dir", str(device.data), "--size", f"{SIZE[0]}x{SIZE[1]}"],
+                             cwd=REPO, env=env, stderr=open(work / "kiosk.log", "wb"))
+    png = device.data / "screen.png"
+    try:
+        deadline = time.monotonic() + FRAME_TIMEOUT_SECONDS
+        while not png.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pdfs = receipts()
+        for i in range(count):
+            before = png.stat().st_mtime_ns
+            device.post(pdfs[i % len(pdfs)], i)
+            deadline = time.monotonic() + FRAME_TIMEOUT_SECONDS
+            while png.stat().st_mtime_ns == before:  # the kiosk drew this receipt's frame
+                if time.monotonic() > deadline or kiosk.poll() is not None:
+                    raise RuntimeError(f"the kiosk drew no frame for receipt {i}: {(work / 'kiosk.log').read_text()}")
+                time.sleep(0.005)
+        time.sleep(SETTLE_SECONDS)
+        return processes(device.proc.pid) + processes(kiosk.pid)
+    finally:
+        kiosk.terminate()
+        kiosk.wait(10)
+
+
+def _chromium_root() -> int:
+    def cmdline(pid: str) -> str:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return ""
+
+    return max(int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()
+               and "--remote-debugging-pipe" in cmdline(e.name) and "chrom" in cmdline(e.name).split(" ")[0])
+
+
+def with_chromium(device: Device, count: int) -> list[dict[str, Any]]:
+    from playwright.sync_api import sync_playwright
+
+    pdfs = receipts()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_context(viewport={"width": SIZE[0], "height": SIZE[1]}).new_page()
+            page.goto(f"{device.base}/screen?key={device.screen_key}")
+            page.wait_for_load_state("load")
+            for i in range(count):
+                url = device.post(pdfs[i % len(pdfs)], i)
+                page.wait_for_function("u => document.documentElement.outerHTML.includes(u)", arg=url,
+                                       timeout=FRAME_TIMEOUT_SECONDS * 1000)
+                page.screenshot()  # a frame drawn, as a screen would
+            time.sleep(SETTLE_SECONDS)
+            return processes(device.proc.pid) + processes(_chromium_root())
+        finally:
+            browser.close()
+
+
+def summary(found: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per role: processes, PSS and the largest peak RSS; and the total PSS."""
+    roles: dict[str, dict[str, Any]] = {}
+    for p in found:
+        r = roles.setdefault(p["role"], {"processes": 0, "pss_mib": 0.0, "peak_rss_mib": 0.0})
+        r["processes"] += 1
+        r["pss_mib"] = round(r["pss_mib"] + p["pss_mib"], 1)
+        r["peak_rss_mib"] = max(r["peak_rss_mib"], p["peak_rss_mib"])
+    return {"roles": roles, "total_pss_mib": round(sum(p["pss_mib"] for p in found), 1), "processes": found}
+
+
+def run(count: int, workers: int | None, chromium: bool) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="eticket-memory-"))
+    results: dict[str, Any] = {}
+    device = Device(work, workers)
+    try:
+        results["pygame kiosk"] = summary(with_pygame_kiosk(device, work, count))
+        if chromium:
+            results["Chromium /screen"] = summary(with_chromium(device, count))
+    finally:
+        device.stop()
+    data: dict[str, Any] = {
+        "benchmark": "device-memory",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "receipts": count, "pdf_workers": workers or "default", "screen": f"{SIZE[0]}x{SIZE[1]}",
+        "budgets_mib": {"device": DEVICE_BUDGET_MIB, "kiosk": KIOSK_BUDGET_MIB}, "results": results,
+    }
+    if chromium:
+        data["machine"]["chromium"] = subprocess.run([CHROMIUM, "--version"], capture_output=True,
+                                                     text=True).stdout.strip()
+    return data
+
+
+def table(data: dict[str, Any]) -> str:
+    lines = [f"PSS after {data['receipts']} receipts (each drawn by the screen), {data['pdf_workers']} PDF check "
+             f"worker(s) as on a 512 MB board, {data['screen']}; one run {data['date']}, {data['machine']['cpus']} "
+             "cores. MiB; peak RSS in brackets.", "",
+             "| device with | appliance | PDF check workers | screen | whole device |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name, r in data["results"].items():
+        roles = r["roles"]
+        screen = roles.get("kiosk") or roles.get("Chromium") or {"pss_mib": 0, "peak_rss_mib": 0, "processes": 0}
+        workers = roles.get("PDF check worker", {"pss_mib": 0, "peak_rss_mib": 0, "processes": 0})
+        app = roles["appliance"]
+        lines.append(f"| {name} | {app['pss_mib']} ({app['peak_rss_mib']}) | {workers['pss_mib']} "
+                     f"({workers['processes']} running) | {screen['pss_mib']} ({screen['processes']} processes) "
+                     f"| **{r['total_pss_mib']}** |")
+    b = data["budgets_mib"]
+    lines += ["", f"Budgets (512 MB Raspberry Pi Zero 2 W): whole device ≤ {b['device']:g} MiB, kiosk ≤ "
+              f"{b['kiosk']:g} MiB."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--receipts", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=1, help="PDF check workers (1: a 512 MB board's default)")
+    parser.add_argument("--no-chromium", action="store_true", help="measure the pygame kiosk only")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "device-memory.json")
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    args = parser.parse_args()
+    data = run(args.receipts, args.workers, not args.no_chromium)
+    publish(data, table(data), args.out, args.readme, "device-memory")
+
+
+if __name__ == "__main__":
+    main()
