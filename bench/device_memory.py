@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import os
 import platform
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
