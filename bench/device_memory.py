@@ -119,8 +119,20 @@ def alone_pss_mib(pids: list[int]) -> dict[int, float] | None:
     return {pid: round(sum(1 / mappers[f] for f in found) * PAGE_BYTES / 2**20, 1) for pid, found in sets.items()}
 
 
+def native_packages(pid: int) -> list[str]:
+    """The installed packages whose compiled code ``pid`` has loaded (``pydantic_core``, ``pygame_ce``, ...),
+    from the shared objects it maps out of a ``site-packages`` directory."""
+    found = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        _, marker, rest = line.partition("-packages/")
+        if marker and (rest.endswith(".so") or ".so." in rest):
+            found.add(rest.split("/")[0].split(".")[0])
+    return sorted(found)
+
+
 def memory_of(pid: int) -> dict[str, Any]:
-    """One process: ``{"pid", "command", "pss_mib", "peak_rss_mib"}`` (MiB, from smaps_rollup and status)."""
+    """One process: ``{"pid", "command", "pss_mib", "peak_rss_mib", "native"}`` (MiB, from smaps_rollup and
+    status; ``native``: :func:`native_packages`)."""
     pss = 0
     peak = 0
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -130,7 +142,8 @@ def memory_of(pid: int) -> dict[str, Any]:
         if line.startswith("VmHWM:"):
             peak = int(line.split()[1])
     command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    return {"pid": pid, "command": command, "pss_mib": round(pss / 1024, 1), "peak_rss_mib": round(peak / 1024, 1)}
+    return {"pid": pid, "command": command, "pss_mib": round(pss / 1024, 1), "peak_rss_mib": round(peak / 1024, 1),
+            "native": native_packages(pid)}
 
 
 def role(command: str) -> str:
