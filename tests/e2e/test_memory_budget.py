@@ -55,6 +55,7 @@ def test_the_device_fits_a_512_mb_board_after_100_receipts(tmp_path: Path) -> No
     for p in result["processes"]:
         by_role.setdefault(p["role"], []).append(p)
     assert set(by_role) == {"appliance", "PDF check worker", "kiosk"}, table
+    assert len(by_role["PDF check worker"]) == 1, f"ETICKET_PDF_WORKERS=1 not honoured:\n{table}"
     (kiosk,) = by_role["kiosk"]
     assert not SERVER_PACKAGES & set(kiosk["native"]), f"the kiosk loads the server's libraries:\n{table}"
     (appliance,) = by_role["appliance"]
