@@ -1,4 +1,4 @@
-# eTicket: `make run` starts the appliance here with embedded defaults; `make test` runs every test.
+# eTicket: `make run` starts the appliance here with embedded defaults (runtime dependencies only); `make test` runs every test.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -13,13 +13,24 @@ RELAY_DATA ?= relay-data
 # Taken from the command line only: gettext's LANGUAGE in the environment (e.g. en_US:en) is not ours.
 SCREEN_LANGUAGE := $(if $(filter command line,$(origin LANGUAGE)),$(LANGUAGE))
 
-.PHONY: run relay test test-slow bench bench-relay lint sysdeps sysdeps-image loopback-multicast image image-lock clean
+.PHONY: run relay test test-slow bench bench-memory bench-relay lint sysdeps sysdeps-image loopback-multicast image image-lock clean
 
-$(BIN)/eticket: pyproject.toml
+# Two installs into one .venv: what running needs (`make run`, `make relay`: the project's dependencies
+# only), and that plus the test tools (`make test`, `lint`, `bench`: pytest, mypy, ruff, playwright, ...).
+RUN_STAMP := $(VENV)/.run-stamp
+TEST_STAMP := $(VENV)/.test-stamp
+
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $@
+	touch $@ $(RUN_STAMP)
 
 # Debian packages the tests use (avahi as an independent mDNS peer, iproute2 for namespaces).
 sysdeps:
@@ -36,7 +47,7 @@ image: sysdeps-image
 	bash image-build/build.sh $(ARCH) build/image-$(ARCH)
 
 # Re-pin the appliance's wheels for the image (image-build/requirements.lock, both architectures).
-image-lock: $(BIN)/eticket
+image-lock: $(RUN_STAMP)
 	bash image-build/lock-wheels.sh
 
 # mDNS is confined to loopback on a desk: it needs multicast on lo (root only; harmless if already on).
@@ -45,32 +56,36 @@ loopback-multicast:
 	elif ! ip link show lo | grep -q MULTICAST; then \
 	  echo "note: 'ip link set lo multicast on' (as root) lets mDNS work on loopback"; fi
 
-run: $(BIN)/eticket loopback-multicast
+run: $(RUN_STAMP) loopback-multicast
 	@bash scripts/run-banner.sh "$(LISTEN)" "$(API_LISTEN)" "$(DATA)"
 	$(BIN)/eticket serve --data-dir $(DATA) --listen $(LISTEN) --api-listen $(API_LISTEN) \
 	  --mdns-interfaces 127.0.0.1 --kiosk $(if $(RELAY_URL),--relay-url $(RELAY_URL)) \
 	  $(if $(SCREEN_LANGUAGE),--language $(SCREEN_LANGUAGE))
 
 # A relay on this machine (directory storage in $(RELAY_DATA)): `make relay`, then `make run RELAY_URL=http://127.0.0.1:8090`.
-relay: $(BIN)/eticket
+relay: $(RUN_STAMP)
 	$(BIN)/eticket relay serve --storage $(RELAY_DATA) --listen $(RELAY_LISTEN)
 
-test: $(BIN)/eticket sysdeps loopback-multicast
+test: $(TEST_STAMP) sysdeps loopback-multicast
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Slow proofs (image builds, emulated boots). Exit status 5 means "no slow test yet": not a failure.
-test-slow: $(BIN)/eticket sysdeps sysdeps-image loopback-multicast
+test-slow: $(TEST_STAMP) sysdeps sysdeps-image loopback-multicast
 	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]
 
-bench: $(BIN)/eticket loopback-multicast
+bench: $(TEST_STAMP) loopback-multicast
 	$(BIN)/python bench/post_to_qr.py
 
+# The device's memory (PSS per process) after 100 receipts, with the pygame kiosk and with Chromium on /screen.
+bench-memory: $(TEST_STAMP) loopback-multicast
+	$(BIN)/python bench/device_memory.py
+
 # Relay downloads against nginx under wrk (Debian's wrk and nginx-light, installed when root).
-bench-relay: $(BIN)/eticket
+bench-relay: $(TEST_STAMP)
 	@bash scripts/sysdeps.sh wrk nginx
 	$(BIN)/python bench/relay_vs_nginx.py
 
-lint: $(BIN)/eticket
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check eticket_core appliance kiosk relay provisioning tests bench image-build
 	$(BIN)/mypy
 

@@ -11,7 +11,6 @@ wheels only); ``sdnotify`` is unmaintained since 2017. The protocol is a few lin
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -71,6 +70,8 @@ class Notifier:
     async def async_watchdog(self) -> None:
         """Send ``WATCHDOG=1`` every ``watchdog_interval`` seconds until cancelled; returns at once when no
         watchdog was requested."""
+        import asyncio  # here: the kiosk uses this module without an event loop
+
         if self.address is None or self.watchdog_interval is None:
             return
         while True:

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
         "is shown on the screen until a good one is applied.",
     )
     kiosk: bool = Field(False, description="Also start the kiosk (a child process, restarted if it dies).")
+    pdf_workers: int | None = Field(
+        None, ge=1, le=8, description="PDF check worker processes (about 20 MiB each); default: one on a board "
+        "with under 1 GiB of RAM or one core, else two."
+    )
     log_level: str = Field("info", description="debug, info, warning or error.")
 
     @field_validator("listen", "api_listen")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import threading
-from dataclasses import dataclass
 
 import pikepdf
 import pypdfium2 as pdfium
@@ -28,6 +27,9 @@ from .errors import (
     PdfWithoutUsablePage,
     UnreadablePdf,
 )
+from .pdfinfo import PdfInfo
+
+__all__ = ["PdfInfo", "check_pdf"]
 
 PDF_MAGIC = b"%PDF-"
 HEADER_SEARCH_BYTES = 1024
@@ -51,15 +53,6 @@ MAX_PAGE_TREE_VISITS = 4 * MAX_PAGES
 _PDFIUM_LOCK = threading.Lock()
 _S_JAVASCRIPT = pikepdf.Name("/JavaScript")
 _S_LAUNCH = pikepdf.Name("/Launch")
-
-
-@dataclass(frozen=True, slots=True)
-class PdfInfo:
-    """What the check learnt: ``pages`` (count), ``first_page_pt`` (first usable page's width, height in
-    points, 1/72 inch)."""
-
-    pages: int
-    first_page_pt: tuple[float, float]
 
 
 def check_pdf(data: bytes) -> PdfInfo:

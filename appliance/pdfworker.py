@@ -27,7 +27,7 @@ import sys
 from typing import Any, BinaryIO
 
 from . import errors
-from .pdfcheck import PdfInfo, check_pdf
+from .pdfinfo import PdfInfo
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
 def worker_main() -> None:
     """Worker loop on stdin/stdout: a request is a 4-byte big-endian length and the PDF bytes; the answer is
     one JSON line, ``["ok", pages, width, height]`` or ``["rejected", class name, detail]``."""
+    from .pdfcheck import check_pdf  # the engines load here only, never in the appliance
+
     # glibc makes this the prlimit64 system call, which systemd's @default set allows: the unit's
     # SystemCallFilter=~@resources (which lists setrlimit) does not refuse it.
     resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))

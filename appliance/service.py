@@ -118,7 +118,7 @@ class Appliance:
             on_change=self.display.async_set_pairing, on_paired=self._async_on_paired,
         )
         self.screen_token = secrets.token_urlsafe(32)
-        self.pdf_checker = PdfChecker(default_workers())
+        self.pdf_checker = PdfChecker(settings.pdf_workers or default_workers())
         self.admission = Admission()
         """Connection caps and the addresses trusted with their reserve (appliance/admission.py)."""
         self._advertiser: Advertiser | None = None

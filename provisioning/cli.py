@@ -18,13 +18,12 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._apply import Layout, apply, seed
-from ._errors import ProvisioningError
-from ._secrets import scrub_secrets
-from ._settings import read_settings
-from ._usb import SETTINGS_FILE, stick_partition, udev_events, with_mounted
+if TYPE_CHECKING:
+    from ._apply import Layout
+
+# The actions import what they use: every `eticket` command builds this parser (memory on a 512 MB board).
 
 log = logging.getLogger("eticket.provision")
 
@@ -56,6 +55,11 @@ def apply_file(source: Path, root: Path, status: Path | None, live: bool, restar
     """Apply ``source`` to the device under ``root``; with ``live``, also set the kernel's host name from the
     stored one (it is read before /var is mounted); with ``restart``, try-restart the units whose settings
     changed. Returns the exit status."""
+    from ._apply import Layout, apply
+    from ._errors import ProvisioningError
+    from ._secrets import scrub_secrets
+    from ._settings import read_settings
+
     if not source.exists():
         log.info("no %s: keeping the current settings", source)
         changed: list[str] = []
@@ -114,6 +118,8 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
+    from ._usb import SETTINGS_FILE, stick_partition, udev_events, with_mounted
+
     _logging()
     log.info("watching for USB sticks holding %s", SETTINGS_FILE)
     for event in udev_events():
@@ -136,6 +142,8 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
+    from ._apply import seed
+
     written = seed(args.root)
     print(f"seeded {args.root}: {', '.join(written) or 'nothing'}")
     return EXIT_OK

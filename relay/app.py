@@ -49,14 +49,8 @@ from .errors import (
     TooManyMisses,
     TooManyRequests,
 )
-from .quotas import (
-    NETWORK_BYTES_PER_DAY,
-    NETWORK_RECEIPTS_PER_DAY,
-    NEW_DEVICES_PER_NETWORK_PER_DAY,
-    Quotas,
-    client_key,
-    network_id,
-)
+from .limits import NETWORK_BYTES_PER_DAY, NETWORK_RECEIPTS_PER_DAY, NEW_DEVICES_PER_NETWORK_PER_DAY
+from .quotas import Quotas, client_key, network_id
 from .storage import DamagedObject, DirStorage, S3Storage
 
 log = logging.getLogger("eticket.relay")

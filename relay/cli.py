@@ -19,14 +19,18 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance._paths import configure_logging, split_host_port
 
-from .app import RelaySettings, create_relay_app
-from .crypto import valid_rid
-from .quotas import NETWORK_RECEIPTS_PER_DAY, NEW_DEVICES_PER_NETWORK_PER_DAY
-from .storage import DirStorage, S3Storage, open_storage
+from .limits import NETWORK_RECEIPTS_PER_DAY, NEW_DEVICES_PER_NETWORK_PER_DAY
+
+if TYPE_CHECKING:
+    from .app import RelaySettings
+    from .storage import DirStorage, S3Storage
+
+# The relay's own modules (FastAPI, cryptography) are imported by the commands that run, not here: every
+# `eticket` command builds this parser, the kiosk and the POS client included (memory on a 512 MB board).
 
 ENV = "ETICKET_RELAY_"
 
@@ -34,6 +38,8 @@ ENV = "ETICKET_RELAY_"
 def _storage(args: argparse.Namespace, existing: bool = False) -> DirStorage | S3Storage:
     """The storage named by ``--storage`` / ``ETICKET_RELAY_STORAGE`` (default ``relay-data``). With
     ``existing``, a directory must already be there (an operator's command never acts on a fresh, empty one)."""
+    from .storage import open_storage
+
     spec = args.storage or os.environ.get(ENV + "STORAGE", "relay-data")
     if existing and not spec.startswith("s3://") and not Path(spec).is_dir():
         raise SystemExit(f"eticket relay: error: no relay storage at {spec!r}; pass the server's --storage")
@@ -41,6 +47,8 @@ def _storage(args: argparse.Namespace, existing: bool = False) -> DirStorage | S
 
 
 def _settings(args: argparse.Namespace) -> RelaySettings:
+    from .app import RelaySettings
+
     def pick(flag: Any, name: str, default: float) -> float:
         value = flag if flag is not None else os.environ.get(ENV + name, default)
         try:
@@ -68,6 +76,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from appliance.web.framing import StrictH11Protocol
 
+    from .app import create_relay_app
+    from .storage import S3Storage
+
     configure_logging(args.log_level)
     storage = _storage(args)
     settings = _settings(args)
@@ -88,12 +99,16 @@ def device_ids_as_options(argv: list[str]) -> list[str]:
     "the following arguments are required: device" to an operator who pasted the id from the log."""
     for i in range(len(argv) - 2):
         if argv[i] == "relay" and argv[i + 1] in ("block", "unblock") and "--" not in argv[i + 2:]:
+            from .crypto import valid_rid
+
             return argv[:i + 2] + [f"--device={a}" if a.startswith("-") and not a.startswith("--")
                                    and valid_rid(a) else a for a in argv[i + 2:]]
     return argv
 
 
 def _block(args: argparse.Namespace) -> int:
+    from .crypto import valid_rid
+
     args.device = args.device_option or args.device
     if not args.device:
         print("eticket relay: error: name the device: its relay id (43 characters)", file=sys.stderr)

@@ -44,12 +44,6 @@ from starlette.concurrency import run_in_threadpool
 from .errors import NetworkQuotaExceeded, QuotaExceeded, TooManyNewDevices
 from .storage import DamagedObject, DirStorage, S3Storage
 
-NETWORK_RECEIPTS_PER_DAY = 50_000
-"""Receipts per client network per UTC day, all device keys together: ten busy counters behind one NAT."""
-NETWORK_BYTES_PER_DAY = 4 << 30
-"""Bytes per client network per UTC day (4 GiB), all device keys together (receipts are typically 20–60 KB)."""
-NEW_DEVICES_PER_NETWORK_PER_DAY = 20
-"""Device keys seen for the first time, per client network per UTC day (a shop installing its counters)."""
 NETWORK_CACHE_SECONDS = 10.0
 """A replica re-lists a network's ledger at most this often (between, it adds what it accepted itself)."""
 LOCK_STRIPES = 256

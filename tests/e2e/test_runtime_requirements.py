@@ -38,6 +38,8 @@ TEST_ONLY = ("numpy", "zxingcpp", "boto3", "pytest")  # installed with the test 
 
 
 LOCK = REPO / "image-build" / "requirements.lock"
+# The clean-venv tests are slow (a venv of the image's wheels, then every command started in it: about 30 s):
+# `make test-slow`, in CI too. The lock's completeness (below) stays in the quick suite.
 
 
 def _name(requirement: str) -> str:
@@ -116,6 +118,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> RuntimeVenv:
     return venv
 
 
+@pytest.mark.slow
 def test_every_module_imports_with_only_the_runtime_requirements(runtime: RuntimeVenv) -> None:
     code = ("import importlib, pkgutil, sys\n"
             "failed = []\n"
@@ -151,6 +154,7 @@ def _commands() -> list[list[str]]:
     return list(walk(build_parser(), []))
 
 
+@pytest.mark.slow
 def test_every_command_answers_help(runtime: RuntimeVenv) -> None:
     commands = _commands()
     assert ["kiosk"] in commands and ["relay", "serve"] in commands and ["provision", "watch"] in commands
@@ -178,6 +182,7 @@ def _qr(png: Path) -> list[str]:
         return []
 
 
+@pytest.mark.slow
 def test_the_device_and_till_commands_start_and_do_their_job(runtime: RuntimeVenv, tmp_path: Path,
                                                               mdns_loopback: None) -> None:
     """serve, the kiosk (run headless, and --snapshot), status, pairings, screens, discover, pair, send."""
@@ -232,6 +237,7 @@ def _listens_to_uevents(pid: int) -> bool:
                for row in rows)
 
 
+@pytest.mark.slow
 def test_the_relay_and_provisioning_commands_start(runtime: RuntimeVenv, tmp_path: Path) -> None:
     storage = str(tmp_path / "relay-data")
     port = free_port()

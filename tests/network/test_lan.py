@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import decode_qr_png, require, samples, wait_for
 from tests.network.netns import Host, Lan, discover_json, screen_state, start_device
 
@@ -52,6 +54,9 @@ def test_pair_by_typed_code_across_hosts(lan: Lan, tmp_path: Path, pos_env: dict
     assert sent.returncode == 0 and sent.stdout.startswith(f"http://{device.address}:8080/r/"), sent.stderr
 
 
+# Slow (about 60 s of mDNS re-announcement and discovery rounds across namespaces); `make test-slow`, in CI too.
+# The quick suite keeps tests/network/test_addresses.py (the screen follows a renumbering).
+@pytest.mark.slow
 def test_address_change_is_reannounced_and_the_pos_follows(lan: Lan, tmp_path: Path,
                                                            pos_env: dict[str, str]) -> None:
     """A DHCP lease changes the device's address: mDNS says so within 5 s and `send` finds it by its id."""

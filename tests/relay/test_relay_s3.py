@@ -8,12 +8,15 @@ import uuid
 
 import boto3
 import httpx
+import pytest
 
 from relay.crypto import Signer, new_token, parse_token
 from tests.conftest import Appliance, samples, wait_for
 from tests.relay.conftest import S3_ENV, RelayProc, SeaweedFS
 
 
+# Slow (a SeaweedFS server and two relay replicas, about 18 s): `make test-slow`, in CI too.
+@pytest.mark.slow
 def test_two_replicas_on_one_bucket_serve_each_others_receipts(
     seaweedfs: SeaweedFS, appliance_factory: object, relay_factory: object
 ) -> None:

@@ -100,6 +100,8 @@ def _ticket(appliance: Appliance, pos_token: str, client: httpx.Client | None = 
                        headers={"Authorization": f"Bearer {pos_token}", "Content-Type": "application/pdf"})
 
 
+# Slow (waits out the real head deadline): `make test-slow`, in CI too.
+@pytest.mark.slow
 def test_one_slow_client_is_capped_and_closed_after_the_head_deadline(appliance: Appliance,
                                                                       pos_token: str) -> None:
     attacker = "127.0.0.2"
@@ -130,6 +132,8 @@ def test_one_slow_client_is_capped_and_closed_after_the_head_deadline(appliance:
         assert again.get(appliance.url + "/healthz").status_code == 200
 
 
+# Slow (waits out the real head deadline): `make test-slow`, in CI too.
+@pytest.mark.slow
 def test_a_slow_head_on_a_kept_alive_connection_gets_its_own_deadline(appliance: Appliance) -> None:
     with _sockets() as held:
         sock = _connect(appliance.port, "127.0.0.4", b"GET /healthz HTTP/1.1\r\nHost: device\r\n\r\n")
@@ -200,6 +204,8 @@ def test_a_body_trickled_behind_a_quick_answer_does_not_hold_the_connection(appl
         assert closed_after <= LINGER_SECONDS + CLOSE_MARGIN_SECONDS, "still open while the body trickled in"
 
 
+# Slow (waits out the real body deadline and a slow till upload): `make test-slow`, in CI too.
+@pytest.mark.slow
 def test_an_untrusted_slow_body_gets_408_soon_while_the_tills_slow_upload_passes(appliance: Appliance,
                                                                                  pos_token: str) -> None:
     """An unauthenticated pairing request whose body trickles in is answered ``408 request-timeout`` after

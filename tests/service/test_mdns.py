@@ -13,6 +13,7 @@ import dns.exception
 import dns.name
 import dns.rdatatype
 import httpx
+import pytest
 from zeroconf import IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
 
 from appliance.client import DiscoveredDevice, discover
@@ -141,6 +142,8 @@ def test_a_long_shop_name_is_cut_to_63_bytes_for_dns_sd_and_shown_whole(applianc
     assert httpx.get(appliance.url + "/healthz").status_code == 200
 
 
+# Slow (two devices and mDNS conflict rounds, about 10 s): `make test-slow`, in CI too.
+@pytest.mark.slow
 def test_two_devices_with_the_same_long_name_are_both_found(appliance_factory: Any) -> None:
     """This is a shop with two counters named alike: the second takes "<name cut> (2)" (RFC 6763 Appendix
     D), still within 63 bytes, instead of failing to start."""

@@ -39,7 +39,8 @@ def test_defaults_are_the_embedded_ones(tmp_path: Path, monkeypatch: pytest.Monk
      (f'guest_wifi_password = "{"x" * 64}"\n', "guest_wifi_password"),
      ('guest_wifi_password = "croissant\u00e9"\n', "guest_wifi_password: .*8 to 63"),
      (f'guest_wifi_ssid = "{"é" * 17}"\n', "guest_wifi_ssid: .*32 bytes"),
-     ('guest_wifi_ssid = "Invités\\n"\n', "guest_wifi_ssid: .*visible")],
+     ('guest_wifi_ssid = "Invités\\n"\n', "guest_wifi_ssid: .*visible"),
+     ("pdf_workers = 0\n", "pdf_workers"), ("pdf_workers = 64\n", "pdf_workers")],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str) -> None:
     toml = tmp_path / "eticket.toml"
