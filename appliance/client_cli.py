@@ -154,9 +154,16 @@ def _pick(args: argparse.Namespace) -> PairedDevice:
 
     devices = Credentials().load()
     if args.device:
-        if args.device not in devices:
-            raise CommandError(f"not paired with device {args.device}; run: eticket pair --uri URI")
-        return devices[args.device]
+        if args.device in devices:
+            return devices[args.device]
+        named = [d for d in devices.values() if d.name.casefold() == args.device.casefold()]
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            raise CommandError(f"{len(named)} paired devices are called {args.device!r}; choose one by id: "
+                               + ", ".join(d.device_id for d in named))
+        raise CommandError(f"not paired with a device {args.device!r} (paired: {_listed(devices)}); "
+                           "run: eticket pair --uri URI")
     if args.address:
         address = _address(args.address)
         for device in devices.values():
@@ -167,7 +174,13 @@ def _pick(args: argparse.Namespace) -> PairedDevice:
         return next(iter(devices.values()))
     if not devices:
         raise CommandError("not paired with any device; run: eticket pair --uri URI (the QR on the device screen)")
-    raise CommandError(f"paired with {len(devices)} devices; choose one with --device ({', '.join(devices)})")
+    raise CommandError(f"paired with {len(devices)} devices; choose one with --device NAME or ID: {_listed(devices)}")
+
+
+def _listed(devices: dict[str, PairedDevice]) -> str:
+    """``'eTicket 64A1' (et-64a1…), 'eTicket 08D9' (et-08d9…)``: the names the screens show, with their ids."""
+    return ", ".join(f"{d.name!r} ({d.device_id})" if d.name != d.device_id else d.device_id
+                     for d in devices.values()) or "none"
 
 
 def _on_device(args: argparse.Namespace, call: Callable[[DeviceClient], T]) -> T:
@@ -254,7 +267,8 @@ def add_client_parsers(sub: Any) -> None:
     p.add_argument("--currency", help="ISO 4217 code, e.g. EUR")
     p.add_argument("--ref", help="the POS's own reference")
     p.add_argument("--idempotency-key", help="reuse to make a retry safe (default: a new UUID)")
-    p.add_argument("--device", metavar="ID", help="the paired device to use (default: the only one)")
+    p.add_argument("--device", metavar="NAME|ID", help="the paired device to use, by the name its screen shows "
+                   "or its id (default: the only one)")
     p.add_argument("--address", metavar="HOST:PORT", help="the paired device at this address")
     p.add_argument("--lang", choices=SCREEN_LANGUAGES,
                    help="the screen's language for this customer (default: the device's language setting)")
@@ -265,7 +279,8 @@ def add_client_parsers(sub: Any) -> None:
     p = sub.add_parser("clear", help="take the receipt off the paired device's screen (back to idle)",
                        description="Take the receipt off the paired device's screen now (the customer left); "
                        "the screen returns to idle. Uses the token from 'eticket pair', like send.")
-    p.add_argument("--device", metavar="ID", help="the paired device to use (default: the only one)")
+    p.add_argument("--device", metavar="NAME|ID", help="the paired device to use, by the name its screen shows "
+                   "or its id (default: the only one)")
     p.add_argument("--address", metavar="HOST:PORT", help="the paired device at this address")
     _mdns_option(p)
     p.set_defaults(func=_run(_clear))

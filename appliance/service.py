@@ -416,10 +416,12 @@ class Appliance:
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
     def health(self) -> dict[str, Any]:
-        """``{"status": "ok"|"degraded", "version", "device_id", "paired", "fingerprint", "relay", "storage"}``;
+        """``{"status": "ok"|"degraded", "version", "device_id", "name", "paired", "fingerprint", "relay",
+        "storage"}`` (``name``: the DNS-SD instance name the screen shows, e.g. "eTicket 3F9A");
         ``relay`` is null without a relay, else the upload queue (:meth:`Publisher.status`); ``storage`` is
         :meth:`Store.health`, and ``status`` is ``degraded`` while it is not ``ok``."""
         storage = self.store.health()
         return {"status": "ok" if storage["status"] == "ok" else "degraded", "version": __version__,
-                "device_id": self.device_id, "paired": self.paired, "fingerprint": self.identity.fingerprint,
+                "device_id": self.device_id, "name": self.settings.name, "paired": self.paired,
+                "fingerprint": self.identity.fingerprint,
                 "relay": self.publisher.status() if self.publisher is not None else None, "storage": storage}

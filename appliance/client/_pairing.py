@@ -52,11 +52,14 @@ def pair_with_code(address: str, code: str, pos_name: str = "POS", device_id: st
     """
     pem = _certificate(address)
     with DeviceClient(address, cert_pem=pem) as client:
-        seen_id = str(client.health()["device_id"])
+        health = client.health()
+        seen_id = str(health["device_id"])
         if device_id is not None and seen_id != device_id:
             raise ClientError(f"the device at {address} is {seen_id}, not {device_id}")
         grant = client.pair_with_code(code, seen_id, fingerprint_pem(pem), pos_name)
     if grant.get("device_id") != seen_id:
         raise ClientError("the pairing grant names another device")
-    return PairedDevice(device_id=seen_id, name=seen_id, address=address, pos_id=str(grant["pos_id"]),
+    shown = health.get("name")
+    name = shown if isinstance(shown, str) and shown else seen_id  # an older device has no name in /healthz
+    return PairedDevice(device_id=seen_id, name=name, address=address, pos_id=str(grant["pos_id"]),
                         token=str(grant["token"]), cert_pem=pem)

@@ -157,3 +157,20 @@ def test_a_set_name_stays_and_uvicorn_start_and_stop_lines_appear_once(appliance
     log = app.logs()
     for line in ("Started server process", "Shutting down", "Finished server process"):
         assert log.count(line) == 1, (line, log[-3000:])
+
+
+def test_a_till_paired_with_two_devices_chooses_one_by_the_name_its_screen_shows(
+        appliance_factory: Any, cli_env: dict[str, str]) -> None:
+    """A till paired (by typed code) with two fresh devices: a plain `send` says which names it could mean, and
+    `--device 'eTicket 3F9A'` (the name on that device's screen) sends there."""
+    first, second = appliance_factory(), appliance_factory()
+    for app in (first, second):
+        run_cli("pair", "--code", app.pairing_code(), "--address", f"127.0.0.1:{app.api_port}",
+                "--pos-name", "Till 1", env=cli_env)
+    pdf = str(SAMPLE)
+    ambiguous = run_cli("send", pdf, "--total", "12.50", "--currency", "EUR", env=cli_env, check=False)
+    names = [str(app.display()["shop"]) for app in (first, second)]
+    assert ambiguous.returncode != 0
+    assert all(repr(name) in ambiguous.stderr for name in names), ambiguous.stderr
+    run_cli("send", pdf, "--total", "12.50", "--currency", "EUR", "--device", names[1].lower(), env=cli_env)
+    assert second.display()["scene"] == "ticket" and first.display()["scene"] != "ticket"
