@@ -70,12 +70,21 @@ class KioskSupervisor:
         while not self._stop.is_set():
             self._proc = subprocess.Popen(self._cmd, env=os.environ.copy())
             code = self._proc.wait()
+            if code in INTERRUPTED_EXIT_STATUSES and self._stop.wait(INTERRUPT_GRACE_SECONDS):
+                return  # Ctrl-C in a terminal reached the kiosk and the appliance alike: this is a stop, not a crash
             if self._stop.is_set():
                 return
             delay = KIOSK_RESTART_BACKOFF_SECONDS[min(failures, len(KIOSK_RESTART_BACKOFF_SECONDS) - 1)]
             log.warning("kiosk exited with status %s; restarting in %.0f s", code, delay)
             failures += 1
             self._stop.wait(delay)
+
+
+INTERRUPTED_EXIT_STATUSES = frozenset({130, -signal.SIGINT})
+"""How a kiosk child ends on SIGINT: 128 + 2 by Python's convention for KeyboardInterrupt, or killed by it."""
+INTERRUPT_GRACE_SECONDS = 3.0
+"""After such an end, how long the supervisor waits for the appliance's own stop (the same Ctrl-C) before it
+takes the end for a crash and restarts the kiosk."""
 
 
 UVICORN_LIFECYCLE_MESSAGES = frozenset({

@@ -4,9 +4,12 @@ processes and the real CLI (``eticket discover | pair | send | clear | screens a
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +177,19 @@ def test_a_till_paired_with_two_devices_chooses_one_by_the_name_its_screen_shows
     assert all(repr(name) in ambiguous.stderr for name in names), ambiguous.stderr
     run_cli("send", pdf, "--total", "12.50", "--currency", "EUR", "--device", names[1].lower(), env=cli_env)
     assert second.display()["scene"] == "ticket" and first.display()["scene"] != "ticket"
+
+
+def test_ctrl_c_stops_the_appliance_and_its_kiosk_without_a_crash_warning(appliance_factory: Any) -> None:
+    """`make run` then Ctrl-C: the terminal sends SIGINT to the appliance and its kiosk child alike; the log
+    says nothing of a kiosk that "exited … restarting" (that line is for a real crash)."""
+    app = appliance_factory("--kiosk")
+    deadline = time.monotonic() + 20
+    while not (app.data_dir / "screen.png").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    kiosks = [int(pid) for task in Path(f"/proc/{app.proc.pid}/task").iterdir()  # started by a thread
+              for pid in (task / "children").read_text().split()]
+    assert kiosks, "no kiosk child"
+    for pid in [app.proc.pid, *kiosks]:
+        os.kill(pid, signal.SIGINT)
+    app.proc.wait(20)
+    assert "kiosk exited" not in app.logs(), app.logs()[-2000:]
