@@ -42,6 +42,19 @@ def test_a_second_screen_pairs_by_the_link_on_screen_and_can_be_revoked(
     assert refused.status_code == 401
 
 
+def test_a_refused_screen_link_prints_the_devices_own_reason(
+    appliance: Appliance, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``eticket kiosk --claim`` with a used or unknown link says what the device said (its RFC 9457 detail and
+    problem type), as ``eticket send`` does, not the HTTP library's text."""
+    link = appliance.url + "/screen/claim/" + "A" * 22
+    refused = run_cli("kiosk", "--claim", link, "--data-dir", str(tmp_path / "other"), env=cli_env, check=False)
+    assert refused.returncode == 1
+    assert "screen link is unknown, used or expired" in refused.stderr and "pairing-refused" in refused.stderr
+    assert "mozilla" not in refused.stderr and "Client error" not in refused.stderr
+    assert not (tmp_path / "other" / "kiosk.json").exists()
+
+
 def test_screen_links_cannot_be_guessed(appliance: Appliance) -> None:
     r = httpx.post(appliance.url + "/screen/claim/" + "A" * 22, headers={"Accept": "application/json"})
     assert r.status_code == 403 and r.json()["type"].endswith("/pairing-refused")
