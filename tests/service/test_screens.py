@@ -131,3 +131,33 @@ def test_revoking_a_screen_ends_its_open_streams_at_once(
     assert again.status_code == 401
     logs = appliance.logs()
     assert f"revoked screen {screen_id}" in logs and token not in logs
+
+
+def test_an_open_screen_link_stays_on_screen_through_clears_and_receipts(
+    appliance: Appliance, pos_token: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A till's clear or a receipt in between does not wipe the "add a screen" QR while its link is open: the
+    screen comes back to it; once claimed, back to rest (idle on a paired device)."""
+    from tests.conftest import samples
+
+    auth = {"Authorization": f"Bearer {pos_token}"}
+    run_cli("screens", "add", "--name", "Tablet", "--data-dir", str(appliance.data_dir), env=cli_env)
+    state = appliance.display()
+    assert state["scene"] == "screen-link"
+    link = str(state["screen_link"]["url"])  # type: ignore[index]
+
+    assert appliance.api.delete("/api/v1/display", headers=auth).status_code == 204  # the till clears
+    assert appliance.display()["scene"] == "screen-link"
+
+    posted = appliance.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
+                                headers={**auth, "Content-Type": "application/pdf"})
+    assert posted.status_code == 201 and appliance.display()["scene"] == "ticket"
+    assert appliance.api.delete("/api/v1/display", headers=auth).status_code == 204
+    after = appliance.display()
+    assert after["scene"] == "screen-link" and after["screen_link"]["url"] == link  # type: ignore[index]
+
+    run_cli("kiosk", "--claim", link, "--data-dir", str(tmp_path / "other"), "--snapshot",
+            str(tmp_path / "s.png"), env=cli_env)
+    assert appliance.display()["scene"] == "idle"
+    assert appliance.api.delete("/api/v1/display", headers=auth).status_code == 204
+    assert appliance.display()["scene"] == "idle"
