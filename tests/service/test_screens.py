@@ -161,3 +161,29 @@ def test_an_open_screen_link_stays_on_screen_through_clears_and_receipts(
     assert appliance.display()["scene"] == "idle"
     assert appliance.api.delete("/api/v1/display", headers=auth).status_code == 204
     assert appliance.display()["scene"] == "idle"
+
+
+def test_screen_names_follow_the_shop_names_rules_and_are_refused_not_cut(
+    appliance: Appliance, cli_env: dict[str, str]
+) -> None:
+    """A blank name, one with a newline or a bidi override, or one over 64 characters is refused with the fault
+    named (CLI: non-zero exit; admin API: an RFC 9457 problem); no link opens. 64 characters are kept whole."""
+    from urllib.parse import quote
+
+    faults = {"   ": "blank", "a\nb": "visible characters", "a\u202eb": "bidi override",
+              "x" * 65: "65 characters long; at most 64"}
+    for name, fault in faults.items():
+        refused = run_cli("screens", "add", "--name", name, "--data-dir", str(appliance.data_dir), env=cli_env,
+                          check=False)
+        assert refused.returncode != 0 and "screen name" in refused.stderr and fault in refused.stderr, name
+        assert "\u202e" not in refused.stderr and "a\nb" not in refused.stderr
+        problem = appliance.admin("POST", f"/screens?name={quote(name)}")
+        assert problem.status_code == 400 and problem.json()["type"].endswith("/bad-request")
+        assert fault in problem.json()["detail"]
+    assert appliance.display()["scene"] == "pairing"  # no link was opened
+
+    longest = "Tablet near the door, " + "y" * 42
+    added = json.loads(run_cli("screens", "add", "--json", "--name", longest, "--data-dir",
+                               str(appliance.data_dir), env=cli_env).stdout)
+    assert len(longest) == 64 and added["name"] == longest
+    assert appliance.display()["screen_link"]["name"] == longest  # type: ignore[index]
