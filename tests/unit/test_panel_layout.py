@@ -159,7 +159,8 @@ def test_a_time_limited_pairing_window_shows_its_own_end_when_sooner_than_the_co
                                                    ("999999999999.9999", "BHD", "fr"),
                                                    ("-999999999999.99", "EUR", "it")])
 @pytest.mark.parametrize("size, mm", [((320, 240), (70, 53)), ((240, 320), (53, 70)), ((480, 320), None),
-                                      ((480, 320), "unknown")], ids=["320x240", "240x320", "480x320", "480x320-unknown"])
+                                      ((480, 320), "unknown")],
+                         ids=["320x240", "240x320", "480x320", "480x320-unknown"])
 def test_a_long_total_on_a_small_panel_stays_legible_broken_between_groups_if_it_must(
         size: tuple[int, int], mm: tuple[int, int] | str | None, total: str, currency: str, lang: str) -> None:
     """The total, the thing the customer checks, is never drawn smaller than the hold-close message's legible
