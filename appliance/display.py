@@ -6,9 +6,11 @@ States (``scene``):
 * ``idle`` — the shop name.
 * ``wifi`` — without a relay, when a guest Wi-Fi is configured: its join QR (``ticket.wifi.qr``, the ``WIFI:``
   format) for ``guest_wifi_seconds`` before the receipt's own QR, so a phone on mobile data can reach the LAN.
-* ``ticket`` — the QR of a receipt's capability URL, total and currency; back to ``idle`` after
+* ``ticket`` — the QR of a receipt's capability URL, total and currency; back to rest (``idle``) after
   ``display_timeout_seconds``, on ``DELETE /api/v1/display``, or replaced by the next ticket.
-* ``screen-link`` — the one-time link that pairs another screen (``eticket screens add``).
+* ``screen-link`` — the one-time link that pairs another screen (``eticket screens add``). Until the link is
+  claimed or expires, every return to rest (a clear, a receipt's timeout, a pairing window closing) comes back
+  to it rather than to ``idle``/``pairing``.
 * ``downloaded`` — the customer's phone fetched the receipt on screen: a thank-you for a few seconds.
 
 ``lang`` (fr, it, en, de, es) is the shop's language, or the one the ticket asked for. ``logo`` is the
@@ -41,6 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
+from datetime import datetime
 from typing import Any
 
 from .pairing._window import PairingWindow
@@ -169,11 +173,25 @@ class Display:
         if changed:
             await self._async_set(self._scene)
 
+    def _resting_scene(self) -> str:
+        """The scene when no receipt is on screen: the open screen link (until its ``expires_at``), else
+        pairing while a pairing window is open, else idle."""
+        link = self._screen_link
+        if link is not None:
+            try:
+                expires_at = datetime.fromisoformat(str(link.get("expires_at"))).timestamp()
+            except ValueError:
+                expires_at = 0.0
+            if time.time() < expires_at:
+                return SCENE_SCREEN_LINK
+        return SCENE_PAIRING if self._pairing else SCENE_IDLE
+
     async def async_clear(self) -> None:
-        """Leave the ticket scene: back to idle (or pairing while unpaired)."""
+        """Leave the ticket scene (a till's clear, the receipt's timeout): back to the open screen link,
+        else pairing while unpaired, else idle (:meth:`_resting_scene`)."""
         self._cancel_timer()
         self._ticket = None
-        await self._async_set(SCENE_PAIRING if self._pairing else SCENE_IDLE)
+        await self._async_set(self._resting_scene())
 
     async def async_set_screen_link(self, link: dict[str, Any] | None) -> None:
         """Show the one-time link that pairs another screen (``{"url", "name", "expires_at"}``), or end it."""
@@ -183,7 +201,7 @@ class Display:
             self._ticket = None
             await self._async_set(SCENE_SCREEN_LINK)
         elif self._scene == SCENE_SCREEN_LINK:
-            await self._async_set(SCENE_PAIRING if self._pairing else SCENE_IDLE)
+            await self._async_set(self._resting_scene())
 
     async def async_set_pairing(self, window: PairingWindow | None, *, now: bool = False) -> None:
         """Show the pairing scene for ``window`` (None: pairing closed). A receipt on screen stays until it
@@ -192,8 +210,10 @@ class Display:
         if now and self._pairing:
             self._cancel_timer()
             self._ticket = None
-        if self._scene not in (SCENE_TICKET, SCENE_WIFI) or now:
-            await self._async_set(SCENE_PAIRING if self._pairing else SCENE_IDLE)
+        if now and self._pairing:
+            await self._async_set(SCENE_PAIRING)
+        elif self._scene not in (SCENE_TICKET, SCENE_WIFI) or now:
+            await self._async_set(self._resting_scene())
 
     async def async_set_notice(self, notice: str | None) -> None:
         """Show ``notice`` over every scene (None: remove it); no change, no new state."""

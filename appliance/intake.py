@@ -28,6 +28,21 @@ def printable_text(text: str) -> bool:
     return not any(unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in text)
 
 
+def name_fault(name: str, max_chars: int) -> str | None:
+    """What is wrong with a name a person gives (a screen's) to be drawn on screens and listed, or None when
+    it is fine. The shop name's rules (appliance.config ``name``): not blank, only visible characters
+    (:func:`printable_text`: no newline, tab, bidi override or zero-width character), and at most
+    ``max_chars`` characters (a longer name is refused, never cut)."""
+    if not name.strip():
+        return "must not be blank"
+    if not printable_text(name):
+        return ("must hold only visible characters: no control (newline, tab), format (bidi override, "
+                "zero-width) or separator characters")
+    if len(name) > max_chars:
+        return f"is {len(name)} characters long; at most {max_chars} are allowed"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class TicketMeta:
     """Validated metadata: ``total`` decimal string, ``currency`` ISO 4217 alphabetic code, ``reference``."""

@@ -44,11 +44,13 @@ def _kiosk(args: argparse.Namespace) -> int:
     if args.claim:
         import httpx
 
+        from appliance.client import RefusedError
+
         from .follow import claim_screen
 
         try:
             endpoint = claim_screen(args.claim, data_dir)
-        except (ValueError, httpx.HTTPError) as exc:
+        except (ValueError, httpx.HTTPError, RefusedError) as exc:
             print(f"eticket: error: cannot pair this screen: {exc}", file=sys.stderr)
             return 1
         print(f"this screen is paired with {endpoint.url}; its token is in {data_dir}/kiosk.json")

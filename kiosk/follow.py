@@ -48,18 +48,22 @@ def claim_screen(link: str, data_dir: Path, timeout: float = 10.0) -> Endpoint:
     ``<data_dir>/kiosk.json`` (mode 0600), so this kiosk follows that appliance from now on.
 
     Raises:
-        httpx.HTTPError: unreachable, or the link was refused (used, expired, unknown).
+        httpx.HTTPError: unreachable or timed out.
+        appliance.client.RefusedError: the device refused the link (used, expired, unknown): its RFC 9457
+            problem detail (``detail``, ``slug`` e.g. ``pairing-refused``, ``status``).
         ValueError: not a screen link.
     """
     from urllib.parse import urlsplit
 
     from appliance._paths import write_private
+    from appliance.client._api import _refusal
 
     parts = urlsplit(link)
     if parts.scheme not in ("http", "https") or not parts.path.startswith("/screen/claim/"):
         raise ValueError("not a screen link (expected http://<device>/screen/claim/<secret>)")
     response = httpx.post(link, headers={"Accept": "application/json"}, timeout=timeout)
-    response.raise_for_status()
+    if response.is_error:
+        raise _refusal(response)
     endpoint = Endpoint(url=f"{parts.scheme}://{parts.netloc}", token=str(response.json()["token"]), claimed=True)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_private(data_dir / KIOSK_FILE, json.dumps({"url": endpoint.url, "token": endpoint.token,

@@ -7,6 +7,7 @@ High contrast (black on white), the QR as large as the layout allows, text sized
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,29 +106,96 @@ def _wrap(text: str, px: int, max_w: int, bold: bool = False) -> list[str] | Non
     return lines
 
 
+_GROUP_SEPARATORS = ".,'\u2019\u066c"
+"""Characters a total's digits are grouped with (CLDR: 1.234 de, 1,234 en, 1'234 de-CH, Arabic ٬); thin and
+no-break spaces group too, and they break like spaces."""
+
+
+def _money_pieces(total: str, groups: bool = True) -> list[tuple[str, str]]:
+    """``total`` cut where a line may break: ``(piece, glue)`` pairs, ``glue`` the space dropped at a break (or
+    kept mid-line) after the piece. A piece ends at a space, or (``groups``) after a group separator between
+    digits; the last separator of a number is left alone (it may be the decimal mark)."""
+    pieces: list[tuple[str, str]] = []
+    for chunk, space in re.findall(r"(\S+)(\s*)", total):
+        seps = [i for i, ch in enumerate(chunk) if ch in _GROUP_SEPARATORS and 0 < i < len(chunk) - 1
+                and chunk[i - 1].isdigit() and chunk[i + 1].isdigit()]
+        start = 0
+        for i in seps[:-1] if groups else ():
+            pieces.append((chunk[start:i + 1], ""))
+            start = i + 1
+        pieces.append((chunk[start:], space))
+    if not groups:  # a (thin) space between digits groups them too: "123 456,78 CHF" breaks before "CHF" only
+        merged: list[tuple[str, str]] = []
+        for piece, glue in pieces:
+            if merged and merged[-1][1] and merged[-1][0][-1:].isdigit() and piece[:1].isdigit():
+                merged[-1] = (merged[-1][0] + merged[-1][1] + piece, glue)
+            else:
+                merged.append((piece, glue))
+        pieces = merged
+    return pieces
+
+
+def _wrap_total(total: str, px: int, max_w: int, breaks: int = 2) -> list[str] | None:
+    """A total (``format_money``) as lines no wider than ``max_w`` at ``px`` (bold): whole if it fits, else
+    (``breaks`` 1) broken at its spaces, or (2) at its digit groups too (:func:`_money_pieces`), the currency
+    kept on the line of the number's last digits when both fit; None if it cannot (``breaks`` 0: one line)."""
+    font = _font(px, True)
+    if font.size(total)[0] <= max_w:
+        return [total]
+    if breaks == 0:
+        return None
+    lines: list[list[tuple[str, str]]] = []
+    for piece in _money_pieces(total, groups=breaks >= 2):
+        if font.size(piece[0])[0] > max_w:
+            return None
+        if lines and font.size(_joined([*lines[-1], piece]))[0] <= max_w:
+            lines[-1].append(piece)
+        else:
+            lines.append([piece])
+    last = lines[-1]
+    if (len(lines) > 1 and len(last) == 1 and not any(ch.isdigit() for ch in last[0][0])
+            and len(lines[-2]) > 1 and font.size(_joined([lines[-2][-1], *last]))[0] <= max_w):
+        last.insert(0, lines[-2].pop())  # "1 234" / "567 CHF" rather than "1 234 567" / "CHF"
+    return [_joined(line) for line in lines]
+
+
+def _joined(pieces: list[tuple[str, str]]) -> str:
+    return "".join(piece + glue for piece, glue in pieces[:-1]) + pieces[-1][0]
+
+
 def _wrapped_column(surface: pygame.Surface, area: pygame.Rect, headline: str, message: str,
                     wrap_headline: bool = False) -> list[Line]:
-    """``headline`` (bold; broken into lines too if ``wrap_headline``, else shrunk to fit: a total stays whole)
-    over ``message`` broken into as many lines as it needs, both at the largest size that fits ``area`` and
-    never under ``LEGIBLE_TEXT_PX`` (the headline is 1.4 times the message)."""
+    """``headline`` (bold) over ``message`` broken into as many lines as it needs, both at the largest size
+    that fits ``area`` and never under ``LEGIBLE_TEXT_PX`` (the headline is 1.4 times the message). The
+    headline is broken at spaces if ``wrap_headline``, else it is a total: broken only if it must, at its
+    spaces and digit groups (:func:`_wrap_total`), never shrunk under ``LEGIBLE_TEXT_PX``."""
 
-    def lines_at(px: int) -> list[tuple[str, pygame.Surface, int]] | None:
+    def heads_at(head_px: int, breaks: int) -> list[str] | None:
+        if not headline:
+            return []
+        if wrap_headline:
+            return _wrap(headline, head_px, area.width, True) or [headline]
+        return _wrap_total(headline, head_px, area.width, breaks)
+
+    def lines_at(px: int, head_px: int, breaks: int = 2) -> list[tuple[str, pygame.Surface, int]] | None:
         wrapped = _wrap(message, px, area.width)
-        if wrapped is None:
+        heads = heads_at(head_px, breaks)
+        if wrapped is None or heads is None:
             return None
-        head_px = int(px * 1.4)
-        heads = (_wrap(headline, head_px, area.width, True) if wrap_headline else None) or [headline]
-        heads = heads if headline else []
         images = [(line, *_fitted(line, area.width, head_px, True)) for line in heads]
         return images + [(line, *_fitted(line, area.width, px)) for line in wrapped]
 
-    for px in range(max(LEGIBLE_TEXT_PX, area.height // 3), LEGIBLE_TEXT_PX, -1):
-        images = lines_at(px)
-        if images and sum(i.get_height() for _, i, _ in images) + px // 6 * (len(images) - 1) <= area.height:
-            return _stack(surface, area, images, px // 6)
+    for breaks in (0, 1, 2):  # a total is broken only if it must; between its digit groups as a last resort
+        for px in range(max(LEGIBLE_TEXT_PX, area.height // 3), LEGIBLE_TEXT_PX, -1):
+            images = lines_at(px, int(px * 1.4), breaks)
+            if images and sum(i.get_height() for _, i, _ in images) + px // 6 * (len(images) - 1) <= area.height:
+                return _stack(surface, area, images, px // 6)
     px = LEGIBLE_TEXT_PX  # the smallest legible size, even if it overflows: never a fragment
-    images = lines_at(px) or [(headline, *_fitted(headline, area.width, px, True)), (message, *_fitted(
-        message, area.width, px))]
+    for head_px in range(int(px * 1.4), px - 1, -1):  # a long total in a narrow column: a smaller headline
+        images = lines_at(px, head_px)
+        if images:
+            return _stack(surface, area, images, px // 6)
+    images = [(headline, *_fitted(headline, area.width, px, True)), (message, *_fitted(message, area.width, px))]
     return _stack(surface, area, images, px // 6)
 
 

@@ -8,12 +8,14 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from ..errors import ApplianceError, NotFound
+from ..errors import ApplianceError, BadRequest, NotFound
 from ..pairing import OPEN_WINDOW_SECONDS
 from ..service import Appliance, rfc3339
 from ..store import Pos
 
 router = APIRouter()
+SCREEN_NAME_MAX_CHARS = 64
+"""Longest screen name (characters), as for a POS name (appliance.web.api)."""
 
 
 def _app(request: Request) -> Appliance:
@@ -54,9 +56,16 @@ async def open_pairing(request: Request) -> dict[str, Any]:
 async def add_screen(request: Request) -> dict[str, Any]:
     """Show a one-time link (QR) on the device screen that pairs another screen: ``{"id", "name", "url",
     "expires_at"}`` (``id``: the screen's id once it claims the link; ``expires_at`` RFC 3339). Query ``name``
-    names the screen (default "screen", at most 64 characters)."""
+    names the screen (default "screen"). Errors: 400 bad-request when the name is blank, holds invisible
+    characters (newline, bidi override) or is longer than SCREEN_NAME_MAX_CHARS (appliance.intake.name_fault:
+    the shop name's rules); the detail names the fault."""
+    from ..intake import name_fault
+
     app = _app(request)
-    name = (request.query_params.get("name") or "screen")[:64]
+    name = request.query_params.get("name", "screen")
+    fault = name_fault(name, SCREEN_NAME_MAX_CHARS)
+    if fault is not None:
+        raise BadRequest(f"The screen name {name!r} {fault}.")
     screen_id, url, expires_at = await app.screens.async_add(name, app.public_url)
     return {"id": screen_id, "name": name, "url": url, "expires_at": rfc3339(expires_at)}
 

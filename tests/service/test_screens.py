@@ -42,6 +42,19 @@ def test_a_second_screen_pairs_by_the_link_on_screen_and_can_be_revoked(
     assert refused.status_code == 401
 
 
+def test_a_refused_screen_link_prints_the_devices_own_reason(
+    appliance: Appliance, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``eticket kiosk --claim`` with a used or unknown link says what the device said (its RFC 9457 detail and
+    problem type), as ``eticket send`` does, not the HTTP library's text."""
+    link = appliance.url + "/screen/claim/" + "A" * 22
+    refused = run_cli("kiosk", "--claim", link, "--data-dir", str(tmp_path / "other"), env=cli_env, check=False)
+    assert refused.returncode == 1
+    assert "screen link is unknown, used or expired" in refused.stderr and "pairing-refused" in refused.stderr
+    assert "mozilla" not in refused.stderr and "Client error" not in refused.stderr
+    assert not (tmp_path / "other" / "kiosk.json").exists()
+
+
 def test_screen_links_cannot_be_guessed(appliance: Appliance) -> None:
     r = httpx.post(appliance.url + "/screen/claim/" + "A" * 22, headers={"Accept": "application/json"})
     assert r.status_code == 403 and r.json()["type"].endswith("/pairing-refused")
@@ -118,3 +131,59 @@ def test_revoking_a_screen_ends_its_open_streams_at_once(
     assert again.status_code == 401
     logs = appliance.logs()
     assert f"revoked screen {screen_id}" in logs and token not in logs
+
+
+def test_an_open_screen_link_stays_on_screen_through_clears_and_receipts(
+    appliance: Appliance, pos_token: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A till's clear or a receipt in between does not wipe the "add a screen" QR while its link is open: the
+    screen comes back to it; once claimed, back to rest (idle on a paired device)."""
+    from tests.conftest import samples
+
+    auth = {"Authorization": f"Bearer {pos_token}"}
+    run_cli("screens", "add", "--name", "Tablet", "--data-dir", str(appliance.data_dir), env=cli_env)
+    state = appliance.display()
+    assert state["scene"] == "screen-link"
+    link = str(state["screen_link"]["url"])  # type: ignore[index]
+
+    assert appliance.api.delete("/api/v1/display", headers=auth).status_code == 204  # the till clears
+    assert appliance.display()["scene"] == "screen-link"
+
+    posted = appliance.api.post("/api/v1/tickets", content=samples("pdf")[0].read_bytes(),
+                                headers={**auth, "Content-Type": "application/pdf"})
+    assert posted.status_code == 201 and appliance.display()["scene"] == "ticket"
+    assert appliance.api.delete("/api/v1/display", headers=auth).status_code == 204
+    after = appliance.display()
+    assert after["scene"] == "screen-link" and after["screen_link"]["url"] == link  # type: ignore[index]
+
+    run_cli("kiosk", "--claim", link, "--data-dir", str(tmp_path / "other"), "--snapshot",
+            str(tmp_path / "s.png"), env=cli_env)
+    assert appliance.display()["scene"] == "idle"
+    assert appliance.api.delete("/api/v1/display", headers=auth).status_code == 204
+    assert appliance.display()["scene"] == "idle"
+
+
+def test_screen_names_follow_the_shop_names_rules_and_are_refused_not_cut(
+    appliance: Appliance, cli_env: dict[str, str]
+) -> None:
+    """A blank name, one with a newline or a bidi override, or one over 64 characters is refused with the fault
+    named (CLI: non-zero exit; admin API: an RFC 9457 problem); no link opens. 64 characters are kept whole."""
+    from urllib.parse import quote
+
+    faults = {"   ": "blank", "a\nb": "visible characters", "a\u202eb": "bidi override",
+              "x" * 65: "65 characters long; at most 64"}
+    for name, fault in faults.items():
+        refused = run_cli("screens", "add", "--name", name, "--data-dir", str(appliance.data_dir), env=cli_env,
+                          check=False)
+        assert refused.returncode != 0 and "screen name" in refused.stderr and fault in refused.stderr, name
+        assert "\u202e" not in refused.stderr and "a\nb" not in refused.stderr
+        problem = appliance.admin("POST", f"/screens?name={quote(name)}")
+        assert problem.status_code == 400 and problem.json()["type"].endswith("/bad-request")
+        assert fault in problem.json()["detail"]
+    assert appliance.display()["scene"] == "pairing"  # no link was opened
+
+    longest = "Tablet near the door, " + "y" * 42
+    added = json.loads(run_cli("screens", "add", "--json", "--name", longest, "--data-dir",
+                               str(appliance.data_dir), env=cli_env).stdout)
+    assert len(longest) == 64 and added["name"] == longest
+    assert appliance.display()["screen_link"]["name"] == longest  # type: ignore[index]

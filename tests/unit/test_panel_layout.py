@@ -151,3 +151,40 @@ def test_a_time_limited_pairing_window_shows_its_own_end_when_sooner_than_the_co
     window = PairingWindow(device_id="et-1", address="127.0.0.1:1", name="x", fingerprint="f", ttl_seconds=600,
                            closes_at=closes)
     assert window.screen_state()["expires_at"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(closes))
+
+
+@pytest.mark.parametrize("total, currency, lang", [("12345.60", "SEK", "en"), ("123456.78", "CHF", "fr"),
+                                                   ("123456.78", "CHF", "de"), ("123456.78", "CHF", "it"),
+                                                   ("999999999999.9999", "BHD", "de"),
+                                                   ("999999999999.9999", "BHD", "fr"),
+                                                   ("-999999999999.99", "EUR", "it")])
+@pytest.mark.parametrize("size, mm", [((320, 240), (70, 53)), ((240, 320), (53, 70)), ((480, 320), None),
+                                      ((480, 320), "unknown")],
+                         ids=["320x240", "240x320", "480x320", "480x320-unknown"])
+def test_a_long_total_on_a_small_panel_stays_legible_broken_between_groups_if_it_must(
+        size: tuple[int, int], mm: tuple[int, int] | str | None, total: str, currency: str, lang: str) -> None:
+    """The total, the thing the customer checks, is never drawn smaller than the hold-close message's legible
+    size: a long one is broken into lines at its spaces or digit groups (all of it shown, in order), beside a
+    QR that still decodes and that no text covers."""
+    state = _ticket(size, 3.5, lang)
+    if mm == "unknown":
+        del state["panel_mm"]
+    elif mm is not None:
+        state["panel_mm"] = list(mm)
+    state["ticket"] = {**state["ticket"], "total": total, "currency": currency}  # type: ignore[dict-item]
+    surface, lines = ticket_layout(state, size)
+    message = translator(lang)(HOLD_CLOSE)
+    cut = next(i for i in range(len(lines)) if " ".join(line.text for line in lines[i:]) == message)
+    heads, money = lines[:cut], format_money(total, currency, lang)
+    assert "".join("".join(line.text.split()) for line in heads) == "".join(money.split())  # all, in order
+    for before in heads[:-1]:  # each break at a space or just after a group separator
+        rest = money[money.index(before.text) + len(before.text):]
+        assert rest[:1].isspace() or before.text[-1] in ".,'", (before.text, money)
+    (qr,) = _decode(surface)
+    assert qr.text == RELAY_URL
+    left, top = qr.position.top_left.x, qr.position.top_left.y
+    qr_rect = pygame.Rect(left, top, qr.position.bottom_right.x - left, qr.position.bottom_right.y - top)
+    for line in lines:
+        assert line.px >= LEGIBLE_TEXT_PX, f"{line.text!r} drawn at {line.px} px"
+        assert surface.get_rect().contains(line.rect), f"{line.text!r} runs off the screen"
+        assert not line.rect.colliderect(qr_rect), f"{line.text!r} is drawn over the QR"
