@@ -354,8 +354,15 @@ def pairing_expiry(state: State) -> str:
 
 
 def scene_pairing(state: State, size: tuple[int, int]) -> pygame.Surface:
-    """The pairing QR (URI with device address, id and one-time code), the code to type and how long they
-    stay valid (:func:`pairing_expiry`: a screen client that adds ``now`` redraws when the minute changes)."""
+    """The pairing scene (:func:`pairing_layout`)."""
+    return pairing_layout(state, size)[0]
+
+
+def pairing_layout(state: State, size: tuple[int, int]) -> tuple[pygame.Surface, list[Line]]:
+    """The pairing QR (URI with device address, id and one-time code), the code to type, how long they stay
+    valid (:func:`pairing_expiry`: a screen client that adds ``now`` redraws when the minute changes) and the
+    device's name (``state["shop"]``, e.g. "eTicket 3F9A"), so that a till owner setting up two devices knows
+    which one this code belongs to; with the lines of text as drawn."""
     t = translator(None if state is None else state.get("lang"))
     assert state is not None
     pairing = state.get("pairing") or {}
@@ -363,21 +370,20 @@ def scene_pairing(state: State, size: tuple[int, int]) -> pygame.Surface:
     surface.fill(BACKGROUND)
     qr_area, text_area = _split(size)
     if pairing.get("locked_until"):
-        _column(surface, surface.get_rect().inflate(-size[0] // 10, -size[1] // 4), [
+        return surface, _column(surface, surface.get_rect().inflate(-size[0] // 10, -size[1] // 4), [
             (t("Pairing locked"), 0.2, True),
             (t("Too many wrong codes."), 0.09, False),
             (t("Try again in a minute."), 0.09, False),
         ])
-        return surface
     draw_qr(surface, str(pairing.get("uri", "")), qr_area)
-    _column(surface, text_area, [
+    return surface, _column(surface, text_area, [
         (t("Pair your till"), 0.13, True),
         (t("Scan this code with the till,"), 0.07, False),
         (t("or type:"), 0.07, False),
         (str(pairing.get("code", "")), 0.16, True),
         (pairing_expiry(state), 0.06, False),
+        (str(state.get("shop") or ""), 0.07, False),
     ])
-    return surface
 
 
 def ticket_layout(state: State, size: tuple[int, int]) -> tuple[pygame.Surface, list[Line]]:

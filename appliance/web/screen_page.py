@@ -108,7 +108,8 @@ def _body(state: dict[str, Any], t: Any) -> str:
         pairing = state.get("pairing") or {}
         return (f"<div class=cell>{_qr_svg(str(pairing.get('uri', '')))}</div><div class=cell>"
                 f"<p class=big>{escape(t('Pair your till'))}</p><p class=mid>{escape(t('or type:'))}</p>"
-                f"<p class=big>{escape(str(pairing.get('code', '')))}</p>{_expiry(pairing, t)}</div>")
+                f"<p class=big>{escape(str(pairing.get('code', '')))}</p>{_expiry(pairing, t)}"
+                f"<p class=small>{escape(str(state.get('shop') or ''))}</p></div>")
     if scene == "pairing":  # locked after too many wrong attempts: no QR, no code, as on the kiosk
         return (f"<div class=cell><p class=big>{escape(t('Pairing locked'))}</p>"
                 f"<p class=mid>{escape(t('Too many wrong codes.'))}</p>"

@@ -125,6 +125,7 @@ def test_the_pairing_scene_says_how_long_its_code_stays_valid_and_counts_down(ap
     tab = context.new_page()
     tab.goto(f"{appliance.url}/screen?key={appliance.screen_token()}")
     tab.wait_for_selector(".scene[data-scene=pairing]", timeout=5000)
+    assert str(appliance.display()["shop"]) in tab.inner_text(".scene")  # which device this code is for
     line = tab.locator("p[data-left]")
     assert line.text_content() in (f"Ce code expire dans {minutes} min", f"Ce code expire dans {minutes - 1} min")
     shown = int(str(line.text_content()).split()[-2])

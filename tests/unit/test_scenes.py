@@ -135,3 +135,15 @@ def test_a_scene_that_cannot_draw_falls_back_to_a_plain_one(caplog: pytest.LogCa
     frame = _safe_render(state, (96, 64))
     assert pygame.image.tobytes(frame, "RGB") == pygame.image.tobytes(scene_error(state, (96, 64)), "RGB")
     assert "failed to draw" in caplog.text
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_pairing_scene_names_the_device_so_two_new_ones_can_be_told_apart(size: tuple[int, int]) -> None:
+    """Two fresh devices side by side both show a pairing code: each also shows its name ("eTicket 3F9A", as
+    in `eticket discover`), inside the screen and beside a QR that still decodes."""
+    state = _state("pairing")
+    state["shop"] = "eTicket 3F9A"
+    surface, lines = scenes.pairing_layout(state, size)
+    named = [line for line in lines if line.text == "eTicket 3F9A"]
+    assert named and surface.get_rect().contains(named[0].rect)
+    assert _decode(surface) == [PAIR]
