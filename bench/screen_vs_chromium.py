@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from _report import publish  # noqa: E402
+from device_memory import tree as _tree  # noqa: E402  (children of every thread, not only the main one)
 
 from appliance.identity import pinned_client_context  # noqa: E402
 from appliance.pairing import parse_pairing_uri  # noqa: E402
@@ -51,20 +52,6 @@ SIZE = (800, 480)
 
 def _decode(png: bytes) -> list[str]:
     return [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode)]
-
-
-def _tree(pid: int) -> list[int]:
-    pids, frontier = [pid], [pid]
-    while frontier:
-        parent = frontier.pop()
-        try:
-            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-        except OSError:
-            continue
-        for child in map(int, children):
-            pids.append(child)
-            frontier.append(child)
-    return pids
 
 
 def _pss_kib(pids: list[int]) -> int:
