@@ -113,8 +113,8 @@ THIS_POS_TEXT = {"yes": "yes", "no": "no", "revoked": "revoked (pair again)",
 def _discover(args: argparse.Namespace) -> None:
     from .client import Credentials, discover
 
+    mine = Credentials().load()  # first: a damaged file is said at once, not after browsing
     devices = discover(args.timeout, _interfaces(args.mdns_interfaces))
-    mine = Credentials().load()
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(devices), PAIRED_CHECK_WORKERS))) as pool:

@@ -32,6 +32,12 @@ LINK_SECONDS = 600.0
 ENDED_LINKS_KEPT = 16
 """How many spent, expired or replaced links the device remembers (since start) to tell a browser why its
 link no longer works."""
+CLAIM_REPEAT_SECONDS = 60.0
+"""For this long after a link is spent, the same claim again (a double tap on the button, a reload of the
+"screen paired" page, a JSON client retrying after a lost answer) answers the same screen and key again
+instead of "already used", which left a paired screen whose key nobody held. The secret is the capability:
+whoever holds it was authorized for that one screen. The key is kept in memory (never stored or logged)
+only this long; a revoke ends it sooner."""
 LinkState = Literal["open", "used", "expired", "replaced", "unknown"]
 
 
@@ -44,6 +50,16 @@ class _Link:
     """The id the screen will have once it claims the link (shown by ``eticket screens add``)."""
 
 
+@dataclass(slots=True)
+class _Claim:
+    """The answer of the last spent link, repeated for CLAIM_REPEAT_SECONDS."""
+
+    secret: str
+    screen: Pos
+    token: str
+    until: float
+
+
 class ScreenLinks:
     """At most one open link at a time; a new one replaces the old."""
 
@@ -51,6 +67,9 @@ class ScreenLinks:
         self._store = store
         self._display = display
         self._link: _Link | None = None
+        self._claimed: _Claim | None = None
+        self._claiming = asyncio.Lock()
+        """One claim at a time, so a double tap's second request waits for the first's key, then gets it."""
         self._ended: dict[str, LinkState] = {}
         """Secret → why it ended ("used", "expired", "replaced"), the last ENDED_LINKS_KEPT."""
         self._streams: dict[str, set[asyncio.Event]] = {}
@@ -103,11 +122,22 @@ class ScreenLinks:
         return self._link.screen_id, url, self._link.expires_at
 
     async def async_claim(self, secret: str) -> tuple[Pos, str]:
-        """Spend the link: ``(screen, token)``.
+        """Spend the link: ``(screen, token)``. The same secret again within CLAIM_REPEAT_SECONDS (seconds)
+        of the first claim gets the same ``(screen, token)`` (unless that screen was revoked since).
 
         Raises:
-            PairingRefused: no open link, expired, or wrong secret.
+            PairingRefused: no open link, expired, wrong secret, or a used link after CLAIM_REPEAT_SECONDS.
         """
+        async with self._claiming:
+            return await self._async_claim(secret)
+
+    async def _async_claim(self, secret: str) -> tuple[Pos, str]:
+        claimed = self._claimed
+        if (claimed is not None and time.time() < claimed.until and claimed.screen.id not in self._revoked
+                and hmac.compare_digest(secret.encode(), claimed.secret.encode())):
+            log.info("screen %s (%r): the same claim again, answered with the same key", claimed.screen.id,
+                     claimed.screen.name)
+            return claimed.screen, claimed.token
         link = self._link
         if link is None or time.time() >= link.expires_at or not hmac.compare_digest(
                 secret.encode(), link.secret.encode()):
@@ -115,6 +145,7 @@ class ScreenLinks:
         self._end(link, "used")
         token = secrets.token_urlsafe(32)
         screen = await run_in_threadpool(self._store.add_screen, link.name, token, link.screen_id)
+        self._claimed = _Claim(link.secret, screen, token, time.time() + CLAIM_REPEAT_SECONDS)
         await self._display.async_set_screen_link(None)
         log.info("screen %s (%r) paired", screen.id, screen.name)
         return screen, token
@@ -138,7 +169,9 @@ class ScreenLinks:
             del self._ended[next(iter(self._ended))]
 
     async def async_tick(self) -> None:
-        """Drop an expired link from the screen."""
+        """Drop an expired link from the screen, and the key of a claim past CLAIM_REPEAT_SECONDS."""
+        if self._claimed is not None and time.time() >= self._claimed.until:
+            self._claimed = None
         if self._link is not None and time.time() >= self._link.expires_at:
             self._end(self._link, "expired")
             await self._display.async_set_screen_link(None)

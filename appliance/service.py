@@ -342,9 +342,12 @@ class Appliance:
 
         Raises:
             RejectedPdf: the document is refused (see :func:`appliance.pdfcheck.check_pdf`).
-            IdempotencyKeyReused: the key was used before with a different receipt or metadata.
+            IdempotencyKeyReused: the key was used before with a different receipt or metadata (``lang`` counts).
         """
-        request_sha = sha256_hex(sha256_hex(pdf) + "\x1e" + meta.fingerprint())
+        # lang is part of what was asked (the screen's language): a reused key with another lang is refused.
+        # Appended only when given, so the fingerprints of tickets stored before it counted stay the same.
+        fields = meta.fingerprint() + (f"\x1f{lang}" if lang else "")
+        request_sha = sha256_hex(sha256_hex(pdf) + "\x1e" + fields)
         if idempotency_key is not None:  # a retry is answered before any PDF work
             earlier = await run_in_threadpool(self.store.ticket_by_idempotency_key, pos.id, idempotency_key)
             if earlier is not None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -52,6 +52,11 @@ NO_CURRENCY_PATTERN = "#,##0.00"
 """An amount without a currency: the locale's separators and two decimals at least (the common minor units)."""
 CURRENCY_SPACE = "\u00a0"
 """CLDR root ``currencySpacing/insertBetween``: NO-BREAK SPACE."""
+MAX_SHOWN_DIGITS = 100
+"""Digits an amount may have written out in plain notation (``"1e5"`` has 6) to be formatted; a longer one
+(intake allows 16; ``"1e999999"`` would be a million) is shown as given. Formatting runs in a decimal context
+of this precision and more, so no digit of a shown amount is ever rounded away (Python's default context keeps
+28 significant digits)."""
 _DIGIT = re.compile(r"\d")
 
 
@@ -99,6 +104,8 @@ def format_money(total: str | None, currency: str | None, lang: str | None) -> s
     '0,125\\xa0CHF'
     >>> format_money("7", None, "es")
     '7,00'
+    >>> format_money("1e999999", "EUR", "fr")  # over MAX_SHOWN_DIGITS digits: as given
+    '1e999999 EUR'
 
     Raises nothing: a screen must always show something.
     """
@@ -108,8 +115,21 @@ def format_money(total: str | None, currency: str | None, lang: str | None) -> s
         amount = Decimal(total)
     except InvalidOperation:
         amount = Decimal("NaN")
+    as_given = f"{total} {currency or ''}".strip()
     if not amount.is_finite():
-        return f"{total} {currency or ''}".strip()
+        return as_given
+    exponent = int(amount.as_tuple().exponent)
+    if max(amount.adjusted() + 1, 1) + max(-exponent, 0) > MAX_SHOWN_DIGITS:
+        return as_given
+    try:
+        with localcontext(prec=MAX_SHOWN_DIGITS + GROUP_DIGITS + 4):  # room for the minor units' zeros
+            return _formatted(amount, currency, lang)
+    except (ArithmeticError, ValueError):  # not expected within MAX_SHOWN_DIGITS; a screen shows something
+        return as_given
+
+
+def _formatted(amount: Decimal, currency: str | None, lang: str | None) -> str:
+    """:func:`format_money` of a finite ``amount`` of at most MAX_SHOWN_DIGITS digits."""
     if amount.is_zero():
         amount = amount.copy_abs()  # "-0.00" from a till is nothing owed either way: no minus sign on screen
     locale = _locale(lang)

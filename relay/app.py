@@ -33,8 +33,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from appliance import __version__
-from appliance.web.common import SecurityHeaders, add_problem_handlers, loads_json
+from appliance.web.common import PROBLEM_MEDIA_TYPE, SecurityHeaders, add_problem_handlers, loads_json
 from appliance.web.logs import AccessLog
+from appliance.web.negotiation import prefers
 
 from .crypto import BadSignature, BadToken, parse_token, precheck_headers, unix_seconds, valid_rid, verify_request
 from .errors import (
@@ -581,7 +582,7 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
         browser's language among fr, en, it, de, es; 410 once expired; 404 otherwise; 429 after too many misses
         from one address (stored receipts are still served); 500 receipt-damaged. Browsers get HTML pages for
         errors, other clients problem details."""
-        wants_html = "text/html" in request.headers.get("accept", "")
+        wants_html = prefers(request, "text/html", over=PROBLEM_MEDIA_TYPE)  # RFC 9110 §12.5.1 weights
         try:
             kind, pdf, created = await relay.async_fetch(token, client_of(request), mark=request.method == "GET")
         except (NotFound, Gone, TooManyMisses, DamagedReceipt) as error:

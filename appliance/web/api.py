@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -101,10 +101,30 @@ async def _multipart(request: Request, body: bytes, limit: int) -> tuple[bytes, 
         pdf = await upload.read()
         if len(pdf) > limit:
             raise PayloadTooLarge(f"The PDF exceeds this device's limit of {limit} bytes.", limit=limit)
+        _refuse_repeated_fields(form.multi_items())
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
     finally:
         await form.close()
     return pdf, fields
+
+
+TICKET_FIELDS = ("total", "currency", "ref", "lang")
+"""The metadata fields of a ticket (query parameters or multipart text fields, docs/protocol.md §3)."""
+
+
+def _refuse_repeated_fields(items: Iterable[tuple[str, Any]]) -> None:
+    """Refuse a ticket naming a field of TICKET_FIELDS twice (``?currency=EUR&currency=USD``): which one the
+    POS meant is unknowable, so neither is guessed.
+
+    Raises:
+        InvalidTicket: 422 invalid-ticket; the message names the repeated field.
+    """
+    seen: set[str] = set()
+    for name, _ in items:
+        if name in TICKET_FIELDS and name in seen:
+            raise InvalidTicket(f"The field {name!r} is sent more than once, so the ticket is ambiguous; send "
+                                "each of total, currency, ref and lang at most once.")
+        seen.add(name)
 
 
 def _require_close_delimiter(request: Request, body: bytes) -> None:
@@ -136,13 +156,15 @@ async def post_ticket(request: Request, pos: Annotated[Pos, Depends(require_pos)
     Errors (problem details, RFC 9457): 400 empty-body / missing-file / bad-multipart, 401, 413 too-large,
     415 unsupported-media-type, 422 not-a-pdf / pdf-unreadable / pdf-password-protected / pdf-no-pages /
     pdf-no-usable-page / pdf-javascript / invalid-total / invalid-currency / invalid-reference /
-    idempotency-key-reused. Nothing is stored on error.
+    invalid-ticket (``lang`` not one of the five, or a field sent twice) / idempotency-key-reused. Nothing is
+    stored on error.
     """
     app = appliance_of(request)
     limit = app.settings.max_body_bytes
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/pdf":
         pdf = await _read_body(request, limit)
+        _refuse_repeated_fields(request.query_params.multi_items())
         fields = dict(request.query_params)
     elif content_type == "multipart/form-data":
         raw = await _read_body(request, limit + MULTIPART_OVERHEAD_BYTES)

@@ -14,8 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..service import Appliance
 from . import api, download, screen_claim, screen_page
-from .common import SecurityHeaders, add_problem_handlers
+from .common import PROBLEM_MEDIA_TYPE, SecurityHeaders, add_problem_handlers
 from .logs import AccessLog
+from .negotiation import prefers
 from .openapi import finish_schema
 
 
@@ -58,7 +59,7 @@ def _html_not_found(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         if (isinstance(exc, StarletteHTTPException) and exc.status_code == 404
-                and "text/html" in request.headers.get("accept", "")):
+                and prefers(request, "text/html", over=PROBLEM_MEDIA_TYPE)):
             return download.not_found_page(request)
         answer = problem(request, exc)
         return await answer if inspect.isawaitable(answer) else answer

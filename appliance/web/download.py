@@ -13,6 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import ApplianceError, Gone, NotFound, ReceiptDamaged, StorageUnavailable
 from .auth import appliance_of
+from .common import PROBLEM_MEDIA_TYPE
+from .negotiation import prefers
 from .page_lang import page_translator
 
 router = APIRouter()
@@ -113,7 +115,7 @@ async def download(token: str, request: Request) -> Response:
             raise ReceiptDamaged("This receipt was damaged in the device's storage and cannot be shown. Please "
                                  "ask at the counter for a copy.")
     except ApplianceError as error:
-        if "text/html" in request.headers.get("accept", ""):
+        if prefers(request, "text/html", over=PROBLEM_MEDIA_TYPE):
             return _page(request, error)
         raise
     if ticket.downloaded_at is None and request.method == "GET":

@@ -15,31 +15,19 @@ from collections.abc import Callable
 from fastapi import Request
 
 from .auth import appliance_of
+from .negotiation import weighted
 
 PAGE_LANGUAGES = ("fr", "it", "en", "de", "es")
 """ISO 639-1 codes the pages speak (the screen's languages, eticket_core.i18n.LANGUAGES)."""
-MAX_ACCEPT_LANGUAGE_CHARS = 512
-"""Longer ``Accept-Language`` headers are cut here before parsing (browsers send well under 100)."""
 
 
 def accepted_languages(header: str) -> list[str]:
     """The language ranges of an ``Accept-Language`` header (RFC 9110 §12.5.4), most preferred first:
     ``"de-CH,fr;q=0.8,*;q=0.1"`` → ``["de-CH", "fr", "*"]``. Ranges with ``q=0`` (refused) and malformed
-    weights are left out; equal weights keep the header's order."""
-    ranges: list[tuple[float, int, str]] = []
-    for index, item in enumerate(header[:MAX_ACCEPT_LANGUAGE_CHARS].split(",")):
-        tag, _, params = item.strip().partition(";")
-        tag = tag.strip()
-        weight = 1.0
-        for param in params.split(";"):
-            name, _, value = param.strip().partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = -1.0
-        if tag and 0 < weight <= 1:
-            ranges.append((-weight, index, tag))
+    weights are left out; equal weights keep the header's order; ``en_US`` (a POSIX locale name, as some
+    clients send) is read as ``en-US``. Header cut at MAX_NEGOTIATION_HEADER_CHARS."""
+    ranges = [(-weight, index, tag.replace("_", "-")) for index, (tag, weight) in enumerate(weighted(header))
+              if weight > 0]
     return [tag for _, _, tag in sorted(ranges)]
 
 

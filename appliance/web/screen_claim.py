@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from ..errors import ApplianceError
 from ..screens import LinkState
 from .auth import appliance_of
+from .negotiation import prefers
 from .page_lang import page_translator
 
 router = APIRouter()
@@ -65,11 +66,13 @@ async def claim_page(secret: str, request: Request) -> Response:
 
 @router.post("/screen/claim/{secret}")
 async def claim(secret: str, request: Request) -> Response:
-    """Spend the link. JSON clients (``Accept: application/json``; ``eticket kiosk --claim``) get
-    ``201 {"screen_id", "token", "stream": "/api/v1/display/stream"}``; a browser gets a page.
+    """Spend the link. JSON clients (``Accept`` weighing ``application/json`` above ``text/html``, RFC 9110
+    §12.5.1; ``eticket kiosk --claim``) get ``201 {"screen_id", "token", "stream": "/api/v1/display/stream"}``;
+    a browser gets a page. The same POST within screens.CLAIM_REPEAT_SECONDS (a double tap, a reload) gets
+    the same answer and key again.
     Errors: 403 pairing-refused (unknown, used or expired link); a browser gets the page of :func:`claim_page`
     for such a link, with status 403."""
-    wants_json = "application/json" in request.headers.get("accept", "")
+    wants_json = prefers(request, "application/json", over="text/html")
     screens = appliance_of(request).screens
     state = screens.link_state(secret)
     try:

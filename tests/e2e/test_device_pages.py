@@ -4,6 +4,8 @@ and a screen link that pairs nothing says so when opened, without the button."""
 
 from __future__ import annotations
 
+import json
+import re
 from html import unescape
 
 import httpx
@@ -73,9 +75,70 @@ def test_a_used_link_says_so_when_opened_and_shows_no_button(appliance: Applianc
     assert "<button" not in _text(used)
     assert "This link was already used" in _text(used) and "run 'eticket screens add' again" in _text(used)
     assert "Ce lien a déjà été utilisé" in _text(_get(appliance, link))  # the device's language
+    screen_id = str(json.loads(run_cli("screens", "list", "--json", "--data-dir", str(appliance.data_dir),
+                                       env=cli_env).stdout)[0]["id"])
+    run_cli("screens", "revoke", screen_id, "--data-dir", str(appliance.data_dir), env=cli_env)
     refused = httpx.post(appliance.url + link, headers={"Accept-Language": "de"})  # a stale form still refuses
     assert refused.status_code == 403 and "Dieser Link wurde schon benutzt" in _text(refused)
     assert httpx.post(appliance.url + link, headers={"Accept": "application/json"}).status_code == 403
+
+
+def _key_of(page: httpx.Response) -> str:
+    found = re.search(r"/screen\?key=([A-Za-z0-9_-]+)", _text(page))
+    assert found, page.text
+    return found.group(1)
+
+
+def test_pressing_pair_twice_or_reloading_gives_the_same_key(appliance: Appliance, cli_env: dict[str, str]) -> None:
+    """A double tap on "Pair this screen", or a reload of the "screen paired" page (the browser posts again),
+    used to answer "already used": the screen was paired but nobody held its key. Within a minute the same
+    claim gets the same key again, page or JSON; the key opens the screen; no second screen is made."""
+    link = _add_link(appliance, cli_env)
+    first = httpx.post(appliance.url + link, headers={"Accept-Language": "en"})
+    assert first.status_code == 201, first.text
+    key = _key_of(first)
+    again = httpx.post(appliance.url + link, headers={"Accept-Language": "en"})
+    assert again.status_code == 201 and "This screen is paired as Tablet." in _text(again)
+    assert _key_of(again) == key
+    as_json = httpx.post(appliance.url + link, headers={"Accept": "application/json"})
+    assert as_json.status_code == 201 and as_json.json()["token"] == key
+    assert httpx.get(appliance.url + "/screen/view", params={"key": key}).status_code == 200
+    listed = json.loads(run_cli("screens", "list", "--json", "--data-dir", str(appliance.data_dir),
+                                env=cli_env).stdout)
+    assert [screen["id"] for screen in listed] == [as_json.json()["screen_id"]]
+
+
+ACCEPT_CASES = [
+    ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", True),  # a browser
+    ("TEXT/HTML", True),  # media types are case-insensitive
+    ("text/*", True),
+    ("text/html;q=0", False),  # q=0: "not HTML"
+    ("text/html;q=0.1, application/problem+json", False),
+    ("*/*", False),  # curl: the API's answer
+    ("application/json", False),
+]
+
+
+def test_accept_is_read_with_its_weights(appliance: Appliance, cli_env: dict[str, str]) -> None:
+    """RFC 9110 §12.5.1: an API client saying ``text/html;q=0`` used to get the HTML page (a substring
+    test), and ``TEXT/HTML`` problem details; the screen link's ``application/json;q=0`` got JSON."""
+    for accept, html in ACCEPT_CASES:
+        for path in (UNKNOWN_RECEIPT, "/scren"):
+            r = httpx.get(appliance.url + path, headers={"Accept": accept})
+            assert r.status_code == 404
+            assert r.headers["content-type"].startswith("text/html" if html else "application/problem+json"), \
+                (accept, path)
+    link = _add_link(appliance, cli_env)
+    page = httpx.post(appliance.url + link, headers={"Accept": "application/json;q=0, text/html"})
+    assert page.status_code == 201 and page.headers["content-type"].startswith("text/html")
+    assert httpx.post(appliance.url + link, headers={"Accept": "Application/JSON"}).json()["token"] == _key_of(page)
+
+
+def test_an_underscore_locale_name_is_understood(appliance: Appliance) -> None:
+    """Some clients send POSIX locale names (``en_US``) in ``Accept-Language``; they used to get the
+    device's language (French here) instead of English."""
+    assert "Receipt not found" in _text(_get(appliance, UNKNOWN_RECEIPT, "en_US"))
+    assert "Página no encontrada" in _text(_get(appliance, "/scren", "es_MX,fr;q=0.5"))
 
 
 def test_a_replaced_or_unknown_link_says_so(appliance: Appliance, cli_env: dict[str, str]) -> None:

@@ -111,6 +111,16 @@ def test_valid_links_are_served_past_the_miss_limit_and_sweeps_leave_410(relay_f
     assert gone.status_code in (410, 429) and "on its way" not in gone.text
 
 
+def test_a_link_answers_a_page_only_to_a_client_weighing_html_first(relay_factory: object) -> None:
+    """RFC 9110 §12.5.1: ``text/html;q=0`` used to get the HTML page (a substring test), ``TEXT/HTML`` not."""
+    relay: RelayProc = relay_factory()  # type: ignore[operator]
+    for accept, html in (("TEXT/HTML", True), ("text/html;q=0", False), ("*/*", False),
+                         ("text/html,*/*;q=0.8", True)):
+        r = httpx.get(f"{relay.url}/r/{new_token()}", headers={"Accept": accept})  # not arrived yet
+        assert r.status_code == (200 if html else 404), accept  # the "on its way" page, or 404 pending
+        assert r.headers["content-type"].startswith("text/html" if html else "application/problem+json"), accept
+
+
 def test_a_damaged_object_is_a_clear_500_and_does_not_stop_the_sweep(relay_factory: object) -> None:
     relay: RelayProc = relay_factory()  # type: ignore[operator]
     signer = Signer(_new_key_pem())

@@ -172,6 +172,38 @@ def test_idempotency_key_never_makes_a_second_ticket(appliance: Appliance, pos_t
     assert appliance.ticket_rows() == 2
 
 
+def test_a_reused_idempotency_key_with_another_lang_is_refused(appliance: Appliance, pos_token: str) -> None:
+    """A POS reusing a sale's key for another customer's language would otherwise be told the second
+    ticket (in German) was made, while the screen showed the first one in French."""
+    pdf = GOOD[0].read_bytes()
+    key = {"Idempotency-Key": "sale-lang"}
+    first = _post(appliance, pos_token, pdf, params={"total": "1.50", "lang": "fr"}, headers=key)
+    assert first.status_code == 201, first.text
+    same = _post(appliance, pos_token, pdf, params={"total": "1.50", "lang": "fr"}, headers=key)
+    assert same.status_code == 201 and same.headers["idempotent-replayed"] == "true"
+    _assert_problem(_post(appliance, pos_token, pdf, params={"total": "1.50", "lang": "de"}, headers=key),
+                    422, "idempotency-key-reused")
+    assert appliance.ticket_rows() == 1
+
+
+@pytest.mark.parametrize("query", ["total=1.5&currency=EUR&currency=USD", "total=1.5&total=2", "lang=fr&lang=de",
+                                   "ref=a&ref=b"])
+def test_a_field_sent_twice_is_refused_naming_it(appliance: Appliance, pos_token: str, query: str) -> None:
+    """Which of two totals or currencies the POS meant is unknowable: refused, not the last one guessed."""
+    field = query.rsplit("&", 1)[1].split("=")[0]
+    r = _post(appliance, pos_token, GOOD[0].read_bytes(), params=httpx.QueryParams(query))
+    _assert_problem(r, 422, "invalid-ticket")
+    assert repr(field) in r.json()["detail"]
+    files = {"file": ("r.pdf", GOOD[0].read_bytes(), "application/pdf")}
+    data: dict[str, list[str]] = {}
+    for pair in query.split("&"):
+        name, value = pair.split("=")
+        data.setdefault(name, []).append(value)
+    r = appliance.api.post("/api/v1/tickets", headers=_auth(pos_token), files=files, data=data, timeout=30)
+    _assert_problem(r, 422, "invalid-ticket")
+    assert appliance.ticket_rows() == 0
+
+
 def test_download_headers_unknown_and_expired(appliance_factory: object) -> None:
     app: Appliance = appliance_factory("--retention-seconds", "2")  # type: ignore[operator]
     token = app.pair()

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from openapi_spec_validator import validate
 
+from appliance.errors import ApplianceError, RejectedPdf
 from tests.conftest import REPO, Appliance
 
 PROTOCOL = (REPO / "docs" / "protocol.md").read_text()
@@ -113,3 +114,22 @@ def test_the_protocol_parser_sees_what_the_text_says() -> None:
                                             ("get", "/healthz"), ("head", "/healthz")}
     assert problem_table("## 4. E\n| 422 | `a-b`, `c` | x |\n## 5.") == {"a-b": 422, "c": 422}
     assert Path(REPO / "docs" / "protocol.md").exists()
+
+
+def _error_classes(base: type[ApplianceError]) -> list[type[ApplianceError]]:
+    found: list[type[ApplianceError]] = []
+    for sub in base.__subclasses__():
+        found += [sub, *_error_classes(sub)]
+    return found
+
+
+def test_every_problem_type_the_device_answers_is_in_the_table() -> None:
+    """The other direction of the check above: a type the code raises (``invalid-ticket`` for a bad ``lang``
+    once was not) but §4 does not list leaves a POS vendor with an undocumented answer. Only the abstract
+    ``pdf-rejected`` (never raised itself; its subclasses are) is left out."""
+    table = problem_table(PROTOCOL)
+    raised = {cls.slug: cls.status for cls in _error_classes(ApplianceError)
+              if cls.__module__ == "appliance.errors" and cls is not RejectedPdf}
+    assert len(raised) >= 25, raised
+    missing = {slug: status for slug, status in raised.items() if table.get(slug) != status}
+    assert not missing, f"problem types missing from docs/protocol.md §4 (or with another status): {missing}"

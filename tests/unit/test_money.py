@@ -114,3 +114,17 @@ def test_no_total_no_currency_no_language() -> None:
     assert format_money("7", None, "fr") == "7,00" and format_money("1234.5", None, "en") == "1,234.50"
     assert format_money("12.5", "EUR", None) == "€12.50" == format_money("12.5", "EUR", "pt")  # English
     assert format_money("12,50", "EUR", "fr") == "12,50 EUR"  # not a decimal (intake refuses it): as given
+
+
+def test_huge_or_very_precise_totals_are_never_rounded_and_never_raise() -> None:
+    """A screen must always show something, and never an amount the till did not send: a 60-decimal total
+    used to be cut to Python's 28 significant digits, and 60 integer digits or ``1e999999`` raised
+    InvalidOperation (the renderer would crash on a ticket intake has not checked, e.g. from an older device)."""
+    sixty = "1" * 60
+    assert format_money(sixty, "EUR", "en") == "€" + ",".join(["111"] * 20) + ".00"
+    decimals = "0." + "123456789" * 6 + "123456"
+    assert format_money(decimals, "CHF", "it") == _cldr(decimals.replace(".", ",") + "_CHF")
+    assert format_money(decimals, None, "en") == decimals
+    assert format_money("1e999999", "EUR", "fr") == "1e999999 EUR"  # a million digits: shown as given
+    assert format_money("-1e-999999", "EUR", "fr") == "-1e-999999 EUR"
+    assert format_money("9" * 101, None, "de") == "9" * 101

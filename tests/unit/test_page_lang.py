@@ -22,6 +22,7 @@ from tests.conftest import REPO
     ("en;q=abc, it;q=2, de", ["de"]),  # malformed or out-of-range weights are dropped
     ("", []),
     (" , ;q=1", []),
+    ("en_US,de_CH;q=0.5", ["en-US", "de-CH"]),  # POSIX locale names, as some clients send
 ])
 def test_accept_language_ranges_come_most_preferred_first(header: str, ranges: list[str]) -> None:
     assert accepted_languages(header) == ranges
