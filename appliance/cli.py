@@ -20,6 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from eticket_core.i18n import LANGUAGES as SCREEN_LANGUAGES
+
 from . import __version__
 
 EXIT_USAGE = 2
@@ -75,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--name", help="shop/device name shown on screen and in mDNS (default eTicket)")
     serve.add_argument("--logo", type=Path, help="PNG or JPEG shown on the idle screen")
     serve.add_argument("--clock", action="store_true", help="show the time on the idle screen")
-    serve.add_argument("--language", choices=["fr", "it", "en", "de", "es"], help="screen language (default fr)")
+    serve.add_argument("--language", choices=SCREEN_LANGUAGES, help="screen language (default fr)")
     serve.add_argument("--relay-url", metavar="URL",
                        help="publish receipts sealed to this eTicket relay; QR codes point there (default: none)")
     serve.add_argument("--kiosk", action="store_true", help="also run the kiosk as a supervised child process")

@@ -12,6 +12,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from eticket_core.i18n import LANGUAGES as SCREEN_LANGUAGES
+
 from ._paths import split_host_port
 
 if TYPE_CHECKING:
@@ -27,7 +29,6 @@ PAIRED_CHECK_SECONDS = 2.0
 """How long ``discover`` waits for a device to say whether this POS's token still works (devices are asked
 side by side, PAIRED_CHECK_WORKERS at a time)."""
 PAIRED_CHECK_WORKERS = 8
-SCREEN_LANGUAGES = ("fr", "it", "en", "de", "es")
 """The languages a ticket's ``lang`` may ask for (docs/protocol.md §3)."""
 
 

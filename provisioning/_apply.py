@@ -18,12 +18,13 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from eticket_core.i18n import LANGUAGES as SCREEN_LANGUAGES
+
 from ._errors import ProvisioningError
 from ._settings import DeviceSettings, toml_value
 
 STATE = Path("var/lib/eticket-system")
 ZONEINFO = Path("usr/share/zoneinfo")
-SCREEN_LANGUAGES = ("fr", "it", "en", "de", "es")
 DEVICE_DEFAULTS: dict[str, str | int | bool] = {"listen": "0.0.0.0:8080", "api_listen": "0.0.0.0:8443"}
 """Appliance settings of every device: listen on the LAN (plain HTTP downloads, HTTPS POS API)."""
 DEFAULT_HOSTNAME = "eticket"

@@ -35,7 +35,7 @@ from starlette.requests import ClientDisconnect
 from appliance import __version__
 from appliance.web.common import PROBLEM_MEDIA_TYPE, SecurityHeaders, add_problem_handlers, loads_json
 from appliance.web.logs import AccessLog
-from appliance.web.negotiation import prefers
+from eticket_core.negotiation import prefers
 
 from .crypto import BadSignature, BadToken, parse_token, precheck_headers, unix_seconds, valid_rid, verify_request
 from .errors import (

@@ -13,6 +13,8 @@ from python_multipart.multipart import parse_options_header
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from eticket_core.i18n import LANGUAGES as SCREEN_LANGUAGES
+
 from ..display import Display
 from ..errors import (
     BadMultipart,
@@ -47,7 +49,6 @@ STREAM_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "n
 must pass each event on at once. ``X-Accel-Buffering: no`` turns nginx's response buffering off for this
 response (nginx docs, ngx_http_proxy_module ``proxy_buffering``): behind a default nginx the stream was held
 in its buffers and a web screen received nothing. docs/protocol.md §6 gives the proxy settings."""
-SCREEN_LANGUAGES = ("fr", "it", "en", "de", "es")
 BODY_TIMEOUT_SECONDS = 60.0
 """A body must arrive within this time (10 MiB over a slow shop Wi-Fi takes seconds): stalled uploads
 (slowloris) are dropped instead of holding a connection forever."""

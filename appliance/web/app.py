@@ -11,12 +11,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from eticket_core.negotiation import prefers
+
 from .. import __version__
 from ..service import Appliance
 from . import api, download, screen_claim, screen_page
 from .common import PROBLEM_MEDIA_TYPE, SecurityHeaders, add_problem_handlers
 from .logs import AccessLog
-from .negotiation import prefers
 from .openapi import finish_schema
 
 

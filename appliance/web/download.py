@@ -11,10 +11,11 @@ from html import escape
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from eticket_core.negotiation import prefers
+
 from ..errors import ApplianceError, Gone, NotFound, ReceiptDamaged, StorageUnavailable
 from .auth import appliance_of
 from .common import PROBLEM_MEDIA_TYPE
-from .negotiation import prefers
 from .page_lang import page_translator
 
 router = APIRouter()

@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from eticket_core.i18n import LANGUAGES as SCREEN_LANGUAGES
+
 from ..errors import (
     PROBLEM_TYPE_BASE,
     ApplianceError,
@@ -203,14 +205,14 @@ TICKET_BODY: dict[str, Any] = {
                         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
                             "file": {"type": "string", "format": "binary"}, "total": {"type": "string"},
                             "currency": {"type": "string"}, "ref": {"type": "string"},
-                            "lang": {"type": "string", "enum": ["fr", "it", "en", "de", "es"]}}}}}},
+                            "lang": {"type": "string", "enum": list(SCREEN_LANGUAGES)}}}}}},
     "parameters": [
         {"name": "total", "in": "query", "schema": {"type": "string",
                                                     "pattern": r"^-?(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?$"}},
         {"name": "currency", "in": "query", "schema": {"type": "string", "examples": ["EUR"]},
          "description": "ISO 4217 alphabetic code of money"},
         {"name": "ref", "in": "query", "schema": {"type": "string", "maxLength": 128}},
-        {"name": "lang", "in": "query", "schema": {"type": "string", "enum": ["fr", "it", "en", "de", "es"]}},
+        {"name": "lang", "in": "query", "schema": {"type": "string", "enum": list(SCREEN_LANGUAGES)}},
         {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "minLength": 1, "maxLength": 255},
          "description": "draft-ietf-httpapi-idempotency-key-header; one per sale, reused on every retry"},
     ],

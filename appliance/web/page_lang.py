@@ -14,11 +14,10 @@ from collections.abc import Callable
 
 from fastapi import Request
 
-from .auth import appliance_of
-from .negotiation import weighted
+from eticket_core.i18n import LANGUAGES as PAGE_LANGUAGES
+from eticket_core.negotiation import weighted
 
-PAGE_LANGUAGES = ("fr", "it", "en", "de", "es")
-"""ISO 639-1 codes the pages speak (the screen's languages, eticket_core.i18n.LANGUAGES)."""
+from .auth import appliance_of
 
 
 def accepted_languages(header: str) -> list[str]:

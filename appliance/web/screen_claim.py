@@ -11,10 +11,11 @@ from html import escape
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from eticket_core.negotiation import prefers
+
 from ..errors import ApplianceError
 from ..screens import LinkState
 from .auth import appliance_of
-from .negotiation import prefers
 from .page_lang import page_translator
 
 router = APIRouter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.web.negotiation import media_quality
+from eticket_core.negotiation import media_quality
 
 
 @pytest.mark.parametrize(("accept", "media_type", "quality"), [

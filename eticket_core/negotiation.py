@@ -1,9 +1,13 @@
 """Content negotiation by weight (RFC 9110 §12.4.2 quality values): which of two answers a client prefers
-(``Accept``, §12.5.1) and the ranges of ``Accept-Language`` (§12.5.4, used by :mod:`.page_lang`)."""
+(``Accept``, §12.5.1; the device's pages and the relay's) and the ranges of ``Accept-Language`` (§12.5.4,
+used by ``appliance.web.page_lang``)."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 MAX_NEGOTIATION_HEADER_CHARS = 512
 """Longer ``Accept``/``Accept-Language`` headers are cut here before parsing (browsers send well under 300)."""
