@@ -10,12 +10,12 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 import pygame
 
+from eticket_core.expiry import minutes_shown, seconds_left
 from eticket_core.i18n import translator
 from eticket_core.money import format_money
 
@@ -333,13 +333,8 @@ def scene_idle(state: State, size: tuple[int, int]) -> pygame.Surface:
 def minutes_left(until: object, now: object) -> int | None:
     """Whole minutes, rounded up, from ``now`` (Unix seconds) to ``until`` (an RFC 3339 UTC time such as
     ``"2026-11-29T10:10:00Z"``); None when either is missing or malformed, or the time is past."""
-    if not isinstance(until, str) or not isinstance(now, (int, float)):
-        return None
-    try:
-        seconds = datetime.fromisoformat(until).timestamp() - now
-    except ValueError:
-        return None
-    return math.ceil(seconds / 60) if seconds > 0 else None
+    seconds = seconds_left(until, now)
+    return None if seconds is None else minutes_shown(seconds)
 
 
 def pairing_expiry(state: State) -> str:

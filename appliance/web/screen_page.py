@@ -19,9 +19,7 @@ speak the display state's language.
 
 from __future__ import annotations
 
-import math
 import time
-from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 import segno
 from fastapi import APIRouter, Request, Response
 
+from eticket_core.expiry import minutes_shown, seconds_left
 from eticket_core.money import format_money
 
 from .auth import screen_token_valid
@@ -77,15 +76,12 @@ def _expiry(pairing: dict[str, Any], t: Any) -> str:
     """"This code expires in 9 min" (``pairing.expires_at``, RFC 3339 UTC), as the kiosk shows it. The line
     carries the seconds left when it was rendered (``data-left``, not the device's clock: a tablet's clock may
     be wrong) and its wording (``data-text``); ``screen.js`` counts it down between scene changes."""
-    try:
-        left = datetime.fromisoformat(str(pairing.get("expires_at"))).timestamp() - time.time()
-    except ValueError:
-        return ""
-    if left <= 0:
+    left = seconds_left(pairing.get("expires_at"), time.time())
+    if left is None:
         return ""
     wording = t("This code expires in {minutes} min")
     return (f"<p class=small data-left='{int(left)}' data-text='{escape(wording)}'>"
-            f"{escape(wording.format(minutes=math.ceil(left / 60)))}</p>")
+            f"{escape(wording.format(minutes=minutes_shown(left)))}</p>")
 
 
 def _body(state: dict[str, Any], t: Any) -> str:
