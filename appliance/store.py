@@ -692,26 +692,32 @@ class Store:
         self._drop_damaged_row(int(found[0]), fault)
         raise ReceiptDamaged(_RECEIPT_DAMAGED)
 
+    def _forget_pdf(self, ticket_where: str, key: object, outbox_where: str) -> tuple[bool, float]:
+        """In one transaction (under ``self._lock``): drop the PDF of the ticket matching ``ticket_where`` (one
+        ``?`` for ``key``), stamp ``damage_found_at`` and give up its upload (outbox rows matching
+        ``outbox_where``, one ``?`` for ``key``). ``(True if a PDF was still there, the stamp)``; rolled back
+        on any error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self._db.execute(f"UPDATE tickets SET pdf = NULL WHERE {ticket_where} AND pdf IS NOT NULL", (key,))
+            now = self._clock()
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('damage_found_at', ?)", (str(now),))
+            self._db.execute("UPDATE outbox SET state = 'failed', last_error = 'receipt damaged in storage' "
+                             f"WHERE {outbox_where}", (key,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return cur.rowcount > 0, now
+
     @_guarded
     def _drop_damaged_row(self, rowid: int, fault: str) -> bool:
         """Forget the PDF of the receipt at ``rowid`` whose record is damaged (``fault`` names the column, never
         its value) and give up its upload, as :meth:`drop_damaged_pdf`. True the first time. Logged once."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._db.execute("UPDATE tickets SET pdf = NULL WHERE rowid = ? AND pdf IS NOT NULL", (rowid,))
-                now = self._clock()
-                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('damage_found_at', ?)",
-                                 (str(now),))
-                self._db.execute("UPDATE outbox SET state = 'failed', last_error = 'receipt damaged in storage' "
-                                 "WHERE ticket_id IN (SELECT id FROM tickets WHERE rowid = ?) AND state != 'failed'",
-                                 (rowid,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            dropped = cur.rowcount > 0
+            dropped, now = self._forget_pdf(
+                "rowid = ?", rowid, "ticket_id IN (SELECT id FROM tickets WHERE rowid = ?) AND state != 'failed'")
             if dropped:
                 self._damaged_pdfs += 1
             self._damage_found_at = now
@@ -730,14 +736,7 @@ class Store:
         """Forget a PDF whose bytes no longer match its checksum (damaged on the medium): its link answers
         ``receipt-damaged`` from now on, its upload is given up. True if it was still there. Logged once."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            cur = self._db.execute("UPDATE tickets SET pdf = NULL WHERE id = ? AND pdf IS NOT NULL", (ticket_id,))
-            now = self._clock()
-            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('damage_found_at', ?)", (str(now),))
-            self._db.execute("UPDATE outbox SET state = 'failed', last_error = 'receipt damaged in storage' "
-                             "WHERE ticket_id = ? AND state = 'pending'", (ticket_id,))
-            self._db.execute("COMMIT")
-            dropped = cur.rowcount > 0
+            dropped, now = self._forget_pdf("id = ?", ticket_id, "ticket_id = ? AND state = 'pending'")
             if dropped:
                 self._damaged_pdfs += 1
                 self._damage_found_at = now
