@@ -86,7 +86,7 @@ bench-relay: $(TEST_STAMP)
 	$(BIN)/python bench/relay_vs_nginx.py
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check eticket_core appliance kiosk relay provisioning tests bench image-build
+	$(BIN)/ruff check eticket_core appliance kiosk relay provisioning fleet tests bench image-build
 	$(BIN)/mypy
 
 clean:
