@@ -661,6 +661,14 @@ class Store:
         return ticket, True
 
     @_guarded
+    def delete_ticket(self, ticket_id: str) -> bool:
+        """Delete a ticket, its PDF and its upload (the outbox row goes with it: ``ON DELETE CASCADE``); False
+        when there was none. For the update's self-test receipt (appliance/selftest.py), never a customer's."""
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM tickets WHERE id = ?", (ticket_id,))
+            return cursor.rowcount > 0
+
+    @_guarded
     def ticket_by_idempotency_key(self, pos_id: str, key: str) -> Ticket | None:
         """The ticket this POS already sent with ``key``, or None."""
         with self._lock:
