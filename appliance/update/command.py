@@ -114,7 +114,20 @@ def _answer(code: int, result: str, message: str, version: str | None, to_slot: 
     return Outcome(code, message, {"result": result, "version": version, "to_slot": to_slot, "message": message})
 
 
+BUSY = "another install or rollback is running on this device (it holds /var/lib/eticket-update/lock)"
+
+
 def install(state: UpdateState, bundle: Path, expected_sha256: str | None = None, reboot: bool = True) -> Outcome:
+    """:func:`install_unlocked` while holding the state's lock; exit 1 at once when another install or
+    rollback holds it."""
+    with state.locked() as mine:
+        if not mine:
+            return _answer(EXIT_FAILED, "failed", BUSY, None, None)
+        return install_unlocked(state, bundle, expected_sha256, reboot)
+
+
+def install_unlocked(state: UpdateState, bundle: Path, expected_sha256: str | None = None,
+                     reboot: bool = True) -> Outcome:
     """``eticket update install BUNDLE``: check, install into the other slot, record, reboot (SPEC12).
 
     Steps: the file exists; its SHA-256 equals ``expected_sha256`` when given; ``rauc info`` checks the
@@ -185,7 +198,15 @@ def install(state: UpdateState, bundle: Path, expected_sha256: str | None = None
 
 def rollback(state: UpdateState, reboot: bool = True) -> Outcome:
     """``eticket update rollback``: only when the other slot is good (exit 12 otherwise):
-    ``rauc status mark-active other``, ``last_update.result = rolled-back``, then a reboot."""
+    ``rauc status mark-active other``, ``last_update.result = rolled-back``, then a reboot. Exit 1 at once
+    while another install or rollback runs."""
+    with state.locked() as mine:
+        if not mine:
+            return _answer(EXIT_FAILED, "failed", BUSY, None, None)
+        return _rollback(state, reboot)
+
+
+def _rollback(state: UpdateState, reboot: bool) -> Outcome:
     try:
         st = rauc.status()
     except RaucError as exc:

@@ -118,6 +118,18 @@ def test_missing_bundle_is_named(hosts: DeviceHosts) -> None:
     assert "no bundle at /var/lib/eticket-update/incoming/x.raucb" in body["message"]
 
 
+def test_second_install_at_once_is_refused(hosts: DeviceHosts, bundle_dir: Path) -> None:
+    """While one install holds the device's update lock (a retrying fleet tool, an operator), another is
+    refused at once, exit 1, naming the lock; nothing is recorded."""
+    device = hosts.devices[1]
+    before = device.update_status()["last_update"]
+    holder = device.run("flock", "--nonblock", "/var/lib/eticket-update/lock", "/usr/bin/eticket", "update",
+                        "install", str(bundle_dir / "v2.raucb"), "--json")
+    assert holder.returncode == 1, holder.stdout
+    assert "another install or rollback is running" in json.loads(holder.stdout)["message"]
+    assert device.update_status()["last_update"] == before
+
+
 def test_rollback_needs_a_good_other_slot(hosts: DeviceHosts) -> None:
     """On a device whose other slot never held a release, rollback refuses with exit 12."""
     code, body = _ssh_json(hosts, 2, "eticket", "update", "rollback", "--json")
