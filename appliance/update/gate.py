@@ -6,7 +6,8 @@ On the first boot of a slot just installed (``boot_state`` ``trying``) it waits,
 1. ``ready``: ``eticket.service`` READY (``systemctl show``: ``ActiveState=active``, ``SubState=running``; a
    ``Type=notify`` unit is active only after READY=1);
 2. ``healthz``: ``GET /healthz`` on the local listener answers ``image_version`` equal to the booted slot's
-   version (the appliance that answers is the new release);
+   version as RAUC installed it (the bundle's manifest): the appliance that answers runs from the new root,
+   and that root is the release the bundle said it was;
 3. ``kiosk``: the kiosk drew its first frame (``eticket-kiosk.service`` active: it sends READY=1 after its
    first frame; skipped when the unit is absent or disabled, or when its STATUS says "waiting for a display":
    no display is plugged in, kiosk/app.py);
@@ -172,7 +173,8 @@ def commit(state: UpdateState, gate: GateConfig) -> Outcome:
     last = state.last_update()
     result = (last or {}).get("result")
     if boot_state(st, last) == "trying":
-        expected = booted_version(st)
+        slot = st.slot(st.booted)
+        expected = slot.version if slot is not None and slot.version else booted_version(st)
         failed = wait_healthy(health_checks(gate, expected), gate.deadline_seconds)
         if failed is None:
             try:

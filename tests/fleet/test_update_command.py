@@ -170,6 +170,22 @@ def test_bad_release_rolls_back_by_itself(hosts: DeviceHosts, fleet_keys: Keys, 
     assert device.bootenv()["left"]["B"] == 0
 
 
+def test_root_of_another_release_is_not_committed(hosts: DeviceHosts, fleet_keys: Keys, bundle_dir: Path) -> None:
+    """A mis-built bundle: its manifest says 7.0.0 but its root is stamped 7.0.0-rc1. The appliance on the new
+    slot reports 7.0.0-rc1 in /healthz, so the gate does not commit and the device returns to its slot."""
+    device = hosts.devices[2]
+    device.commit_deadline = 3
+    bundle = make_bundle(bundle_dir / "v7-misbuilt.raucb", "7.0.0", fleet_keys, image_version="7.0.0-rc1")
+    boots = device.boots
+    code, body = _ssh_json(hosts, 2, "eticket", "update", "install", str(bundle), "--json")
+    assert (code, body["result"]) == (0, "installed"), body
+    device.wait_boots(boots + 2)
+    status = device.wait_commit()
+    last = status["last_update"]
+    assert (status["booted"], last["result"], last["version"]) == ("A", "rolled-back", "7.0.0"), status
+    assert "health check healthz failed" in last["message"] and "'7.0.0-rc1'" in last["message"], last
+
+
 def test_unplugged_screen_does_not_block_the_commit(hosts: DeviceHosts, fleet_keys: Keys, bundle_dir: Path) -> None:
     """A device whose screen is unplugged (its kiosk waits for a display) still commits a good release: the
     frame check applies only when a display is present."""
