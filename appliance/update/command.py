@@ -134,7 +134,8 @@ def install_unlocked(state: UpdateState, bundle: Path, expected_sha256: str | No
     signature and reads the manifest; its ``compatible`` is this system's; its version is not the running one
     (exit 11, result ``current``); ``rauc install`` (RAUC checks the signature and compatible again before it
     writes: exit 10 with RAUC's reason); then ``last_update.result = installed`` and a reboot in
-    REBOOT_DELAY_SECONDS unless ``reboot`` is False. A refusal or failure is recorded in ``last_update`` too.
+    REBOOT_DELAY_SECONDS unless ``reboot`` is False. A refusal or failure is recorded in ``last_update`` too,
+    except over an update that is installed and waits for its reboot (its record decides the next boot's gate).
     """
     try:
         st = rauc.status()
@@ -146,16 +147,25 @@ def install_unlocked(state: UpdateState, bundle: Path, expected_sha256: str | No
                               "started_at": now_rfc3339(), "finished_at": None, "result": "installing",
                               "message": None, "boot_id": boot_id()}
 
-    def finish(code: int, result: str, message: str) -> Outcome:
+    previous = state.last_update()
+    waiting = previous is not None and previous.get("result") == "installed"
+
+    def finish(code: int, result: str, message: str, written: bool = False) -> Outcome:
+        """Record and answer. A refusal before RAUC touched a slot (``written`` False) leaves an ``installed``
+        record alone: that update still waits for its reboot and its health gate."""
         record.update(result=result, message=message, finished_at=now_rfc3339())
-        state.save_last_update(record)
+        if written or not waiting:
+            state.save_last_update(record)
+        elif previous is not None:
+            message += (f" (the update to {previous.get('version')} installed earlier still waits for its "
+                        "reboot)")
         return _answer(code, result, message, record["version"], to_slot)
 
     if not bundle.is_file():
         return finish(EXIT_FAILED, "failed", f"no bundle at {bundle}")
     if target is None:
         return finish(EXIT_FAILED, "failed", "RAUC knows no other slot to install into (see /etc/rauc/system.conf)")
-    if boot_state(st, state.last_update()) == "trying":
+    if boot_state(st, previous) == "trying":
         return finish(EXIT_FAILED, "failed", f"slot {st.booted} is still on trial (not committed): installing "
                       f"now would overwrite the good slot {to_slot}; wait for 'eticket update commit'")
     record["bundle_sha256"] = digest = sha256_file(bundle)
@@ -183,16 +193,16 @@ def install_unlocked(state: UpdateState, bundle: Path, expected_sha256: str | No
     try:
         rauc.install(bundle)
     except BundleRefused as exc:
-        return finish(EXIT_REFUSED, "refused", f"RAUC refused the bundle: {exc}")
+        return finish(EXIT_REFUSED, "refused", f"RAUC refused the bundle: {exc}", written=True)
     except RaucError as exc:
-        return finish(EXIT_FAILED, "failed", f"rauc install failed: {exc}")
+        return finish(EXIT_FAILED, "failed", f"rauc install failed: {exc}", written=True)
     message = f"version {version} installed into slot {to_slot}"
     if not reboot:
-        return finish(EXIT_OK, "installed", message + "; waiting for a reboot")
-    outcome = finish(EXIT_OK, "installed", message + f"; rebooting in {REBOOT_DELAY_SECONDS} s")
+        return finish(EXIT_OK, "installed", message + "; waiting for a reboot", written=True)
+    outcome = finish(EXIT_OK, "installed", message + f"; rebooting in {REBOOT_DELAY_SECONDS} s", written=True)
     problem = reboot_later()
     if problem is not None:
-        return finish(EXIT_FAILED, "installed", message + f"; {problem}: reboot by hand to try it")
+        return finish(EXIT_FAILED, "installed", message + f"; {problem}: reboot by hand to try it", written=True)
     return outcome
 
 

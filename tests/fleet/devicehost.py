@@ -246,11 +246,11 @@ class Device:
                 "LANG": "C.UTF-8"}
 
     def _spawn(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.dir / "logs" / f"{name}.log", "ab")
-        log.write(f"--- boot {self.boots}\n".encode())
-        log.flush()
-        return subprocess.Popen(self.cmd(*argv), stdout=log, stderr=subprocess.STDOUT, env=env or self._env(),
-                                start_new_session=True)
+        with open(self.dir / "logs" / f"{name}.log", "ab") as log:
+            log.write(f"--- boot {self.boots}\n".encode())
+            log.flush()
+            return subprocess.Popen(self.cmd(*argv), stdout=log, stderr=subprocess.STDOUT, env=env or self._env(),
+                                    start_new_session=True)
 
     def eticket(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """``eticket ARGS`` inside the device as root."""
@@ -329,14 +329,14 @@ class Device:
             f"mount --bind {d}/boot_id /proc/sys/kernel/random/boot_id",
             f"touch {d}/mounted", "exec sleep infinity"])
         (d / "mounted").unlink(missing_ok=True)
-        self._holder = subprocess.Popen(
-            self.host.cmd("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mounts),
-            stdout=open(d / "logs" / "namespace.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        with open(d / "logs" / "namespace.log", "ab") as log:
+            self._holder = subprocess.Popen(
+                self.host.cmd("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mounts),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait(lambda: (d / "mounted").exists() or self._holder is None or self._holder.poll() is not None,
                    "the mount namespace")
         if not (d / "mounted").exists():
             raise RuntimeError(f"{self.name}: mounts failed: {(d / 'logs' / 'namespace.log').read_text()[-800:]}")
-        # nsenter -t needs the innermost process (sh exec'd sleep: the same pid)
 
     def _wait(self, ready: Any, what: str) -> None:
         end = time.monotonic() + START_TIMEOUT_SECONDS

@@ -249,3 +249,24 @@ def test_new_slot_that_never_boots_falls_back(hosts: DeviceHosts, fleet_keys: Ke
     assert (status["booted"], status["version"], status["boot_state"]) == ("A", "1.0.0", "committed"), status
     assert (status["last_update"]["result"], status["last_update"]["message"]) == (
         "rolled-back", "the new slot did not boot")
+
+
+def test_refusal_after_an_install_keeps_its_health_gate(hosts: DeviceHosts, fleet_keys: Keys,
+                                                         bundle_dir: Path) -> None:
+    """Release 8.0.0 is installed without a reboot, then a tampered bundle is pushed and refused. The
+    refusal must not hide the waiting update: after the reboot slot B still goes through the health gate
+    and is committed by it."""
+    device = hosts.devices[1]
+    bundle = make_bundle(bundle_dir / "v8.raucb", "8.0.0", fleet_keys)
+    code, body = _ssh_json(hosts, 1, "eticket", "update", "install", str(bundle), "--no-reboot", "--json")
+    assert (code, body["result"]) == (0, "installed"), body
+    code, body = _ssh_json(hosts, 1, "eticket", "update", "install", str(tamper(bundle, bundle_dir / "v8-bad.raucb")),
+                           "--json")
+    assert (code, body["result"]) == (10, "refused"), body
+    assert "installed earlier still waits for its reboot" in body["message"]
+    assert device.update_status()["last_update"]["result"] == "installed"
+    device.reboot()
+    status = device.wait_commit()
+    last = status["last_update"]
+    assert (status["booted"], last["result"], last["version"]) == ("B", "committed", "8.0.0"), status
+    assert "every health check passed" in last["message"]
