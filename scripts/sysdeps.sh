@@ -19,6 +19,7 @@ command -v wpa_supplicant >/dev/null || [ -x /usr/sbin/wpa_supplicant ] || need+
 command -v rauc >/dev/null || need+=(rauc)
 command -v mksquashfs >/dev/null || need+=(squashfs-tools)
 command -v openssl >/dev/null || need+=(openssl)
+command -v debugfs >/dev/null || [ -x /usr/sbin/debugfs ] || need+=(e2fsprogs)  # test slot images: mkfs.ext4 -d, debugfs
 # Extra tools by name: `sysdeps.sh wrk nginx` (benchmarks).
 for tool in "$@"; do
   case "$tool" in
