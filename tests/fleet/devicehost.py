@@ -408,7 +408,9 @@ class Device:
         end = time.monotonic() + timeout
         while self.boots < count or (self.dir / "reboot-requested").exists():
             if time.monotonic() > end:
-                raise AssertionError(f"{self.name}: {self.boots} boots after {timeout:g} s, expected {count}")
+                error = self.dir / "logs" / "reboot-error.log"
+                raise AssertionError(f"{self.name}: {self.boots} boots after {timeout:g} s, expected {count}"
+                                     + (f"; the last reboot failed: {error.read_text()}" if error.exists() else ""))
             time.sleep(0.1)
 
     def wait_commit(self, timeout: float = 90) -> dict[str, Any]:
