@@ -154,7 +154,8 @@ async def _deploy_one(device: Device, bundle: Bundle, report: DeviceReport, prog
             began = time.monotonic()
             path, report.bytes_sent, report.resumed_from = await upload(
                 conn, bundle.path, bundle.sha256, bundle.size,
-                lambda done, total: progress.upload(device.name, done, total))
+                lambda done, total: progress.upload(device.name, done, total),
+                lambda: progress.set(device.name, "verifying", "sha256 on the device"))
             report.timings["upload_s"] = round(time.monotonic() - began, 3)
             stage = "installing"
             progress.set(device.name, "installing")

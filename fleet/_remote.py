@@ -72,9 +72,11 @@ async def _remote_sha256(conn: asyncssh.SSHClientConnection, path: str) -> str:
 
 
 async def upload(conn: asyncssh.SSHClientConnection, bundle: Path, sha256: str, size: int,
-                 progress: Callable[[int, int], None]) -> tuple[str, int, int]:
+                 progress: Callable[[int, int], None],
+                 verifying: Callable[[], None] = lambda: None) -> tuple[str, int, int]:
     """Put ``bundle`` on the device, continuing a partial upload; returns (remote path, bytes sent, offset the
-    upload resumed from). ``progress(done_bytes, size)`` is called after each chunk.
+    upload resumed from). ``progress(done_bytes, size)`` is called after each chunk, ``verifying()`` before
+    the device hashes the file.
 
     A complete ``<sha256>.raucb`` already there is reused (0 bytes sent); a ``.part`` longer than the bundle is
     restarted. After the upload the device hashes the file; on a mismatch the part is removed and
@@ -89,6 +91,7 @@ async def upload(conn: asyncssh.SSHClientConnection, bundle: Path, sha256: str, 
         async with conn.start_sftp_client() as sftp:
             if await sftp.exists(final) and (await sftp.stat(final)).size == size:
                 progress(size, size)
+                verifying()
                 if await _remote_sha256(conn, final) == sha256:
                     return final, 0, size
                 await sftp.remove(final)
@@ -108,6 +111,7 @@ async def upload(conn: asyncssh.SSHClientConnection, bundle: Path, sha256: str, 
                         position += len(chunk)
                         sent += len(chunk)
                         progress(position, size)
+            verifying()
             if await _remote_sha256(conn, part) != sha256:
                 await sftp.remove(part)
                 raise CommandFailed(f"the uploaded bundle does not hash to {sha256} on the device: removed, "

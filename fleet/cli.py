@@ -116,8 +116,10 @@ def _rollback(args: argparse.Namespace) -> int:
 def _discover(args: argparse.Namespace) -> int:
     from ._discover import as_inventory, discover
 
-    interfaces = [i.strip() for i in args.mdns_interfaces.split(",")] if args.mdns_interfaces else None
-    found = discover(args.timeout, interfaces)
+    try:
+        found = discover(args.timeout, args.mdns_interfaces)
+    except ValueError as exc:
+        return _error(str(exc))
     sys.stdout.write(json.dumps(found, indent=2) + "\n" if args.json else as_inventory(found))
     return EXIT_OK
 
