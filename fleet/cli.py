@@ -125,14 +125,19 @@ def _discover(args: argparse.Namespace) -> int:
 
 
 def _keys_init(args: argparse.Namespace) -> int:
-    from . import keys  # type: ignore[attr-defined,unused-ignore]  # trust's module (SPEC12 "Bundles")
+    """``fleet.keys.init_keys`` (helper "trust"'s module; SPEC12 "Bundles"), imported only when used."""
+    from . import keys  # type: ignore[attr-defined,unused-ignore]
 
     options = {k: v for k, v in (("ca_days", args.ca_days), ("signing_days", args.signing_days),
                                  ("name", args.name)) if v is not None}
     try:
-        keys.init_keys(args.directory, **options)
-    except (OSError, ValueError) as exc:
+        made = keys.init_keys(args.directory, **options)
+    except keys.KeysError as exc:
         return _error(str(exc))
+    for path in made.files():
+        print(path)
+    print(f"sign bundles with {made.signing_cert} and {made.signing_key}; devices trust {made.keyring}. "
+          f"Keep {made.ca_key} offline (docs/fleet.md)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -165,6 +170,8 @@ def add_fleet_parser(sub: Any) -> None:
     deploy.add_argument("--max-fail-percent", default="0",
                         help="stop when the failures in a wave exceed this percentage of it (default 0: any)")
     deploy.add_argument("--json-report", type=Path, metavar="FILE", help="write the JSON report to FILE")
+    deploy.add_argument("--device", action="append", metavar="NAME",
+                        help="only this device (repeatable; default every device of the inventory)")
     deploy.add_argument("--version", help="the bundle's version, when rauc is not installed here to read it")
     deploy.add_argument("--reboot-timeout", type=float, default=REBOOT_DEADLINE_SECONDS,
                         help=f"seconds a device has to come back committed after the install "
