@@ -54,6 +54,8 @@ DEFAULT_PARALLEL = 10
 DEFAULT_MAX_FAIL_PERCENT = 0.0
 """Any failure in a wave stops the rollout (Ansible's default, no cap, only stops when a whole wave fails)."""
 FAILURES = {"failed", "rolled-back", "unreachable"}
+EXIT_LOST = -1
+"""The install's exit status when the SSH session ended without one (the device rebooted under it)."""
 _STATE = {"updated": "healthy", "skipped": "skipped", "rolled-back": "rolled back", "failed": "failed",
           "unreachable": "unreachable", "not-started": "not started"}
 
@@ -114,8 +116,17 @@ def _matches(status: dict[str, Any], bundle: Bundle) -> bool:
 
 
 def _settled(bundle: Bundle) -> Callable[[dict[str, Any]], bool]:
+    """The device is done with this bundle: committed and running the new slot, or rolled back and running
+    the old one again (the health gate records ``rolled-back`` on the new slot, then reboots), or refused."""
     def done(status: dict[str, Any]) -> bool:
-        return _matches(status, bundle) and (status.get("last_update") or {}).get("result") in TERMINAL_RESULTS
+        last = status.get("last_update") or {}
+        if not _matches(status, bundle) or last.get("result") not in TERMINAL_RESULTS:
+            return False
+        if last["result"] == "committed":
+            return bool(status.get("booted") == last.get("to_slot"))
+        if last["result"] == "rolled-back":
+            return bool(status.get("booted") == last.get("from_slot"))
+        return True
     return done
 
 
@@ -160,17 +171,20 @@ async def _deploy_one(device: Device, bundle: Bundle, report: DeviceReport, prog
             stage = "installing"
             progress.set(device.name, "installing")
             began = time.monotonic()
-            code, answer = await install(conn, device, path, bundle.sha256)
+            try:
+                code, answer = await install(conn, device, path, bundle.sha256)
+            except Unreachable:  # the link (or the device) went down mid-install: watch what it does next
+                code, answer = EXIT_LOST, {"result": "installing", "message": "connection lost during the install"}
             report.timings["install_s"] = round(time.monotonic() - began, 3)
         if code == EXIT_CURRENT:
             report.outcome, report.to_version, report.message = "skipped", bundle.version, "already on this version"
             return
-        if code != 0:
+        if code not in (0, EXIT_LOST) and answer.get("result") != "installed":
             report.outcome = "failed"
             verdict = "refused by the device" if code == EXIT_REFUSED else f"install exited {code}"
             report.message = f"{verdict}: {answer.get('message') or answer.get('result')}"
             return
-        stage = "rebooting"
+        stage = "rebooting"  # or the install still running, if the connection was lost: the device says which
         progress.set(device.name, "rebooting", f"into slot {answer.get('to_slot') or '?'}")
         began = time.monotonic()
         status = await wait_back(device, _settled(bundle), reboot_deadline)

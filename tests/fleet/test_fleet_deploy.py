@@ -10,7 +10,6 @@ release fails its health check, a rollout to all, an unreachable device, a resum
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,10 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require
 from tests.fleet.bundles import make_bundle
+from tests.fleet.conftest import require_device_hosts
 from tests.fleet.devicehost import Device, DeviceHosts
-from tests.network.netns import netns_available
 
 INCOMING = "/var/lib/eticket-update/incoming"
 DEVICES = 5
@@ -33,11 +31,7 @@ release never gets READY, so the gate waits it out before rolling back."""
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeviceHosts]:
-    reason = netns_available()
-    require(reason is None, reason or "")
-    for tool in ("rauc", "mksquashfs", "openssl", "debugfs", "nsenter"):
-        require(shutil.which(tool) is not None, f"{tool} is needed (scripts/sysdeps.sh)")
-    require(Path("/usr/sbin/sshd").exists(), "sshd is needed (openssh-server, scripts/sysdeps.sh)")
+    require_device_hosts()
     hosts = DeviceHosts(tmp_path_factory.mktemp("fleet"), DEVICES, version="1.0.0")
     try:
         yield hosts
@@ -97,34 +91,34 @@ def test_status_lists_every_device_as_a_table_and_as_json(fleet: DeviceHosts, tm
 
 
 def test_a_changed_host_key_is_refused_and_nothing_is_uploaded(fleet: DeviceHosts, tmp_path: Path) -> None:
-    """The inventory knows dev1 by another key (a re-imaged device, or a man in the middle): no trust on first
+    """The inventory knows canary by another key (a re-imaged device, or a man in the middle): no trust on first
     use, the deploy sends nothing and says why."""
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     wrong = " ".join(other.with_suffix(".pub").read_text().split()[:2])
-    dev1 = fleet.devices[0]
-    inv = inventory(fleet, tmp_path / "fleet.toml", [dev1], {dev1.name: wrong})
+    canary = fleet.devices[0]
+    inv = inventory(fleet, tmp_path / "fleet.toml", [canary], {canary.name: wrong})
     bundle = make_bundle(tmp_path / "eticket-test-1.5.0.raucb", "1.5.0", fleet.keys)
     report = deploy(fleet, tmp_path, bundle, inv)
     (device,) = report["devices"]
     assert device["outcome"] == "failed" and "host key does not match" in device["message"], device
     assert report["exit"] == 1
-    assert incoming(dev1) == [] and dev1.update_status()["version"] == "1.0.0"
+    assert incoming(canary) == [] and canary.update_status()["version"] == "1.0.0"
     (row,) = json.loads(fleet_cli(fleet, "status", "--inventory", str(inv), "--json").stdout)
     assert row["reachable"] is False and "host key does not match" in row["error"], row
 
 
 def test_a_canary_that_fails_its_health_check_stops_the_rollout(fleet: DeviceHosts, tmp_path: Path) -> None:
-    """Release 1.1.0 cannot start its appliance on dev1, the canary: dev1 rolls back by itself, the report
-    says so, the rollout stops and dev2..dev5 are not touched (no upload, still 1.0.0)."""
+    """Release 1.1.0 cannot start its appliance on canary, the canary: canary rolls back by itself, the report
+    says so, the rollout stops and the others are not touched (no upload, still 1.0.0)."""
     canary, *others = fleet.devices
     canary.bad_versions.add("1.1.0")
     canary.commit_deadline = BAD_RELEASE_DEADLINE_SECONDS
     bundle = make_bundle(tmp_path / "eticket-test-1.1.0.raucb", "1.1.0", fleet.keys)
     report = deploy(fleet, tmp_path, bundle, inventory(fleet, tmp_path / "fleet.toml"), "--waves", "1,2")
-    assert report["waves"] == [["dev1"], ["dev2", "dev3"], ["dev4", "dev5"]]
-    assert outcomes(report) == {"dev1": "rolled-back", "dev2": "not-started", "dev3": "not-started",
-                                "dev4": "not-started", "dev5": "not-started"}
+    n = [d.name for d in fleet.devices]
+    assert report["waves"] == [n[:1], n[1:3], n[3:5]]
+    assert outcomes(report) == {n[0]: "rolled-back"} | {name: "not-started" for name in n[1:]}
     assert report["stopped"] is True and "wave 1" in report["reason"] and report["exit"] == 1
     first = report["devices"][0]
     assert first["from_version"] == "1.0.0" and first["to_version"] == "1.0.0" and first["slot"] == "A"
@@ -143,7 +137,8 @@ def test_a_deploy_updates_every_device_and_a_second_one_skips_them(fleet: Device
     bundle = make_bundle(tmp_path / "eticket-test-2.0.0.raucb", "2.0.0", fleet.keys)
     inv = inventory(fleet, tmp_path / "fleet.toml")
     report = deploy(fleet, tmp_path, bundle, inv, "--waves", "1,100%", "--parallel", "4")
-    assert report["waves"] == [["dev1"], ["dev2", "dev3", "dev4", "dev5"]]
+    n = [d.name for d in fleet.devices]
+    assert report["waves"] == [n[:1], n[1:]]
     assert outcomes(report) == {d.name: "updated" for d in fleet.devices}, report["devices"]
     assert report["exit"] == 0 and report["stopped"] is False
     for entry in report["devices"]:
@@ -167,12 +162,11 @@ def test_an_unreachable_device_is_reported_and_the_others_go_on(fleet: DeviceHos
         status = fleet_cli(fleet, "status", "--inventory", str(inv), "--json")
         assert status.returncode == 1
         rows = {r["name"]: r for r in json.loads(status.stdout)}
-        assert rows["dev5"]["reachable"] is False and "unreachable" in rows["dev5"]["error"]
+        assert rows[dev5.name]["reachable"] is False and "unreachable" in rows[dev5.name]["error"]
         assert all(rows[d.name]["reachable"] for d in fleet.devices[:-1])
         bundle = make_bundle(tmp_path / "eticket-test-2.0.0.raucb", "2.0.0", fleet.keys)
         report = deploy(fleet, tmp_path, bundle, inv)
-        assert outcomes(report) == {"dev1": "skipped", "dev2": "skipped", "dev3": "skipped", "dev4": "skipped",
-                                    "dev5": "unreachable"}
+        assert outcomes(report) == {d.name: "skipped" for d in fleet.devices[:-1]} | {dev5.name: "unreachable"}
         assert "not touched" in report["devices"][-1]["message"] and report["exit"] == 1
     finally:
         dev5.boot()
@@ -190,7 +184,7 @@ def test_an_interrupted_upload_is_resumed_not_restarted(fleet: DeviceHosts, tmp_
     part = f"{INCOMING}/{hashlib.sha256(data).hexdigest()}.raucb.part"
     done = dev2.run("sh", "-c", f"mkdir -p {INCOMING} && head -c {half} {bundle} > {part}")
     assert done.returncode == 0, done.stderr
-    report = deploy(fleet, tmp_path, bundle, inventory(fleet, tmp_path / "fleet.toml"), "--device", "dev2")
+    report = deploy(fleet, tmp_path, bundle, inventory(fleet, tmp_path / "fleet.toml"), "--device", dev2.name)
     (entry,) = report["devices"]
     assert entry["outcome"] == "updated", entry
     assert (entry["resumed_from"], entry["bytes_sent"]) == (half, len(data) - half)
