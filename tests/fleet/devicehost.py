@@ -124,7 +124,8 @@ sys.exit("systemctl stand-in of the test device: only reboot and show")
 """
 
 _SYSTEMD_RUN = """#!/usr/bin/python3
-# The test device's systemd-run: --on-active=SECONDS CMD... runs CMD that much later, detached.
+# The test device's systemd-run: --on-active=SECONDS CMD... runs CMD that much later, detached (as a transient
+# timer unit would: no terminal, no inherited output).
 import os, sys, time
 args, delay = sys.argv[1:], 0.0
 while args and args[0].startswith("-"):
@@ -134,6 +135,9 @@ while args and args[0].startswith("-"):
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
         time.sleep(delay)
         os.execvp(args[0], args)
     os._exit(0)
