@@ -29,8 +29,10 @@ INSTALL_TIMEOUT_SECONDS = 1800.0
 """``rauc install`` writes a whole root file system to an SD card: minutes on a Pi."""
 HASH_TIMEOUT_SECONDS = 600.0
 RECONNECT_FIRST_SECONDS = 1.0
-RECONNECT_MAX_SECONDS = 15.0
-"""Reconnect backoff while a device reboots: 1 s, doubling, at most 15 s between attempts."""
+RECONNECT_MAX_SECONDS = 5.0
+"""Reconnect backoff while a device reboots: 1 s, doubling, at most 5 s between attempts (a longer gap is
+time the rollout waits after the device is back). A device that answers but is not done yet (its health
+gate running) is asked again every :data:`RECONNECT_FIRST_SECONDS`."""
 EXIT_REFUSED = 10
 EXIT_CURRENT = 11
 EXIT_NO_GOOD_SLOT = 12
@@ -149,7 +151,7 @@ async def rollback(conn: asyncssh.SSHClientConnection, device: Device) -> tuple[
 
 async def wait_back(device: Device, done: Callable[[dict[str, Any]], bool], deadline_seconds: float,
                     on_attempt: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Reconnect to ``device`` (backoff 1 s doubling to 15 s) until ``done(status)`` holds for its update
+    """Reconnect to ``device`` (backoff 1 s doubling to 5 s) until ``done(status)`` holds for its update
     status, or ``deadline_seconds`` pass: then Unreachable (with the last status seen, if any, in the message).
 
     Used after an install or a rollback: the device reboots, may boot the new slot, run its health gate and
@@ -167,6 +169,7 @@ async def wait_back(device: Device, done: Callable[[dict[str, Any]], bool], dead
             if done(status):
                 return status
             reason = f"still {(status.get('last_update') or {}).get('result') or status.get('boot_state')}"
+            delay = RECONNECT_FIRST_SECONDS  # it answers (its health gate is running): ask again in 1 s
         except (HostKeyRefused, AuthRefused):
             raise
         except (Unreachable, CommandFailed) as exc:
