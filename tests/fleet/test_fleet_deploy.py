@@ -189,3 +189,20 @@ def test_an_interrupted_upload_is_resumed_not_restarted(fleet: DeviceHosts, tmp_
     assert entry["outcome"] == "updated", entry
     assert (entry["resumed_from"], entry["bytes_sent"]) == (half, len(data) - half)
     assert dev2.update_status()["version"] == "2.1.0"
+
+
+def test_rollback_boots_the_other_slot_where_it_is_good(fleet: DeviceHosts, tmp_path: Path) -> None:
+    """After the resumed upload the second device runs 2.1.0 and its other slot holds a good 2.0.0: a rollback
+    boots 2.0.0 again. Naming no device is refused (a whole fleet is rolled back only with --all)."""
+    dev2 = fleet.devices[1]
+    inv = inventory(fleet, tmp_path / "fleet.toml")
+    refused = fleet_cli(fleet, "rollback", "--inventory", str(inv))
+    assert refused.returncode == 2 and "--device NAME" in refused.stderr
+    before = dev2.update_status()
+    assert before["version"] == "2.1.0" and before["other_slot_good"] is True, before
+    done = fleet_cli(fleet, "rollback", "--inventory", str(inv), "--device", dev2.name, "--json")
+    assert done.returncode == 0, done.stderr
+    (entry,) = json.loads(done.stdout)
+    assert (entry["outcome"], entry["from_version"], entry["to_version"]) == ("rolled-back", "2.1.0", "2.0.0")
+    after = dev2.update_status()
+    assert (after["version"], after["booted"]) == ("2.0.0", {"A": "B", "B": "A"}[before["booted"]])
