@@ -30,6 +30,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from ._bundle import Bundle
+from ._const import DEFAULT_PARALLEL, REBOOT_DEADLINE_SECONDS
 from ._inventory import Device
 from ._progress import Progress
 from ._remote import (
@@ -47,10 +48,6 @@ from ._ssh import AuthRefused, CommandFailed, HostKeyRefused, Unreachable, conne
 from ._waves import WaveSize, plan_waves, wave_exceeds_cap
 
 T = TypeVar("T")
-REBOOT_DEADLINE_SECONDS = 1200.0
-"""From the install's return to a committed (or rolled-back) new slot: the device's health gate allows 600 s
-(SPEC12 ``eticket update commit``), plus two boots on a slow SD card and a fallback reboot."""
-DEFAULT_PARALLEL = 10
 DEFAULT_MAX_FAIL_PERCENT = 0.0
 """Any failure in a wave stops the rollout (Ansible's default, no cap, only stops when a whole wave fails)."""
 FAILURES = {"failed", "rolled-back", "unreachable"}

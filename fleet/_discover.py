@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-BROWSE_SECONDS = 3.0
+from ._const import BROWSE_SECONDS
 
 
 def discover(timeout: float = BROWSE_SECONDS, interfaces: str | None = None) -> list[dict[str, str]]:

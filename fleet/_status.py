@@ -12,7 +12,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from ._deploy import DEFAULT_PARALLEL, _limited
+from ._const import DEFAULT_PARALLEL
+from ._deploy import _limited
 from ._inventory import Device
 from ._remote import read_status
 from ._ssh import FleetError, connect

@@ -6,14 +6,14 @@
     eticket fleet discover [--timeout S]
     eticket fleet keys init DIR [--ca-days N] [--signing-days N] [--name NAME]
 
-Exit status: 0 all good; 1 a device failed, rolled back or was unreachable, or the rollout stopped; 2 bad usage
-or input (inventory, bundle, options), with one ``eticket: error: ...`` line naming the fault.
+Exit status: 0 all good; 1 a device failed, rolled back or was unreachable, the rollout stopped, or (status) a
+device is unreachable or not healthy; 2 bad usage or input (inventory, bundle, options), with one
+``eticket: error: ...`` line naming the fault.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -44,6 +44,8 @@ def _status(args: argparse.Namespace) -> int:
         devices = _devices(args)
     except InventoryError as exc:
         return _error(str(exc))
+    import asyncio
+
     rows = asyncio.run(fleet_status(devices, args.parallel))
     sys.stdout.write(json.dumps(rows, indent=2) + "\n" if args.json else status_table(rows))
     return EXIT_OK if all(r["reachable"] and r["health"] == "good" for r in rows) else EXIT_FAILED
@@ -82,6 +84,8 @@ def _deploy(args: argparse.Namespace) -> int:
     print(f"deploying {bundle.path.name} (version {bundle.version}, sha256 {bundle.sha256[:12]}…) to "
           f"{len(devices)} device(s), waves {args.waves}, --max-fail-percent {cap:g}", file=sys.stderr)
     progress = Progress([d.name for d in devices], sys.stderr)
+    import asyncio
+
     report = asyncio.run(deploy(devices, bundle, waves, cap, args.parallel, progress, args.reboot_timeout))
     data = report.as_json()
     _write_report(args.json_report, data)
@@ -104,6 +108,8 @@ def _rollback(args: argparse.Namespace) -> int:
     except InventoryError as exc:
         return _error(str(exc))
     progress = Progress([d.name for d in devices], sys.stderr)
+    import asyncio
+
     reports = asyncio.run(roll_back(devices, args.parallel, progress, args.reboot_timeout))
     from dataclasses import asdict
 
@@ -143,8 +149,7 @@ def _keys_init(args: argparse.Namespace) -> int:
 
 def add_fleet_parser(sub: Any) -> None:
     """``eticket fleet ...`` on the top-level subparsers ``sub``."""
-    from ._deploy import DEFAULT_PARALLEL, REBOOT_DEADLINE_SECONDS
-    from ._discover import BROWSE_SECONDS
+    from ._const import BROWSE_SECONDS, DEFAULT_PARALLEL, REBOOT_DEADLINE_SECONDS
     from ._waves import DEFAULT_WAVES
 
     fleet = sub.add_parser("fleet", help="roll signed system updates out to devices over SSH (operator side)")
