@@ -39,6 +39,9 @@ from tests.fleet.devicehost import DeviceHosts  # noqa: E402
 
 UPLOAD_BYTES = 64 * 1024 * 1024
 PARALLEL = 10
+COMMIT_DEADLINE_SECONDS = 180.0
+"""The devices' health-gate deadline in this bench (the harness's 30 s is short for twenty appliances starting
+at once on two cores; a real device has 600 s)."""
 
 _UPLOAD_PROBE = """
 import asyncio, hashlib, json, sys, time
@@ -76,10 +79,11 @@ def _inventory(hosts: DeviceHosts, path: Path) -> Path:
 
 
 def _fleet(hosts: DeviceHosts, *args: str) -> tuple[float, str]:
+    """``eticket fleet ARGS`` on the operator host: (wall seconds, stdout)."""
     start = time.monotonic()
     done = hosts.client.run(sys.executable, "-m", "appliance.cli", "fleet", *args, timeout=1800)
     took = time.monotonic() - start
-    if done.returncode != 0:
+    if done.returncode not in (0, 1):  # 1: a device did not end updated (kept in the results)
         raise RuntimeError(f"eticket fleet {args[0]} exited {done.returncode}: {done.stderr[-2000:]}")
     return took, done.stdout
 
@@ -89,6 +93,8 @@ def run_size(count: int, work: Path) -> dict[str, Any]:
     hosts = DeviceHosts(work / f"n{count}", count, version="1.0.0")
     try:
         boot_s = time.monotonic() - started
+        for device in hosts.devices:  # twenty devices booting at once on two cores: give the gate time
+            device.commit_deadline = COMMIT_DEADLINE_SECONDS
         inv = _inventory(hosts, work / f"n{count}" / "fleet.toml")
         status_s, _ = _fleet(hosts, "status", "--inventory", str(inv), "--parallel", str(PARALLEL))
         bundle = make_bundle(work / f"n{count}" / "eticket-test-2.0.0.raucb", "2.0.0", hosts.keys)
@@ -96,14 +102,16 @@ def run_size(count: int, work: Path) -> dict[str, Any]:
         deploy_s, _ = _fleet(hosts, "deploy", str(bundle), "--inventory", str(inv), "--waves", "100%",
                              "--parallel", str(PARALLEL), "--json-report", str(report_path))
         report = json.loads(report_path.read_text())
-        outcomes = {d["outcome"] for d in report["devices"]}
-        if outcomes != {"updated"}:
-            raise RuntimeError(f"N={count}: outcomes {outcomes}: {report['devices']}")
-        rows = [d["timings"] for d in report["devices"]]
+        outcomes: dict[str, int] = {}
+        for d in report["devices"]:
+            outcomes[d["outcome"]] = outcomes.get(d["outcome"], 0) + 1
+        rows = [d["timings"] for d in report["devices"] if d["timings"]["reboot_to_committed_s"] is not None]
+        if not rows:
+            raise RuntimeError(f"N={count}: no device went through install and reboot: {report['devices']}")
         overhead = [t["total_s"] - t["install_s"] - t["reboot_to_committed_s"] for t in rows]
         longest_device = max(t["total_s"] for t in rows)
         return {
-            "devices": count, "parallel": PARALLEL, "bundle_bytes": bundle.stat().st_size,
+            "devices": count, "parallel": PARALLEL, "outcomes": outcomes, "bundle_bytes": bundle.stat().st_size,
             "harness_boot_s": round(boot_s, 1), "status_wall_s": round(status_s, 2),
             "deploy_wall_s": round(deploy_s, 2),
             "preflight_and_startup_s": round(deploy_s - longest_device, 2) if count <= PARALLEL else None,
@@ -139,12 +147,13 @@ def table(data: dict[str, Any]) -> str:
     lines = [f"`eticket fleet deploy --waves 100% --parallel {PARALLEL}` on the LAN's operator host, a "
              f"{runs[0]['bundle_bytes']} byte signed bundle, one run {data['date']}, {data['cores']} cores, "
              "namespace device hosts (tests/fleet/devicehost.py).", "",
-             "| devices | tool overhead per device: median | p90 | max | upload (median) | install (median) "
+             "| devices (outcomes) | tool overhead per device: median | p90 | max | upload (median) | install (median) "
              "| reboot to committed (median) | whole deploy | fleet status |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in runs:
         o = r["overhead_per_device_s"]
-        lines.append(f"| {r['devices']} | {o['median']:.2f} s | {o['p90']:.2f} s | {o['max']:.2f} s | "
+        lines.append(f"| {r['devices']} ({', '.join(f'{n} {k}' for k, n in sorted(r['outcomes'].items()))}) "
+                     f"| {o['median']:.2f} s | {o['p90']:.2f} s | {o['max']:.2f} s | "
                      f"{r['upload_s_median']:.2f} s | {r['install_s_median']:.2f} s | "
                      f"{r['reboot_to_committed_s_median']:.2f} s | {r['deploy_wall_s']:.1f} s | "
                      f"{r['status_wall_s']:.1f} s |")
