@@ -172,6 +172,41 @@ def test_an_unreachable_device_is_reported_and_the_others_go_on(fleet: DeviceHos
         dev5.boot()
 
 
+def test_a_device_cut_off_mid_install_is_reported_and_boots_a_good_slot(fleet: DeviceHosts, tmp_path: Path) -> None:
+    """The third device loses power the moment its upload is complete (during the install): the deploy reports
+    it unreachable and leaves it alone; powered on again it boots a good slot, committed."""
+    import hashlib
+    import threading
+    import time
+
+    dev3 = fleet.devices[2]
+    bundle = make_bundle(tmp_path / "eticket-test-3.0.0.raucb", "3.0.0", fleet.keys)
+    final = f"{INCOMING}/{hashlib.sha256(bundle.read_bytes()).hexdigest()}.raucb"
+
+    def power_cut() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if dev3.run("test", "-e", final).returncode == 0:
+                dev3.power_off(graceful=False)
+                return
+            time.sleep(0.02)
+
+    cutter = threading.Thread(target=power_cut)
+    cutter.start()
+    try:
+        report = deploy(fleet, tmp_path, bundle, inventory(fleet, tmp_path / "fleet.toml"), "--device", dev3.name,
+                        "--reboot-timeout", "3")
+    finally:
+        cutter.join()
+    (entry,) = report["devices"]
+    assert entry["outcome"] == "unreachable" and "left alone" in entry["message"], entry
+    assert report["exit"] == 1
+    dev3.boot()
+    status = dev3.wait_commit()
+    assert status["boot_state"] == "committed" and status["version"] in ("2.0.0", "3.0.0"), status
+    assert status["last_update"]["result"] in ("failed", "committed"), status["last_update"]
+
+
 def test_an_interrupted_upload_is_resumed_not_restarted(fleet: DeviceHosts, tmp_path: Path) -> None:
     """Half of release 2.1.0 is already on dev2 (a link that dropped mid-upload): the next deploy sends only the
     rest, the device checks the whole file's SHA-256 and installs it."""
