@@ -13,6 +13,9 @@ command -v systemd-analyze >/dev/null || need+=(systemd)          # unit checks 
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)  # the web screen behind a proxy (tests/e2e/test_web_screen_proxy.py)
 command -v wpa_supplicant >/dev/null || [ -x /usr/sbin/wpa_supplicant ] || need+=(wpasupplicant)  # reads our Wi-Fi config
+command -v rauc >/dev/null || need+=(rauc)                      # bundles signed and verified (tests/fleet/test_keys.py)
+command -v mksquashfs >/dev/null || need+=(squashfs-tools)        # rauc bundle packs a squashfs
+command -v faketime >/dev/null || need+=(faketime)                # a device clock years behind (no RTC)
 # Extra tools by name: `sysdeps.sh wrk nginx` (benchmarks).
 for tool in "$@"; do
   case "$tool" in
