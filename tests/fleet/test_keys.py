@@ -5,70 +5,14 @@ years behind (a Pi without a real-time clock) still accepts a new bundle, and ro
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from fleet.keys import KeysError, KeySet, init_keys, rotate_signing
-from tests.conftest import require
-
-COMPATIBLE = "eticket-test"
-RAUC_1_8_CODESIGN = "codesign"
-"""RAUC 1.8's name for its code-signing purpose (later versions call it codesign-rauc; 1.8 refuses that name:
-"failed to configure X509 purpose 'codesign-rauc'")."""
-SQUASHFS_PAYLOAD_BYTES = 64 * 1024
-"""RAUC 1.8 refuses a squashfs of 4096 bytes or less: the slot image holds this much random data."""
-
-
-def _rauc() -> None:
-    require(shutil.which("rauc") is not None and shutil.which("mksquashfs") is not None,
-            "rauc and mksquashfs are missing (Debian packages rauc, squashfs-tools)")
-
-
-def _bundle(tmp: Path, keys: KeySet, name: str = "bundle", version: str = "1.0.0",
-            env: dict[str, str] | None = None, faketime: str | None = None) -> Path:
-    """A verity bundle of a small root image, signed with ``keys``' leaf (``rauc bundle``), optionally
-    with the signer's clock set by ``faketime``."""
-    content = tmp / f"{name}-content"
-    tree = tmp / f"{name}-tree"
-    tree.mkdir(parents=True)
-    (tree / "payload").write_bytes(os.urandom(SQUASHFS_PAYLOAD_BYTES))
-    content.mkdir()
-    subprocess.run(["mksquashfs", str(tree), str(content / "root.img"), "-quiet", "-noappend"], check=True,
-                   timeout=60)
-    (content / "manifest.raucm").write_text(f"[update]\ncompatible={COMPATIBLE}\nversion={version}\n\n"
-                                            "[bundle]\nformat=verity\n\n[image.rootfs]\nfilename=root.img\n")
-    out = tmp / f"{name}.raucb"
-    command = ["rauc", "bundle", f"--cert={keys.signing_cert}", f"--key={keys.signing_key}", str(content), str(out)]
-    result = subprocess.run(_faked(command, faketime), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-def _faked(command: list[str], faketime: str | None) -> list[str]:
-    if faketime is None:
-        return command
-    require(shutil.which("faketime") is not None, "faketime is missing (Debian package faketime)")
-    return ["faketime", faketime, *command]
-
-
-def _device_conf(tmp: Path, keyring: Path, signing_time: bool = True) -> Path:
-    """A device's system.conf as SPEC12 has it ([keyring] with check-purpose and use-bundle-signing-time)."""
-    conf = tmp / f"system-{keyring.parent.name}-{int(signing_time)}.conf"
-    conf.write_text(f"[system]\ncompatible={COMPATIBLE}\nbootloader=noop\n\n[keyring]\npath={keyring}\n"
-                    f"check-purpose={RAUC_1_8_CODESIGN}\nuse-bundle-signing-time={str(signing_time).lower()}\n")
-    return conf
-
-
-def _verify(conf: Path, bundle: Path, faketime: str | None = None) -> subprocess.CompletedProcess[str]:
-    """``rauc info`` as a device checks a bundle before installing it (the signature against the keyring)."""
-    return subprocess.run(_faked(["rauc", "-c", str(conf), "info", str(bundle)], faketime), capture_output=True,
-                          text=True, timeout=60)
+from fleet.keys import KeysError, init_keys, rotate_signing
+from tests.fleet.raucbundle import COMPATIBLE, device_conf, make_bundle, need_rauc, verify
 
 
 def test_init_makes_a_ca_and_a_code_signing_leaf_with_private_keys_owner_only(tmp_path: Path) -> None:
@@ -116,16 +60,16 @@ def test_bad_arguments_are_named(tmp_path: Path, kwargs: dict[str, object], faul
 
 def test_a_bundle_signed_with_the_fleet_leaf_is_accepted_and_another_fleet_s_refused(tmp_path: Path) -> None:
     """This is the device checking a bundle before writing a byte: ours passes, a foreign fleet's does not."""
-    _rauc()
+    need_rauc()
     ours, theirs = init_keys(tmp_path / "ours"), init_keys(tmp_path / "theirs")
-    bundle = _bundle(tmp_path, ours)
-    accepted = _verify(_device_conf(tmp_path, ours.keyring), bundle)
+    bundle = make_bundle(tmp_path, ours)
+    accepted = verify(device_conf(tmp_path, ours.keyring), bundle)
     assert accepted.returncode == 0, accepted.stderr
     assert "Compatible:" in accepted.stdout and COMPATIBLE in accepted.stdout
-    refused = _verify(_device_conf(tmp_path, theirs.keyring), bundle)
+    refused = verify(device_conf(tmp_path, theirs.keyring), bundle)
     assert refused.returncode != 0 and "signature verification failed" in refused.stderr, refused.stderr
-    foreign = _bundle(tmp_path, theirs, name="foreign")
-    refused = _verify(_device_conf(tmp_path, ours.keyring), foreign)
+    foreign = make_bundle(tmp_path, theirs, name="foreign")
+    refused = verify(device_conf(tmp_path, ours.keyring), foreign)
     assert refused.returncode != 0 and "unable to get local issuer certificate" in refused.stderr, refused.stderr
 
 
@@ -134,25 +78,25 @@ def test_a_device_whose_clock_is_years_behind_still_accepts_a_new_bundle(tmp_pat
     today, so by the device's clock it is "not yet valid". With use-bundle-signing-time RAUC checks the chain
     at the bundle's signing time and accepts; the same device without that option refuses (which also proves
     the fake clock reached RAUC's OpenSSL)."""
-    _rauc()
+    need_rauc()
     keys = init_keys(tmp_path / "k")
-    bundle = _bundle(tmp_path, keys)
+    bundle = make_bundle(tmp_path, keys)
     behind = "2021-01-01 00:00:00"
-    accepted = _verify(_device_conf(tmp_path, keys.keyring, signing_time=True), bundle, faketime=behind)
+    accepted = verify(device_conf(tmp_path, keys.keyring, signing_time=True), bundle, faketime=behind)
     assert accepted.returncode == 0, accepted.stderr
-    refused = _verify(_device_conf(tmp_path, keys.keyring, signing_time=False), bundle, faketime=behind)
+    refused = verify(device_conf(tmp_path, keys.keyring, signing_time=False), bundle, faketime=behind)
     assert refused.returncode != 0 and "certificate is not yet valid" in refused.stderr, refused.stderr
 
 
 def test_a_bundle_signed_before_the_leaf_expired_stays_installable(tmp_path: Path) -> None:
     """A device left in a drawer for years: its clock (set by NTP) is past the leaf's expiry, and the bundle
     it is given was signed while the leaf was valid: accepted (verified at the signing time)."""
-    _rauc()
+    need_rauc()
     keys = init_keys(tmp_path / "k", signing_days=30)
-    bundle = _bundle(tmp_path, keys)
+    bundle = make_bundle(tmp_path, keys)
     later = f"{dt.datetime.now(dt.UTC).year + 3}-01-01 00:00:00"
-    assert _verify(_device_conf(tmp_path, keys.keyring, signing_time=False), bundle, faketime=later).returncode != 0
-    accepted = _verify(_device_conf(tmp_path, keys.keyring, signing_time=True), bundle, faketime=later)
+    assert verify(device_conf(tmp_path, keys.keyring, signing_time=False), bundle, faketime=later).returncode != 0
+    accepted = verify(device_conf(tmp_path, keys.keyring, signing_time=True), bundle, faketime=later)
     assert accepted.returncode == 0, accepted.stderr
 
 
@@ -160,31 +104,31 @@ def test_an_expired_leaf_still_signs_when_its_holder_backdates_the_clock(tmp_pat
     """The price of use-bundle-signing-time (docs/security.md): the signing time is whatever the signer's
     clock says, so a leaf's expiry does not stop a thief of its key who sets the clock back. Expiry is not
     revocation: a stolen signing key is answered by a new CA (update_keyring), see docs/fleet.md."""
-    _rauc()
+    need_rauc()
     made = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     keys = init_keys(tmp_path / "k", signing_days=30, now=made)  # expired since February 2020
-    bundle = _bundle(tmp_path, keys, faketime="2020-01-15 12:00:00")
-    accepted = _verify(_device_conf(tmp_path, keys.keyring), bundle)
+    bundle = make_bundle(tmp_path, keys, faketime="2020-01-15 12:00:00")
+    accepted = verify(device_conf(tmp_path, keys.keyring), bundle)
     assert accepted.returncode == 0, accepted.stderr
 
 
 def test_rotation_gives_a_new_leaf_the_devices_accept_without_a_new_keyring(tmp_path: Path) -> None:
     """This is the yearly rotation: a new signing key from the same CA; the devices' keyring is unchanged, and a
     bundle signed before the rotation is still accepted."""
-    _rauc()
+    need_rauc()
     keys = init_keys(tmp_path / "k")
     old_cert, old_key, keyring = keys.signing_cert.read_bytes(), keys.signing_key.read_bytes(), keys.keyring
-    before = _bundle(tmp_path, keys, name="before")
+    before = make_bundle(tmp_path, keys, name="before")
     rotated = rotate_signing(keys.directory, signing_days=365)
     assert rotated.signing_key.read_bytes() != old_key and rotated.signing_cert.read_bytes() != old_cert
     assert rotated.signing_key.stat().st_mode & 0o777 == 0o600
     old = x509.load_pem_x509_certificate(old_cert)
     assert (keys.directory / "retired" / f"signing-{old.serial_number:x}.crt").read_bytes() == old_cert
     assert not list((keys.directory / "retired").glob("*.key"))
-    after = _bundle(tmp_path, rotated, name="after")
-    conf = _device_conf(tmp_path, keyring)
+    after = make_bundle(tmp_path, rotated, name="after")
+    conf = device_conf(tmp_path, keyring)
     for bundle in (before, after):
-        result = _verify(conf, bundle)
+        result = verify(conf, bundle)
         assert result.returncode == 0, result.stderr
 
 
