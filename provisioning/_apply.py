@@ -31,7 +31,7 @@ from ._settings import DeviceSettings, toml_value
 
 STATE = Path("var/lib/eticket-system")
 ZONEINFO = Path("usr/share/zoneinfo")
-IMAGE_KEYRING = Path("usr/share/eticket/keyring.pem")
+IMAGE_KEYRING = Path("usr/share/eticket/rauc-keyring.pem")
 """The keyring the image was built with (``make image FLEET_KEYS=DIR`` puts DIR/keyring.pem there)."""
 KEYRING_FROM_IMAGE, KEYRING_FROM_SETTINGS = "image", "eticket.toml"
 DEVICE_DEFAULTS: dict[str, str | int | bool] = {"listen": "0.0.0.0:8080", "api_listen": "0.0.0.0:8443"}

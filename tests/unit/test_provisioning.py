@@ -621,7 +621,7 @@ def test_the_image_keyring_is_seeded_and_followed_until_the_card_sets_one(tmp_pa
     from fleet.keys import init_keys
 
     device = tmp_path / "device"
-    image_keyring = device / "usr/share/eticket/keyring.pem"
+    image_keyring = device / "usr/share/eticket/rauc-keyring.pem"
     image_keyring.parent.mkdir(parents=True)
     image_keyring.write_text(fleet_keys.keyring.read_text())
     layout = Layout(device)
