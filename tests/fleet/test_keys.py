@@ -4,6 +4,7 @@ years behind (a Pi without a real-time clock) still accepts a new bundle, and ro
 
 from __future__ import annotations
 
+import configparser
 import datetime as dt
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from fleet.keys import KeysError, init_keys, rotate_signing
+from tests.conftest import REPO
 from tests.fleet.raucbundle import COMPATIBLE, device_conf, make_bundle, need_rauc, verify
 
 
@@ -151,3 +153,27 @@ def test_rotation_refuses_an_expired_ca(tmp_path: Path) -> None:
     keys = init_keys(tmp_path / "k", ca_days=10, now=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
     with pytest.raises(KeysError, match=r"ca\.crt: the CA expired on 2020-01-11"):
         rotate_signing(keys.directory)
+
+
+def _image_system_confs() -> list[Path]:
+    return sorted((REPO / "image-build").glob("rootfs*/etc/rauc/system.conf"))
+
+
+@pytest.mark.parametrize("image_conf", _image_system_confs() or [None],
+                         ids=lambda p: p.parents[2].name if p else "none")
+def test_the_image_keyring_settings_accept_the_fleet_keys(tmp_path: Path, image_conf: Path | None) -> None:
+    """The [keyring] section the image ships (img's system.conf), as Debian's RAUC 1.8 reads it, accepts a
+    bundle signed with `eticket fleet keys init`'s leaf even with the device clock years behind (RAUC 1.8 knows
+    the purpose ``codesign``, not the later ``codesign-rauc``: with that, every bundle would be refused)."""
+    if image_conf is None:
+        pytest.skip("no image-build/rootfs*/etc/rauc/system.conf on this branch (the image's, helper img)")
+    need_rauc()
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(image_conf.read_text())
+    keys = init_keys(tmp_path / "k")
+    keyring = dict(parser["keyring"], path=str(keys.keyring))
+    conf = tmp_path / "device.conf"
+    conf.write_text(f"[system]\ncompatible={COMPATIBLE}\nbootloader=noop\n\n[keyring]\n"
+                    + "".join(f"{k}={v}\n" for k, v in keyring.items()))
+    result = verify(conf, make_bundle(tmp_path, keys), faketime="2021-01-01 00:00:00")
+    assert result.returncode == 0, result.stderr
