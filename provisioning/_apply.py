@@ -331,6 +331,17 @@ def apply(settings: DeviceSettings, root: Path = Path("/")) -> list[str]:
     return _commit(_plan(settings, root))
 
 
+def follow_image_keyring(root: Path = Path("/")) -> list[str]:
+    """Copy the running image's keyring (:data:`IMAGE_KEYRING`) to the device's, unless a card set one
+    (``update_keyring``): what :func:`apply` does too, for boots without an ``eticket.toml``. Returns
+    ``["keyring"]`` when it changed, else ``[]``.
+
+    Raises:
+        OSError: the state directory cannot be written.
+    """
+    return _commit(_keyring_steps(DeviceSettings(), Layout(root)))
+
+
 def _appliance_step(layout: Layout, settings: DeviceSettings) -> _File:
     """The appliance's ``eticket.toml`` with the shop's keys (name, language, relay_url, guest_wifi_ssid,
     guest_wifi_password) merged in."""

@@ -656,3 +656,24 @@ def test_rauc_trusts_exactly_the_keyring_provisioning_wrote(root: Path, tmp_path
     assert accepted.returncode == 0, accepted.stderr
     refused = verify(conf, theirs)
     assert refused.returncode != 0 and "signature verification failed" in refused.stderr
+
+
+def test_a_boot_without_a_card_file_still_takes_the_new_image_keyring(tmp_path: Path, fleet_keys: Any) -> None:
+    """This is a device without eticket.toml updated to a release whose image carries a new keyring (a fleet
+    changing its CA): the boot's `provision apply` finds no file, keeps every setting, and takes the keyring."""
+    from fleet.keys import init_keys
+
+    device = tmp_path / "device"
+    image_keyring = device / "usr/share/eticket/rauc-keyring.pem"
+    image_keyring.parent.mkdir(parents=True)
+    image_keyring.write_text(fleet_keys.keyring.read_text())
+    seed(device)
+    new = init_keys(tmp_path / "next").keyring.read_text()
+    image_keyring.write_text(fleet_keys.keyring.read_text() + new)
+    before = _snapshot(Layout(device).state / "eticket")
+    result = _provision("apply", "--from", str(tmp_path / "none.toml"), "--root", str(device), "--status",
+                        str(tmp_path / "status.json"))
+    assert result.returncode == 0 and "keeping the current settings" in result.stderr, result.stderr
+    assert Layout(device).keyring.read_text() == fleet_keys.keyring.read_text() + new
+    assert json.loads((tmp_path / "status.json").read_text())["changed"] == ["keyring"]
+    assert _snapshot(Layout(device).state / "eticket") == before
