@@ -38,7 +38,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,8 @@ START_TIMEOUT_SECONDS = 30.0
 COMMIT_DEADLINE_SECONDS = 30.0
 """``eticket update commit --deadline`` at each boot of a test device (600 on a real one)."""
 REBOOT_POLL_SECONDS = 0.1
+APPLIANCE_UNIT = "eticket.service"
+KIOSK_UNIT = "eticket-kiosk.service"
 GRACE_SECONDS = 5.0
 """A reboot's SIGTERM before its SIGKILL (systemd's DefaultTimeoutStopSec is longer; the test's services stop
 in well under a second)."""
@@ -162,7 +164,10 @@ class Device:
     images, boot environment, overlays, logs) and its SSH host key (``host_key``: ``ssh-ed25519 AAAA…``)."""
 
     def __init__(self, host: Host, directory: Path, keys: Keys, client_pub: str, version: str,
-                 mdns: bool = False) -> None:
+                 mdns: bool = False, kiosk: str | None = None) -> None:
+        """``kiosk``: None for a device without a screen (no ``eticket-kiosk.service``), else the SDL video
+        driver the real ``eticket kiosk`` runs with: ``"kmsdrm"`` finds no display on this host (it waits for
+        one, as a device with its screen unplugged), ``"dummy"`` draws frames (a display is present)."""
         self.host, self.name, self.dir = host, host.name, directory
         self.keys = keys
         self.commit_deadline = COMMIT_DEADLINE_SECONDS
@@ -171,11 +176,11 @@ class Device:
         self.boots = 0
         self.booted: str | None = None
         self._holder: subprocess.Popen[bytes] | None = None
-        self._serve: subprocess.Popen[bytes] | None = None
         self._commit: subprocess.Popen[bytes] | None = None
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._mdns = mdns
+        self.kiosk = kiosk
         d = directory
         for sub in ("etc-up", "etc-work", "var-up", "var-work", "bin-up", "bin-work", "units", "logs"):
             (d / sub).mkdir(parents=True, exist_ok=True)
@@ -205,10 +210,7 @@ class Device:
             "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "PubkeyAuthentication yes", f"AuthorizedKeysFile {d / 'authorized_keys'}", "StrictModes no",
             "UsePAM no", f"PidFile {d / 'sshd.pid'}", "Subsystem sftp internal-sftp", "LogLevel VERBOSE", ""]))
-        self._notify_path = d / "notify.sock"
-        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._notify.bind(str(self._notify_path))
-        threading.Thread(target=self._notify_loop, name=f"{self.name}-notify", daemon=True).start()
+        self.units = {unit: _Unit(self, unit) for unit in (APPLIANCE_UNIT, KIOSK_UNIT)[:2 if kiosk else 1]}
         threading.Thread(target=self._reboot_loop, name=f"{self.name}-reboot", daemon=True).start()
 
     # --- configuration ------------------------------------------------------------------------------
@@ -294,7 +296,8 @@ class Device:
             _write(self.dir / "etc-up" / "eticket" / "eticket.toml", self._eticket_toml(version in self.bad_versions))
             _write(self.dir / "cmdline", f"root=LABEL=eticket-root-{slot.lower()} rauc.slot={slot} quiet\n")
             _write(self.dir / "boot_id", f"{uuid.uuid4()}\n")
-            self._set_unit("eticket.service", "activating", "start")
+            for unit in self.units.values():
+                unit.set("activating", "start")
             (self.dir / "reboot-requested").unlink(missing_ok=True)
             self._start_namespace()
             self._spawn("dbus", "dbus-daemon", f"--config-file={self.dir / 'bus.conf'}", "--nofork", "--nopidfile")
@@ -302,10 +305,11 @@ class Device:
             self._spawn("rauc", "rauc", "--mount=/run/rauc", "service")
             self._wait(lambda: self.run("rauc", "status").returncode == 0, "rauc service")
             self._spawn("sshd", "/usr/sbin/sshd", "-D", "-e", "-f", str(self.dir / "sshd_config"))
-            serve_env = {**self._env(), "NOTIFY_SOCKET": str(self._notify_path)}
-            self._serve = self._spawn("eticket", "/usr/bin/eticket", "serve", "--config", "/etc/eticket/eticket.toml",
-                                      "--data-dir", "/var/lib/eticket", env=serve_env)
-            threading.Thread(target=self._watch_serve, args=(self._serve,), daemon=True).start()
+            self.units[APPLIANCE_UNIT].start("eticket", "/usr/bin/eticket", "serve", "--config",
+                                             "/etc/eticket/eticket.toml", "--data-dir", "/var/lib/eticket")
+            if self.kiosk is not None:
+                self.units[KIOSK_UNIT].start("kiosk", "/usr/bin/eticket", "kiosk", "--data-dir", "/var/lib/eticket",
+                                             env={"SDL_VIDEODRIVER": self.kiosk, "SDL_AUDIODRIVER": "dummy"})
             self._wait(self._sshd_listening, "sshd")
             self._commit = self._spawn("commit", "/usr/bin/eticket", "update", "commit",
                                        "--deadline", f"{self.commit_deadline:g}")
@@ -372,12 +376,10 @@ class Device:
             if self._holder is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._holder.wait(10)
-            if self._serve is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._serve.wait(10)
             self._holder = None
             self.booted = None
-            self._set_unit("eticket.service", "inactive", "dead")
+            for unit in self.units.values():
+                unit.stopped()
 
     def reboot(self, graceful: bool = True) -> str:
         """What ``systemctl reboot`` does to a device: every process ends, then :meth:`boot`."""
@@ -415,11 +417,42 @@ class Device:
                     (self.dir / "logs" / "reboot-error.log").write_text(repr(exc))
                     (self.dir / "reboot-requested").unlink(missing_ok=True)
 
-    # --- the service manager stand-in ----------------------------------------------------------------
-    def _set_unit(self, unit: str, active: str, sub: str, status: str | None = None) -> None:
-        path = self.dir / "units" / f"{unit}.json"
+    def stop_unit(self, unit: str) -> None:
+        """End a service of the device (as a crash would: the unit becomes ``failed``)."""
+        self.units[unit].kill()
+
+    def close(self) -> None:
+        """Power off and stop the harness threads."""
+        self._stop.set()
+        self.power_off(graceful=False)
+        for unit in self.units.values():
+            unit.close()
+
+
+class _Unit:
+    """The service manager stand-in for one ``Type=notify`` unit of a device: starts its process with a
+    ``$NOTIFY_SOCKET`` of its own and keeps what ``systemctl show`` answers (``units/UNIT.json``): activating
+    until READY=1, then active/running with the last STATUS=; failed when the process ends by itself."""
+
+    def __init__(self, device: Device, name: str) -> None:
+        self.device, self.name = device, name
+        self.path = device.dir / "units" / f"{name}.json"
+        self.socket_path = device.dir / f"notify-{name}.sock"
+        self.socket_path.unlink(missing_ok=True)
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(self.socket_path))
+        self.proc: subprocess.Popen[bytes] | None = None
+        threading.Thread(target=self._listen, name=f"{device.name}-{name}", daemon=True).start()
+
+    def state(self) -> dict[str, str]:
+        """What ``systemctl show`` answers for the unit now."""
+        state: dict[str, str] = json.loads(self.path.read_text())
+        return state
+
+    def set(self, active: str, sub: str, status: str | None = None) -> None:
+        """Write the state ``systemctl show`` answers."""
         try:
-            state = json.loads(path.read_text())
+            state = json.loads(self.path.read_text())
         except (OSError, ValueError):
             state = {}
         state.update(LoadState="loaded", ActiveState=active, SubState=sub, UnitFileState="enabled")
@@ -427,37 +460,53 @@ class Device:
             state["StatusText"] = status
         elif active != "active":
             state["StatusText"] = ""
-        _write(path, json.dumps(state))
+        _write(self.path, json.dumps(state))
 
-    def _notify_loop(self) -> None:
-        while not self._stop.is_set():
+    def start(self, log: str, *argv: str, env: dict[str, str] | None = None) -> None:
+        """Start the unit's process inside the device."""
+        self.set("activating", "start")
+        self.proc = self.device._spawn(log, *argv, env={**self.device._env(), **(env or {}),
+                                                       "NOTIFY_SOCKET": str(self.socket_path)})
+        threading.Thread(target=self._watch, args=(self.proc,), daemon=True).start()
+
+    def kill(self) -> None:
+        """End the process as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stopped(self) -> None:
+        """The device powered off."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+        self.set("inactive", "dead")
+
+    def _listen(self) -> None:
+        while True:
             try:
-                data = self._notify.recv(4096).decode(errors="replace")
+                data = self._socket.recv(4096).decode(errors="replace")
             except OSError:
                 return
             fields = dict(line.partition("=")[::2] for line in data.splitlines() if "=" in line)
-            with self._lock:
+            with self.device._lock:
                 if fields.get("READY") == "1":
-                    self._set_unit("eticket.service", "active", "running", fields.get("STATUS"))
+                    self.set("active", "running", fields.get("STATUS"))
                 elif "STATUS" in fields:
-                    path = self.dir / "units" / "eticket.service.json"
-                    state = json.loads(path.read_text())
-                    state["StatusText"] = fields["STATUS"]
-                    _write(path, json.dumps(state))
+                    state = json.loads(self.path.read_text())
+                    _write(self.path, json.dumps({**state, "StatusText": fields["STATUS"]}))
                 if fields.get("STOPPING") == "1":
-                    self._set_unit("eticket.service", "deactivating", "stop-sigterm")
+                    self.set("deactivating", "stop-sigterm")
 
-    def _watch_serve(self, proc: subprocess.Popen[bytes]) -> None:
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         code = proc.wait()
-        with self._lock:
-            if proc is self._serve and self._holder is not None:
-                self._set_unit("eticket.service", "failed", "failed", f"exited with status {code}")
+        with self.device._lock:
+            if proc is self.proc:
+                self.set("failed", "failed", f"exited with status {code}")
 
     def close(self) -> None:
-        """Power off and stop the harness threads."""
-        self._stop.set()
-        self.power_off(graceful=False)
-        self._notify.close()
+        self._socket.close()
 
 
 class DeviceHosts:
@@ -466,7 +515,9 @@ class DeviceHosts:
     host (10.77.0.2) for the fleet tool, whose SSH key is ``client_key`` (private; ``.pub`` beside it)."""
 
     def __init__(self, directory: Path, count: int, version: str = "1.0.0", keys: Keys | None = None,
-                 mdns: bool = False) -> None:
+                 mdns: bool = False, kiosks: Mapping[int, str] | None = None) -> None:
+        """``kiosks``: ``{device index: SDL video driver}`` for the devices that run a kiosk (see :class:`Device`);
+        ``mdns``: the appliances advertise on their eth0 (else mDNS is off)."""
         self.dir = directory
         self.keys = keys or make_keys(directory / "keys")
         self.client_key = directory / "client" / "id_ed25519"
@@ -480,7 +531,8 @@ class DeviceHosts:
             self.client = self.lan.add_host("client", 2)
             for i in range(count):
                 host = self.lan.add_host(f"d{i + 1}", 11 + i)  # Lan names links by 3 characters
-                device = Device(host, directory / host.name, self.keys, client_pub, version, mdns=mdns)
+                device = Device(host, directory / host.name, self.keys, client_pub, version, mdns=mdns,
+                                kiosk=(kiosks or {}).get(i))
                 self.devices.append(device)
                 device.boot()
         except BaseException:

@@ -13,17 +13,17 @@ import pytest
 
 from tests.fleet.bundles import Keys, make_bundle, tamper
 from tests.fleet.conftest import require_device_hosts
-from tests.fleet.devicehost import DeviceHosts
+from tests.fleet.devicehost import APPLIANCE_UNIT, KIOSK_UNIT, DeviceHosts
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
 def hosts(fleet_dir: Path, fleet_keys: Keys) -> Iterator[DeviceHosts]:
-    """Three devices on release 1.0.0 in slot A: d1 updates and rolls back, d2 meets refused bundles,
-    d3 gets a bad release."""
+    """Four devices on release 1.0.0 in slot A: d1 (a kiosk drawing frames) updates and rolls back, d2 meets
+    refused bundles and power cuts, d3 gets a bad release, d4 has its screen unplugged."""
     require_device_hosts()
-    hosts = DeviceHosts(fleet_dir / "hosts", 3, version="1.0.0", keys=fleet_keys)
+    hosts = DeviceHosts(fleet_dir / "hosts", 4, version="1.0.0", keys=fleet_keys, kiosks={0: "dummy", 3: "kmsdrm"})
     try:
         yield hosts
     finally:
@@ -66,6 +66,7 @@ def test_install_reboots_into_b_and_commits(hosts: DeviceHosts, fleet_keys: Keys
     assert last["bundle_sha256"] == digest
     assert status["other_slot_good"] is True
     assert {s["bootname"]: s["version"] for s in status["slots"]} == {"A": "1.0.0", "B": "2.0.0"}
+    assert device.units[KIOSK_UNIT].state()["ActiveState"] == "active"  # the real kiosk drew on B
 
 
 def test_same_version_again_is_current(hosts: DeviceHosts, fleet_keys: Keys, bundle_dir: Path) -> None:
@@ -155,3 +156,68 @@ def test_bad_release_rolls_back_by_itself(hosts: DeviceHosts, fleet_keys: Keys, 
     assert "health check ready failed" in last["message"], last
     assert status["slots"][1]["boot_status"] == "bad"
     assert device.bootenv()["left"]["B"] == 0
+
+
+def test_unplugged_screen_does_not_block_the_commit(hosts: DeviceHosts, fleet_keys: Keys, bundle_dir: Path) -> None:
+    """A device whose screen is unplugged (its kiosk waits for a display) still commits a good release: the
+    frame check applies only when a display is present."""
+    device = hosts.devices[3]
+    assert device.units[KIOSK_UNIT].state()["StatusText"] == "waiting for a display"
+    bundle = bundle_dir / "v2.raucb"
+    code, body = _ssh_json(hosts, 3, "eticket", "update", "install", str(bundle), "--json")
+    assert (code, body["result"]) == (0, "installed"), body
+    device.wait_boots(2)
+    status = device.wait_commit()
+    assert (status["booted"], status["version"], status["last_update"]["result"]) == ("B", "2.0.0", "committed")
+
+
+def test_committed_slot_stays_good_when_the_appliance_is_down(hosts: DeviceHosts) -> None:
+    """On a committed slot a failing appliance is no reason to leave it: commit answers 1, naming the unit,
+    and neither marks the slot bad nor touches the boot loader."""
+    device = hosts.devices[1]
+    before = device.bootenv()
+    device.stop_unit(APPLIANCE_UNIT)
+    result = device.eticket("update", "commit", "--deadline", "1", "--json")
+    assert result.returncode == 1, result.stdout
+    assert "eticket.service is failed" in json.loads(result.stdout)["message"]
+    status = device.update_status()
+    assert (status["booted"], status["slots"][0]["boot_status"]) == ("A", "good")
+    assert device.bootenv() == before
+    device.reboot()
+    device.wait_commit()
+
+
+def test_power_cut_in_the_first_boot_of_the_new_slot(hosts: DeviceHosts, fleet_keys: Keys, bundle_dir: Path) -> None:
+    """The power goes off while the new slot boots for the first time, before its commit: the boot loader
+    tries it again (one attempt less) and it commits then."""
+    device = hosts.devices[2]
+    bundle = make_bundle(bundle_dir / "v4.raucb", "4.0.0", fleet_keys)
+    code, body = _ssh_json(hosts, 2, "eticket", "update", "install", str(bundle), "--no-reboot", "--json")
+    assert (code, body["result"]) == (0, "installed"), body
+    device.power_off(graceful=False)
+    assert device.boot() == "B"
+    device.power_off(graceful=False)  # long before the appliance is READY: nothing committed
+    assert device.bootenv()["left"]["B"] == 2
+    assert device.boot() == "B"
+    status = device.wait_commit()
+    assert (status["booted"], status["version"], status["last_update"]["result"]) == ("B", "4.0.0", "committed")
+    assert device.bootenv()["left"]["B"] == 3
+
+
+def test_new_slot_that_never_boots_falls_back(hosts: DeviceHosts, fleet_keys: Keys, bundle_dir: Path) -> None:
+    """The new slot never gets through a boot (the power is cut in each attempt): after its attempts the boot
+    loader boots the old slot, and the device says the new slot did not boot."""
+    device = hosts.devices[1]
+    device.bad_versions.add("6.0.0")  # never commits by itself, whatever the timing
+    bundle = make_bundle(bundle_dir / "v6.raucb", "6.0.0", fleet_keys)
+    code, body = _ssh_json(hosts, 1, "eticket", "update", "install", str(bundle), "--no-reboot", "--json")
+    assert (code, body["result"]) == (0, "installed"), body
+    for _ in range(3):
+        device.power_off(graceful=False)
+        assert device.boot() == "B"
+    device.power_off(graceful=False)
+    assert device.boot() == "A"
+    status = device.wait_commit()
+    assert (status["booted"], status["version"], status["boot_state"]) == ("A", "1.0.0", "committed"), status
+    assert (status["last_update"]["result"], status["last_update"]["message"]) == (
+        "rolled-back", "the new slot did not boot")
