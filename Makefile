@@ -13,7 +13,7 @@ RELAY_DATA ?= relay-data
 # Taken from the command line only: gettext's LANGUAGE in the environment (e.g. en_US:en) is not ours.
 SCREEN_LANGUAGE := $(if $(filter command line,$(origin LANGUAGE)),$(LANGUAGE))
 
-.PHONY: run relay test test-slow bench bench-memory bench-relay lint sysdeps sysdeps-image loopback-multicast image image-lock clean
+.PHONY: run relay test test-slow bench bench-memory bench-relay bench-fleet lint sysdeps sysdeps-image loopback-multicast image image-lock clean
 
 # Two installs into one .venv: what running needs (`make run`, `make relay`: the project's dependencies
 # only), and that plus the test tools (`make test`, `lint`, `bench`: pytest, mypy, ruff, playwright, ...).
@@ -84,6 +84,10 @@ bench-memory: $(TEST_STAMP) loopback-multicast
 bench-relay: $(TEST_STAMP)
 	@bash scripts/sysdeps.sh wrk nginx
 	$(BIN)/python bench/relay_vs_nginx.py
+
+# The fleet tool's own overhead per device with 5 and 20 namespace device hosts (sshd, rauc, eticket update).
+bench-fleet: $(TEST_STAMP) sysdeps
+	$(BIN)/python bench/fleet.py
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check eticket_core appliance kiosk relay provisioning fleet tests bench image-build

@@ -10,6 +10,7 @@
     eticket status     health, pairing state and URLs (device side)
     eticket relay      run a receipt relay for phones on the internet (server side)
     eticket provision  first-boot settings from eticket.toml (device side)
+    eticket fleet      roll signed system updates out to devices over SSH (operator side)
     eticket update     A/B system updates with RAUC: status, install, rollback, commit (device side, root)
 
 Errors are one line on stderr (``eticket: error: …``) and a non-zero exit status.
@@ -51,6 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
+    from fleet.cli import add_fleet_parser
     from kiosk.cli import add_kiosk_parser
     from provisioning.cli import add_provision_parser
     from relay.cli import add_relay_parser
@@ -95,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_admin_parsers(sub)
     add_relay_parser(sub)
     add_provision_parser(sub)
+    add_fleet_parser(sub)
     add_update_parser(sub)
     return parser
 

@@ -37,6 +37,8 @@ RESTARTS = {
     "appliance": ["eticket.service", "eticket-kiosk.service"],
     "display_rotation": ["eticket-kiosk.service"],
     "display_diagonal_inches": ["eticket-kiosk.service"],
+    "update_keyring": [],  # RAUC reads its keyring at each bundle check
+    "keyring": [],
 }
 """Units to try-restart after a live change (USB stick), by changed setting."""
 
@@ -55,7 +57,7 @@ def apply_file(source: Path, root: Path, status: Path | None, live: bool, restar
     """Apply ``source`` to the device under ``root``; with ``live``, also set the kernel's host name from the
     stored one (it is read before /var is mounted); with ``restart``, try-restart the units whose settings
     changed. Returns the exit status."""
-    from ._apply import Layout, apply
+    from ._apply import Layout, apply, follow_image_keyring
     from ._errors import ProvisioningError
     from ._secrets import scrub_secrets
     from ._settings import read_settings
@@ -63,6 +65,10 @@ def apply_file(source: Path, root: Path, status: Path | None, live: bool, restar
     if not source.exists():
         log.info("no %s: keeping the current settings", source)
         changed: list[str] = []
+        try:
+            changed = follow_image_keyring(root)  # an update's image may carry a new keyring
+        except OSError as exc:
+            log.error("cannot write the update keyring under %s: %s", root, exc.strerror or exc)
     else:
         try:
             settings = read_settings(source)

@@ -33,7 +33,7 @@ from tests.conftest import REPO, decode_qr_png, free_port, require, samples, wai
 
 VENV_ROOT = REPO / "build" / "runtime-venv"
 INSTALL_TIMEOUT_SECONDS = 900
-PACKAGES = ("eticket_core", "appliance", "kiosk", "relay", "provisioning")
+PACKAGES = ("eticket_core", "appliance", "kiosk", "relay", "provisioning", "fleet")
 TEST_ONLY = ("numpy", "zxingcpp", "boto3", "pytest")  # installed with the test extras, never at run time
 
 
