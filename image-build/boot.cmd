@@ -64,7 +64,9 @@ else
   setenv ab_fdt ${fdtcontroladdr}
   setenv bootargs "console=ttyAMA0 systemd.show_status=1"
 fi
-setenv bootargs "root=LABEL=${ab_label} rauc.slot=${ab_slot} ro rootwait net.ifnames=0 vt.global_cursor_default=0 consoleblank=0 ${bootargs}"
+# panic=10: a kernel that cannot start the slot resets after 10 s instead of hanging, and the counter moves on
+# (the hardware watchdog runs only once systemd arms it).
+setenv bootargs "root=LABEL=${ab_label} rauc.slot=${ab_slot} ro rootwait panic=10 net.ifnames=0 vt.global_cursor_default=0 consoleblank=0 ${bootargs}"
 if load ${devtype} ${devnum}:${ab_part} ${kernel_addr_r} /boot/vmlinuz; then
   if load ${devtype} ${devnum}:${ab_part} ${ramdisk_addr_r} /boot/initrd.img; then
     booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${ab_fdt}

@@ -96,6 +96,7 @@ class Guest:
     accel: str = "tcg"
     http_port: int = field(default_factory=free_port)
     ssh_port: int = field(default_factory=free_port)
+    api_port: int = field(default_factory=free_port)
     usb_stick: Path | None = None
     display: bool = False
     reboot: bool = False
@@ -116,7 +117,8 @@ class Guest:
         return f"http://127.0.0.1:{self.http_port}"
 
     def argv(self) -> list[str]:
-        forwards = f"hostfwd=tcp:127.0.0.1:{self.http_port}-:8080,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22"
+        forwards = (f"hostfwd=tcp:127.0.0.1:{self.http_port}-:8080,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22,"
+                    f"hostfwd=tcp:127.0.0.1:{self.api_port}-:8443")
         net = ["-netdev", f"user,id=lan0,restrict=on,{forwards}", "-device", "virtio-net-pci,netdev=lan0"]
         if self.tap:
             net += ["-netdev", f"tap,id=lan1,ifname={self.tap},script=no,downscript=no",
