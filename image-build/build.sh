@@ -137,6 +137,28 @@ else
 fi
 
 ### 5. Partitions: the data partition holds /var; the root keeps an empty /var to mount it on.
+if [ "$ARCH" = arm64 ]; then
+  # Trim what the Pi 3/4/Zero 2 W (and qemu's virt machine) never use: each root slot and each bundle carries it.
+  log "trim"
+  MODS=$ROOT/usr/lib/modules/$KVER/kernel
+  rm -rf "$ROOT/usr/lib/raspi-firmware" "$ROOT/usr/lib/linux-image-$KVER" \
+    "$ROOT/usr/lib/u-boot"  # the firmware, device trees and U-Boot already copied onto the FAT (step 4)
+  rm -rf "$MODS/sound" "$MODS/net/bluetooth" "$MODS/drivers/bluetooth"  # no audio, no Bluetooth
+  rm -rf "$MODS/drivers/media" "$MODS/drivers/infiniband" "$MODS/drivers/iio" "$MODS/drivers/target" \
+    "$MODS/drivers/staging" "$MODS/drivers/isdn" "$MODS/drivers/net/can" "$MODS/drivers/net/wwan" \
+    "$MODS/drivers/net/ieee802154" "$MODS/drivers/net/hamradio"
+  # Displays: vc4 (the Pi), virtio-gpu and tiny/bochs (qemu); not the PC and phone GPUs.
+  rm -rf "$MODS/drivers/gpu/drm/amd" "$MODS/drivers/gpu/drm/radeon" "$MODS/drivers/gpu/drm/nouveau" \
+    "$MODS/drivers/gpu/drm/msm" "$MODS/drivers/gpu/drm/tegra" "$MODS/drivers/gpu/drm/etnaviv" \
+    "$MODS/drivers/gpu/drm/panfrost" "$MODS/drivers/gpu/drm/lima" "$MODS/drivers/gpu/drm/rockchip" \
+    "$MODS/drivers/gpu/drm/imx" "$MODS/drivers/gpu/drm/sun4i" "$MODS/drivers/gpu/drm/meson" \
+    "$MODS/drivers/gpu/drm/nouveau" "$MODS/drivers/gpu/drm/hisilicon" "$MODS/drivers/gpu/drm/mediatek"
+  # Network: Broadcom only (Pi 4's genet, the Pi's brcmfmac Wi-Fi); USB (Pi 3: smsc95xx, lan78xx) and virtio
+  # adapters are elsewhere in drivers/net and stay.
+  find "$MODS/drivers/net/ethernet" "$MODS/drivers/net/wireless" -mindepth 1 -maxdepth 1 ! -name broadcom \
+    -exec rm -rf {} +
+  depmod -b "$ROOT" "$KVER"
+fi
 log "partitions"
 DATA=$WORK/var
 mv "$ROOT/var" "$DATA"
