@@ -40,8 +40,8 @@ def _build(arch: str) -> Path:
     start = time.monotonic()
     with open(log, "wb") as handle:
         result = subprocess.run(["bash", str(REPO / "image-build" / "build.sh"), arch, str(out)],
-                                env={**os.environ, "COMPRESS": "none", "FLEET_KEYS": str(keys)}, stdout=handle, stderr=subprocess.STDOUT,
-                                timeout=BUILD_TIMEOUT_SECONDS, cwd=REPO)
+                                env={**os.environ, "COMPRESS": "none", "FLEET_KEYS": str(keys)}, stdout=handle,
+                                stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_SECONDS, cwd=REPO)
     seconds = time.monotonic() - start
     assert result.returncode == 0, f"image build failed; see {log}:\n{log.read_text(errors='replace')[-3000:]}"
     (out / "build-time.json").write_text(json.dumps({"arch": arch, "seconds": round(seconds, 1)}) + "\n")
