@@ -10,6 +10,7 @@
     eticket status     health, pairing state and URLs (device side)
     eticket relay      run a receipt relay for phones on the internet (server side)
     eticket provision  first-boot settings from eticket.toml (device side)
+    eticket update     A/B system updates with RAUC: status, install, rollback, commit (device side, root)
 
 Errors are one line on stderr (``eticket: error: …``) and a non-zero exit status.
 """
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .admin_cli import add_admin_parsers
     from .client_cli import add_client_parsers
+    from .update.cli import add_update_parser
 
     parser = argparse.ArgumentParser(prog="eticket", description="Paperless till receipts shown as a QR code.")
     parser.add_argument("--version", action="version", version=f"eticket {__version__}")
@@ -93,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_admin_parsers(sub)
     add_relay_parser(sub)
     add_provision_parser(sub)
+    add_update_parser(sub)
     return parser
 
 

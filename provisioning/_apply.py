@@ -5,8 +5,14 @@ beside their targets and only then renamed into place, so a refused setting or a
 
 Everything lands under ``/var/lib/eticket-system`` (the data partition: the root is read-only), which the
 image links from ``/etc`` (``/etc/hostname``, ``/etc/eticket``, ``/etc/localtime``, ``/etc/default/locale``,
-``/etc/wpa_supplicant/wpa_supplicant-wlan0.conf``). ``root`` is ``/`` on a device and a directory in tests
-and at image build time (:func:`seed`).
+``/etc/wpa_supplicant/wpa_supplicant-wlan0.conf``, ``/etc/rauc/keyring.pem``). ``root`` is ``/`` on a device
+and a directory in tests and at image build time (:func:`seed`).
+
+The keyring RAUC checks update bundles against (``rauc/keyring.pem``) comes from the image
+(:data:`IMAGE_KEYRING`, the fleet's keyring built in) until ``update_keyring`` in ``eticket.toml`` sets the
+fleet owner's own; ``rauc/keyring.source`` says which (``image`` or ``eticket.toml``). While it is the image's,
+each apply follows the running image's (a bundle that carries a new keyring brings it, a rollback takes the
+old one back); once the card set one, only the card changes it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from ._settings import DeviceSettings, toml_value
 
 STATE = Path("var/lib/eticket-system")
 ZONEINFO = Path("usr/share/zoneinfo")
+IMAGE_KEYRING = Path("usr/share/eticket/rauc-keyring.pem")
+"""The keyring the image was built with (``make image FLEET_KEYS=DIR`` puts DIR/keyring.pem there)."""
+KEYRING_FROM_IMAGE, KEYRING_FROM_SETTINGS = "image", "eticket.toml"
 DEVICE_DEFAULTS: dict[str, str | int | bool] = {"listen": "0.0.0.0:8080", "api_listen": "0.0.0.0:8443"}
 """Appliance settings of every device: listen on the LAN (plain HTTP downloads, HTTPS POS API)."""
 DEFAULT_HOSTNAME = "eticket"
@@ -64,6 +73,16 @@ class Layout:
     @property
     def wifi(self) -> Path:
         return self.state / "wpa_supplicant-wlan0.conf"
+
+    @property
+    def keyring(self) -> Path:
+        """RAUC's keyring (``/etc/rauc/keyring.pem`` links here)."""
+        return self.state / "rauc" / "keyring.pem"
+
+    @property
+    def keyring_source(self) -> Path:
+        """Where the keyring came from: :data:`KEYRING_FROM_IMAGE` or :data:`KEYRING_FROM_SETTINGS`."""
+        return self.state / "rauc" / "keyring.source"
 
     @property
     def localtime(self) -> Path:
@@ -236,6 +255,25 @@ def _kiosk_env(settings: DeviceSettings, path: Path) -> _File | None:
     return _File(setting, path, f"ETICKET_KIOSK_ARGS={shlex.join(args)}\n")
 
 
+def _keyring_steps(settings: DeviceSettings, layout: Layout) -> list[_Step]:
+    """The keyring from ``update_keyring``; without it, the image's keyring while the device has no keyring
+    of the card's (see the module's docstring); nothing when the image has none (a desk, tests)."""
+    if settings.update_keyring is not None:
+        return [_File("update_keyring", layout.keyring, settings.update_keyring),
+                _File("update_keyring", layout.keyring_source, KEYRING_FROM_SETTINGS + "\n")]
+    try:
+        if layout.keyring_source.read_text().strip() == KEYRING_FROM_SETTINGS:
+            return []
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        pass
+    try:
+        image = (layout.root / IMAGE_KEYRING).read_text()
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        return []
+    return [_File("keyring", layout.keyring, image), _File("keyring", layout.keyring_source,
+                                                          KEYRING_FROM_IMAGE + "\n")]
+
+
 def _plan(settings: DeviceSettings, root: Path = Path("/")) -> list[_Step]:
     """Every file and link that makes the device under ``root`` match ``settings``, with its whole content,
     computed before anything is written (only reads under ``root``).
@@ -273,6 +311,7 @@ def _plan(settings: DeviceSettings, root: Path = Path("/")) -> list[_Step]:
                 raise ProvisioningError(f"wifi.passphrase: missing for the new network {wifi.ssid!r}")
             psk = applied[1]
         steps.append(_File("wifi", layout.wifi, _wifi_conf(wifi.ssid, psk, wifi.country), 0o600))
+    steps += _keyring_steps(settings, layout)
     steps.append(_appliance_step(layout, settings))
     return steps
 
@@ -314,7 +353,8 @@ def _appliance_step(layout: Layout, settings: DeviceSettings) -> _File:
 
 def seed(root: Path) -> list[str]:
     """Write the defaults of a fresh image under ``root`` where nothing is set yet (hostname ``eticket``,
-    UTC, C.UTF-8, the appliance listening on the LAN); returns what was written."""
+    UTC, C.UTF-8, the appliance listening on the LAN, RAUC's keyring from :data:`IMAGE_KEYRING` when the
+    image has one); returns what was written."""
     layout = Layout(root)
     steps: list[_Step] = []
     if not layout.hostname.exists():
@@ -326,5 +366,6 @@ def seed(root: Path) -> list[str]:
         steps.append(_File("locale", layout.locale, f"LANG={DEFAULT_LOCALE}\n"))
     if not layout.kiosk_env.exists():
         steps.append(_File("display_rotation", layout.kiosk_env, "ETICKET_KIOSK_ARGS=\n"))
+    steps += _keyring_steps(DeviceSettings(), layout)
     steps.append(_appliance_step(layout, DeviceSettings()))
     return _commit(steps)

@@ -12,6 +12,11 @@ Example (every key optional; an absent key keeps the device's current value)::
     guest_wifi_ssid = "Boulangerie Invités"      # without a relay: a join QR shown before the receipt QR
     guest_wifi_password = "croissant-2026"       # "" for an open network; shown to customers, so kept
     ssh_authorized_keys = ["ssh-ed25519 AAAA… admin@laptop"]   # as in ~/.ssh/id_ed25519.pub
+    update_keyring = '''
+    -----BEGIN CERTIFICATE-----
+    MIIB…
+    -----END CERTIFICATE-----
+    '''                                     # the fleet's keyring.pem (`eticket fleet keys init`)
 
     [wifi]
     ssid = "Boulangerie"
@@ -26,11 +31,15 @@ whose key data must decode (``cryptography``'s ``load_ssh_public_key``); ``autho
 ``relay_url`` is https:// (plain http:// only to a loopback host) without ``user:password@``; ``wifi.country``
 is an ISO 3166-1 alpha-2 code (``pycountry``); the guest Wi-Fi keys are the appliance's own (see
 ``appliance/config.py``) and are written into its config, the SSID 1 to 32 bytes, the password 8 to 63 printable
-ASCII characters (IEEE 802.11i) or "" for an open network.
+ASCII characters (IEEE 802.11i) or "" for an open network. ``update_keyring`` is the PEM text of one to
+:data:`KEYRING_MAX_CERTS` root CA certificates (self-signed, basicConstraints CA, keyCertSign, not expired by
+the device's clock) that the device's RAUC trusts for update bundles from then on; anything else in it (a
+private key, a signing certificate, a truncated paste) refuses the whole file, and the device keeps its keyring.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 import tomllib
@@ -70,9 +79,12 @@ INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 line and paragraph separators (RFC 6763 §4.1.1 forbids controls in instance names; the rest cannot be read
 on a screen). The appliance applies the same rule to its ``name`` and ``guest_wifi_ssid``."""
 TOP_KEYS = {"hostname", "shop_name", "locale", "timezone", "display_rotation", "display_diagonal_inches", "relay_url",
-            "ssh_authorized_keys", "guest_wifi_ssid", "guest_wifi_password", "wifi"}
+            "ssh_authorized_keys", "guest_wifi_ssid", "guest_wifi_password", "update_keyring", "wifi"}
 DIAGONAL_INCHES = (1.0, 120.0)
 """Accepted ``display_diagonal_inches`` (the kiosk's ``--diagonal-inches`` range)."""
+KEYRING_MAX_CERTS = 16
+"""Most CA certificates in ``update_keyring`` (a fleet has one, two while it changes its CA)."""
+PEM_LABEL_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
 WIFI_KEYS = {"ssid", "passphrase", "country"}
 SECRET_KEYS = (("wifi", "passphrase"),)
 """(table, key) pairs removed from the source file once applied."""
@@ -101,6 +113,8 @@ class DeviceSettings:
     ssh_authorized_keys: tuple[str, ...] | None = None
     guest_wifi_ssid: str | None = None
     guest_wifi_password: str | None = None
+    update_keyring: str | None = None
+    """The CA certificates for update bundles, as PEM re-encoded from the parsed certificates."""
     wifi: WifiSettings | None = None
 
     @property
@@ -168,6 +182,65 @@ def _check_ssh_key(key: str, where: str, source: str) -> str:
     except UnsupportedAlgorithm as exc:  # a key type this build of OpenSSL lacks
         raise _fail(source, where, f"cannot be read: {exc}") from exc
     return key.strip()
+
+
+def _check_keyring(value: object, source: str, now: dt.datetime | None = None) -> str:
+    """``value`` (the ``update_keyring`` text) as the PEM of its certificates, each re-encoded from its parsed
+    form (nothing else of the card's text reaches the device's keyring). Each must be a root CA: self-signed
+    (RAUC verifies whole chains to a certificate of the keyring; RFC 5280 §6.1), basicConstraints CA,
+    keyCertSign when keyUsage is present (RFC 5280 §4.2.1.3, §4.2.1.9), and not expired by the device's clock
+    (``now``; a clock that is behind lets an expired one pass, which costs nothing: RAUC checks again)."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    key = "update_keyring"
+    hint = "paste the fleet's keyring.pem (made by `eticket fleet keys init`) in a \"\"\"…\"\"\" text"
+    if not isinstance(value, str):
+        raise _fail(source, key, f"must be a text in quotes: {hint}")
+    labels = PEM_LABEL_RE.findall(value)
+    if any("PRIVATE KEY" in label for label in labels):
+        raise _fail(source, key, "holds a private key: never put a key on the card (anyone holding it could "
+                    f"sign updates); {hint}")
+    if not labels:
+        raise _fail(source, key, f"is not PEM text (no -----BEGIN CERTIFICATE-----): {hint}")
+    other = next((label for label in labels if label != "CERTIFICATE"), None)
+    if other is not None:
+        raise _fail(source, key, f"holds a {other}, not only certificates: {hint}")
+    try:
+        certificates = x509.load_pem_x509_certificates(value.encode("utf-8", "surrogatepass"))
+    except ValueError as exc:
+        # A block cut short, a BEGIN without its END, a mistyped character: cryptography's reason is technical.
+        raise _fail(source, key, f"a certificate does not decode (cut short or altered): {hint}") from exc
+    if len(certificates) > KEYRING_MAX_CERTS:
+        raise _fail(source, key, f"holds {len(certificates)} certificates; at most {KEYRING_MAX_CERTS}")
+    now = now or dt.datetime.now(dt.UTC)
+    for number, cert in enumerate(certificates, 1):
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        what = f"certificate {number} ({names[0].value!s})" if names else f"certificate {number}"
+        try:
+            constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+            is_ca = constraints.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        try:
+            usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+            is_ca = is_ca and usage.key_cert_sign
+        except x509.ExtensionNotFound:
+            pass
+        if not is_ca:
+            raise _fail(source, key, f"{what} is not a CA certificate (a signing certificate?): give the "
+                        "fleet's keyring.pem or ca.crt, not signing.crt")
+        if cert.not_valid_after_utc <= now:
+            raise _fail(source, key, f"{what} expired on {cert.not_valid_after_utc:%Y-%m-%d}: make a new fleet CA "
+                        "(docs/fleet.md)")
+        try:
+            cert.verify_directly_issued_by(cert)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise _fail(source, key, f"{what} is not self-signed: give the fleet's root CA (keyring.pem), "
+                        "the device trusts whole chains only") from exc
+    return "".join(cert.public_bytes(Encoding.PEM).decode("ascii") for cert in certificates)
 
 
 def _is_wpa_passphrase(value: str) -> bool:
@@ -271,6 +344,8 @@ def parse_settings(text: str, source: str = "eticket.toml") -> DeviceSettings:
                           display_diagonal_inches=None if diagonal is None else float(diagonal),
                           ssh_authorized_keys=tuple(keys) if keys is not None else None,
                           guest_wifi_ssid=guest_ssid, guest_wifi_password=guest_password,
+                          update_keyring=None if "update_keyring" not in data else _check_keyring(
+                              data["update_keyring"], source),
                           wifi=_parse_wifi(data.get("wifi"), source))
 
 
@@ -343,6 +418,8 @@ def render_settings(settings: DeviceSettings, header: str = "") -> str:
             lines.append(f"{key} = {toml_value(value)}")
     if settings.ssh_authorized_keys is not None:
         lines.append(f"ssh_authorized_keys = {toml_value(list(settings.ssh_authorized_keys))}")
+    if settings.update_keyring is not None:  # PEM: base64, dashes and newlines only
+        lines.append(f'update_keyring = """\n{settings.update_keyring}"""')
     if settings.wifi is not None:
         lines += ["", "[wifi]", f"ssid = {toml_value(settings.wifi.ssid)}",
                   f"country = {toml_value(settings.wifi.country)}"]

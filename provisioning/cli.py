@@ -37,6 +37,8 @@ RESTARTS = {
     "appliance": ["eticket.service", "eticket-kiosk.service"],
     "display_rotation": ["eticket-kiosk.service"],
     "display_diagonal_inches": ["eticket-kiosk.service"],
+    "update_keyring": [],  # RAUC reads its keyring at each bundle check
+    "keyring": [],
 }
 """Units to try-restart after a live change (USB stick), by changed setting."""
 

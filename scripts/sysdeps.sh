@@ -13,6 +13,13 @@ command -v systemd-analyze >/dev/null || need+=(systemd)          # unit checks 
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)  # the web screen behind a proxy (tests/e2e/test_web_screen_proxy.py)
 command -v wpa_supplicant >/dev/null || [ -x /usr/sbin/wpa_supplicant ] || need+=(wpasupplicant)  # reads our Wi-Fi config
+# A/B updates (tests/fleet/devicehost.py): each namespace "device" runs a real sshd and real RAUC (plain bundles
+# need mksquashfs to build and a loop device to mount; the host kernel has no dm-verity)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v rauc >/dev/null || need+=(rauc)                      # also: fleet keys against RAUC (tests/fleet/test_keys.py)
+command -v mksquashfs >/dev/null || need+=(squashfs-tools)
+command -v openssl >/dev/null || need+=(openssl)
+command -v faketime >/dev/null || need+=(faketime)                # a device clock years behind (no RTC)
 # Extra tools by name: `sysdeps.sh wrk nginx` (benchmarks).
 for tool in "$@"; do
   case "$tool" in

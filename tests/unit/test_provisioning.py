@@ -3,6 +3,7 @@ applied file, USB events chosen right, and the appliance accepting the config it
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -498,3 +499,160 @@ def test_openssh_reads_every_key_line_written(root: Path) -> None:
     assert [line.split()[-2:] for line in listed.stdout.splitlines()] == [["admin@laptop", "(ED25519)"],
                                                                            ["other@laptop", "(ED25519)"]]
     assert keys.read_text() == f"{KEY}\n{OTHER_KEY}\n"
+
+
+# The fleet owner's CA (update_keyring): what RAUC on the device trusts for update bundles.
+
+def _toml_keyring(pem: str) -> str:
+    return f'update_keyring = """\n{pem}"""\n'
+
+
+def _intermediate_ca(fleet: Any) -> str:
+    """A CA certificate issued by ``fleet``'s CA (not self-signed), PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca = x509.load_pem_x509_certificate(fleet.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(fleet.ca_key.read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Sub CA")]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture
+def fleet_keys(tmp_path: Path) -> Any:
+    from fleet.keys import init_keys
+
+    return init_keys(tmp_path / "fleet-keys", name="Boulangeries Martin")
+
+
+def test_update_keyring_of_one_or_more_cas_is_taken_as_parsed(fleet_keys: Any, tmp_path: Path) -> None:
+    from fleet.keys import init_keys
+
+    other = init_keys(tmp_path / "next-ca")
+    ours = fleet_keys.keyring.read_text()
+    both = "# the current CA, then the next one\n" + ours + "\n" + other.keyring.read_text()
+    settings = parse_settings(_toml_keyring(both))
+    assert settings.update_keyring == ours + other.keyring.read_text()  # the comment line is not kept
+    assert parse_settings(_toml_keyring(ours)).update_keyring == ours
+
+
+def test_a_bad_update_keyring_is_named_and_refuses_the_whole_file(fleet_keys: Any, tmp_path: Path) -> None:
+    """This is a fleet owner pasting the wrong file (or half of it) onto the card: the message names the key and
+    what to paste, for each way it can be wrong."""
+    from fleet.keys import init_keys
+
+    keyring = fleet_keys.keyring.read_text()
+    expired = init_keys(tmp_path / "old", ca_days=30, now=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)).keyring.read_text()
+    cases = [
+        ("update_keyring = 42\n", "must be a text in quotes"),
+        ('update_keyring = "hello"\n', "is not PEM text"),
+        (_toml_keyring(fleet_keys.signing_cert.read_text()), "is not a CA certificate (a signing certificate?)"),
+        (_toml_keyring(fleet_keys.ca_key.read_text()), "holds a private key: never put a key on the card"),
+        (_toml_keyring(keyring + fleet_keys.signing_key.read_text()), "holds a private key"),
+        (_toml_keyring(keyring[: len(keyring) // 2]), "does not decode (cut short or altered)"),
+        (_toml_keyring(keyring.replace("-----END CERTIFICATE-----\n", "")), "does not decode"),
+        (_toml_keyring(keyring + keyring.replace("CERTIFICATE-----\n", "CERTIFICATE-----\nAAAA", 1)),
+         "does not decode"),
+        (_toml_keyring(expired), "expired on 2020-01-31: make a new fleet CA"),
+        (_toml_keyring(_intermediate_ca(fleet_keys)), "is not self-signed"),
+        (_toml_keyring("-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n"), "holds a PUBLIC KEY"),
+        (_toml_keyring(keyring * 17), "at most 16"),
+    ]
+    for text, hint in cases:
+        with pytest.raises(ProvisioningError) as caught:
+            parse_settings('hostname = "caisse-2"\n' + text, "/boot/firmware/eticket.toml")
+        message = str(caught.value)
+        assert message.startswith("/boot/firmware/eticket.toml: update_keyring: "), (text, message)
+        assert hint in message, (text, message)
+
+
+def test_update_keyring_reaches_the_device_keyring_once(root: Path, fleet_keys: Any) -> None:
+    layout = Layout(root)
+    settings = parse_settings(_toml_keyring(fleet_keys.keyring.read_text()))
+    assert apply(settings, root) == ["update_keyring"]
+    assert layout.keyring.read_text() == fleet_keys.keyring.read_text()
+    assert layout.keyring.stat().st_mode & 0o777 == 0o644
+    assert layout.keyring_source.read_text() == "eticket.toml\n"
+    assert apply(settings, root) == []
+
+
+def test_a_card_with_a_bad_keyring_leaves_the_device_keyring_and_every_other_setting(
+        root: Path, tmp_path: Path, fleet_keys: Any) -> None:
+    """This is the whole-or-nothing rule for the keyring: the card's new host name is not applied either, the
+    device keeps trusting its CA, and the journal line and the status name the key."""
+    source, status = tmp_path / "eticket.toml", tmp_path / "status.json"
+    source.write_text(_toml_keyring(fleet_keys.keyring.read_text()) + GOOD)
+    assert _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status)).returncode == 0
+    before = _snapshot(root)
+    source.write_text('hostname = "caisse-9"\n' + _toml_keyring(fleet_keys.signing_cert.read_text()))
+    bad = _provision("apply", "--from", str(source), "--root", str(root), "--status", str(status))
+    assert bad.returncode == 1 and f"{source}: update_keyring: " in bad.stderr and "NOT applied" in bad.stderr
+    assert _snapshot(root) == before
+    assert Layout(root).keyring.read_text() == fleet_keys.keyring.read_text()
+    assert json.loads(status.read_text())["message"].startswith(f"{source}: update_keyring: ")
+
+
+def test_the_keyring_stays_on_the_card_after_the_passphrase_is_scrubbed(root: Path, tmp_path: Path,
+                                                                       fleet_keys: Any) -> None:
+    """The card is rewritten without the Wi-Fi passphrase after the first boot: its keyring must survive it,
+    or the next boot would read a card without update_keyring (and a later edit would lose it)."""
+    source = tmp_path / "eticket.toml"
+    source.write_text(_toml_keyring(fleet_keys.keyring.read_text()) + GOOD)
+    settings = read_settings(source)
+    apply(settings, root)
+    assert scrub_secrets(source, settings)
+    again = read_settings(source)
+    assert again.update_keyring == fleet_keys.keyring.read_text() and not again.has_secrets
+    assert apply(again, root) == []
+
+
+def test_the_image_keyring_is_seeded_and_followed_until_the_card_sets_one(tmp_path: Path, fleet_keys: Any) -> None:
+    """A fresh image trusts the keyring it was built with; an update whose image carries a new keyring brings it
+    (the next boot's apply); once the card set the owner's CA, a new image's keyring no longer replaces it."""
+    from fleet.keys import init_keys
+
+    device = tmp_path / "device"
+    image_keyring = device / "usr/share/eticket/rauc-keyring.pem"
+    image_keyring.parent.mkdir(parents=True)
+    image_keyring.write_text(fleet_keys.keyring.read_text())
+    layout = Layout(device)
+    assert "keyring" in seed(device)
+    assert layout.keyring.read_text() == fleet_keys.keyring.read_text()
+    assert layout.keyring_source.read_text() == "image\n"
+    assert apply(DeviceSettings(), device) == []
+    new_image = init_keys(tmp_path / "image-2").keyring.read_text()
+    image_keyring.write_text(new_image)  # the slot booted after an update
+    assert apply(DeviceSettings(), device) == ["keyring"]
+    assert layout.keyring.read_text() == new_image
+    owner = init_keys(tmp_path / "owner").keyring.read_text()
+    assert apply(parse_settings(_toml_keyring(owner)), device) == ["update_keyring"]
+    image_keyring.write_text(fleet_keys.keyring.read_text())
+    assert apply(DeviceSettings(), device) == []  # a card without the key keeps the owner's CA
+    assert layout.keyring.read_text() == owner
+
+
+def test_rauc_trusts_exactly_the_keyring_provisioning_wrote(root: Path, tmp_path: Path, fleet_keys: Any) -> None:
+    """End to end with Debian's RAUC: after the card's update_keyring is applied, a bundle signed by that fleet
+    verifies against the device's keyring file and one signed by the image's (other) fleet does not."""
+    from fleet.keys import init_keys
+    from tests.fleet.raucbundle import device_conf, make_bundle, need_rauc, verify
+
+    need_rauc()
+    image_fleet = init_keys(tmp_path / "image-fleet")
+    ours = make_bundle(tmp_path, fleet_keys, name="ours")
+    theirs = make_bundle(tmp_path, image_fleet, name="theirs")
+    apply(parse_settings(_toml_keyring(fleet_keys.keyring.read_text())), root)
+    conf = device_conf(tmp_path, Layout(root).keyring)
+    accepted = verify(conf, ours)
+    assert accepted.returncode == 0, accepted.stderr
+    refused = verify(conf, theirs)
+    assert refused.returncode != 0 and "signature verification failed" in refused.stderr

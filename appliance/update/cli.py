@@ -1,0 +1,79 @@
+"""``eticket update status | install BUNDLE | rollback | commit``: argument parsing and output (SPEC12)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .command import Outcome
+from .state import STATE_DIR, UpdateState
+
+
+def _emit(outcome: Outcome, as_json: bool, text: str | None = None) -> int:
+    """JSON on stdout with ``--json``; else ``text`` (or the message) on stdout when it worked, the message on
+    stderr (``eticket: error: …``) when it did not."""
+    if as_json:
+        print(json.dumps(outcome.body, indent=2))
+    elif outcome.code == 0:
+        print(text if text is not None else outcome.message)
+    else:
+        print(f"eticket: error: {outcome.message}", file=sys.stderr)
+    return outcome.code
+
+
+def _status_text(body: dict[str, Any]) -> str:
+    lines = [f"version {body['version']} in slot {body['booted']} ({body['boot_state']}); "
+             f"compatible {body['compatible']}; boot loader tries {body['primary']} next"]
+    for slot in body["slots"]:
+        lines.append(f"  slot {slot['bootname']}: {slot['state']}, {slot['boot_status']}, "
+                     f"version {slot['version'] or '-'}")
+    last = body["last_update"]
+    lines.append("last update: none" if last is None else
+                 f"last update: {last.get('version')} {last.get('result')} ({last.get('message')})")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import command
+
+    state = UpdateState(args.state_dir)
+    if args.action == "status":
+        outcome = command.status(state)
+        return _emit(outcome, args.json, _status_text(outcome.body) if outcome.code == 0 else None)
+    if args.action == "install":
+        if args.bundle is None:
+            print("eticket: error: update install needs the bundle's path", file=sys.stderr)
+            return 2
+        return _emit(command.install(state, args.bundle, args.sha256, reboot=not args.no_reboot), args.json)
+    if args.action == "rollback":
+        return _emit(command.rollback(state, reboot=not args.no_reboot), args.json)
+    from . import gate
+
+    return _emit(gate.commit(state, gate.GateConfig(deadline_seconds=args.deadline, config=args.config,
+                                                    data_dir=args.data_dir)), args.json)
+
+
+def add_update_parser(sub: Any) -> None:
+    """Add ``update`` to the ``eticket`` subparsers."""
+    from .gate import COMMIT_DEADLINE_SECONDS, DEVICE_DATA_DIR
+
+    p = sub.add_parser("update", help="on the device, as root: A/B system updates with RAUC (status, install, "
+                       "rollback, commit)",
+                       description="Exit codes: 0 done, 1 failed, 10 bundle refused (hash, signature, "
+                       "compatible), 11 version already running, 12 no good slot to roll back to.")
+    p.add_argument("action", choices=["status", "install", "rollback", "commit"])
+    p.add_argument("bundle", nargs="?", type=Path, help="install: the .raucb bundle")
+    p.add_argument("--json", action="store_true", help="JSON on stdout")
+    p.add_argument("--sha256", metavar="HEX", help="install: refuse the bundle unless its SHA-256 is this")
+    p.add_argument("--no-reboot", action="store_true", help="install, rollback: do not reboot afterwards")
+    p.add_argument("--deadline", type=float, default=COMMIT_DEADLINE_SECONDS,
+                   help=f"commit: seconds the new slot has to prove healthy (default {COMMIT_DEADLINE_SECONDS:g})")
+    p.add_argument("--config", type=Path, default=None, help="commit: the appliance's settings file "
+                   "(default /etc/eticket/eticket.toml)")
+    p.add_argument("--data-dir", type=Path, default=DEVICE_DATA_DIR,
+                   help=f"commit: the appliance's data dir, holding admin.sock (default {DEVICE_DATA_DIR})")
+    p.add_argument("--state-dir", type=Path, default=STATE_DIR, help=argparse.SUPPRESS)
+    p.set_defaults(func=_run)
