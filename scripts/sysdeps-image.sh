@@ -20,6 +20,7 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v arch-test >/dev/null || need+=(arch-test)
 command -v cpio >/dev/null || need+=(cpio)  # the arm64 test lists the initramfs
 command -v depmod >/dev/null || [ -x /usr/sbin/depmod ] || need+=(kmod)  # build.sh re-indexes the trimmed modules
+command -v fw_printenv >/dev/null || need+=(libubootenv-tool)  # the arm64 test reads uboot.env
 command -v mkimage >/dev/null || need+=(u-boot-tools)  # mkimage (boot.scr), mkenvimage (uboot.env)
 [ -e /usr/lib/u-boot/qemu_arm64/u-boot.bin ] || need+=(u-boot-qemu)  # the arm64 boot tests boot U-Boot
 command -v rauc >/dev/null || need+=(rauc)  # make bundle
