@@ -206,6 +206,10 @@ def test_boots_on_qemu_virt_to_the_appliance(arm64_build: Path, tmp_path: Path, 
         assert health["status"] == "ok"
         hostname = guest.ssh(ssh_key, "hostname; systemctl show -p SubState --value eticket.service", timeout=120)
         assert hostname.stdout.split() == ["pi-caisse", "running"], hostname.stderr
+        # U-Boot (not qemu's -kernel) started slot A's own kernel through boot.scr.
+        cmdline = guest.ssh(ssh_key, "cat /proc/cmdline", timeout=120).stdout.split()
+        assert "root=LABEL=eticket-root-a" in cmdline and "rauc.slot=A" in cmdline, cmdline
+        assert "eticket: booting slot A" in guest.console_tail(200_000)
         # The kiosk starts with the image's own aarch64 wheels and stays up; qemu's virt machine here has no
         # display, so it waits for one (as a Pi whose HDMI cable is not plugged in) instead of restarting.
         kiosk: dict[str, str] = {}
