@@ -6,6 +6,8 @@
 # The first slot in BOOT_ORDER with tries left is booted and its counter decremented before the kernel starts;
 # the running system resets it (rauc status mark-good) once healthy, so a slot that does not come up (hang,
 # watchdog reset, power cut) runs out of tries and the next one is booted.
+# The file is 16 KiB (/etc/fw_env.config): export with -s, or U-Boot checksums its own ENV_SIZE (0x40000 on
+# qemu_arm64) and fw_printenv finds a bad CRC.
 setenv ab_env_size 0x4000
 setenv BOOT_ORDER
 setenv BOOT_A_LEFT
@@ -43,12 +45,12 @@ if test -z "${ab_slot}"; then
   echo "eticket: no slot has tries left; resetting the counters and restarting"
   setenv BOOT_A_LEFT 3
   setenv BOOT_B_LEFT 3
-  env export -c ${kernel_addr_r} ${ab_env_size} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
+  env export -c -s ${ab_env_size} ${kernel_addr_r} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
   fatwrite ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} uboot.env ${ab_env_size}
   reset
 fi
 echo "eticket: booting slot ${ab_slot} (BOOT_ORDER=${BOOT_ORDER} A_LEFT=${BOOT_A_LEFT} B_LEFT=${BOOT_B_LEFT})"
-env export -c ${kernel_addr_r} ${ab_env_size} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
+env export -c -s ${ab_env_size} ${kernel_addr_r} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
 fatwrite ${devtype} ${devnum}:${distro_bootpart} ${kernel_addr_r} uboot.env ${ab_env_size}
 
 # The slot's own kernel and initramfs (a bundle updates them with the root file system).
