@@ -60,8 +60,10 @@ put_file() {  # put_file HOST_FILE TARGET_PATH MODE
 {
   put_file "$STAGE/eticket-image-id" /etc/eticket-image-id 0644
   if [ -n "${OVERLAY:-}" ]; then
+    # only the directories the root lacks (debugfs's mkdir over an existing name leaves an orphan inode)
     (cd "$OVERLAY" && find . -mindepth 1 -type d | sort | sed 's|^\.||') | while read -r d; do
-      printf 'mkdir "%s"\nsif "%s" uid 0\nsif "%s" gid 0\n' "$d" "$d" "$d"
+      debugfs -R "stat \"$d\"" "$STAGE/content/root.ext4" 2>/dev/null | grep -q '^Inode:' && continue
+      printf 'mkdir "%s"\nsif "%s" uid 0\nsif "%s" gid 0\nsif "%s" mode 040755\n' "$d" "$d" "$d" "$d"
     done
     (cd "$OVERLAY" && find . -type f | sort | sed 's|^\.||') | while read -r f; do
       put_file "$OVERLAY$f" "$f" "$(stat -c %a "$OVERLAY$f" | sed 's/^/0/')"
