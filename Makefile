@@ -13,7 +13,7 @@ RELAY_DATA ?= relay-data
 # Taken from the command line only: gettext's LANGUAGE in the environment (e.g. en_US:en) is not ours.
 SCREEN_LANGUAGE := $(if $(filter command line,$(origin LANGUAGE)),$(LANGUAGE))
 
-.PHONY: run relay test test-slow bench bench-memory bench-relay bench-fleet lint sysdeps sysdeps-image loopback-multicast image image-lock clean
+.PHONY: run relay test test-slow bench bench-memory bench-relay bench-fleet lint sysdeps sysdeps-image loopback-multicast image image-lock bundle clean
 
 # Two installs into one .venv: what running needs (`make run`, `make relay`: the project's dependencies
 # only), and that plus the test tools (`make test`, `lint`, `bench`: pytest, mypy, ruff, playwright, ...).
@@ -42,9 +42,22 @@ sysdeps-image:
 
 # The SD-card image: `make image` (Raspberry Pi 3/4/Zero 2 W, arm64) or `make image ARCH=amd64` (UEFI PC,
 # the boot test's variant). Output in build/image-$(ARCH)/: .img, .img.xz, .manifest, .sha256.
+# FLEET_KEYS=DIR: the fleet's keys (`eticket fleet keys init DIR`); the image trusts DIR/keyring.pem for
+# update bundles (made in fleet-keys/ when missing). VERSION=: the release (default <version>+<commit>).
 ARCH ?= arm64
+FLEET_KEYS ?= fleet-keys
+VERSION ?=
+SIGNING_CERT ?= $(FLEET_KEYS)/signing.crt
+SIGNING_KEY ?= $(FLEET_KEYS)/signing.key
 image: sysdeps-image
-	bash image-build/build.sh $(ARCH) build/image-$(ARCH)
+	FLEET_KEYS=$(abspath $(FLEET_KEYS)) $(if $(VERSION),VERSION=$(VERSION)) \
+	  bash image-build/build.sh $(ARCH) build/image-$(ARCH)
+
+# A signed RAUC bundle (verity) of that image build's root, stamped VERSION (default: the build's):
+# build/image-$(ARCH)/eticket-$(ARCH)-VERSION.raucb (+ .sha256), signed with SIGNING_CERT/SIGNING_KEY.
+bundle: sysdeps-image
+	BUILD=build/image-$(ARCH) SIGNING_CERT=$(SIGNING_CERT) SIGNING_KEY=$(SIGNING_KEY) \
+	  $(if $(VERSION),VERSION=$(VERSION)) bash image-build/bundle.sh $(ARCH) build/image-$(ARCH)
 
 # Re-pin the appliance's wheels for the image (image-build/requirements.lock, both architectures).
 image-lock: $(RUN_STAMP)

@@ -6,7 +6,13 @@
 # Steps, in order: wheels -> root (mmdebstrap) -> initramfs -> boot files -> partitions -> image -> manifest.
 # Nothing is mounted: the FAT partition is filled with mtools, the ext4 ones with mke2fs -d.
 # Environment: SOURCE_DATE_EPOCH (default: the last commit's time), COMPRESS=xz|none (default xz),
-# MIRROR (default: mmdebstrap's Debian mirror).
+# MIRROR (default: mmdebstrap's Debian mirror), VERSION (the release stamped in /etc/eticket-image-id; default
+# <pyproject version>+<short commit>), FLEET_KEYS (arm64: a directory whose keyring.pem is the CA the device
+# trusts for update bundles; default fleet-keys/, made with `eticket fleet keys init` when missing).
+#
+# arm64 is an A/B system (RAUC, U-Boot's boot counter): boot FAT (U-Boot, boot.scr, uboot.env, Pi firmware),
+# root slot A, root slot B (same size, empty here), data. Each slot carries its kernel and initramfs in /boot.
+# amd64 keeps one root (systemd-boot loads the kernel from the FAT): see README.md.
 set -euo pipefail
 
 ARCH=${1:?usage: build.sh arm64|amd64 OUTDIR}
@@ -28,9 +34,11 @@ DATA_UUID=6574696b-6574-4b64-8174-610000000002
 HASH_SEED=6574696b-6574-4b68-8173-680000000003
 BOOT_MIB=256
 DATA_MIB=256
+ENV_BYTES=0x4000  # uboot.env: the size /etc/fw_env.config and boot.cmd use
+VERSION=${VERSION:-$("$PYTHON" -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],"rb"))["project"]["version"])' "$REPO/pyproject.toml")+$(git -C "$REPO" rev-parse --short HEAD)}
 
 case "$ARCH" in
-  arm64) PLATFORM=aarch64; BOOT_TYPE=c ;;
+  arm64) PLATFORM=aarch64; BOOT_TYPE=c; BOOT_MIB=64 ;;
   amd64) PLATFORM=x86_64; BOOT_TYPE=ef ;;
   *) echo "build.sh: ARCH must be arm64 or amd64, not $ARCH" >&2; exit 2 ;;
 esac
@@ -65,7 +73,28 @@ mm_args=(--arch="$ARCH" --variant=minbase --mode=root --components=main,non-free
 mmdebstrap "${mm_args[@]}" "$SUITE" "$ROOT" ${MIRROR:+"$MIRROR"}
 
 KVER=$(basename "$(find "$ROOT/lib/modules" -mindepth 1 -maxdepth 1 -type d | sort | tail -n 1)")
-log "kernel $KVER"
+log "kernel $KVER, version $VERSION"
+echo "version=$VERSION" >> "$ROOT/etc/eticket-image-id"
+if [ "$ARCH" = arm64 ]; then
+  # A/B: RAUC's configuration, the boot counter's environment file, the watchdog, the verity modules.
+  cp -a --no-preserve=ownership "$HERE/rootfs-arm64/." "$ROOT/"
+  sed -i '/^LABEL=eticket-root /d' "$ROOT/etc/fstab"  # each slot is / for itself: root= names it
+  install -m 644 "$REPO/systemd/eticket-update-commit.service" "$ROOT/usr/lib/systemd/system/"
+  systemctl --root="$ROOT" --quiet enable eticket-update-commit.service
+  # The CA the device trusts for bundles: the image's default, copied onto the data partition at boot.
+  FLEET_KEYS=${FLEET_KEYS:-$REPO/fleet-keys}
+  if [ ! -f "$FLEET_KEYS/keyring.pem" ]; then
+    log "no $FLEET_KEYS/keyring.pem: making a new fleet CA there (eticket fleet keys init); keep ca.key safe"
+    PYTHONPATH=$REPO "$PYTHON" -c 'import sys; from appliance.cli import main; sys.exit(main())' \
+      fleet keys init "$FLEET_KEYS"
+  fi
+  install -D -m 644 "$FLEET_KEYS/keyring.pem" "$ROOT/usr/share/eticket/rauc-keyring.pem"
+  install -D -m 644 "$FLEET_KEYS/keyring.pem" "$ROOT/var/lib/eticket-system/rauc/keyring.pem"
+  ln -sfn /var/lib/eticket-system/rauc/keyring.pem "$ROOT/etc/rauc/keyring.pem"
+  # Debian's raspi-firmware hooks would rewrite config.txt/cmdline.txt with one root=: not on an A/B image.
+  rm -f "$ROOT/etc/kernel/postinst.d/z50-raspi-firmware" "$ROOT/etc/kernel/postrm.d/z50-raspi-firmware" \
+    "$ROOT/etc/initramfs/post-update.d/z50-raspi-firmware"
+fi
 
 ### 3. Initramfs, built here from the image's own busybox and modules (no emulation).
 "$PYTHON" "$HERE/initramfs.py" --root "$ROOT" --kernel-version "$KVER" --modules "$HERE/modules-$ARCH.list" \
@@ -74,20 +103,31 @@ log "kernel $KVER"
 ### 4. Boot partition contents.
 BOOT=$WORK/boot
 mkdir -p "$BOOT"
-cp "$ROOT/boot/vmlinuz-$KVER" "$BOOT/vmlinuz"
-cp "$WORK/initrd.img" "$BOOT/initrd.img"
 cp "$HERE/eticket.toml.example" "$BOOT/eticket.toml.example"
 # The screen faces customers: kernel and systemd messages go to the serial console only (no console=tty0), no
 # blinking cursor, no console blanking; getty@tty1 is masked (customize.sh). The screen stays plain (black)
 # from the boot loader until the kiosk draws.
 CMDLINE="root=LABEL=eticket-root ro rootwait net.ifnames=0 quiet vt.global_cursor_default=0 consoleblank=0"
 if [ "$ARCH" = arm64 ]; then
-  # Raspberry Pi firmware (raspi-firmware) boots Debian's kernel with the upstream device trees.
+  # Raspberry Pi firmware (raspi-firmware) loads U-Boot (u-boot-rpi) as its kernel, with the upstream device
+  # tree of the board; U-Boot runs boot.scr, which picks a slot and boots the kernel and initramfs in the
+  # slot's /boot (root=LABEL=eticket-root-X rauc.slot=X). The kernel command line is in boot.cmd.
   cp "$ROOT"/usr/lib/raspi-firmware/{bootcode.bin,start*.elf,fixup*.dat} "$BOOT/"
   cp "$ROOT/usr/lib/linux-image-$KVER"/broadcom/bcm283*-rpi-*.dtb "$ROOT/usr/lib/linux-image-$KVER"/broadcom/bcm2711-rpi-*.dtb "$BOOT/"
+  cp "$ROOT/usr/lib/u-boot/rpi_arm64/u-boot.bin" "$BOOT/u-boot.bin"
   cp "$HERE/config.txt" "$BOOT/config.txt"
-  echo "console=ttyS1,115200 $CMDLINE" > "$BOOT/cmdline.txt"
+  mkimage -A arm64 -O linux -T script -C none -n "eticket A/B" -d "$HERE/boot.cmd" "$BOOT/boot.scr" >/dev/null
+  # The boot counter's first state: slot A first, three tries each (what RAUC's uboot backend expects).
+  printf 'BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\n' > "$WORK/uboot-env.txt"
+  mkenvimage -s "$ENV_BYTES" -o "$BOOT/uboot.env" "$WORK/uboot-env.txt"
+  # The slot's own kernel and initramfs, at fixed names boot.scr loads (Debian's versioned name kept as a link).
+  mv "$ROOT/boot/vmlinuz-$KVER" "$ROOT/boot/vmlinuz"
+  ln -s vmlinuz "$ROOT/boot/vmlinuz-$KVER"
+  cp "$WORK/initrd.img" "$ROOT/boot/initrd.img"
+  rm -f "$ROOT/vmlinuz" "$ROOT/vmlinuz.old" "$ROOT/initrd.img" "$ROOT/initrd.img.old"
 else
+  cp "$ROOT/boot/vmlinuz-$KVER" "$BOOT/vmlinuz"
+  cp "$WORK/initrd.img" "$BOOT/initrd.img"
   # UEFI: systemd-boot at the removable-media path; it loads the kernel and initramfs from this FAT (ESP).
   mkdir -p "$BOOT/EFI/BOOT" "$BOOT/loader/entries"
   cp "$ROOT/usr/lib/systemd/boot/efi/systemd-bootx64.efi" "$BOOT/EFI/BOOT/BOOTX64.EFI"
@@ -97,6 +137,28 @@ else
 fi
 
 ### 5. Partitions: the data partition holds /var; the root keeps an empty /var to mount it on.
+if [ "$ARCH" = arm64 ]; then
+  # Trim what the Pi 3/4/Zero 2 W (and qemu's virt machine) never use: each root slot and each bundle carries it.
+  log "trim"
+  MODS=$ROOT/usr/lib/modules/$KVER/kernel
+  rm -rf "$ROOT/usr/lib/raspi-firmware" "$ROOT/usr/lib/linux-image-$KVER" \
+    "$ROOT/usr/lib/u-boot"  # the firmware, device trees and U-Boot already copied onto the FAT (step 4)
+  rm -rf "$MODS/sound" "$MODS/net/bluetooth" "$MODS/drivers/bluetooth"  # no audio, no Bluetooth
+  rm -rf "$MODS/drivers/media" "$MODS/drivers/infiniband" "$MODS/drivers/iio" "$MODS/drivers/target" \
+    "$MODS/drivers/staging" "$MODS/drivers/isdn" "$MODS/drivers/net/can" "$MODS/drivers/net/wwan" \
+    "$MODS/drivers/net/ieee802154" "$MODS/drivers/net/hamradio"
+  # Displays: vc4 (the Pi), virtio-gpu and tiny/bochs (qemu); not the PC and phone GPUs.
+  rm -rf "$MODS/drivers/gpu/drm/amd" "$MODS/drivers/gpu/drm/radeon" "$MODS/drivers/gpu/drm/nouveau" \
+    "$MODS/drivers/gpu/drm/msm" "$MODS/drivers/gpu/drm/tegra" "$MODS/drivers/gpu/drm/etnaviv" \
+    "$MODS/drivers/gpu/drm/panfrost" "$MODS/drivers/gpu/drm/lima" "$MODS/drivers/gpu/drm/rockchip" \
+    "$MODS/drivers/gpu/drm/imx" "$MODS/drivers/gpu/drm/sun4i" "$MODS/drivers/gpu/drm/meson" \
+    "$MODS/drivers/gpu/drm/nouveau" "$MODS/drivers/gpu/drm/hisilicon" "$MODS/drivers/gpu/drm/mediatek"
+  # Network: Broadcom only (Pi 4's genet, the Pi's brcmfmac Wi-Fi); USB (Pi 3: smsc95xx, lan78xx) and virtio
+  # adapters are elsewhere in drivers/net and stay.
+  find "$MODS/drivers/net/ethernet" "$MODS/drivers/net/wireless" -mindepth 1 -maxdepth 1 ! -name broadcom \
+    -exec rm -rf {} +
+  depmod -b "$ROOT" "$KVER"
+fi
 log "partitions"
 DATA=$WORK/var
 mv "$ROOT/var" "$DATA"
@@ -105,7 +167,15 @@ for tree in "$ROOT" "$DATA" "$BOOT"; do
   find "$tree" -newermt "@$SOURCE_DATE_EPOCH" -print0 | xargs -0r touch --no-dereference --date="@$SOURCE_DATE_EPOCH"
 done
 root_mib=$(( $(du -s --block-size=1M "$ROOT" | cut -f1) * 5 / 4 + 64 ))
-mke2fs -q -F -t ext4 -L eticket-root -U "$ROOT_UUID" -E "hash_seed=$HASH_SEED,root_owner=0:0" -b 4096 \
+ROOT_LABEL=eticket-root
+slot_mib=$root_mib
+if [ "$ARCH" = arm64 ]; then
+  # A slot holds this root and later, larger releases: half again its size, in 64 MiB steps (SLOT_MIB overrides).
+  ROOT_LABEL=eticket-root-a
+  slot_mib=${SLOT_MIB:-$(( (root_mib * 3 / 2 + 63) / 64 * 64 ))}
+  [ "$slot_mib" -ge "$root_mib" ] || { echo "build.sh: SLOT_MIB=$slot_mib is smaller than the root ($root_mib MiB)" >&2; exit 1; }
+fi
+mke2fs -q -F -t ext4 -L "$ROOT_LABEL" -U "$ROOT_UUID" -E "hash_seed=$HASH_SEED,root_owner=0:0" -b 4096 \
   -d "$ROOT" "$WORK/root.ext4" "${root_mib}M"
 mke2fs -q -F -t ext4 -L eticket-data -U "$DATA_UUID" -E "hash_seed=$HASH_SEED,root_owner=0:0" -b 4096 \
   -d "$DATA" "$WORK/data.ext4" "${DATA_MIB}M"
@@ -125,23 +195,28 @@ mkfs.vfat -F 32 -n ETICKETBOOT -i "${BOOT_VOLUME_ID#0x}" --invariant -C "$WORK/b
 (cd "$BOOT" && find . -mindepth 1 -type d | sort | sed 's|^\./||' | while read -r d; do mmd -i "$WORK/boot.fat" "::/$d"; done
  find . -type f | sort | sed 's|^\./||' | while read -r f; do mcopy -m -i "$WORK/boot.fat" "$f" "::/$f"; done)
 
-### 6. Image: MBR (the Pi 3's boot ROM reads no GPT), 1 MiB aligned: boot (FAT), root (ext4, read-only), data.
+### 6. Image: MBR (the Pi 3's boot ROM reads no GPT), 1 MiB aligned: boot (FAT), root (ext4, read-only), data;
+# arm64: boot, root slot A, root slot B (left empty: sparse zeros in the file, nothing in the .xz), data.
 log "image"
 IMG=$OUT/eticket-$ARCH.img
 boot_start=2048
 root_start=$(( boot_start + BOOT_MIB * 2048 ))
-data_start=$(( root_start + root_mib * 2048 ))
+data_start=$(( root_start + slot_mib * 2048 ))
+slot_b_line=
+if [ "$ARCH" = arm64 ]; then
+  slot_b_line="start=$data_start, size=$(( slot_mib * 2048 )), type=83"
+  data_start=$(( data_start + slot_mib * 2048 ))
+fi
 total_sectors=$(( data_start + DATA_MIB * 2048 ))
 rm -f "$IMG"
 truncate -s $(( total_sectors * 512 )) "$IMG"
-sfdisk --quiet "$IMG" <<EOF
-label: dos
-label-id: $DISK_ID
-unit: sectors
-start=$boot_start, size=$(( BOOT_MIB * 2048 )), type=$BOOT_TYPE, bootable
-start=$root_start, size=$(( root_mib * 2048 )), type=83
-start=$data_start, size=$(( DATA_MIB * 2048 )), type=83
-EOF
+{
+  printf 'label: dos\nlabel-id: %s\nunit: sectors\n' "$DISK_ID"
+  echo "start=$boot_start, size=$(( BOOT_MIB * 2048 )), type=$BOOT_TYPE, bootable"
+  echo "start=$root_start, size=$(( slot_mib * 2048 )), type=83"
+  [ -z "$slot_b_line" ] || echo "$slot_b_line"
+  echo "start=$data_start, size=$(( DATA_MIB * 2048 )), type=83"
+} | sfdisk --quiet "$IMG"
 dd if="$WORK/boot.fat" of="$IMG" bs=1M seek=$(( boot_start / 2048 )) conv=notrunc,sparse status=none
 dd if="$WORK/root.ext4" of="$IMG" bs=1M seek=$(( root_start / 2048 )) conv=notrunc,sparse status=none
 dd if="$WORK/data.ext4" of="$IMG" bs=1M seek=$(( data_start / 2048 )) conv=notrunc,sparse status=none
@@ -156,6 +231,7 @@ MANIFEST=$OUT/eticket-$ARCH.manifest
   echo "commit: $(git -C "$REPO" rev-parse HEAD)$(git -C "$REPO" diff --quiet HEAD -- . ':!build' 2>/dev/null || echo '-dirty')"
   echo "source_date_epoch: $SOURCE_DATE_EPOCH"
   echo "kernel: $KVER"
+  echo "version: $VERSION"
   echo "image_bytes: $(stat -c %s "$IMG")"
   echo "image_sha256: $(sha256sum "$IMG" | cut -d' ' -f1)"
   echo "initrd_sha256: $(sha256sum "$WORK/initrd.img" | cut -d' ' -f1)"

@@ -59,10 +59,18 @@ grow_data() {
   log "data partition $dev grown from $size to $want sectors"
 }
 
+# A device at a counter has nobody at its console: on failure say why, then restart (on an A/B image the boot
+# counter moves on to the other slot). eticket.shell on the command line drops to a shell instead.
 fail() {
   echo "initramfs: $*"
-  echo "initramfs: dropping to a shell"
-  exec sh
+  log "$*"
+  if grep -qw eticket.shell /proc/cmdline; then
+    echo "initramfs: dropping to a shell"
+    exec sh
+  fi
+  echo "initramfs: restarting in 10 s"
+  sleep 10
+  reboot -f
 }
 
 [ -n "$root" ] || fail "no root= on the kernel command line"

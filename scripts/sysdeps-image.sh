@@ -19,6 +19,13 @@ command -v ssh >/dev/null || need+=(openssh-client)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v arch-test >/dev/null || need+=(arch-test)
 command -v cpio >/dev/null || need+=(cpio)  # the arm64 test lists the initramfs
+command -v depmod >/dev/null || [ -x /usr/sbin/depmod ] || need+=(kmod)  # build.sh re-indexes the trimmed modules
+command -v fw_printenv >/dev/null || need+=(libubootenv-tool)  # the arm64 test reads uboot.env
+command -v mkimage >/dev/null || need+=(u-boot-tools)  # mkimage (boot.scr), mkenvimage (uboot.env)
+[ -e /usr/lib/u-boot/qemu_arm64/u-boot.bin ] || need+=(u-boot-qemu)  # the arm64 boot tests boot U-Boot
+command -v rauc >/dev/null || need+=(rauc)  # make bundle
+command -v mksquashfs >/dev/null || need+=(squashfs-tools)  # rauc bundle packs a squashfs
+command -v openssl >/dev/null || need+=(openssl)  # the tests sign bundles with a test CA
 . "$(dirname "$0")/_apt.sh"
 install_missing "${need[@]}" || exit 0
 if [ "$(id -u)" = 0 ]; then

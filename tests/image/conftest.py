@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI, REPO, require
+from tests.image.keys import make_fleet_keys
 
 BUILD_TIMEOUT_SECONDS = 30 * 60
 TOOLS = ("mmdebstrap", "mcopy", "mkfs.vfat", "mke2fs", "sfdisk", "ssh", "ssh-keygen", "systemd-analyze")
@@ -33,13 +34,14 @@ def _build(arch: str) -> Path:
     image = out / f"eticket-{arch}.img"
     if os.environ.get("ETICKET_IMAGE_REUSE") == "1" and not IN_CI and image.exists():
         return out
+    keys = make_fleet_keys(REPO / "build" / "test-fleet-keys")
     log = REPO / "build" / f"test-image-{arch}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with open(log, "wb") as handle:
         result = subprocess.run(["bash", str(REPO / "image-build" / "build.sh"), arch, str(out)],
-                                env={**os.environ, "COMPRESS": "none"}, stdout=handle, stderr=subprocess.STDOUT,
-                                timeout=BUILD_TIMEOUT_SECONDS, cwd=REPO)
+                                env={**os.environ, "COMPRESS": "none", "FLEET_KEYS": str(keys)}, stdout=handle,
+                                stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_SECONDS, cwd=REPO)
     seconds = time.monotonic() - start
     assert result.returncode == 0, f"image build failed; see {log}:\n{log.read_text(errors='replace')[-3000:]}"
     (out / "build-time.json").write_text(json.dumps({"arch": arch, "seconds": round(seconds, 1)}) + "\n")
@@ -57,6 +59,12 @@ def amd64_build() -> Path:
 def arm64_build() -> Path:
     """build/test-image-arm64: the Raspberry Pi image, its manifest and its work tree."""
     return _build("arm64")
+
+
+@pytest.fixture(scope="session")
+def fleet_keys() -> Path:
+    """build/test-fleet-keys: the CA the test images trust (keyring.pem) and its signing leaf."""
+    return make_fleet_keys(REPO / "build" / "test-fleet-keys")
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,19 @@
-"""Boot a built image in qemu: amd64 from its own disk (UEFI firmware, systemd-boot on the FAT), arm64 on the
-``virt`` machine with the kernel and initramfs taken from the image's boot partition.
+"""Boot a built image in qemu, each from its own disk: amd64 through UEFI firmware (systemd-boot on the FAT),
+arm64 on the ``virt`` machine through U-Boot (Debian's u-boot-qemu as the firmware, ``-bios``), which runs the
+image's boot.scr from the FAT: the same A/B boot counter as on the Raspberry Pi, loading the kernel and
+initramfs from the chosen root slot.
 
 Networking never leaves this machine: the first NIC is qemu user networking with ``restrict=on`` (no way
 out) and port forwards on 127.0.0.1 (HTTP, SSH); an optional second NIC is a tap device the test puts on a
 bridge inside its own network namespace (tests/network/netns.py) for mDNS. With ``display`` the amd64 guest
 gets qemu's standard VGA (Linux's bochs-drm: a DRM device with an EDID preferred mode of DISPLAY_SIZE), shown
 nowhere (``-display none``) but readable with :meth:`Guest.screendump`: the customer screen as the guest
-draws it.
+draws it. The arm64 guest's display is a virtio-gpu-pci (Linux's virtio-gpu DRM driver, fbdev on /dev/fb0).
+
+Reboots: by default qemu exits when the guest reboots (``-no-reboot``); with ``reboot=True`` the guest
+restarts inside the same qemu (update tests: the new slot boots), and :meth:`Guest.power_cut` kills qemu
+(SIGKILL: what the guest had not written is lost) for :meth:`Guest.start` to boot the same disk again. With
+``watchdog=True`` the guest has an i6300esb watchdog whose expiry resets it (``-action watchdog=reset``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from tests.conftest import free_port
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+UBOOT_QEMU_ARM64 = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")  # package u-boot-qemu
 GUEST_MIB = 1024
 GUEST_CPUS = 2
 DISPLAY_SIZE = (800, 480)  # the 7-inch panel's pixels, as the EDID's preferred mode
@@ -88,8 +96,11 @@ class Guest:
     accel: str = "tcg"
     http_port: int = field(default_factory=free_port)
     ssh_port: int = field(default_factory=free_port)
+    api_port: int = field(default_factory=free_port)
     usb_stick: Path | None = None
     display: bool = False
+    reboot: bool = False
+    watchdog: bool = False
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
 
@@ -106,16 +117,23 @@ class Guest:
         return f"http://127.0.0.1:{self.http_port}"
 
     def argv(self) -> list[str]:
-        forwards = f"hostfwd=tcp:127.0.0.1:{self.http_port}-:8080,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22"
+        forwards = (f"hostfwd=tcp:127.0.0.1:{self.http_port}-:8080,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22,"
+                    f"hostfwd=tcp:127.0.0.1:{self.api_port}-:8443")
         net = ["-netdev", f"user,id=lan0,restrict=on,{forwards}", "-device", "virtio-net-pci,netdev=lan0"]
         if self.tap:
             net += ["-netdev", f"tap,id=lan1,ifname={self.tap},script=no,downscript=no",
                     "-device", "virtio-net-pci,netdev=lan1,mac=52:54:00:e7:1c:01"]
         common = ["-smp", str(GUEST_CPUS), "-m", str(GUEST_MIB), "-nodefaults", "-display", "none",
                   "-monitor", f"unix:{self.monitor_socket},server=on,wait=off",
-                  "-serial", f"file:{self.serial_log}", "-no-reboot", *net]
-        if self.display:
+                  # appended to, so that the console of every boot of this disk stays in one log
+                  "-chardev", f"file,id=console,path={self.serial_log},append=on", "-serial", "chardev:console",
+                  *([] if self.reboot else ["-no-reboot"]), *net]
+        if self.watchdog:
+            common += ["-device", "i6300esb", "-action", "watchdog=reset"]
+        if self.display and self.arch == "amd64":
             common += ["-device", f"VGA,edid=on,xres={DISPLAY_SIZE[0]},yres={DISPLAY_SIZE[1]}"]
+        elif self.display:
+            common += ["-device", f"virtio-gpu-pci,edid=on,xres={DISPLAY_SIZE[0]},yres={DISPLAY_SIZE[1]}"]
         if self.usb_stick:  # a USB controller now; the stick itself is plugged in later (plug_usb_stick)
             common += ["-device", "qemu-xhci,id=xhci",
                        "-drive", f"if=none,id=stick,format=raw,file={self.usb_stick}"]
@@ -126,20 +144,17 @@ class Guest:
                     "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
                     "-drive", f"if=pflash,format=raw,file={vars_copy}",
                     "-drive", f"file={self.disk},format=raw,if=virtio"]
-        kernel = extract_boot_file(self.disk, "vmlinuz", self.workdir / "vmlinuz")
-        initrd = extract_boot_file(self.disk, "initrd.img", self.workdir / "initrd.img")
-        cmdline = extract_boot_file(self.disk, "cmdline.txt", self.workdir / "cmdline.txt").read_text().split()
-        cmdline = [arg for arg in cmdline if not arg.startswith("console=") and arg != "quiet"]
-        cmdline += ["console=ttyAMA0", "systemd.show_status=1"]  # unit by unit on the serial log
+        # U-Boot's distro boot finds boot.scr on the disk's bootable FAT (virtio 0); the script's console and
+        # kernel command line for this machine are in image-build/boot.cmd.
         return ["qemu-system-aarch64", "-machine", "virt", "-cpu", "cortex-a72", "-accel", self.accel, *common,
-                "-kernel", str(kernel), "-initrd", str(initrd), "-append", " ".join(cmdline),
+                "-bios", str(UBOOT_QEMU_ARM64),
                 "-drive", f"file={self.disk},format=raw,if=none,id=disk0", "-device", "virtio-blk-pci,drive=disk0"]
 
     def start(self) -> Guest:
         self.workdir.mkdir(parents=True, exist_ok=True)
         argv = self.argv()
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(argv, stdout=open(self.workdir / f"qemu-{self.arch}.log", "wb"),
+        self.proc = subprocess.Popen(argv, stdout=open(self.workdir / f"qemu-{self.arch}.log", "ab"),
                                      stderr=subprocess.STDOUT)
         return self
 
@@ -204,6 +219,13 @@ class Guest:
         """Run ``command`` in the guest as root over the forwarded SSH port, authenticated by ``key``."""
         return subprocess.run(["ssh", "-i", str(key), "-p", str(self.ssh_port), *SSH_OPTIONS, "root@127.0.0.1",
                                command], capture_output=True, text=True, timeout=timeout)
+
+    def power_cut(self) -> None:
+        """Kill qemu at once (SIGKILL), as pulling the plug: the guest's unwritten data is lost; the disk keeps
+        what qemu had written. :meth:`start` boots the same disk again."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

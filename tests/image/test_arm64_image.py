@@ -1,10 +1,12 @@
-"""The Raspberry Pi image (arm64): its structure read from the image file itself (partition table, the FAT's
-config.txt, cmdline.txt, firmware, kernel, device trees for the Pi 3, Pi 4 and Zero 2 W, the host-built
-initramfs), the appliance installed in the root and importable by the image's own aarch64 Python (run
-through binfmt qemu-aarch64 in a chroot of the read-only-mounted root partition), the manifest matching the
-image, and a boot on qemu's ``virt`` machine (the Pi firmware does not run there, so the kernel and initramfs
-are taken from the image's FAT) up to the appliance answering /healthz with the shop's host name applied, and
-the kiosk service up with the image's own wheels, waiting for a display (the virt machine has none).
+"""The Raspberry Pi image (arm64), an A/B system: its structure read from the image file itself (partition
+table: boot FAT, root slots A and B of one size with B empty, data; the FAT's config.txt starting U-Boot,
+boot.scr, the boot counter's uboot.env, firmware, device trees for the Pi 3, Pi 4 and Zero 2 W; slot A's own
+kernel and host-built initramfs, RAUC's configuration), the appliance installed in the root and importable by
+the image's own aarch64 Python (run through binfmt qemu-aarch64 in a chroot of the read-only-mounted root
+partition), the manifest matching the image, and a boot on qemu's ``virt`` machine through U-Boot from the
+image's own disk (the same boot.scr as on the Pi; the Pi firmware does not run there) up to the appliance
+answering /healthz with the shop's host name applied, and the kiosk service up with the image's own wheels,
+waiting for a display (the virt machine has none).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -48,37 +51,89 @@ def _partitions(image: Path) -> list[dict[str, object]]:
     return parts
 
 
-def test_partition_table_is_mbr_with_boot_root_and_data(arm64_build: Path) -> None:
-    boot, root, data = _partitions(_image(arm64_build))
+def test_partition_table_is_mbr_with_boot_two_root_slots_and_data(arm64_build: Path) -> None:
+    """MBR (the Pi 3's boot ROM reads no GPT): boot FAT, slot A, slot B (same size, nothing written: the raw
+    image holds no data there, so it costs nothing compressed), data; fixed disk id 6574696b (RAUC's slots
+    are by-partuuid/6574696b-02 and -03)."""
+    image = _image(arm64_build)
+    boot, slot_a, slot_b, data = _partitions(image)
     assert boot["type"] == "c" and boot.get("bootable") is True and boot["start"] == 2048
-    assert root["type"] == "83" and data["type"] == "83"
-    assert data["start"] == int(root["start"]) + int(root["size"])  # type: ignore[call-overload]
-    labels = [_probe(_image(arm64_build), p, "LABEL") for p in (boot, root, data)]
-    assert labels == ["ETICKETBOOT", "eticket-root", "eticket-data"]
+    assert slot_a["type"] == slot_b["type"] == data["type"] == "83"
+    assert slot_a["size"] == slot_b["size"]
+    assert slot_b["start"] == int(slot_a["start"]) + int(slot_a["size"])  # type: ignore[call-overload]
+    assert data["start"] == int(slot_b["start"]) + int(slot_b["size"])  # type: ignore[call-overload]
+    labels = [_probe(image, p, "LABEL") for p in (boot, slot_a, slot_b, data)]
+    assert labels == ["ETICKETBOOT", "eticket-root-a", "", "eticket-data"]
+    start = int(slot_b["start"]) * SECTOR  # type: ignore[call-overload]
+    end = start + int(slot_b["size"]) * SECTOR  # type: ignore[call-overload]
+    with open(image, "rb") as handle:
+        try:
+            next_data = os.lseek(handle.fileno(), start, os.SEEK_DATA)
+        except OSError:  # ENXIO: no data after start at all
+            next_data = end
+    assert next_data >= end, f"slot B holds data at byte {next_data}"
+    table = subprocess.run(["sfdisk", "--dump", str(image)], capture_output=True, text=True, check=True).stdout
+    assert "label-id: 0x6574696b" in table
 
 
 def _probe(image: Path, part: dict[str, object], tag: str) -> str:
     offset = int(part["start"]) * SECTOR  # type: ignore[call-overload]
-    return subprocess.run(["blkid", "-p", "-O", str(offset), "-s", tag, "-o", "value", str(image)],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    found = subprocess.run(["blkid", "-p", "-O", str(offset), "-s", tag, "-o", "value", str(image)],
+                           capture_output=True, text=True)
+    assert found.returncode in (0, 2), found.stderr  # 2: nothing found (an empty slot)
+    return found.stdout.strip()
 
 
-def test_boot_partition_holds_firmware_kernel_initramfs_and_device_trees(arm64_build: Path, tmp_path: Path) -> None:
+def test_boot_partition_holds_firmware_u_boot_boot_script_and_device_trees(arm64_build: Path, tmp_path: Path) -> None:
+    """The Pi firmware starts U-Boot (config.txt), whose boot.scr keeps the A/B counter in uboot.env (slot A
+    first, three tries each); the kernel is no longer on the FAT but in each slot."""
     image = _image(arm64_build)
     listing = subprocess.run(["mdir", "-b", "-i", f"{image}@@1M", "::/"], capture_output=True, text=True,
                              check=True).stdout
     names = {line.rsplit("/", 1)[-1] for line in listing.split()}
-    missing = [n for n in (*PI_FIRMWARE, *PI_DEVICE_TREES, "vmlinuz", "initrd.img", "config.txt", "cmdline.txt",
+    missing = [n for n in (*PI_FIRMWARE, *PI_DEVICE_TREES, "u-boot.bin", "boot.scr", "uboot.env", "config.txt",
                            "eticket.toml.example") if n not in names]
     assert not missing, f"missing on the FAT: {missing}"
+    assert "vmlinuz" not in names and "cmdline.txt" not in names
     config = extract_boot_file(image, "config.txt", tmp_path / "config.txt").read_text()
-    for line in ("arm_64bit=1", "upstream_kernel=1", "kernel=vmlinuz", "initramfs initrd.img followkernel"):
+    for line in ("arm_64bit=1", "upstream_kernel=1", "kernel=u-boot.bin"):
         assert line in config.splitlines()
-    cmdline = extract_boot_file(image, "cmdline.txt", tmp_path / "cmdline.txt").read_text()
-    assert cmdline.count("\n") == 1 and "root=LABEL=eticket-root" in cmdline and " ro " in f" {cmdline} "
-    kernel = extract_boot_file(image, "vmlinuz", tmp_path / "vmlinuz").read_bytes()
+    script = extract_boot_file(image, "boot.scr", tmp_path / "boot.scr")
+    header = subprocess.run(["mkimage", "-l", str(script)], capture_output=True, text=True, check=True).stdout
+    assert "Script" in header, header
+    text = script.read_bytes().decode(errors="replace")
+    assert "root=LABEL=${ab_label} rauc.slot=${ab_slot}" in text and "fatwrite" in text
+    env_file = extract_boot_file(image, "uboot.env", tmp_path / "uboot.env")
+    (tmp_path / "fw_env.config").write_text(f"{env_file} 0x0000 0x4000\n")
+    env = subprocess.run(["fw_printenv", "-c", str(tmp_path / "fw_env.config")], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert sorted(line for line in env if line) == ["BOOT_A_LEFT=3", "BOOT_B_LEFT=3", "BOOT_ORDER=A B"]
+
+
+def test_slot_a_carries_its_kernel_initramfs_and_rauc_configuration(root_mount: Path) -> None:
+    """Slot A boots by itself: Debian's kernel (an uncompressed Image: booti takes it as is) and the
+    host-built initramfs in its /boot; RAUC's system.conf (uboot backend, both slots, the keyring on the data
+    partition), fw_env.config pointing at the FAT's uboot.env, the verity modules loaded at boot, the
+    watchdog armed, the commit unit enabled, the release's version stamped."""
+    kernel = (root_mount / "boot" / "vmlinuz").read_bytes()
     assert kernel[0x38:0x3C] == ARM64_IMAGE_MAGIC
-    initrd = extract_boot_file(image, "initrd.img", tmp_path / "initrd.img").read_bytes()
+    initrd = (root_mount / "boot" / "initrd.img").read_bytes()
+    system_conf = (root_mount / "etc/rauc/system.conf").read_text()
+    for line in ("compatible=eticket-arm64", "bootloader=uboot", "path=/etc/rauc/keyring.pem",
+                 "device=/dev/disk/by-partuuid/6574696b-02", "device=/dev/disk/by-partuuid/6574696b-03",
+                 "bootname=A", "bootname=B", "use-bundle-signing-time=true"):
+        assert line in system_conf.splitlines(), line
+    assert os.readlink(root_mount / "etc/rauc/keyring.pem") == "/var/lib/eticket-system/rauc/keyring.pem"
+    assert (root_mount / "usr/share/eticket/rauc-keyring.pem").read_text().startswith("-----BEGIN CERTIFICATE")
+    assert (root_mount / "etc/fw_env.config").read_text().splitlines()[-1].split() == [
+        "/boot/firmware/uboot.env", "0x0000", "0x4000"]
+    assert (root_mount / "etc/modules-load.d/eticket-rauc.conf").read_text().split()[-4:] == [
+        "dm_mod", "dm_verity", "loop", "squashfs"]
+    assert "RuntimeWatchdogSec=30s" in (root_mount / "etc/systemd/system.conf.d/eticket-watchdog.conf").read_text()
+    links = [name for _, _, names in os.walk(root_mount / "etc/systemd/system") for name in names]
+    assert "eticket-update-commit.service" in links
+    assert re.search(r"^version=\S+$", (root_mount / "etc/eticket-image-id").read_text(), re.M)
+    assert not list((root_mount / "usr/lib/modules").glob("*/kernel/sound"))  # trimmed
     listing_cpio = subprocess.run(["cpio", "-it", "--quiet"], input=gzip.decompress(initrd), capture_output=True,
                                   check=True).stdout.decode()
     for member in ("init", "bin/busybox", "etc/modules.order", "lib/modules/kernel/drivers/mmc/host/sdhci-iproc.ko",
@@ -90,7 +145,7 @@ def test_boot_partition_holds_firmware_kernel_initramfs_and_device_trees(arm64_b
 def root_mount(arm64_build: Path, tmp_path: Path) -> Iterator[Path]:
     """The image's root partition, loop-mounted read-only (as on the device)."""
     require(os.geteuid() == 0, "mounting the root partition needs root")
-    _, root, _ = _partitions(_image(arm64_build))
+    _, root, _, _ = _partitions(_image(arm64_build))
     mountpoint = tmp_path / "root"
     mountpoint.mkdir()
     offset = int(root["start"]) * SECTOR  # type: ignore[call-overload]
@@ -151,6 +206,10 @@ def test_boots_on_qemu_virt_to_the_appliance(arm64_build: Path, tmp_path: Path, 
         assert health["status"] == "ok"
         hostname = guest.ssh(ssh_key, "hostname; systemctl show -p SubState --value eticket.service", timeout=120)
         assert hostname.stdout.split() == ["pi-caisse", "running"], hostname.stderr
+        # U-Boot (not qemu's -kernel) started slot A's own kernel through boot.scr.
+        cmdline = guest.ssh(ssh_key, "cat /proc/cmdline", timeout=120).stdout.split()
+        assert "root=LABEL=eticket-root-a" in cmdline and "rauc.slot=A" in cmdline, cmdline
+        assert "eticket: booting slot A" in guest.console_tail(200_000)
         # The kiosk starts with the image's own aarch64 wheels and stays up; qemu's virt machine here has no
         # display, so it waits for one (as a Pi whose HDMI cable is not plugged in) instead of restarting.
         kiosk: dict[str, str] = {}

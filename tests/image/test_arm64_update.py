@@ -1,0 +1,311 @@
+"""Proof by boot of the A/B update mechanism on the arm64 image (qemu's virt machine through U-Boot: the
+Raspberry Pi's boot script and counter, an i6300esb watchdog): one device, booted once, walks through a chain
+of updates, each test starting where the previous one left it (module-scoped; the order below is the story's):
+
+1. a fresh card boots slot A; a till pairs and sends a receipt;
+2. a tampered bundle and one signed by another CA are refused, slot B unchanged;
+3. the plug is pulled while RAUC writes slot B: the device comes back on A;
+4. V2 is installed over SSH (``eticket update install``), the reboot starts B, the plug is pulled during that
+   first boot; powered on, B boots again, passes the health gate and commits; the receipt is still there;
+5. V3, whose appliance never gets READY, is installed into A: A boots, fails its health gate, is marked bad
+   and the device reboots into B by itself;
+6. V4, whose slot cannot start at all (no initramfs), is installed into A: U-Boot uses up A's tries and boots
+   B by itself.
+
+Bundles are built by the documented script (image-build/bundle.sh) from the image build's own root, signed by
+the fleet CA the image trusts (tests/image/keys.py, laid out as ``eticket fleet keys init`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import IN_CI, REPO, samples
+from tests.image.ab import ABDevice, boot_ab_device
+from tests.image.keys import make_fleet_keys
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
+
+INCOMING = "/var/lib/eticket-update/incoming"
+BUNDLE_BUILD_TIMEOUT_SECONDS = 900
+INSTALL_TIMEOUT_SECONDS = 1200
+BAD_SLOT_FALLBACK_TIMEOUT_SECONDS = 900.0
+COMMIT_TIMEOUT_SECONDS = 900.0
+UNHEALTHY_DEADLINE_SECONDS = 60  # the failing release's own gate deadline (the default is 600 s)
+# A byte in the bundle's first verity block (the squashfs superblock): the signature (over the manifest and
+# the verity root hash) still verifies, so it is dm-verity that refuses the payload, at the bundle's mount,
+# before RAUC opens the slot.
+TAMPER_OFFSET = 100
+
+
+@dataclass
+class Bundles:
+    """The bundles of this story, built once: ``good`` (V2), ``unhealthy`` (V3: eticket.service never gets
+    READY), ``unbootable`` (V4: its slot has an empty initramfs, so it cannot start), ``tampered`` (a byte of
+    V2 flipped), ``foreign`` (V2 re-signed by a CA the device does not trust)."""
+
+    good: Path
+    unhealthy: Path
+    unbootable: Path
+    tampered: Path
+    foreign: Path
+
+
+def _bundle(build: Path, keys: Path, out: Path, version: str, overlay: Path | None = None) -> Path:
+    env = {**os.environ, "BUILD": str(build), "VERSION": version, "SIGNING_CERT": str(keys / "signing.crt"),
+           "SIGNING_KEY": str(keys / "signing.key")}
+    if overlay is not None:
+        env["OVERLAY"] = str(overlay)
+    bundle = out / f"eticket-arm64-{version}.raucb"
+    if os.environ.get("ETICKET_IMAGE_REUSE") == "1" and not IN_CI and bundle.exists():
+        return bundle  # a desk iterating on tests, as tests/image/conftest.py does for the image
+    start = time.monotonic()
+    result = subprocess.run(["bash", str(REPO / "image-build" / "bundle.sh"), "arm64", str(out)], env=env,
+                            capture_output=True, text=True, timeout=BUNDLE_BUILD_TIMEOUT_SECONDS)
+    assert result.returncode == 0, result.stderr
+    print(f"bundle {bundle.name}: {bundle.stat().st_size} bytes in {time.monotonic() - start:.0f} s")
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def bundles(arm64_build: Path, fleet_keys: Path) -> Bundles:
+    out = arm64_build / "bundles"  # beside the image they are made from (git-ignored build/)
+    shutil.rmtree(out / "overlay-unhealthy", ignore_errors=True)
+    shutil.rmtree(out / "overlay-unbootable", ignore_errors=True)
+    good = _bundle(arm64_build, fleet_keys, out, "2.0.0+test")
+    sick = out / "overlay-unhealthy"
+    (sick / "etc/systemd/system/eticket.service.d").mkdir(parents=True)
+    (sick / "etc/systemd/system/eticket.service.d/broken.conf").write_text(
+        "[Service]\nExecStart=\nExecStart=/bin/false\n")
+    (sick / "etc/systemd/system/eticket-update-commit.service.d").mkdir(parents=True)
+    (sick / "etc/systemd/system/eticket-update-commit.service.d/deadline.conf").write_text(
+        f"[Service]\nExecStart=\nExecStart=/usr/bin/eticket update commit --deadline {UNHEALTHY_DEADLINE_SECONDS}\n")
+    unhealthy = _bundle(arm64_build, fleet_keys, out, "3.0.0+unhealthy", sick)
+    dead = out / "overlay-unbootable"
+    (dead / "boot").mkdir(parents=True)
+    (dead / "boot" / "initrd.img").write_bytes(b"")
+    unbootable = _bundle(arm64_build, fleet_keys, out, "4.0.0+unbootable", dead)
+    tampered = out / "tampered.raucb"
+    shutil.copy(good, tampered)
+    with open(tampered, "r+b") as handle:
+        handle.seek(TAMPER_OFFSET)
+        byte = handle.read(1)
+        handle.seek(TAMPER_OFFSET)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    other = make_fleet_keys(out / "other-fleet", name="Someone else")
+    foreign = out / "foreign.raucb"
+    sys_conf = out / "verify-system.conf"  # RAUC checks the old signature (our CA) before it re-signs
+    sys_conf.write_text(f"[system]\ncompatible=eticket-arm64\nbootloader=noop\n[keyring]\n"
+                        f"path={fleet_keys / 'keyring.pem'}\ncheck-purpose=codesign\n")
+    resigned = subprocess.run(["rauc", f"--conf={sys_conf}", "resign", f"--cert={other / 'signing.crt'}",
+                               f"--key={other / 'signing.key'}", f"--keyring={fleet_keys / 'keyring.pem'}",
+                               str(good), str(foreign)], capture_output=True, text=True)
+    assert resigned.returncode == 0, resigned.stderr
+    return Bundles(good=good, unhealthy=unhealthy, unbootable=unbootable, tampered=tampered, foreign=foreign)
+
+
+@pytest.fixture(scope="module")
+def device(arm64_build: Path, ssh_key: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ABDevice]:
+    workdir = tmp_path_factory.mktemp("ab-device")
+    start = time.monotonic()
+    dev = boot_ab_device(arm64_build, workdir, ssh_key)
+    print(f"A/B device up in {time.monotonic() - start:.0f} s")
+    try:
+        yield dev
+    finally:
+        dev.guest.stop()
+        (arm64_build / "serial-arm64-update.log").write_text(dev.guest.console_tail(2_000_000))
+
+
+def _status(device: ABDevice) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(device.run("eticket update status --json"))
+    return body
+
+
+def _install(device: ABDevice, bundle: Path) -> tuple[int, dict[str, Any]]:
+    """Upload ``bundle`` over SSH and install it with the device's own command (no reboot): (exit status,
+    its JSON answer)."""
+    device.run(f"mkdir -p {INCOMING}")
+    target = f"{INCOMING}/{bundle.name}"
+    device.upload(bundle, target)
+    start = time.monotonic()
+    result = device.ssh(f"eticket update install --json --no-reboot {target}", timeout=INSTALL_TIMEOUT_SECONDS)
+    print(f"install {bundle.name}: exit {result.returncode} in {time.monotonic() - start:.0f} s")
+    device.run(f"rm -f {target}")
+    try:
+        answer: dict[str, Any] = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        answer = {"stdout": result.stdout, "stderr": result.stderr}
+    return result.returncode, answer
+
+
+def _wait_committed(device: ABDevice, slot: str) -> dict[str, Any]:
+    """Until the health gate committed ``slot`` (``boot_state`` committed, booted = primary = ``slot``)."""
+    deadline = time.monotonic() + COMMIT_TIMEOUT_SECONDS
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = _status(device)
+        if status["booted"] == slot and status["boot_state"] == "committed" and status["primary"] == slot:
+            active = device.ssh("systemctl is-active eticket-update-commit.service").stdout.strip()
+            if active == "active":
+                return status
+        time.sleep(5)
+    journal = device.ssh("journalctl -b -u eticket-update-commit.service --no-pager -n 30").stdout
+    raise AssertionError(f"slot {slot} not committed: {status}\n{journal}")
+
+
+def _receipt_still_there(device: ABDevice) -> None:
+    assert _receipt, "the receipt test did not run"
+    assert httpx.get(device.guest.url + _receipt[0].path).content == _receipt[0].pdf
+
+
+@dataclass
+class Receipt:
+    path: str
+    pdf: bytes
+
+
+_receipt: list[Receipt] = []
+
+
+def test_boots_slot_a_through_u_boot_with_rauc_ready(device: ABDevice) -> None:
+    """A fresh card: U-Boot's boot.scr picked slot A (first in BOOT_ORDER), the health gate committed it
+    (counter back to 3), RAUC sees both slots, the verity modules are loaded, systemd pets the watchdog."""
+    assert device.booted_slot() == "A"
+    status = _wait_committed(device, "A")
+    assert [s["bootname"] for s in status["slots"]] == ["A", "B"], status
+    env = device.boot_env()
+    assert env["BOOT_ORDER"].split() == ["A", "B"] and env["BOOT_A_LEFT"] == "3", env
+    modules = device.run("cat /proc/modules /lib/modules/$(uname -r)/modules.builtin")
+    for module in ("dm_verity", "squashfs", "loop"):
+        assert module in modules, module
+    watchdog = device.run("systemctl show -p RuntimeWatchdogUSec --value; cat /sys/class/watchdog/watchdog0/state")
+    assert watchdog.split() == ["30s", "active"], watchdog
+    assert status["version"] == device.image_version()
+
+
+def test_a_receipt_sent_before_the_updates(device: ABDevice, cli_env: dict[str, str]) -> None:
+    """A till pairs (the code from the device's display state) and sends a receipt; later tests check that
+    it is still downloadable after each update and rollback (the data partition survives)."""
+    token = json.loads(device.run("cat /var/lib/eticket/kiosk.json"))["token"]
+    state = httpx.get(device.guest.url + "/api/v1/display", headers={"Authorization": f"Bearer {token}"}).json()
+    assert state["scene"] == "pairing", state
+    address = f"127.0.0.1:{device.guest.api_port}"
+    eticket = [str(REPO / ".venv" / "bin" / "eticket")]
+    paired = subprocess.run([*eticket, "pair", "--code", state["pairing"]["code"], "--address", address,
+                             "--pos-name", "Till 1"], env=cli_env, capture_output=True, text=True, timeout=180)
+    assert paired.returncode == 0, paired.stderr
+    pdf = samples("pdf")[0]
+    sent = subprocess.run([*eticket, "send", str(pdf), "--total", "12.50", "--currency", "EUR", "--address",
+                           address], env=cli_env, capture_output=True, text=True, timeout=180)
+    assert sent.returncode == 0, sent.stderr
+    url = sent.stdout.strip().splitlines()[-1]
+    path = url[url.index("/r/"):]
+    assert httpx.get(device.guest.url + path).content == pdf.read_bytes()
+    _receipt.append(Receipt(path=path, pdf=pdf.read_bytes()))
+
+
+@pytest.mark.parametrize("kind", ["tampered", "foreign"])
+def test_a_tampered_or_foreign_bundle_is_refused_before_the_slot_is_written(device: ABDevice, bundles: Bundles,
+                                                                            kind: str) -> None:
+    """A bundle with one byte flipped, and one signed by a CA the device does not trust: refused (exit 10),
+    slot B untouched (its first 64 MiB hash the same), the device still on A, committed."""
+    before = device.slot_digest("B")
+    code, answer = _install(device, getattr(bundles, kind))
+    print(f"{kind}: exit {code}, {answer}")
+    if kind == "foreign":
+        assert code == 10 and answer.get("result") == "refused", answer
+    else:  # RAUC names a verity failure as a mount error: refused or failed, never installed
+        assert code in (1, 10) and answer.get("result") in ("refused", "failed"), answer
+    assert device.slot_digest("B") == before
+    assert device.booted_slot() == "A" and _status(device)["primary"] == "A"
+
+
+def test_a_power_cut_during_the_install_boots_the_good_slot(device: ABDevice, bundles: Bundles) -> None:
+    """The plug is pulled while RAUC writes slot B: the device comes back on A, healthy and committed."""
+    device.run(f"mkdir -p {INCOMING}")
+    target = f"{INCOMING}/{bundles.good.name}"
+    device.upload(bundles.good, target)
+    blank = device.slot_digest("B", mib=4)
+    device.run(f"systemd-run --unit=test-install eticket update install --no-reboot {target}")
+    deadline = time.monotonic() + INSTALL_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and device.slot_digest("B", mib=4) == blank:
+        time.sleep(2)
+    assert device.slot_digest("B", mib=4) != blank, "RAUC never started writing slot B"
+    device.power_cycle()
+    device.wait_up()
+    assert device.booted_slot() == "A"
+    _wait_committed(device, "A")
+    _receipt_still_there(device)
+
+
+def test_an_update_survives_a_power_cut_in_its_first_boot_and_commits(device: ABDevice, bundles: Bundles) -> None:
+    """V2 installed over SSH into B; the reboot starts B and the plug is pulled during that first boot (after
+    U-Boot counted the try). Powered on, B boots again, passes the health gate and commits (B first in
+    BOOT_ORDER, its tries back to 3); the receipt sent before is still there."""
+    code, answer = _install(device, bundles.good)
+    assert code == 0 and answer["result"] == "installed" and answer["to_slot"] == "B", answer
+    assert device.boot_env()["BOOT_ORDER"].split()[0] == "B"
+    log = device.guest.serial_log
+    seen = log.read_text(errors="replace").count("eticket: booting slot B")
+    device.reboot()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and log.read_text(errors="replace").count("eticket: booting slot B") == seen:
+        time.sleep(0.5)
+    assert log.read_text(errors="replace").count("eticket: booting slot B") > seen, "U-Boot never chose B"
+    time.sleep(8)  # the kernel is starting
+    device.power_cycle()
+    seconds = device.wait_up()
+    print(f"power-cut first boot of B: up again in {seconds:.0f} s")
+    assert device.booted_slot() == "B"
+    assert device.image_version() == "2.0.0+test"
+    status = _wait_committed(device, "B")
+    assert status["last_update"]["result"] == "committed", status
+    env = device.boot_env()
+    assert env["BOOT_ORDER"].split()[0] == "B" and env["BOOT_B_LEFT"] == "3", env
+    _receipt_still_there(device)
+
+
+def test_a_release_that_fails_its_health_check_is_rolled_back_by_the_device(device: ABDevice,
+                                                                             bundles: Bundles) -> None:
+    """V3's appliance never gets READY: A boots it, the gate marks A bad at its deadline and reboots; the
+    device is back on B (V2) by itself, the update recorded as rolled back, the receipt intact."""
+    code, answer = _install(device, bundles.unhealthy)
+    assert code == 0 and answer["to_slot"] == "A", answer
+    device.reboot()
+    deadline = time.monotonic() + BAD_SLOT_FALLBACK_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        device.wait_up(BAD_SLOT_FALLBACK_TIMEOUT_SECONDS)
+        if device.booted_slot() == "B":
+            break
+        time.sleep(5)
+    assert device.booted_slot() == "B" and device.image_version() == "2.0.0+test"
+    status = _wait_committed(device, "B")
+    assert status["last_update"]["result"] == "rolled-back", status
+    assert status["last_update"]["version"] == "3.0.0+unhealthy", status
+    _receipt_still_there(device)
+
+
+def test_a_slot_that_cannot_start_falls_back_through_the_boot_counter(device: ABDevice, bundles: Bundles) -> None:
+    """V4's slot cannot start (empty initramfs: the kernel panics, panic=10 resets): U-Boot uses up A's three
+    tries and boots B by itself, which is still V2 and committed."""
+    code, answer = _install(device, bundles.unbootable)
+    assert code == 0 and answer["to_slot"] == "A", answer
+    device.reboot()
+    device.wait_up(BAD_SLOT_FALLBACK_TIMEOUT_SECONDS)
+    assert device.booted_slot() == "B" and device.image_version() == "2.0.0+test"
+    assert device.boot_env()["BOOT_A_LEFT"] == "0"
+    status = _wait_committed(device, "B")
+    assert status["last_update"]["result"] == "rolled-back", status
+    _receipt_still_there(device)
