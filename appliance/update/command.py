@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rauc
-from .rauc import BundleRefused, RaucError, RaucStatus
+from .rauc import BundleRefused, RaucBusy, RaucError, RaucStatus
 from .state import UpdateState, boot_id, image_version, now_rfc3339
 
 EXIT_OK = 0
@@ -77,7 +77,8 @@ def boot_state(st: RaucStatus, last: dict[str, Any] | None) -> str:
 def status_body(st: RaucStatus, state: UpdateState) -> dict[str, Any]:
     """The ``eticket update status --json`` shape of SPEC12: ``{"compatible", "version", "booted", "primary",
     "boot_state", "slots": [{"bootname", "state", "boot_status", "version"}], "other_slot_good",
-    "last_update"}`` (``last_update`` without its internal ``boot_id``)."""
+    "last_update", "busy"}`` (``last_update`` without its internal ``boot_id``; ``busy`` false: RAUC answered,
+    see :func:`busy_body`)."""
     last = state.last_update()
     running = booted_version(st)
     other = st.other()
@@ -89,13 +90,38 @@ def status_body(st: RaucStatus, state: UpdateState) -> dict[str, Any]:
     return {"compatible": st.compatible, "version": running, "booted": st.booted, "primary": st.primary,
             "boot_state": boot_state(st, last), "slots": slots,
             "other_slot_good": other is not None and other.boot_status == "good",
-            "last_update": public}
+            "last_update": public, "busy": False}
+
+
+CMDLINE = Path("/proc/cmdline")
+
+
+def booted_from_cmdline(path: Path = CMDLINE) -> str | None:
+    """The ``rauc.slot=`` bootname on the kernel command line (FLEET-FACTS: every slot's command line has it)."""
+    try:
+        words = path.read_text().split()
+    except OSError:
+        return None
+    return next((w.partition("=")[2] for w in words if w.startswith("rauc.slot=")), None)
+
+
+def busy_body(state: UpdateState) -> dict[str, Any]:
+    """The status while RAUC installs (its service answers nothing else then): the SPEC12 shape with what is
+    known without RAUC — ``booted`` from the kernel command line, ``version`` from the image — ``slots``
+    empty, ``boot_state`` ``unknown`` and ``busy`` true."""
+    last = state.last_update()
+    return {"compatible": None, "version": image_version(), "booted": booted_from_cmdline(), "primary": None,
+            "boot_state": "unknown", "slots": [], "other_slot_good": False,
+            "last_update": None if last is None else {k: v for k, v in last.items() if k != "boot_id"},
+            "busy": True}
 
 
 def status(state: UpdateState) -> Outcome:
-    """``eticket update status``."""
+    """``eticket update status``: :func:`status_body`, or :func:`busy_body` while RAUC installs a bundle."""
     try:
         st = rauc.status()
+    except RaucBusy:
+        return Outcome(EXIT_OK, "", busy_body(state))
     except RaucError as exc:
         return Outcome(EXIT_FAILED, f"cannot read the slots from RAUC: {exc}", {"error": str(exc)})
     return Outcome(EXIT_OK, "", status_body(st, state))

@@ -40,6 +40,9 @@ from .state import UpdateState, boot_id, now_rfc3339
 COMMIT_DEADLINE_SECONDS = 600.0
 """How long a new slot has to prove healthy (SPEC12)."""
 CHECK_INTERVAL_SECONDS = 1.0
+MARK_BUSY_WAIT_SECONDS = 1800.0
+"""How long a mark-good/bad waits for RAUC to finish an install that an operator started meanwhile (RAUC's
+service takes one call at a time): as long as an install may take (rauc.INSTALL_TIMEOUT_SECONDS)."""
 HTTP_TIMEOUT_SECONDS = 5.0
 SELFTEST_TIMEOUT_SECONDS = 30.0
 DEVICE_DATA_DIR = Path("/var/lib/eticket")
@@ -178,7 +181,7 @@ def commit(state: UpdateState, gate: GateConfig) -> Outcome:
         failed = wait_healthy(health_checks(gate, expected), gate.deadline_seconds)
         if failed is None:
             try:
-                rauc.mark("good", "booted")
+                rauc.mark("good", "booted", MARK_BUSY_WAIT_SECONDS)
             except RaucError as exc:
                 return _answer(EXIT_FAILED, "failed", f"rauc could not mark slot {st.booted} good: {exc}", last)
             message = f"version {expected} committed in slot {st.booted}: every health check passed"
@@ -188,7 +191,7 @@ def commit(state: UpdateState, gate: GateConfig) -> Outcome:
         message = (f"health check {name} failed within {gate.deadline_seconds:g} s: {reason}; slot {st.booted} "
                    f"marked bad, back to slot {(last or {}).get('from_slot')}")
         try:
-            rauc.mark("bad", "booted")
+            rauc.mark("bad", "booted", MARK_BUSY_WAIT_SECONDS)
         except RaucError as exc:  # the boot counter still runs out by itself
             message += f" (rauc could not mark it bad: {exc})"
         last = state.update(result="rolled-back", message=message, finished_at=now_rfc3339())
@@ -205,7 +208,7 @@ def commit(state: UpdateState, gate: GateConfig) -> Outcome:
     if failed is not None:
         return _answer(EXIT_FAILED, "failed", f"slot {st.booted} left good but not marked again: {failed[1]}", last)
     try:
-        rauc.mark("good", "booted")
+        rauc.mark("good", "booted", MARK_BUSY_WAIT_SECONDS)
     except RaucError as exc:
         return _answer(EXIT_FAILED, "failed", f"rauc could not mark slot {st.booted} good: {exc}", last)
     return _answer(EXIT_OK, "good", f"slot {st.booted} is good (boot counter reset)", last)

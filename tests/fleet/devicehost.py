@@ -8,8 +8,9 @@
 - ``eticket serve`` from this repository's ``.venv`` (``/usr/bin/eticket`` in the device runs it), and at every
   boot ``eticket update commit``, as ``eticket-update-commit.service`` does.
 
-The device's own files are overlays on ``/etc``, ``/var`` and ``/usr/bin`` and a tmpfs on ``/run``, inside its
-mount namespace only; ``/proc/cmdline`` (``rauc.slot=X``) and the boot id are bind-mounted per boot.
+The device's own files are overlays on ``/etc`` (root's home is the device's own directory, not this
+machine's shell profile), ``/var`` and ``/usr/bin`` and a tmpfs on ``/run``, inside its mount namespace only;
+``/proc/cmdline`` (``rauc.slot=X``) and the boot id are bind-mounted per boot.
 
 Stand-ins, each small and each for a part of the machine, never for our code:
 - the boot loader (U-Boot and its environment): ``bootenv.json`` ``{"order": ["A", "B"], "left": {"A": 3,
@@ -53,7 +54,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.fleet.bundles import COMPATIBLE, Keys, make_keys, make_rootfs
+from tests.fleet.bundles import COMPATIBLE, ROOTFS_BYTES, Keys, make_keys, make_rootfs
 from tests.network.netns import REPO, Host, Lan
 
 VENV_BIN = REPO / ".venv" / "bin"
@@ -198,11 +199,12 @@ class Device:
         self.state_dir = directory / "var-up" / "lib" / "eticket-update"
         """The device's /var/lib/eticket-update seen from the test (state.json, incoming/ uploads)."""
         d = directory
-        for sub in ("etc-up", "etc-work", "var-up", "var-work", "bin-up", "bin-work", "units", "logs"):
+        for sub in ("etc-up", "etc-work", "var-up", "var-work", "bin-up", "bin-work", "units", "logs", "root"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         make_rootfs(d / "slot-a.img", version)
-        with open(d / "slot-b.img", "wb") as f:
-            f.truncate(4 * 1024 * 1024)
+        # Slot B: an empty file system, no system in it (RAUC mounts a slot before a bundle's slot hooks)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(d / "slot-b.img"), str(ROOTFS_BYTES // 1024)], check=True,
+                       capture_output=True)
         _write(d / "bootenv.json", json.dumps({"order": ["A", "B"], "left": {"A": BOOT_ATTEMPTS, "B": 0}}))
         _write(d / "cmdline", "")
         _write(d / "boot_id", "")
@@ -213,6 +215,9 @@ class Device:
         _write(etc / "rauc" / "bootloader-backend",
                _BACKEND.format(env=str(d / "bootenv.json"), attempts=BOOT_ATTEMPTS), 0o755)
         _write(etc / "eticket-image-id", "")
+        passwd = [f"root:x:0:0:root:{d / 'root'}:/bin/sh" if line.startswith("root:") else line
+                  for line in Path("/etc/passwd").read_text().splitlines()]
+        _write(etc / "passwd", "\n".join(passwd) + "\n")
         _write(etc / "eticket" / "eticket.toml", self._eticket_toml(bad=False))
         _write(d / "bin-up" / "systemctl", _SYSTEMCTL.format(dir=str(d)), 0o755)
         _write(d / "bin-up" / "systemd-run", _SYSTEMD_RUN, 0o755)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.fleet.bundles import Keys, make_bundle, tamper
 from tests.fleet.conftest import require_device_hosts
 from tests.fleet.devicehost import APPLIANCE_UNIT, KIOSK_UNIT, DeviceHosts
@@ -230,6 +232,33 @@ def test_power_cut_in_the_first_boot_of_the_new_slot(hosts: DeviceHosts, fleet_k
     status = device.wait_commit()
     assert (status["booted"], status["version"], status["last_update"]["result"]) == ("B", "4.0.0", "committed")
     assert device.bootenv()["left"]["B"] == 3
+
+
+def test_power_cut_during_the_install(hosts: DeviceHosts, fleet_keys: Keys, bundle_dir: Path) -> None:
+    """The power goes off while RAUC writes the new slot (paused there by a hook in the bundle; status says
+    it is busy meanwhile): the device boots its old slot, commits it, and says the install was interrupted;
+    the half-written slot is not booted."""
+    device = hosts.devices[3]
+    marker = bundle_dir / "writing-d4"
+    hook = f"#!/bin/sh\nif [ \"$1\" = slot-pre-install ]; then touch {marker}; sleep 600; fi\n"
+    bundle = make_bundle(bundle_dir / "v9-paused.raucb", "9.0.0", fleet_keys, pre_install_hook=hook)
+    booted = device.update_status()["booted"]
+    install = subprocess.Popen(device.cmd("/usr/bin/eticket", "update", "install", str(bundle), "--json"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(marker.exists, 60, "RAUC to start writing the slot")
+        during = device.update_status()  # RAUC's service answers nothing else while it installs
+        assert (during["busy"], during["booted"], during["last_update"]["result"]) == (True, booted, "installing")
+        device.power_off(graceful=False)
+    finally:
+        install.wait(30)
+    assert device.boot() == booted
+    status = device.wait_commit()
+    assert (status["booted"], status["boot_state"]) == (booted, "committed"), status
+    last = status["last_update"]
+    assert (last["result"], last["version"]) == ("failed", "9.0.0")
+    assert "the install was interrupted" in last["message"]
+    assert status["primary"] == booted
 
 
 def test_new_slot_that_never_boots_falls_back(hosts: DeviceHosts, fleet_keys: Keys, bundle_dir: Path) -> None:
