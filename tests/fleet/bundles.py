@@ -66,12 +66,14 @@ def make_rootfs(path: Path, version: str) -> Path:
     return path
 
 
-def make_bundle(out: Path, version: str, keys: Keys, compatible: str = COMPATIBLE) -> Path:
+def make_bundle(out: Path, version: str, keys: Keys, compatible: str = COMPATIBLE,
+                image_version: str | None = None) -> Path:
     """A signed plain-format bundle ``out`` (``rauc bundle``) with one ``rootfs`` image of release ``version``
-    for ``compatible``, signed with ``keys``."""
+    for ``compatible``, signed with ``keys``. ``image_version``: what the root's /etc/eticket-image-id says,
+    when it is not ``version`` (a mis-built bundle)."""
     content = out.with_suffix(".content")
     content.mkdir(parents=True, exist_ok=True)
-    make_rootfs(content / "rootfs.ext4", version)
+    make_rootfs(content / "rootfs.ext4", image_version or version)
     (content / "manifest.raucm").write_text(
         f"[update]\ncompatible={compatible}\nversion={version}\n\n[bundle]\nformat=plain\n\n"
         "[image.rootfs]\nfilename=rootfs.ext4\n")

@@ -24,6 +24,17 @@ Stand-ins, each small and each for a part of the machine, never for our code:
 
 A release the test declares bad (:attr:`Device.bad_versions`) boots with an appliance that cannot start (its
 settings name a port that does not exist): its health check fails as a broken release's would.
+
+Use (a module fixture shares the hosts; each boot takes about a second):
+
+    hosts = DeviceHosts(tmp / "hosts", 5, version="1.0.0")  # d1..d5 at 10.77.0.11.., booted on slot A
+    hosts.client                      # the fleet tool's host (10.77.0.2): hosts.client.run(argv...)
+    hosts.client_key, hosts.known_hosts(), hosts.ssh(device, "eticket", "update", "status", "--json")
+    device = hosts.devices[0]         # .name, .host.address, .host_key, .state_dir (its incoming/ uploads)
+    make_bundle(path, "2.0.0", hosts.keys)   # tests/fleet/bundles.py; also make_keys, tamper
+    device.wait_commit()              # after an install: its reboot, boot and commit done; its status
+    device.bad_versions.add("3.0.0"); device.commit_deadline = 3   # a release that fails its health gate
+    device.power_off()                # unreachable (or graceful=False: a power cut); device.boot() again
 """
 
 from __future__ import annotations
@@ -164,10 +175,12 @@ class Device:
     images, boot environment, overlays, logs) and its SSH host key (``host_key``: ``ssh-ed25519 AAAA…``)."""
 
     def __init__(self, host: Host, directory: Path, keys: Keys, client_pub: str, version: str,
-                 mdns: bool = False, kiosk: str | None = None) -> None:
+                 mdns: bool = False, kiosk: str | None = None, appliance: bool = True) -> None:
         """``kiosk``: None for a device without a screen (no ``eticket-kiosk.service``), else the SDL video
         driver the real ``eticket kiosk`` runs with: ``"kmsdrm"`` finds no display on this host (it waits for
-        one, as a device with its screen unplugged), ``"dummy"`` draws frames (a display is present)."""
+        one, as a device with its screen unplugged), ``"dummy"`` draws frames (a display is present).
+        ``appliance`` False: no ``eticket serve`` (light hosts for measuring the fleet tool over many devices;
+        ``eticket update status`` works, a new slot cannot pass its health gate)."""
         self.host, self.name, self.dir = host, host.name, directory
         self.keys = keys
         self.commit_deadline = COMMIT_DEADLINE_SECONDS
@@ -181,6 +194,9 @@ class Device:
         self._stop = threading.Event()
         self._mdns = mdns
         self.kiosk = kiosk
+        self.appliance = appliance
+        self.state_dir = directory / "var-up" / "lib" / "eticket-update"
+        """The device's /var/lib/eticket-update seen from the test (state.json, incoming/ uploads)."""
         d = directory
         for sub in ("etc-up", "etc-work", "var-up", "var-work", "bin-up", "bin-work", "units", "logs"):
             (d / sub).mkdir(parents=True, exist_ok=True)
@@ -246,11 +262,11 @@ class Device:
                 "LANG": "C.UTF-8"}
 
     def _spawn(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.dir / "logs" / f"{name}.log", "ab")
-        log.write(f"--- boot {self.boots}\n".encode())
-        log.flush()
-        return subprocess.Popen(self.cmd(*argv), stdout=log, stderr=subprocess.STDOUT, env=env or self._env(),
-                                start_new_session=True)
+        with open(self.dir / "logs" / f"{name}.log", "ab") as log:
+            log.write(f"--- boot {self.boots}\n".encode())
+            log.flush()
+            return subprocess.Popen(self.cmd(*argv), stdout=log, stderr=subprocess.STDOUT, env=env or self._env(),
+                                    start_new_session=True)
 
     def eticket(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """``eticket ARGS`` inside the device as root."""
@@ -305,8 +321,9 @@ class Device:
             self._spawn("rauc", "rauc", "--mount=/run/rauc", "service")
             self._wait(lambda: self.run("rauc", "status").returncode == 0, "rauc service")
             self._spawn("sshd", "/usr/sbin/sshd", "-D", "-e", "-f", str(self.dir / "sshd_config"))
-            self.units[APPLIANCE_UNIT].start("eticket", "/usr/bin/eticket", "serve", "--config",
-                                             "/etc/eticket/eticket.toml", "--data-dir", "/var/lib/eticket")
+            if self.appliance:
+                self.units[APPLIANCE_UNIT].start("eticket", "/usr/bin/eticket", "serve", "--config",
+                                                 "/etc/eticket/eticket.toml", "--data-dir", "/var/lib/eticket")
             if self.kiosk is not None:
                 self.units[KIOSK_UNIT].start("kiosk", "/usr/bin/eticket", "kiosk", "--data-dir", "/var/lib/eticket",
                                              env={"SDL_VIDEODRIVER": self.kiosk, "SDL_AUDIODRIVER": "dummy"})
@@ -329,14 +346,14 @@ class Device:
             f"mount --bind {d}/boot_id /proc/sys/kernel/random/boot_id",
             f"touch {d}/mounted", "exec sleep infinity"])
         (d / "mounted").unlink(missing_ok=True)
-        self._holder = subprocess.Popen(
-            self.host.cmd("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mounts),
-            stdout=open(d / "logs" / "namespace.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        with open(d / "logs" / "namespace.log", "ab") as log:
+            self._holder = subprocess.Popen(
+                self.host.cmd("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mounts),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait(lambda: (d / "mounted").exists() or self._holder is None or self._holder.poll() is not None,
                    "the mount namespace")
         if not (d / "mounted").exists():
             raise RuntimeError(f"{self.name}: mounts failed: {(d / 'logs' / 'namespace.log').read_text()[-800:]}")
-        # nsenter -t needs the innermost process (sh exec'd sleep: the same pid)
 
     def _wait(self, ready: Any, what: str) -> None:
         end = time.monotonic() + START_TIMEOUT_SECONDS
@@ -391,7 +408,9 @@ class Device:
         end = time.monotonic() + timeout
         while self.boots < count or (self.dir / "reboot-requested").exists():
             if time.monotonic() > end:
-                raise AssertionError(f"{self.name}: {self.boots} boots after {timeout:g} s, expected {count}")
+                error = self.dir / "logs" / "reboot-error.log"
+                raise AssertionError(f"{self.name}: {self.boots} boots after {timeout:g} s, expected {count}"
+                                     + (f"; the last reboot failed: {error.read_text()}" if error.exists() else ""))
             time.sleep(0.1)
 
     def wait_commit(self, timeout: float = 90) -> dict[str, Any]:
@@ -515,9 +534,10 @@ class DeviceHosts:
     host (10.77.0.2) for the fleet tool, whose SSH key is ``client_key`` (private; ``.pub`` beside it)."""
 
     def __init__(self, directory: Path, count: int, version: str = "1.0.0", keys: Keys | None = None,
-                 mdns: bool = False, kiosks: Mapping[int, str] | None = None) -> None:
+                 mdns: bool = False, kiosks: Mapping[int, str] | None = None, appliance: bool = True) -> None:
         """``kiosks``: ``{device index: SDL video driver}`` for the devices that run a kiosk (see :class:`Device`);
-        ``mdns``: the appliances advertise on their eth0 (else mDNS is off)."""
+        ``mdns``: the appliances advertise on their eth0 (else mDNS is off); ``appliance`` False: no
+        ``eticket serve`` on any device (see :class:`Device`)."""
         self.dir = directory
         self.keys = keys or make_keys(directory / "keys")
         self.client_key = directory / "client" / "id_ed25519"
@@ -532,7 +552,7 @@ class DeviceHosts:
             for i in range(count):
                 host = self.lan.add_host(f"d{i + 1}", 11 + i)  # Lan names links by 3 characters
                 device = Device(host, directory / host.name, self.keys, client_pub, version, mdns=mdns,
-                                kiosk=(kiosks or {}).get(i))
+                                kiosk=(kiosks or {}).get(i), appliance=appliance)
                 self.devices.append(device)
                 device.boot()
         except BaseException:

@@ -118,6 +118,18 @@ def test_missing_bundle_is_named(hosts: DeviceHosts) -> None:
     assert "no bundle at /var/lib/eticket-update/incoming/x.raucb" in body["message"]
 
 
+def test_second_install_at_once_is_refused(hosts: DeviceHosts, bundle_dir: Path) -> None:
+    """While one install holds the device's update lock (a retrying fleet tool, an operator), another is
+    refused at once, exit 1, naming the lock; nothing is recorded."""
+    device = hosts.devices[1]
+    before = device.update_status()["last_update"]
+    holder = device.run("flock", "--nonblock", "/var/lib/eticket-update/lock", "/usr/bin/eticket", "update",
+                        "install", str(bundle_dir / "v2.raucb"), "--json")
+    assert holder.returncode == 1, holder.stdout
+    assert "another install or rollback is running" in json.loads(holder.stdout)["message"]
+    assert device.update_status()["last_update"] == before
+
+
 def test_rollback_needs_a_good_other_slot(hosts: DeviceHosts) -> None:
     """On a device whose other slot never held a release, rollback refuses with exit 12."""
     code, body = _ssh_json(hosts, 2, "eticket", "update", "rollback", "--json")
@@ -156,6 +168,22 @@ def test_bad_release_rolls_back_by_itself(hosts: DeviceHosts, fleet_keys: Keys, 
     assert "health check ready failed" in last["message"], last
     assert status["slots"][1]["boot_status"] == "bad"
     assert device.bootenv()["left"]["B"] == 0
+
+
+def test_root_of_another_release_is_not_committed(hosts: DeviceHosts, fleet_keys: Keys, bundle_dir: Path) -> None:
+    """A mis-built bundle: its manifest says 7.0.0 but its root is stamped 7.0.0-rc1. The appliance on the new
+    slot reports 7.0.0-rc1 in /healthz, so the gate does not commit and the device returns to its slot."""
+    device = hosts.devices[2]
+    device.commit_deadline = 3
+    bundle = make_bundle(bundle_dir / "v7-misbuilt.raucb", "7.0.0", fleet_keys, image_version="7.0.0-rc1")
+    boots = device.boots
+    code, body = _ssh_json(hosts, 2, "eticket", "update", "install", str(bundle), "--json")
+    assert (code, body["result"]) == (0, "installed"), body
+    device.wait_boots(boots + 2)
+    status = device.wait_commit()
+    last = status["last_update"]
+    assert (status["booted"], last["result"], last["version"]) == ("A", "rolled-back", "7.0.0"), status
+    assert "health check healthz failed" in last["message"] and "'7.0.0-rc1'" in last["message"], last
 
 
 def test_unplugged_screen_does_not_block_the_commit(hosts: DeviceHosts, fleet_keys: Keys, bundle_dir: Path) -> None:
@@ -221,3 +249,24 @@ def test_new_slot_that_never_boots_falls_back(hosts: DeviceHosts, fleet_keys: Ke
     assert (status["booted"], status["version"], status["boot_state"]) == ("A", "1.0.0", "committed"), status
     assert (status["last_update"]["result"], status["last_update"]["message"]) == (
         "rolled-back", "the new slot did not boot")
+
+
+def test_refusal_after_an_install_keeps_its_health_gate(hosts: DeviceHosts, fleet_keys: Keys,
+                                                         bundle_dir: Path) -> None:
+    """Release 8.0.0 is installed without a reboot, then a tampered bundle is pushed and refused. The
+    refusal must not hide the waiting update: after the reboot slot B still goes through the health gate
+    and is committed by it."""
+    device = hosts.devices[1]
+    bundle = make_bundle(bundle_dir / "v8.raucb", "8.0.0", fleet_keys)
+    code, body = _ssh_json(hosts, 1, "eticket", "update", "install", str(bundle), "--no-reboot", "--json")
+    assert (code, body["result"]) == (0, "installed"), body
+    code, body = _ssh_json(hosts, 1, "eticket", "update", "install", str(tamper(bundle, bundle_dir / "v8-bad.raucb")),
+                           "--json")
+    assert (code, body["result"]) == (10, "refused"), body
+    assert "installed earlier still waits for its reboot" in body["message"]
+    assert device.update_status()["last_update"]["result"] == "installed"
+    device.reboot()
+    status = device.wait_commit()
+    last = status["last_update"]
+    assert (status["booted"], last["result"], last["version"]) == ("B", "committed", "8.0.0"), status
+    assert "every health check passed" in last["message"]
