@@ -5,6 +5,7 @@
     eticket fleet rollback (--device NAME ... | --all)
     eticket fleet discover [--timeout S]
     eticket fleet keys init DIR [--ca-days N] [--signing-days N] [--name NAME]
+    eticket fleet keys rotate DIR [--signing-days N]
 
 Exit status: 0 all good; 1 a device failed, rolled back or was unreachable, the rollout stopped, or (status) a
 device is unreachable or not healthy; 2 bad usage or input (inventory, bundle, options), with one
@@ -147,6 +148,22 @@ def _keys_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _keys_rotate(args: argparse.Namespace) -> int:
+    """``fleet.keys.rotate_signing``: a new signing key and certificate from DIR's CA (helper "trust")."""
+    from . import keys
+
+    options = {"signing_days": args.signing_days} if args.signing_days is not None else {}
+    try:
+        made = keys.rotate_signing(args.directory, **options)
+    except keys.KeysError as exc:
+        return _error(str(exc))
+    print(made.signing_cert)
+    print(made.signing_key)
+    print(f"sign bundles with {made.signing_cert} and {made.signing_key} from now on; devices need no change. "
+          f"Put {made.ca_key} back offline (docs/fleet.md)", file=sys.stderr)
+    return EXIT_OK
+
+
 def add_fleet_parser(sub: Any) -> None:
     """``eticket fleet ...`` on the top-level subparsers ``sub``."""
     from ._const import BROWSE_SECONDS, DEFAULT_PARALLEL, REBOOT_DEADLINE_SECONDS
@@ -207,3 +224,7 @@ def add_fleet_parser(sub: Any) -> None:
     init.add_argument("--signing-days", type=int, help="validity of the signing certificate, days")
     init.add_argument("--name", help="the fleet's name in the certificates' subjects")
     init.set_defaults(func=_keys_init)
+    rotate = keys_commands.add_parser("rotate", help="a new signing certificate and key from the same CA")
+    rotate.add_argument("directory", type=Path, metavar="DIR", help="the fleet's keys (needs ca.crt and ca.key)")
+    rotate.add_argument("--signing-days", type=int, help="validity of the new signing certificate, days")
+    rotate.set_defaults(func=_keys_rotate)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import configparser
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,28 @@ def test_the_image_keyring_settings_accept_the_fleet_keys(tmp_path: Path, image_
                     + "".join(f"{k}={v}\n" for k, v in keyring.items()))
     result = verify(conf, make_bundle(tmp_path, keys), faketime="2021-01-01 00:00:00")
     assert result.returncode == 0, result.stderr
+
+
+def _eticket(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True, text=True,
+                          timeout=60, cwd=cwd, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+
+
+def test_keys_rotate_from_the_command_line(tmp_path: Path) -> None:
+    """This is the operator's yearly rotation: `eticket fleet keys rotate DIR` prints the new files, and a bundle
+    signed with them verifies against the keyring the devices already have; without the CA key (kept offline
+    and not brought back) it fails with one line naming the file, and nothing changes."""
+    need_rauc()
+    keys = init_keys(tmp_path / "fleet-keys")
+    old = keys.signing_cert.read_bytes()
+    done = _eticket("fleet", "keys", "rotate", str(keys.directory), "--signing-days", "365", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(keys.signing_cert), str(keys.signing_key)]
+    assert keys.signing_cert.read_bytes() != old and "devices need no change" in done.stderr
+    result = verify(device_conf(tmp_path, keys.keyring), make_bundle(tmp_path, keys))
+    assert result.returncode == 0, result.stderr
+    keys.ca_key.rename(tmp_path / "ca.key.offline")
+    current = keys.signing_cert.read_bytes()
+    refused = _eticket("fleet", "keys", "rotate", str(keys.directory), cwd=tmp_path)
+    assert refused.returncode == 2 and f"eticket: error: {keys.ca_key}: cannot read" in refused.stderr, refused.stderr
+    assert keys.signing_cert.read_bytes() == current
