@@ -344,6 +344,10 @@ class Device:
         d = self.dir
         mounts = " && ".join([
             "mount -t tmpfs -o mode=0755 tmpfs /run", "mkdir -p /run/dbus /run/sshd /run/rauc",
+            # an SSH session must not run this machine's root dotfiles (pyenv there takes a lock that a device's
+            # SIGKILLed session can leave behind, stalling every later login 60 s): a device's root has none
+            "for f in /root/.bashrc /root/.profile /root/.bash_profile; do "
+            "[ ! -e $f ] || mount --bind /dev/null $f; done",
             f"mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/etc-up,workdir={d}/etc-work /etc",
             f"mount -t overlay overlay -o lowerdir=/var,upperdir={d}/var-up,workdir={d}/var-work /var",
             f"mount -t overlay overlay -o lowerdir=/usr/bin,upperdir={d}/bin-up,workdir={d}/bin-work /usr/bin",
