@@ -105,11 +105,13 @@ def bundles(arm64_build: Path, fleet_keys: Path) -> Bundles:
         handle.write(bytes([byte[0] ^ 0xFF]))
     other = make_fleet_keys(out / "other-fleet", name="Someone else")
     foreign = out / "foreign.raucb"
-    sys_conf = out / "verify-system.conf"  # RAUC checks the old signature (our CA) before it re-signs
+    # RAUC checks the old signature against --keyring (our CA), the new one against --signing-keyring.
+    sys_conf = out / "verify-system.conf"
     sys_conf.write_text(f"[system]\ncompatible=eticket-arm64\nbootloader=noop\n[keyring]\n"
                         f"path={fleet_keys / 'keyring.pem'}\ncheck-purpose=codesign\n")
     resigned = subprocess.run(["rauc", f"--conf={sys_conf}", "resign", f"--cert={other / 'signing.crt'}",
                                f"--key={other / 'signing.key'}", f"--keyring={fleet_keys / 'keyring.pem'}",
+                               f"--signing-keyring={other / 'keyring.pem'}",
                                str(good), str(foreign)], capture_output=True, text=True)
     assert resigned.returncode == 0, resigned.stderr
     return Bundles(good=good, unhealthy=unhealthy, unbootable=unbootable, tampered=tampered, foreign=foreign)
