@@ -142,7 +142,7 @@ def _install(device: ABDevice, bundle: Path) -> tuple[int, dict[str, Any]]:
     target = f"{INCOMING}/{bundle.name}"
     device.upload(bundle, target)
     start = time.monotonic()
-    result = device.ssh(f"eticket update install --json --no-reboot {target}", timeout=INSTALL_TIMEOUT_SECONDS)
+    result = device.ssh(f"eticket update install {target} --json --no-reboot", timeout=INSTALL_TIMEOUT_SECONDS)
     print(f"install {bundle.name}: exit {result.returncode} in {time.monotonic() - start:.0f} s")
     device.run(f"rm -f {target}")
     try:
@@ -240,7 +240,7 @@ def test_a_power_cut_during_the_install_boots_the_good_slot(device: ABDevice, bu
     target = f"{INCOMING}/{bundles.good.name}"
     device.upload(bundles.good, target)
     blank = device.slot_digest("B", mib=4)
-    device.run(f"systemd-run --unit=test-install eticket update install --no-reboot {target}")
+    device.run(f"systemd-run --unit=test-install eticket update install {target} --no-reboot")
     deadline = time.monotonic() + INSTALL_TIMEOUT_SECONDS
     while time.monotonic() < deadline and device.slot_digest("B", mib=4) == blank:
         time.sleep(2)
