@@ -105,6 +105,7 @@ def bundles(arm64_build: Path, fleet_keys: Path) -> Bundles:
         handle.write(bytes([byte[0] ^ 0xFF]))
     other = make_fleet_keys(out / "other-fleet", name="Someone else")
     foreign = out / "foreign.raucb"
+    foreign.unlink(missing_ok=True)
     # RAUC checks the old signature against --keyring (our CA), the new one against --signing-keyring.
     sys_conf = out / "verify-system.conf"
     sys_conf.write_text(f"[system]\ncompatible=eticket-arm64\nbootloader=noop\n[keyring]\n"
