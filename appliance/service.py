@@ -38,6 +38,7 @@ from .pdfworker import PdfChecker, default_workers
 from .publisher import Publisher
 from .screens import ScreenLinks
 from .store import Pos, Store, Ticket, sha256_hex
+from .update.state import image_version
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ class Appliance:
         except StorageUnavailable:  # no usable database for now (health says so): the certificate knows us
             self.device_id = known_id or "et-" + secrets.token_hex(8)
         self._storage_generation = self.store.generation
+        self.image_version = image_version()
+        """The system image's release (``version=`` of /etc/eticket-image-id, SPEC12), None on a desk."""
         if "name" not in settings.model_fields_set:  # unconfigured: tell two fresh devices on one LAN apart
             settings = settings.model_copy(update={"name": fresh_device_name(self.device_id)})
             self.settings = settings
@@ -333,9 +336,11 @@ class Appliance:
 
     # --- tickets ---------------------------------------------------------------------------------------
     async def async_accept_ticket(
-        self, pos: Pos, pdf: bytes, meta: TicketMeta, idempotency_key: str | None, lang: str | None = None
+        self, pos: Pos, pdf: bytes, meta: TicketMeta, idempotency_key: str | None, lang: str | None = None,
+        publish: bool = True,
     ) -> tuple[dict[str, Any], bool]:
-        """Check, store durably and show a ticket; return ``(response body, created)``.
+        """Check, store durably and show a ticket; return ``(response body, created)``. ``publish`` False keeps
+        it off the relay (the self-test receipt, appliance/selftest.py).
 
         The body is ``{"id", "url", "expires_at", "total", "currency", "ref"}``. ``created`` is False for a
         replay of an ``Idempotency-Key`` with the same receipt (nothing new is stored or shown).
@@ -362,7 +367,7 @@ class Appliance:
                 pos_id=pos.id, pdf=pdf, pages=info.pages, request_sha256=request_sha,
                 idempotency_key=idempotency_key, total=meta.total, currency=meta.currency,
                 reference=meta.reference, retention_seconds=self.settings.retention_seconds,
-                make_token=new_token if self.publisher else None, publish=self.publisher is not None,
+                make_token=new_token if self.publisher else None, publish=publish and self.publisher is not None,
             )
         )
         if not created and ticket.request_sha256 != request_sha:
@@ -378,7 +383,7 @@ class Appliance:
                 wifi_seconds=self.settings.guest_wifi_seconds,
             )
             log.info("ticket %s accepted from %s (%d bytes, %d pages)", ticket.id, pos.id, ticket.size, ticket.pages)
-            if self.publisher is not None:
+            if self.publisher is not None and publish:
                 self.publisher.wake()
         return body, created
 
@@ -419,12 +424,14 @@ class Appliance:
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
     def health(self) -> dict[str, Any]:
-        """``{"status": "ok"|"degraded", "version", "device_id", "name", "paired", "fingerprint", "relay",
-        "storage"}`` (``name``: the DNS-SD instance name the screen shows, e.g. "eTicket 3F9A");
+        """``{"status": "ok"|"degraded", "version", "image_version", "device_id", "name", "paired", "fingerprint",
+        "relay", "storage"}`` (``name``: the DNS-SD instance name the screen shows, e.g. "eTicket 3F9A";
+        ``image_version``: the system image's release, from ``version=`` in /etc/eticket-image-id, null on a
+        desk: what the update's health gate compares with the booted slot's);
         ``relay`` is null without a relay, else the upload queue (:meth:`Publisher.status`); ``storage`` is
         :meth:`Store.health`, and ``status`` is ``degraded`` while it is not ``ok``."""
         storage = self.store.health()
         return {"status": "ok" if storage["status"] == "ok" else "degraded", "version": __version__,
-                "device_id": self.device_id, "name": self.settings.name, "paired": self.paired,
-                "fingerprint": self.identity.fingerprint,
+                "image_version": self.image_version, "device_id": self.device_id, "name": self.settings.name,
+                "paired": self.paired, "fingerprint": self.identity.fingerprint,
                 "relay": self.publisher.status() if self.publisher is not None else None, "storage": storage}

@@ -37,6 +37,26 @@ from .errors import ReceiptDamaged, StorageDamaged, StorageUnavailable
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+"""The schema this release writes, kept in ``meta.schema_version``: the highest version that ever opened the
+database (a release never lowers it).
+
+Updates and rollbacks (issue 12): the database lives on the data partition, which both A/B slots share, so
+after a rollback the previous release opens a database that a newer release has already opened. The rule is
+**forward-compatible (additive) migrations**, so no backup or restore is needed:
+
+- a new release may only add: tables, indexes, and columns that are nullable or have a ``DEFAULT``; it never
+  drops, renames or retypes a table or column, nor adds a constraint or trigger that an older release's
+  writes would break, and it bumps ``schema_version``;
+- every release names its columns in every statement (no ``SELECT *``, no ``INSERT`` without a column list)
+  and creates its schema with ``CREATE … IF NOT EXISTS``, so it reads and writes a newer database as if the
+  additions were not there, and leaves them alone;
+- a release that cannot keep to this (a real rewrite of a table) must copy the data into new tables and keep
+  the old ones written as well, until no release in the field reads them.
+
+tests/unit/test_store_schema.py opens a database carrying a newer ``schema_version``, an extra table and an
+extra column with this release's store and checks that every receipt and pairing is kept. A repair after
+damage (appliance/salvage.py) rebuilds only this release's schema: the additions are lost then, not the data.
+"""
 PURGE_GRACE_SECONDS = 30 * 86_400
 """Expired rows keep their metadata (no PDF) this long, so a late scan gets 410 rather than 404."""
 REPAIR_NOTICE_SECONDS = 86_400.0
@@ -366,8 +386,20 @@ class Store:
 
     @staticmethod
     def _create_schema(db: sqlite3.Connection) -> None:
+        """This release's tables (``IF NOT EXISTS``) and ``schema_version``, raised to SCHEMA_VERSION but never
+        lowered: see SCHEMA_VERSION for the forward-compatible rule."""
         db.executescript(_SCHEMA)  # in autocommit mode the script commits as it goes
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        try:
+            found = int(row[0])
+        except (TypeError, ValueError):
+            found = 0
+        if found < SCHEMA_VERSION:
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        elif found > SCHEMA_VERSION:
+            log.info("the database has schema %d, newer than this release's %d (a rollback): used as is, its "
+                     "additions left alone", found, SCHEMA_VERSION)
 
     def _open_checked(self) -> sqlite3.Connection:
         """Open the database, check it (``PRAGMA quick_check``) and create the schema; repair it if damaged.
@@ -659,6 +691,14 @@ class Store:
                     self._db.execute("ROLLBACK")
                 raise
         return ticket, True
+
+    @_guarded
+    def delete_ticket(self, ticket_id: str) -> bool:
+        """Delete a ticket, its PDF and its upload (the outbox row goes with it: ``ON DELETE CASCADE``); False
+        when there was none. For the update's self-test receipt (appliance/selftest.py), never a customer's."""
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM tickets WHERE id = ?", (ticket_id,))
+            return cursor.rowcount > 0
 
     @_guarded
     def ticket_by_idempotency_key(self, pos_id: str, key: str) -> Ticket | None:

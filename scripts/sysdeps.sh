@@ -20,6 +20,7 @@ command -v rauc >/dev/null || need+=(rauc)                      # also: fleet ke
 command -v mksquashfs >/dev/null || need+=(squashfs-tools)
 command -v openssl >/dev/null || need+=(openssl)
 command -v faketime >/dev/null || need+=(faketime)                # a device clock years behind (no RTC)
+command -v debugfs >/dev/null || [ -x /usr/sbin/debugfs ] || need+=(e2fsprogs)  # test slot images: mkfs.ext4 -d, debugfs
 # Extra tools by name: `sysdeps.sh wrk nginx` (benchmarks).
 for tool in "$@"; do
   case "$tool" in

@@ -30,6 +30,8 @@ def _status_text(body: dict[str, Any]) -> str:
     for slot in body["slots"]:
         lines.append(f"  slot {slot['bootname']}: {slot['state']}, {slot['boot_status']}, "
                      f"version {slot['version'] or '-'}")
+    if body.get("busy"):
+        lines.append("  RAUC is installing a bundle: the slots are shown once it is done")
     last = body["last_update"]
     lines.append("last update: none" if last is None else
                  f"last update: {last.get('version')} {last.get('result')} ({last.get('message')})")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rauc
-from .rauc import BundleRefused, RaucError, RaucStatus
+from .rauc import BundleRefused, RaucBusy, RaucError, RaucStatus
 from .state import UpdateState, boot_id, image_version, now_rfc3339
 
 EXIT_OK = 0
@@ -77,7 +77,8 @@ def boot_state(st: RaucStatus, last: dict[str, Any] | None) -> str:
 def status_body(st: RaucStatus, state: UpdateState) -> dict[str, Any]:
     """The ``eticket update status --json`` shape of SPEC12: ``{"compatible", "version", "booted", "primary",
     "boot_state", "slots": [{"bootname", "state", "boot_status", "version"}], "other_slot_good",
-    "last_update"}`` (``last_update`` without its internal ``boot_id``)."""
+    "last_update", "busy"}`` (``last_update`` without its internal ``boot_id``; ``busy`` false: RAUC answered,
+    see :func:`busy_body`)."""
     last = state.last_update()
     running = booted_version(st)
     other = st.other()
@@ -89,13 +90,38 @@ def status_body(st: RaucStatus, state: UpdateState) -> dict[str, Any]:
     return {"compatible": st.compatible, "version": running, "booted": st.booted, "primary": st.primary,
             "boot_state": boot_state(st, last), "slots": slots,
             "other_slot_good": other is not None and other.boot_status == "good",
-            "last_update": public}
+            "last_update": public, "busy": False}
+
+
+CMDLINE = Path("/proc/cmdline")
+
+
+def booted_from_cmdline(path: Path = CMDLINE) -> str | None:
+    """The ``rauc.slot=`` bootname on the kernel command line (FLEET-FACTS: every slot's command line has it)."""
+    try:
+        words = path.read_text().split()
+    except OSError:
+        return None
+    return next((w.partition("=")[2] for w in words if w.startswith("rauc.slot=")), None)
+
+
+def busy_body(state: UpdateState) -> dict[str, Any]:
+    """The status while RAUC installs (its service answers nothing else then): the SPEC12 shape with what is
+    known without RAUC — ``booted`` from the kernel command line, ``version`` from the image — ``slots``
+    empty, ``boot_state`` ``unknown`` and ``busy`` true."""
+    last = state.last_update()
+    return {"compatible": None, "version": image_version(), "booted": booted_from_cmdline(), "primary": None,
+            "boot_state": "unknown", "slots": [], "other_slot_good": False,
+            "last_update": None if last is None else {k: v for k, v in last.items() if k != "boot_id"},
+            "busy": True}
 
 
 def status(state: UpdateState) -> Outcome:
-    """``eticket update status``."""
+    """``eticket update status``: :func:`status_body`, or :func:`busy_body` while RAUC installs a bundle."""
     try:
         st = rauc.status()
+    except RaucBusy:
+        return Outcome(EXIT_OK, "", busy_body(state))
     except RaucError as exc:
         return Outcome(EXIT_FAILED, f"cannot read the slots from RAUC: {exc}", {"error": str(exc)})
     return Outcome(EXIT_OK, "", status_body(st, state))
@@ -114,14 +140,28 @@ def _answer(code: int, result: str, message: str, version: str | None, to_slot: 
     return Outcome(code, message, {"result": result, "version": version, "to_slot": to_slot, "message": message})
 
 
+BUSY = "another install or rollback is running on this device (it holds /var/lib/eticket-update/lock)"
+
+
 def install(state: UpdateState, bundle: Path, expected_sha256: str | None = None, reboot: bool = True) -> Outcome:
+    """:func:`install_unlocked` while holding the state's lock; exit 1 at once when another install or
+    rollback holds it."""
+    with state.locked() as mine:
+        if not mine:
+            return _answer(EXIT_FAILED, "failed", BUSY, None, None)
+        return install_unlocked(state, bundle, expected_sha256, reboot)
+
+
+def install_unlocked(state: UpdateState, bundle: Path, expected_sha256: str | None = None,
+                     reboot: bool = True) -> Outcome:
     """``eticket update install BUNDLE``: check, install into the other slot, record, reboot (SPEC12).
 
     Steps: the file exists; its SHA-256 equals ``expected_sha256`` when given; ``rauc info`` checks the
     signature and reads the manifest; its ``compatible`` is this system's; its version is not the running one
     (exit 11, result ``current``); ``rauc install`` (RAUC checks the signature and compatible again before it
     writes: exit 10 with RAUC's reason); then ``last_update.result = installed`` and a reboot in
-    REBOOT_DELAY_SECONDS unless ``reboot`` is False. A refusal or failure is recorded in ``last_update`` too.
+    REBOOT_DELAY_SECONDS unless ``reboot`` is False. A refusal or failure is recorded in ``last_update`` too,
+    except over an update that is installed and waits for its reboot (its record decides the next boot's gate).
     """
     try:
         st = rauc.status()
@@ -133,16 +173,25 @@ def install(state: UpdateState, bundle: Path, expected_sha256: str | None = None
                               "started_at": now_rfc3339(), "finished_at": None, "result": "installing",
                               "message": None, "boot_id": boot_id()}
 
-    def finish(code: int, result: str, message: str) -> Outcome:
+    previous = state.last_update()
+    waiting = previous is not None and previous.get("result") == "installed"
+
+    def finish(code: int, result: str, message: str, written: bool = False) -> Outcome:
+        """Record and answer. A refusal before RAUC touched a slot (``written`` False) leaves an ``installed``
+        record alone: that update still waits for its reboot and its health gate."""
         record.update(result=result, message=message, finished_at=now_rfc3339())
-        state.save_last_update(record)
+        if written or not waiting:
+            state.save_last_update(record)
+        elif previous is not None:
+            message += (f" (the update to {previous.get('version')} installed earlier still waits for its "
+                        "reboot)")
         return _answer(code, result, message, record["version"], to_slot)
 
     if not bundle.is_file():
         return finish(EXIT_FAILED, "failed", f"no bundle at {bundle}")
     if target is None:
         return finish(EXIT_FAILED, "failed", "RAUC knows no other slot to install into (see /etc/rauc/system.conf)")
-    if boot_state(st, state.last_update()) == "trying":
+    if boot_state(st, previous) == "trying":
         return finish(EXIT_FAILED, "failed", f"slot {st.booted} is still on trial (not committed): installing "
                       f"now would overwrite the good slot {to_slot}; wait for 'eticket update commit'")
     record["bundle_sha256"] = digest = sha256_file(bundle)
@@ -170,22 +219,30 @@ def install(state: UpdateState, bundle: Path, expected_sha256: str | None = None
     try:
         rauc.install(bundle)
     except BundleRefused as exc:
-        return finish(EXIT_REFUSED, "refused", f"RAUC refused the bundle: {exc}")
+        return finish(EXIT_REFUSED, "refused", f"RAUC refused the bundle: {exc}", written=True)
     except RaucError as exc:
-        return finish(EXIT_FAILED, "failed", f"rauc install failed: {exc}")
+        return finish(EXIT_FAILED, "failed", f"rauc install failed: {exc}", written=True)
     message = f"version {version} installed into slot {to_slot}"
     if not reboot:
-        return finish(EXIT_OK, "installed", message + "; waiting for a reboot")
-    outcome = finish(EXIT_OK, "installed", message + f"; rebooting in {REBOOT_DELAY_SECONDS} s")
+        return finish(EXIT_OK, "installed", message + "; waiting for a reboot", written=True)
+    outcome = finish(EXIT_OK, "installed", message + f"; rebooting in {REBOOT_DELAY_SECONDS} s", written=True)
     problem = reboot_later()
     if problem is not None:
-        return finish(EXIT_FAILED, "installed", message + f"; {problem}: reboot by hand to try it")
+        return finish(EXIT_FAILED, "installed", message + f"; {problem}: reboot by hand to try it", written=True)
     return outcome
 
 
 def rollback(state: UpdateState, reboot: bool = True) -> Outcome:
     """``eticket update rollback``: only when the other slot is good (exit 12 otherwise):
-    ``rauc status mark-active other``, ``last_update.result = rolled-back``, then a reboot."""
+    ``rauc status mark-active other``, ``last_update.result = rolled-back``, then a reboot. Exit 1 at once
+    while another install or rollback runs."""
+    with state.locked() as mine:
+        if not mine:
+            return _answer(EXIT_FAILED, "failed", BUSY, None, None)
+        return _rollback(state, reboot)
+
+
+def _rollback(state: UpdateState, reboot: bool) -> Outcome:
     try:
         st = rauc.status()
     except RaucError as exc:

@@ -6,7 +6,8 @@ On the first boot of a slot just installed (``boot_state`` ``trying``) it waits,
 1. ``ready``: ``eticket.service`` READY (``systemctl show``: ``ActiveState=active``, ``SubState=running``; a
    ``Type=notify`` unit is active only after READY=1);
 2. ``healthz``: ``GET /healthz`` on the local listener answers ``image_version`` equal to the booted slot's
-   version (the appliance that answers is the new release);
+   version as RAUC installed it (the bundle's manifest): the appliance that answers runs from the new root,
+   and that root is the release the bundle said it was;
 3. ``kiosk``: the kiosk drew its first frame (``eticket-kiosk.service`` active: it sends READY=1 after its
    first frame; skipped when the unit is absent or disabled, or when its STATUS says "waiting for a display":
    no display is plugged in, kiosk/app.py);
@@ -34,11 +35,14 @@ from typing import Any
 from . import rauc
 from .command import EXIT_FAILED, EXIT_OK, Outcome, boot_state, booted_version, reboot_later
 from .rauc import RaucError
-from .state import UpdateState, now_rfc3339
+from .state import UpdateState, boot_id, now_rfc3339
 
 COMMIT_DEADLINE_SECONDS = 600.0
 """How long a new slot has to prove healthy (SPEC12)."""
 CHECK_INTERVAL_SECONDS = 1.0
+MARK_BUSY_WAIT_SECONDS = 1800.0
+"""How long a mark-good/bad waits for RAUC to finish an install that an operator started meanwhile (RAUC's
+service takes one call at a time): as long as an install may take (rauc.INSTALL_TIMEOUT_SECONDS)."""
 HTTP_TIMEOUT_SECONDS = 5.0
 SELFTEST_TIMEOUT_SECONDS = 30.0
 DEVICE_DATA_DIR = Path("/var/lib/eticket")
@@ -172,11 +176,12 @@ def commit(state: UpdateState, gate: GateConfig) -> Outcome:
     last = state.last_update()
     result = (last or {}).get("result")
     if boot_state(st, last) == "trying":
-        expected = booted_version(st)
+        slot = st.slot(st.booted)
+        expected = slot.version if slot is not None and slot.version else booted_version(st)
         failed = wait_healthy(health_checks(gate, expected), gate.deadline_seconds)
         if failed is None:
             try:
-                rauc.mark("good", "booted")
+                rauc.mark("good", "booted", MARK_BUSY_WAIT_SECONDS)
             except RaucError as exc:
                 return _answer(EXIT_FAILED, "failed", f"rauc could not mark slot {st.booted} good: {exc}", last)
             message = f"version {expected} committed in slot {st.booted}: every health check passed"
@@ -186,32 +191,27 @@ def commit(state: UpdateState, gate: GateConfig) -> Outcome:
         message = (f"health check {name} failed within {gate.deadline_seconds:g} s: {reason}; slot {st.booted} "
                    f"marked bad, back to slot {(last or {}).get('from_slot')}")
         try:
-            rauc.mark("bad", "booted")
+            rauc.mark("bad", "booted", MARK_BUSY_WAIT_SECONDS)
         except RaucError as exc:  # the boot counter still runs out by itself
             message += f" (rauc could not mark it bad: {exc})"
         last = state.update(result="rolled-back", message=message, finished_at=now_rfc3339())
         problem = reboot_later()
         return _answer(EXIT_FAILED, "rolled-back", message + (f"; {problem}" if problem else ""), last)
-    if last is not None and st.booted == last.get("from_slot") and result in ("installed", "installing"):
-        if result == "installed" and last.get("boot_id") != _boot_id():
+    if (last is not None and st.booted == last.get("from_slot") and result in ("installed", "installing")
+            and last.get("boot_id") != boot_id()):  # a later boot than the install's
+        if result == "installed":
             last = state.update(result="rolled-back", message="the new slot did not boot", finished_at=now_rfc3339())
-        elif result == "installing":
+        else:
             last = state.update(result="failed", message="the install was interrupted (a power cut or a crash); "
                                 "the old slot kept running", finished_at=now_rfc3339())
     failed = wait_healthy([("ready", check_ready)], gate.deadline_seconds)
     if failed is not None:
         return _answer(EXIT_FAILED, "failed", f"slot {st.booted} left good but not marked again: {failed[1]}", last)
     try:
-        rauc.mark("good", "booted")
+        rauc.mark("good", "booted", MARK_BUSY_WAIT_SECONDS)
     except RaucError as exc:
         return _answer(EXIT_FAILED, "failed", f"rauc could not mark slot {st.booted} good: {exc}", last)
     return _answer(EXIT_OK, "good", f"slot {st.booted} is good (boot counter reset)", last)
-
-
-def _boot_id() -> str | None:
-    from .state import boot_id
-
-    return boot_id()
 
 
 __all__ = ["COMMIT_DEADLINE_SECONDS", "GateConfig", "commit"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,14 @@ SIGNATURE_FAULTS = ("signature verification failed", "Compatible mismatch", "com
 
 class RaucError(Exception):
     """RAUC failed; ``str()`` is RAUC's own reason (its ``LastError:`` line, else its last stderr line)."""
+
+
+class RaucBusy(RaucError):
+    """RAUC's service is installing a bundle and answers no other call until it is done (RAUC 1.8:
+    "already processing a different method", for ``rauc status`` and ``mark-*`` alike)."""
+
+
+BUSY_REASON = "already processing a different method"
 
 
 class BundleRefused(RaucError):
@@ -99,7 +108,8 @@ def run(*args: str, timeout: float = RAUC_TIMEOUT_SECONDS) -> str:
     except subprocess.TimeoutExpired as exc:
         raise RaucError(f"rauc {args[0]} did not finish within {timeout:g} s") from exc
     if result.returncode != 0:
-        raise RaucError(_reason(result))
+        reason = _reason(result)
+        raise (RaucBusy if BUSY_REASON in reason else RaucError)(reason)
     return result.stdout
 
 
@@ -165,7 +175,19 @@ def install(bundle: Path) -> None:
         raise
 
 
-def mark(what: str, slot: str = "booted") -> None:
-    """``rauc status mark-good|mark-bad|mark-active booted|other`` (``what``: "good", "bad", "active").
-    Raises RaucError."""
-    run("status", f"mark-{what}", slot)
+BUSY_RETRY_SECONDS = 1.0
+
+
+def mark(what: str, slot: str = "booted", busy_wait_seconds: float = 0.0) -> None:
+    """``rauc status mark-good|mark-bad|mark-active booted|other`` (``what``: "good", "bad", "active"),
+    tried again every BUSY_RETRY_SECONDS for up to ``busy_wait_seconds`` while RAUC is busy installing.
+    Raises RaucError (RaucBusy when it stayed busy)."""
+    end = time.monotonic() + busy_wait_seconds
+    while True:
+        try:
+            run("status", f"mark-{what}", slot)
+            return
+        except RaucBusy:
+            if time.monotonic() >= end:
+                raise
+            time.sleep(BUSY_RETRY_SECONDS)

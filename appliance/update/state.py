@@ -15,14 +15,19 @@ leaves either the old file or the new one, never a mix.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 STATE_DIR = Path("/var/lib/eticket-update")
 STATE_FILE = "state.json"
+LOCK_FILE = "lock"
+"""Held (``flock``, exclusive) by an install or a rollback, so that two at once (a retrying fleet tool and an
+operator) cannot interleave."""
 INCOMING_DIR = "incoming"
 """Uploads from the fleet tool: ``<sha256>.raucb`` and partial ``<sha256>.raucb.part`` (SPEC12)."""
 IMAGE_ID = Path("/etc/eticket-image-id")
@@ -88,6 +93,21 @@ class UpdateState:
     def __init__(self, directory: Path = STATE_DIR) -> None:
         self.directory = directory
         self.path = directory / STATE_FILE
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[bool]:
+        """Hold LOCK_FILE for the ``with`` block; yields False (without waiting) when another process holds it."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
 
     def load(self) -> dict[str, Any]:
         """The state (``{"last_update": …}``); an empty state when there is no file yet. A file that does not

@@ -86,6 +86,16 @@ async def revoke_screen(screen_id: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
+@router.post("/selftest")
+async def selftest(request: Request) -> dict[str, Any]:
+    """The update's self-test receipt (appliance/selftest.py): a small PDF through intake → store → display,
+    then off the screen and deleted. ``{"ok": bool, "steps": [{"step": "intake"|"store"|"display"|"clear"|
+    "delete", "ok", "detail", "seconds"}]}``, always 200: ``ok`` says whether every step passed."""
+    from ..selftest import async_selftest
+
+    return await async_selftest(_app(request))
+
+
 @router.get("/status")
 async def status(request: Request) -> dict[str, Any]:
     """Health plus ``pairing_open``, ``api_url`` and ``public_url``."""

@@ -192,6 +192,8 @@ class Health(BaseModel):
     model_config = ConfigDict(extra="allow")
     status: str = Field(examples=["ok"])
     version: str
+    image_version: str | None = Field(None, description="The system image's release (A/B updates); null when "
+                                      "the appliance does not run from a device image.")
     device_id: str
     paired: bool
     fingerprint: str

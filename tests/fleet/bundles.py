@@ -66,15 +66,24 @@ def make_rootfs(path: Path, version: str) -> Path:
     return path
 
 
-def make_bundle(out: Path, version: str, keys: Keys, compatible: str = COMPATIBLE) -> Path:
+def make_bundle(out: Path, version: str, keys: Keys, compatible: str = COMPATIBLE,
+                image_version: str | None = None, pre_install_hook: str | None = None) -> Path:
     """A signed plain-format bundle ``out`` (``rauc bundle``) with one ``rootfs`` image of release ``version``
-    for ``compatible``, signed with ``keys``."""
+    for ``compatible``, signed with ``keys``. ``image_version``: what the root's /etc/eticket-image-id says,
+    when it is not ``version`` (a mis-built bundle). ``pre_install_hook``: a shell script RAUC runs (as a
+    bundle hook, ``slot-pre-install``) after it marked the target slot non-bootable and before it writes it:
+    a test pauses the install there to cut the power in the middle."""
     content = out.with_suffix(".content")
     content.mkdir(parents=True, exist_ok=True)
-    make_rootfs(content / "rootfs.ext4", version)
+    make_rootfs(content / "rootfs.ext4", image_version or version)
+    hooks = ""
+    if pre_install_hook is not None:
+        (content / "hook.sh").write_text(pre_install_hook)
+        os.chmod(content / "hook.sh", 0o755)
+        hooks = "[hooks]\nfilename=hook.sh\n\n"
     (content / "manifest.raucm").write_text(
-        f"[update]\ncompatible={compatible}\nversion={version}\n\n[bundle]\nformat=plain\n\n"
-        "[image.rootfs]\nfilename=rootfs.ext4\n")
+        f"[update]\ncompatible={compatible}\nversion={version}\n\n[bundle]\nformat=plain\n\n{hooks}"
+        f"[image.rootfs]\nfilename=rootfs.ext4\n{'hooks=pre-install' if hooks else ''}\n")
     tree = content / "rootfs.tree"
     if tree.exists():
         subprocess.run(["rm", "-rf", str(tree)], check=True)

@@ -8,8 +8,9 @@
 - ``eticket serve`` from this repository's ``.venv`` (``/usr/bin/eticket`` in the device runs it), and at every
   boot ``eticket update commit``, as ``eticket-update-commit.service`` does.
 
-The device's own files are overlays on ``/etc``, ``/var`` and ``/usr/bin`` and a tmpfs on ``/run``, inside its
-mount namespace only; ``/proc/cmdline`` (``rauc.slot=X``) and the boot id are bind-mounted per boot.
+The device's own files are overlays on ``/etc`` (root's home is the device's own directory, not this
+machine's shell profile), ``/var`` and ``/usr/bin`` and a tmpfs on ``/run``, inside its mount namespace only;
+``/proc/cmdline`` (``rauc.slot=X``) and the boot id are bind-mounted per boot.
 
 Stand-ins, each small and each for a part of the machine, never for our code:
 - the boot loader (U-Boot and its environment): ``bootenv.json`` ``{"order": ["A", "B"], "left": {"A": 3,
@@ -24,6 +25,17 @@ Stand-ins, each small and each for a part of the machine, never for our code:
 
 A release the test declares bad (:attr:`Device.bad_versions`) boots with an appliance that cannot start (its
 settings name a port that does not exist): its health check fails as a broken release's would.
+
+Use (a module fixture shares the hosts; each boot takes about a second):
+
+    hosts = DeviceHosts(tmp / "hosts", 5, version="1.0.0")  # d1..d5 at 10.77.0.11.., booted on slot A
+    hosts.client                      # the fleet tool's host (10.77.0.2): hosts.client.run(argv...)
+    hosts.client_key, hosts.known_hosts(), hosts.ssh(device, "eticket", "update", "status", "--json")
+    device = hosts.devices[0]         # .name, .host.address, .host_key, .state_dir (its incoming/ uploads)
+    make_bundle(path, "2.0.0", hosts.keys)   # tests/fleet/bundles.py; also make_keys, tamper
+    device.wait_commit()              # after an install: its reboot, boot and commit done; its status
+    device.bad_versions.add("3.0.0"); device.commit_deadline = 3   # a release that fails its health gate
+    device.power_off()                # unreachable (or graceful=False: a power cut); device.boot() again
 """
 
 from __future__ import annotations
@@ -38,11 +50,11 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.fleet.bundles import COMPATIBLE, Keys, make_keys, make_rootfs
+from tests.fleet.bundles import COMPATIBLE, ROOTFS_BYTES, Keys, make_keys, make_rootfs
 from tests.network.netns import REPO, Host, Lan
 
 VENV_BIN = REPO / ".venv" / "bin"
@@ -52,6 +64,8 @@ START_TIMEOUT_SECONDS = 30.0
 COMMIT_DEADLINE_SECONDS = 30.0
 """``eticket update commit --deadline`` at each boot of a test device (600 on a real one)."""
 REBOOT_POLL_SECONDS = 0.1
+APPLIANCE_UNIT = "eticket.service"
+KIOSK_UNIT = "eticket-kiosk.service"
 GRACE_SECONDS = 5.0
 """A reboot's SIGTERM before its SIGKILL (systemd's DefaultTimeoutStopSec is longer; the test's services stop
 in well under a second)."""
@@ -124,7 +138,8 @@ sys.exit("systemctl stand-in of the test device: only reboot and show")
 """
 
 _SYSTEMD_RUN = """#!/usr/bin/python3
-# The test device's systemd-run: --on-active=SECONDS CMD... runs CMD that much later, detached.
+# The test device's systemd-run: --on-active=SECONDS CMD... runs CMD that much later, detached (as a transient
+# timer unit would: no terminal, no inherited output).
 import os, sys, time
 args, delay = sys.argv[1:], 0.0
 while args and args[0].startswith("-"):
@@ -134,6 +149,9 @@ while args and args[0].startswith("-"):
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
         time.sleep(delay)
         os.execvp(args[0], args)
     os._exit(0)
@@ -158,7 +176,12 @@ class Device:
     images, boot environment, overlays, logs) and its SSH host key (``host_key``: ``ssh-ed25519 AAAA…``)."""
 
     def __init__(self, host: Host, directory: Path, keys: Keys, client_pub: str, version: str,
-                 mdns: bool = False) -> None:
+                 mdns: bool = False, kiosk: str | None = None, appliance: bool = True) -> None:
+        """``kiosk``: None for a device without a screen (no ``eticket-kiosk.service``), else the SDL video
+        driver the real ``eticket kiosk`` runs with: ``"kmsdrm"`` finds no display on this host (it waits for
+        one, as a device with its screen unplugged), ``"dummy"`` draws frames (a display is present).
+        ``appliance`` False: no ``eticket serve`` (light hosts for measuring the fleet tool over many devices;
+        ``eticket update status`` works, a new slot cannot pass its health gate)."""
         self.host, self.name, self.dir = host, host.name, directory
         self.keys = keys
         self.commit_deadline = COMMIT_DEADLINE_SECONDS
@@ -167,17 +190,21 @@ class Device:
         self.boots = 0
         self.booted: str | None = None
         self._holder: subprocess.Popen[bytes] | None = None
-        self._serve: subprocess.Popen[bytes] | None = None
         self._commit: subprocess.Popen[bytes] | None = None
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._mdns = mdns
+        self.kiosk = kiosk
+        self.appliance = appliance
+        self.state_dir = directory / "var-up" / "lib" / "eticket-update"
+        """The device's /var/lib/eticket-update seen from the test (state.json, incoming/ uploads)."""
         d = directory
-        for sub in ("etc-up", "etc-work", "var-up", "var-work", "bin-up", "bin-work", "units", "logs"):
+        for sub in ("etc-up", "etc-work", "var-up", "var-work", "bin-up", "bin-work", "units", "logs", "root"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         make_rootfs(d / "slot-a.img", version)
-        with open(d / "slot-b.img", "wb") as f:
-            f.truncate(4 * 1024 * 1024)
+        # Slot B: an empty file system, no system in it (RAUC mounts a slot before a bundle's slot hooks)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(d / "slot-b.img"), str(ROOTFS_BYTES // 1024)], check=True,
+                       capture_output=True)
         _write(d / "bootenv.json", json.dumps({"order": ["A", "B"], "left": {"A": BOOT_ATTEMPTS, "B": 0}}))
         _write(d / "cmdline", "")
         _write(d / "boot_id", "")
@@ -188,6 +215,9 @@ class Device:
         _write(etc / "rauc" / "bootloader-backend",
                _BACKEND.format(env=str(d / "bootenv.json"), attempts=BOOT_ATTEMPTS), 0o755)
         _write(etc / "eticket-image-id", "")
+        passwd = [f"root:x:0:0:root:{d / 'root'}:/bin/sh" if line.startswith("root:") else line
+                  for line in Path("/etc/passwd").read_text().splitlines()]
+        _write(etc / "passwd", "\n".join(passwd) + "\n")
         _write(etc / "eticket" / "eticket.toml", self._eticket_toml(bad=False))
         _write(d / "bin-up" / "systemctl", _SYSTEMCTL.format(dir=str(d)), 0o755)
         _write(d / "bin-up" / "systemd-run", _SYSTEMD_RUN, 0o755)
@@ -201,10 +231,7 @@ class Device:
             "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "PubkeyAuthentication yes", f"AuthorizedKeysFile {d / 'authorized_keys'}", "StrictModes no",
             "UsePAM no", f"PidFile {d / 'sshd.pid'}", "Subsystem sftp internal-sftp", "LogLevel VERBOSE", ""]))
-        self._notify_path = d / "notify.sock"
-        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._notify.bind(str(self._notify_path))
-        threading.Thread(target=self._notify_loop, name=f"{self.name}-notify", daemon=True).start()
+        self.units = {unit: _Unit(self, unit) for unit in (APPLIANCE_UNIT, KIOSK_UNIT)[:2 if kiosk else 1]}
         threading.Thread(target=self._reboot_loop, name=f"{self.name}-reboot", daemon=True).start()
 
     # --- configuration ------------------------------------------------------------------------------
@@ -240,11 +267,11 @@ class Device:
                 "LANG": "C.UTF-8"}
 
     def _spawn(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.dir / "logs" / f"{name}.log", "ab")
-        log.write(f"--- boot {self.boots}\n".encode())
-        log.flush()
-        return subprocess.Popen(self.cmd(*argv), stdout=log, stderr=subprocess.STDOUT, env=env or self._env(),
-                                start_new_session=True)
+        with open(self.dir / "logs" / f"{name}.log", "ab") as log:
+            log.write(f"--- boot {self.boots}\n".encode())
+            log.flush()
+            return subprocess.Popen(self.cmd(*argv), stdout=log, stderr=subprocess.STDOUT, env=env or self._env(),
+                                    start_new_session=True)
 
     def eticket(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """``eticket ARGS`` inside the device as root."""
@@ -290,7 +317,8 @@ class Device:
             _write(self.dir / "etc-up" / "eticket" / "eticket.toml", self._eticket_toml(version in self.bad_versions))
             _write(self.dir / "cmdline", f"root=LABEL=eticket-root-{slot.lower()} rauc.slot={slot} quiet\n")
             _write(self.dir / "boot_id", f"{uuid.uuid4()}\n")
-            self._set_unit("eticket.service", "activating", "start")
+            for unit in self.units.values():
+                unit.set("activating", "start")
             (self.dir / "reboot-requested").unlink(missing_ok=True)
             self._start_namespace()
             self._spawn("dbus", "dbus-daemon", f"--config-file={self.dir / 'bus.conf'}", "--nofork", "--nopidfile")
@@ -298,10 +326,12 @@ class Device:
             self._spawn("rauc", "rauc", "--mount=/run/rauc", "service")
             self._wait(lambda: self.run("rauc", "status").returncode == 0, "rauc service")
             self._spawn("sshd", "/usr/sbin/sshd", "-D", "-e", "-f", str(self.dir / "sshd_config"))
-            serve_env = {**self._env(), "NOTIFY_SOCKET": str(self._notify_path)}
-            self._serve = self._spawn("eticket", "/usr/bin/eticket", "serve", "--config", "/etc/eticket/eticket.toml",
-                                      "--data-dir", "/var/lib/eticket", env=serve_env)
-            threading.Thread(target=self._watch_serve, args=(self._serve,), daemon=True).start()
+            if self.appliance:
+                self.units[APPLIANCE_UNIT].start("eticket", "/usr/bin/eticket", "serve", "--config",
+                                                 "/etc/eticket/eticket.toml", "--data-dir", "/var/lib/eticket")
+            if self.kiosk is not None:
+                self.units[KIOSK_UNIT].start("kiosk", "/usr/bin/eticket", "kiosk", "--data-dir", "/var/lib/eticket",
+                                             env={"SDL_VIDEODRIVER": self.kiosk, "SDL_AUDIODRIVER": "dummy"})
             self._wait(self._sshd_listening, "sshd")
             self._commit = self._spawn("commit", "/usr/bin/eticket", "update", "commit",
                                        "--deadline", f"{self.commit_deadline:g}")
@@ -321,14 +351,14 @@ class Device:
             f"mount --bind {d}/boot_id /proc/sys/kernel/random/boot_id",
             f"touch {d}/mounted", "exec sleep infinity"])
         (d / "mounted").unlink(missing_ok=True)
-        self._holder = subprocess.Popen(
-            self.host.cmd("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mounts),
-            stdout=open(d / "logs" / "namespace.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        with open(d / "logs" / "namespace.log", "ab") as log:
+            self._holder = subprocess.Popen(
+                self.host.cmd("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mounts),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait(lambda: (d / "mounted").exists() or self._holder is None or self._holder.poll() is not None,
                    "the mount namespace")
         if not (d / "mounted").exists():
             raise RuntimeError(f"{self.name}: mounts failed: {(d / 'logs' / 'namespace.log').read_text()[-800:]}")
-        # nsenter -t needs the innermost process (sh exec'd sleep: the same pid)
 
     def _wait(self, ready: Any, what: str) -> None:
         end = time.monotonic() + START_TIMEOUT_SECONDS
@@ -368,12 +398,10 @@ class Device:
             if self._holder is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._holder.wait(10)
-            if self._serve is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._serve.wait(10)
             self._holder = None
             self.booted = None
-            self._set_unit("eticket.service", "inactive", "dead")
+            for unit in self.units.values():
+                unit.stopped()
 
     def reboot(self, graceful: bool = True) -> str:
         """What ``systemctl reboot`` does to a device: every process ends, then :meth:`boot`."""
@@ -385,7 +413,9 @@ class Device:
         end = time.monotonic() + timeout
         while self.boots < count or (self.dir / "reboot-requested").exists():
             if time.monotonic() > end:
-                raise AssertionError(f"{self.name}: {self.boots} boots after {timeout:g} s, expected {count}")
+                error = self.dir / "logs" / "reboot-error.log"
+                raise AssertionError(f"{self.name}: {self.boots} boots after {timeout:g} s, expected {count}"
+                                     + (f"; the last reboot failed: {error.read_text()}" if error.exists() else ""))
             time.sleep(0.1)
 
     def wait_commit(self, timeout: float = 90) -> dict[str, Any]:
@@ -411,11 +441,42 @@ class Device:
                     (self.dir / "logs" / "reboot-error.log").write_text(repr(exc))
                     (self.dir / "reboot-requested").unlink(missing_ok=True)
 
-    # --- the service manager stand-in ----------------------------------------------------------------
-    def _set_unit(self, unit: str, active: str, sub: str, status: str | None = None) -> None:
-        path = self.dir / "units" / f"{unit}.json"
+    def stop_unit(self, unit: str) -> None:
+        """End a service of the device (as a crash would: the unit becomes ``failed``)."""
+        self.units[unit].kill()
+
+    def close(self) -> None:
+        """Power off and stop the harness threads."""
+        self._stop.set()
+        self.power_off(graceful=False)
+        for unit in self.units.values():
+            unit.close()
+
+
+class _Unit:
+    """The service manager stand-in for one ``Type=notify`` unit of a device: starts its process with a
+    ``$NOTIFY_SOCKET`` of its own and keeps what ``systemctl show`` answers (``units/UNIT.json``): activating
+    until READY=1, then active/running with the last STATUS=; failed when the process ends by itself."""
+
+    def __init__(self, device: Device, name: str) -> None:
+        self.device, self.name = device, name
+        self.path = device.dir / "units" / f"{name}.json"
+        self.socket_path = device.dir / f"notify-{name}.sock"
+        self.socket_path.unlink(missing_ok=True)
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(self.socket_path))
+        self.proc: subprocess.Popen[bytes] | None = None
+        threading.Thread(target=self._listen, name=f"{device.name}-{name}", daemon=True).start()
+
+    def state(self) -> dict[str, str]:
+        """What ``systemctl show`` answers for the unit now."""
+        state: dict[str, str] = json.loads(self.path.read_text())
+        return state
+
+    def set(self, active: str, sub: str, status: str | None = None) -> None:
+        """Write the state ``systemctl show`` answers."""
         try:
-            state = json.loads(path.read_text())
+            state = json.loads(self.path.read_text())
         except (OSError, ValueError):
             state = {}
         state.update(LoadState="loaded", ActiveState=active, SubState=sub, UnitFileState="enabled")
@@ -423,37 +484,53 @@ class Device:
             state["StatusText"] = status
         elif active != "active":
             state["StatusText"] = ""
-        _write(path, json.dumps(state))
+        _write(self.path, json.dumps(state))
 
-    def _notify_loop(self) -> None:
-        while not self._stop.is_set():
+    def start(self, log: str, *argv: str, env: dict[str, str] | None = None) -> None:
+        """Start the unit's process inside the device."""
+        self.set("activating", "start")
+        self.proc = self.device._spawn(log, *argv, env={**self.device._env(), **(env or {}),
+                                                       "NOTIFY_SOCKET": str(self.socket_path)})
+        threading.Thread(target=self._watch, args=(self.proc,), daemon=True).start()
+
+    def kill(self) -> None:
+        """End the process as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stopped(self) -> None:
+        """The device powered off."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+        self.set("inactive", "dead")
+
+    def _listen(self) -> None:
+        while True:
             try:
-                data = self._notify.recv(4096).decode(errors="replace")
+                data = self._socket.recv(4096).decode(errors="replace")
             except OSError:
                 return
             fields = dict(line.partition("=")[::2] for line in data.splitlines() if "=" in line)
-            with self._lock:
+            with self.device._lock:
                 if fields.get("READY") == "1":
-                    self._set_unit("eticket.service", "active", "running", fields.get("STATUS"))
+                    self.set("active", "running", fields.get("STATUS"))
                 elif "STATUS" in fields:
-                    path = self.dir / "units" / "eticket.service.json"
-                    state = json.loads(path.read_text())
-                    state["StatusText"] = fields["STATUS"]
-                    _write(path, json.dumps(state))
+                    state = json.loads(self.path.read_text())
+                    _write(self.path, json.dumps({**state, "StatusText": fields["STATUS"]}))
                 if fields.get("STOPPING") == "1":
-                    self._set_unit("eticket.service", "deactivating", "stop-sigterm")
+                    self.set("deactivating", "stop-sigterm")
 
-    def _watch_serve(self, proc: subprocess.Popen[bytes]) -> None:
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         code = proc.wait()
-        with self._lock:
-            if proc is self._serve and self._holder is not None:
-                self._set_unit("eticket.service", "failed", "failed", f"exited with status {code}")
+        with self.device._lock:
+            if proc is self.proc:
+                self.set("failed", "failed", f"exited with status {code}")
 
     def close(self) -> None:
-        """Power off and stop the harness threads."""
-        self._stop.set()
-        self.power_off(graceful=False)
-        self._notify.close()
+        self._socket.close()
 
 
 class DeviceHosts:
@@ -462,7 +539,10 @@ class DeviceHosts:
     host (10.77.0.2) for the fleet tool, whose SSH key is ``client_key`` (private; ``.pub`` beside it)."""
 
     def __init__(self, directory: Path, count: int, version: str = "1.0.0", keys: Keys | None = None,
-                 mdns: bool = False) -> None:
+                 mdns: bool = False, kiosks: Mapping[int, str] | None = None, appliance: bool = True) -> None:
+        """``kiosks``: ``{device index: SDL video driver}`` for the devices that run a kiosk (see :class:`Device`);
+        ``mdns``: the appliances advertise on their eth0 (else mDNS is off); ``appliance`` False: no
+        ``eticket serve`` on any device (see :class:`Device`)."""
         self.dir = directory
         self.keys = keys or make_keys(directory / "keys")
         self.client_key = directory / "client" / "id_ed25519"
@@ -476,7 +556,8 @@ class DeviceHosts:
             self.client = self.lan.add_host("client", 2)
             for i in range(count):
                 host = self.lan.add_host(f"d{i + 1}", 11 + i)  # Lan names links by 3 characters
-                device = Device(host, directory / host.name, self.keys, client_pub, version, mdns=mdns)
+                device = Device(host, directory / host.name, self.keys, client_pub, version, mdns=mdns,
+                                kiosk=(kiosks or {}).get(i), appliance=appliance)
                 self.devices.append(device)
                 device.boot()
         except BaseException:
