@@ -105,11 +105,14 @@ def bundles(arm64_build: Path, fleet_keys: Path) -> Bundles:
         handle.write(bytes([byte[0] ^ 0xFF]))
     other = make_fleet_keys(out / "other-fleet", name="Someone else")
     foreign = out / "foreign.raucb"
-    sys_conf = out / "verify-system.conf"  # RAUC checks the old signature (our CA) before it re-signs
+    foreign.unlink(missing_ok=True)
+    # RAUC checks the old signature against --keyring (our CA), the new one against --signing-keyring.
+    sys_conf = out / "verify-system.conf"
     sys_conf.write_text(f"[system]\ncompatible=eticket-arm64\nbootloader=noop\n[keyring]\n"
                         f"path={fleet_keys / 'keyring.pem'}\ncheck-purpose=codesign\n")
     resigned = subprocess.run(["rauc", f"--conf={sys_conf}", "resign", f"--cert={other / 'signing.crt'}",
                                f"--key={other / 'signing.key'}", f"--keyring={fleet_keys / 'keyring.pem'}",
+                               f"--signing-keyring={other / 'keyring.pem'}",
                                str(good), str(foreign)], capture_output=True, text=True)
     assert resigned.returncode == 0, resigned.stderr
     return Bundles(good=good, unhealthy=unhealthy, unbootable=unbootable, tampered=tampered, foreign=foreign)
@@ -140,7 +143,7 @@ def _install(device: ABDevice, bundle: Path) -> tuple[int, dict[str, Any]]:
     target = f"{INCOMING}/{bundle.name}"
     device.upload(bundle, target)
     start = time.monotonic()
-    result = device.ssh(f"eticket update install --json --no-reboot {target}", timeout=INSTALL_TIMEOUT_SECONDS)
+    result = device.ssh(f"eticket update install {target} --json --no-reboot", timeout=INSTALL_TIMEOUT_SECONDS)
     print(f"install {bundle.name}: exit {result.returncode} in {time.monotonic() - start:.0f} s")
     device.run(f"rm -f {target}")
     try:
@@ -238,7 +241,7 @@ def test_a_power_cut_during_the_install_boots_the_good_slot(device: ABDevice, bu
     target = f"{INCOMING}/{bundles.good.name}"
     device.upload(bundles.good, target)
     blank = device.slot_digest("B", mib=4)
-    device.run(f"systemd-run --unit=test-install eticket update install --no-reboot {target}")
+    device.run(f"systemd-run --unit=test-install eticket update install {target} --no-reboot")
     deadline = time.monotonic() + INSTALL_TIMEOUT_SECONDS
     while time.monotonic() < deadline and device.slot_digest("B", mib=4) == blank:
         time.sleep(2)
