@@ -135,6 +135,8 @@ def test_a_framebuffer_that_appears_later_gets_the_pairing_and_the_ticket_qr(app
         wait_for(lambda: _qr_on_framebuffer(device) == [sent["url"]], 20, "the ticket QR on the framebuffer")
         text = log.read_text()
         assert text.count("waiting for a display (") == 1 and "drawing on the framebuffer" in text, text
+        # sd_notify datagrams are read by the listener's thread: under load the last one may still be on its way
+        wait_for(lambda: sum(m.startswith("STATUS=") for m in notes.messages) >= 2, 10, "the framebuffer STATUS=")
         statuses = [m for m in notes.messages if m.startswith("STATUS=")]
         assert statuses == ["STATUS=waiting for a display", f"STATUS=framebuffer {device} (XRGB8888)"]
         assert kiosk.poll() is None
