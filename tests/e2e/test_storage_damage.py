@@ -18,6 +18,10 @@ import pytest
 
 from tests.conftest import Appliance, run_cli, samples, wait_for
 
+# About 80 s of appliance restarts on 2 cores: under the slow marker (`make test-slow`, run by CI) to keep the
+# quick suite within its 15-minute budget.
+pytestmark = pytest.mark.slow
+
 PAGE_SIZE = 4096
 
 
