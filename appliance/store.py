@@ -386,20 +386,10 @@ class Store:
 
     @staticmethod
     def _create_schema(db: sqlite3.Connection) -> None:
-        """This release's tables (``IF NOT EXISTS``) and ``schema_version``, raised to SCHEMA_VERSION but never
-        lowered: see SCHEMA_VERSION for the forward-compatible rule."""
+        """This release's tables (``IF NOT EXISTS``) and ``schema_version`` when there is none (never lowered):
+        see SCHEMA_VERSION for the forward-compatible rule."""
         db.executescript(_SCHEMA)  # in autocommit mode the script commits as it goes
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        try:
-            found = int(row[0])
-        except (TypeError, ValueError):
-            found = 0
-        if found < SCHEMA_VERSION:
-            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-        elif found > SCHEMA_VERSION:
-            log.info("the database has schema %d, newer than this release's %d (a rollback): used as is, its "
-                     "additions left alone", found, SCHEMA_VERSION)
 
     def _open_checked(self) -> sqlite3.Connection:
         """Open the database, check it (``PRAGMA quick_check``) and create the schema; repair it if damaged.
