@@ -37,8 +37,8 @@ from .errors import ReceiptDamaged, StorageDamaged, StorageUnavailable
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-"""The schema this release writes, kept in ``meta.schema_version``: the highest version that ever opened the
-database (a release never lowers it).
+"""The schema this release writes, kept in ``meta.schema_version`` when a database is created (a newer
+release raises it by its migration; no release lowers it).
 
 Updates and rollbacks (issue 12): the database lives on the data partition, which both A/B slots share, so
 after a rollback the previous release opens a database that a newer release has already opened. The rule is
