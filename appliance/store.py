@@ -37,8 +37,8 @@ from .errors import ReceiptDamaged, StorageDamaged, StorageUnavailable
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-"""The schema this release writes, kept in ``meta.schema_version``: the highest version that ever opened the
-database (a release never lowers it).
+"""The schema this release writes, kept in ``meta.schema_version`` when a database is created (a newer
+release raises it by its migration; no release lowers it).
 
 Updates and rollbacks (issue 12): the database lives on the data partition, which both A/B slots share, so
 after a rollback the previous release opens a database that a newer release has already opened. The rule is
@@ -386,20 +386,10 @@ class Store:
 
     @staticmethod
     def _create_schema(db: sqlite3.Connection) -> None:
-        """This release's tables (``IF NOT EXISTS``) and ``schema_version``, raised to SCHEMA_VERSION but never
-        lowered: see SCHEMA_VERSION for the forward-compatible rule."""
+        """This release's tables (``IF NOT EXISTS``) and ``schema_version`` when there is none (never lowered):
+        see SCHEMA_VERSION for the forward-compatible rule."""
         db.executescript(_SCHEMA)  # in autocommit mode the script commits as it goes
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        try:
-            found = int(row[0])
-        except (TypeError, ValueError):
-            found = 0
-        if found < SCHEMA_VERSION:
-            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-        elif found > SCHEMA_VERSION:
-            log.info("the database has schema %d, newer than this release's %d (a rollback): used as is, its "
-                     "additions left alone", found, SCHEMA_VERSION)
 
     def _open_checked(self) -> sqlite3.Connection:
         """Open the database, check it (``PRAGMA quick_check``) and create the schema; repair it if damaged.

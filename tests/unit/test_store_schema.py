@@ -62,15 +62,3 @@ def test_a_database_migrated_by_a_newer_release_opens_after_a_rollback(tmp_path:
     assert db.execute("SELECT loyalty_id FROM tickets WHERE reference = 'after-rollback'").fetchone() == (None,)
     db.close()
 
-
-def test_an_older_database_is_raised_to_this_schema(tmp_path: Path) -> None:
-    """A database whose schema_version is lower (or missing) is stamped with this release's version."""
-    path = tmp_path / "eticket.sqlite3"
-    Store(path).close()
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
-    db.close()
-    Store(path).close()
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
-    db.close()
