@@ -117,8 +117,9 @@ if [ "$ARCH" = arm64 ]; then
   cp "$ROOT/usr/lib/u-boot/rpi_arm64/u-boot.bin" "$BOOT/u-boot.bin"
   cp "$HERE/config.txt" "$BOOT/config.txt"
   mkimage -A arm64 -O linux -T script -C none -n "eticket A/B" -d "$HERE/boot.cmd" "$BOOT/boot.scr" >/dev/null
-  # The boot counter's first state: slot A first, three tries each (what RAUC's uboot backend expects).
-  printf 'BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\n' > "$WORK/uboot-env.txt"
+  # The boot counter's first state: slot A first with three tries; slot B is empty on a fresh card, so it starts
+  # with none (RAUC's uboot backend reads BOOT_B_LEFT=0 as bad: `eticket update rollback` refuses an empty slot).
+  printf 'BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=0\n' > "$WORK/uboot-env.txt"
   mkenvimage -s "$ENV_BYTES" -o "$BOOT/uboot.env" "$WORK/uboot-env.txt"
   # The slot's own kernel and initramfs, at fixed names boot.scr loads (Debian's versioned name kept as a link).
   mv "$ROOT/boot/vmlinuz-$KVER" "$ROOT/boot/vmlinuz"

@@ -107,7 +107,7 @@ def test_boot_partition_holds_firmware_u_boot_boot_script_and_device_trees(arm64
     (tmp_path / "fw_env.config").write_text(f"{env_file} 0x0000 0x4000\n")
     env = subprocess.run(["fw_printenv", "-c", str(tmp_path / "fw_env.config")], capture_output=True, text=True,
                          check=True).stdout.split("\n")
-    assert sorted(line for line in env if line) == ["BOOT_A_LEFT=3", "BOOT_B_LEFT=3", "BOOT_ORDER=A B"]
+    assert sorted(line for line in env if line) == ["BOOT_A_LEFT=3", "BOOT_B_LEFT=0", "BOOT_ORDER=A B"]
 
 
 def test_slot_a_carries_its_kernel_initramfs_and_rauc_configuration(root_mount: Path) -> None:

@@ -190,6 +190,10 @@ def test_boots_slot_a_through_u_boot_with_rauc_ready(device: ABDevice) -> None:
     assert [s["bootname"] for s in status["slots"]] == ["A", "B"], status
     env = device.boot_env()
     assert env["BOOT_ORDER"].split() == ["A", "B"] and env["BOOT_A_LEFT"] == "3", env
+    # Slot B is empty on a fresh card: no tries, bad for RAUC, nothing to roll back to.
+    assert env["BOOT_B_LEFT"] == "0" and status["other_slot_good"] is False, (env, status)
+    rollback = device.ssh("eticket update rollback --json")
+    assert rollback.returncode == 12, (rollback.returncode, rollback.stdout, rollback.stderr)
     modules = device.run("cat /proc/modules /lib/modules/$(uname -r)/modules.builtin")
     for module in ("dm_verity", "squashfs", "loop"):
         assert module in modules, module
