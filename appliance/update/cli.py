@@ -46,9 +46,6 @@ def _run(args: argparse.Namespace) -> int:
         outcome = command.status(state)
         return _emit(outcome, args.json, _status_text(outcome.body) if outcome.code == 0 else None)
     if args.action == "install":
-        if args.bundle is None:
-            print("eticket: error: update install needs the bundle's path", file=sys.stderr)
-            return 2
         return _emit(command.install(state, args.bundle, args.sha256, reboot=not args.no_reboot), args.json)
     if args.action == "rollback":
         return _emit(command.rollback(state, reboot=not args.no_reboot), args.json)
@@ -66,16 +63,27 @@ def add_update_parser(sub: Any) -> None:
                        "rollback, commit)",
                        description="Exit codes: 0 done, 1 failed, 10 bundle refused (hash, signature, "
                        "compatible), 11 version already running, 12 no good slot to roll back to.")
-    p.add_argument("action", choices=["status", "install", "rollback", "commit"])
-    p.add_argument("bundle", nargs="?", type=Path, help="install: the .raucb bundle")
-    p.add_argument("--json", action="store_true", help="JSON on stdout")
-    p.add_argument("--sha256", metavar="HEX", help="install: refuse the bundle unless its SHA-256 is this")
-    p.add_argument("--no-reboot", action="store_true", help="install, rollback: do not reboot afterwards")
-    p.add_argument("--deadline", type=float, default=COMMIT_DEADLINE_SECONDS,
-                   help=f"commit: seconds the new slot has to prove healthy (default {COMMIT_DEADLINE_SECONDS:g})")
-    p.add_argument("--config", type=Path, default=None, help="commit: the appliance's settings file "
-                   "(default /etc/eticket/eticket.toml)")
-    p.add_argument("--data-dir", type=Path, default=DEVICE_DATA_DIR,
-                   help=f"commit: the appliance's data dir, holding admin.sock (default {DEVICE_DATA_DIR})")
-    p.add_argument("--state-dir", type=Path, default=STATE_DIR, help=argparse.SUPPRESS)
+    # One subparser per action, so that options may come before or after the bundle's path
+    # (`install --json B` and `install B --json`; a positional `action` + optional `bundle` could not).
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    helps = {"status": "slots, versions, boot state and the last update",
+             "install": "install a signed bundle into the other slot and reboot into it",
+             "rollback": "boot the other slot again, when it is good",
+             "commit": "the health gate run at every boot (eticket-update-commit.service)"}
+    for name, text in helps.items():
+        a = actions.add_parser(name, help=text, description=text)
+        if name == "install":
+            a.add_argument("bundle", type=Path, help="the .raucb bundle")
+            a.add_argument("--sha256", metavar="HEX", help="refuse the bundle unless its SHA-256 is this")
+        if name in ("install", "rollback"):
+            a.add_argument("--no-reboot", action="store_true", help="do not reboot afterwards")
+        if name == "commit":
+            a.add_argument("--deadline", type=float, default=COMMIT_DEADLINE_SECONDS,
+                           help=f"seconds the new slot has to prove healthy (default {COMMIT_DEADLINE_SECONDS:g})")
+            a.add_argument("--config", type=Path, default=None, help="the appliance's settings file "
+                           "(default /etc/eticket/eticket.toml)")
+            a.add_argument("--data-dir", type=Path, default=DEVICE_DATA_DIR,
+                           help=f"the appliance's data dir, holding admin.sock (default {DEVICE_DATA_DIR})")
+        a.add_argument("--json", action="store_true", help="JSON on stdout")
+        a.add_argument("--state-dir", type=Path, default=STATE_DIR, help=argparse.SUPPRESS)
     p.set_defaults(func=_run)

@@ -33,8 +33,10 @@ RAUC_TIMEOUT_SECONDS = 60.0
 INSTALL_TIMEOUT_SECONDS = 1800.0
 """For ``rauc install`` (a root file system of a few hundred MiB onto an SD card)."""
 SIGNATURE_FAULTS = ("signature verification failed", "Compatible mismatch", "compatible mismatch",
-                    "bundle format", "manifest", "Failed to verify", "not allowed")
-"""Words in RAUC's reason that mean the bundle itself was refused (not the machine failing)."""
+                    "bundle format", "manifest", "Failed to verify", "not allowed", "dm-verity")
+"""Words in RAUC's reason that mean the bundle itself was refused (not the machine failing). A verity bundle
+whose payload was changed after signing fails at its mount: "Failed mounting bundle … dm-verity … Input/output
+error" (the signature covers the verity root hash, so dm-verity is what notices)."""
 
 
 class RaucError(Exception):
