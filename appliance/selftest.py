@@ -1,4 +1,4 @@
-"""The self-test receipt of the update's health gate (``POST /selftest`` on the admin socket, SPEC12): a
+"""The self-test receipt of the update's health gate (``POST /selftest`` on the admin socket, docs/fleet.md §11): a
 small PDF taken through the same path as a till's receipt — the PDF check and intake, the durable store, the
 display — and then off the screen and out of the store again.
 

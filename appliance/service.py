@@ -100,7 +100,7 @@ class Appliance:
             self.device_id = known_id or "et-" + secrets.token_hex(8)
         self._storage_generation = self.store.generation
         self.image_version = image_version()
-        """The system image's release (``version=`` of /etc/eticket-image-id, SPEC12), None on a desk."""
+        """The system image's release (``version=`` of /etc/eticket-image-id, docs/fleet.md §11), None on a desk."""
         if "name" not in settings.model_fields_set:  # unconfigured: tell two fresh devices on one LAN apart
             settings = settings.model_copy(update={"name": fresh_device_name(self.device_id)})
             self.settings = settings

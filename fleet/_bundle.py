@@ -15,7 +15,7 @@ from ._ssh import FleetError
 HASH_BLOCK_BYTES = 1 << 20
 RAUC_INFO_TIMEOUT_SECONDS = 60.0
 _NAME = re.compile(r"^eticket-(?P<arch>[a-z0-9_]+)-(?P<version>.+)\.raucb$")
-"""``image-build/bundle.sh``'s output name, ``eticket-ARCH-VERSION.raucb`` (SPEC12 "Bundles")."""
+"""``image-build/bundle.sh``'s output name, ``eticket-ARCH-VERSION.raucb`` (docs/fleet.md)."""
 
 
 class BundleError(FleetError):

@@ -7,6 +7,6 @@ DEFAULT_PARALLEL = 10
 """Devices handled at once, in the pre-flight and within a wave (Ansible's forks default to 5)."""
 REBOOT_DEADLINE_SECONDS = 1200.0
 """From the install's return to a committed (or rolled-back) new slot: the device's health gate allows 600 s
-(SPEC12 ``eticket update commit``), plus two boots on a slow SD card and a fallback reboot."""
+(docs/fleet.md §11 ``eticket update commit``), plus two boots on a slow SD card and a fallback reboot."""
 BROWSE_SECONDS = 3.0
 """How long ``eticket fleet discover`` listens for mDNS answers."""

@@ -14,10 +14,10 @@ A device lost mid-rollout is ``unreachable`` and left alone: before the install 
 upload is continued by the next run); after it, RAUC wrote only the inactive slot and the device's boot loader
 and health gate choose a good slot by themselves. It is never retried blindly: run ``eticket fleet status``.
 
-Report (SPEC12): ``{"bundle": {"path", "sha256", "version"}, "waves": [[names]], "stopped", "reason",
+Report (docs/fleet.md §7): ``{"bundle": {"path", "sha256", "version"}, "waves": [[names]], "stopped", "reason",
 "devices": [{"name", "outcome", "from_version", "to_version", "slot", "message", "timings": {"upload_s",
 "install_s", "reboot_to_committed_s", "total_s"}, "bytes_sent", "resumed_from"}]}``; ``total_s`` (wall time of
-the device's deploy, seconds), ``bytes_sent`` and ``resumed_from`` (bytes) are additions to SPEC12.
+the device's deploy, seconds), ``bytes_sent`` and ``resumed_from`` (bytes) are in docs/fleet.md §7.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ _STATE = {"updated": "healthy", "skipped": "skipped", "rolled-back": "rolled bac
 
 @dataclass
 class DeviceReport:
-    """One device's outcome in a deploy or rollback report (SPEC12)."""
+    """One device's outcome in a deploy or rollback report (docs/fleet.md §7)."""
 
     name: str
     outcome: str = "not-started"
@@ -75,7 +75,7 @@ class DeviceReport:
 
 @dataclass
 class Report:
-    """A deploy's report; :meth:`as_json` is the SPEC12 JSON."""
+    """A deploy's report; :meth:`as_json` is the docs/fleet.md §7 JSON."""
 
     bundle: Bundle
     waves: list[list[str]] = field(default_factory=list)

@@ -13,7 +13,7 @@
     host_key = "ssh-ed25519 AAAA..."        # required: the device's host public key (no trust on first use)
     command = "eticket"                     # optional: the on-device command (default eticket)
 
-The shape is the shared contract of issue 12 (SPEC12 "Fleet"). Relative identity paths are relative to the
+The shape is the shared contract of issue 12 (docs/fleet.md). Relative identity paths are relative to the
 inventory file; ``~`` is expanded.
 """
 

@@ -1,7 +1,7 @@
 """What the fleet tool does on one device over SSH: read its update status, upload a bundle (resumable,
 checked by SHA-256 on the device), install it, wait for the device to come back, roll it back.
 
-The on-device side is ``eticket update`` (SPEC12 "On-device command"); its JSON is parsed here and nowhere else.
+The on-device side is ``eticket update`` (docs/fleet.md); its JSON is parsed here and nowhere else.
 Uploads go to ``/var/lib/eticket-update/incoming/<sha256>.raucb.part`` (root-only, on the data partition), are
 continued from the size already there, hashed on the device and only then renamed to ``<sha256>.raucb``; a
 partial file never reaches ``rauc install``.
@@ -36,7 +36,7 @@ gate running) is asked again every :data:`RECONNECT_FIRST_SECONDS`."""
 EXIT_REFUSED = 10
 EXIT_CURRENT = 11
 EXIT_NO_GOOD_SLOT = 12
-"""``eticket update`` exit statuses (SPEC12): refused bundle, version already booted, no good other slot."""
+"""``eticket update`` exit statuses (docs/fleet.md §11): refused bundle, version already booted, no good other slot."""
 TERMINAL_RESULTS = {"committed", "rolled-back", "refused", "failed"}
 
 
@@ -51,7 +51,7 @@ def _json(result_stdout: str, what: str) -> dict[str, Any]:
 
 
 async def read_status(conn: asyncssh.SSHClientConnection, device: Device) -> dict[str, Any]:
-    """The device's ``eticket update status --json`` (SPEC12 shape: version, booted, primary, boot_state,
+    """The device's ``eticket update status --json`` (docs/fleet.md §11 shape: version, booted, primary, boot_state,
     slots, other_slot_good, last_update). CommandFailed if it exits non-zero or prints no JSON; Unreachable if
     the connection drops."""
     done = await run(conn, [device.command, "update", "status", "--json"], STATUS_TIMEOUT_SECONDS)

@@ -1,7 +1,7 @@
 """``eticket fleet status``: every device's version, slot, boot state, health, last update and reachability.
 
 JSON (a list, inventory order): ``{"name", "host", "port", "reachable": bool, "version", "slot" (booted
-bootname), "primary", "boot_state", "health", "other_slot_good", "last_update" (SPEC12's object or null),
+bootname), "primary", "boot_state", "health", "other_slot_good", "last_update" (docs/fleet.md §11's object or null),
 "error" (null, or why the device could not be read)}``. ``health``: ``good`` (committed on a good slot),
 ``trying`` (a new slot booted, its health gate still running), ``bad`` (the booted slot is not marked good),
 ``unknown`` (not reachable or not readable).
@@ -20,7 +20,7 @@ from ._ssh import FleetError, connect
 
 
 def health(status: dict[str, Any]) -> str:
-    """``good`` | ``trying`` | ``bad`` | ``unknown`` from an ``eticket update status`` object (SPEC12)."""
+    """``good`` | ``trying`` | ``bad`` | ``unknown`` from an ``eticket update status`` object (docs/fleet.md §11)."""
     if status.get("boot_state") == "trying":
         return "trying"
     booted = next((s for s in status.get("slots") or [] if s.get("bootname") == status.get("booted")), None)

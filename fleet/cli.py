@@ -132,7 +132,7 @@ def _discover(args: argparse.Namespace) -> int:
 
 
 def _keys_init(args: argparse.Namespace) -> int:
-    """``fleet.keys.init_keys`` (helper "trust"'s module; SPEC12 "Bundles"), imported only when used."""
+    """``fleet.keys.init_keys`` (helper "trust"'s module; docs/fleet.md), imported only when used."""
     from . import keys  # type: ignore[attr-defined,unused-ignore]
 
     options = {k: v for k, v in (("ca_days", args.ca_days), ("signing_days", args.signing_days),

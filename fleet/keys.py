@@ -6,11 +6,12 @@
 The CA (basicConstraints CA, path length 0, keyUsage keyCertSign + cRLSign) lives long (:data:`CA_DAYS`); it is
 what a device's keyring holds, so replacing it needs every device's keyring replaced (``update_keyring`` in
 ``eticket.toml``, or a bundle that carries the new keyring). The signing leaf (keyUsage digitalSignature,
-extendedKeyUsage codeSigning: what RAUC's ``check-purpose=codesign-rauc`` requires, RAUC docs "Signature
-Verification" / RFC 5280 §4.2.1.12) lives shorter (:data:`SIGNING_DAYS`) and is rotated without touching the
-devices. Devices verify with ``use-bundle-signing-time=true`` (SPEC12), i.e. at the time the bundle says it was
-signed, so a device whose clock is wrong (a Pi has no real-time clock) still accepts a good bundle; the price,
-and where to keep ``ca.key``, are in docs/fleet.md and docs/security.md.
+extendedKeyUsage codeSigning: what RAUC 1.8's ``check-purpose=codesign`` requires (later RAUC calls it
+``codesign-rauc``), RAUC docs "Signature Verification" / RFC 5280 §4.2.1.12) lives shorter
+(:data:`SIGNING_DAYS`) and is rotated without touching the devices. Devices verify with
+``use-bundle-signing-time=true`` (image-build/rootfs-arm64/etc/rauc/system.conf), i.e. at the time the bundle
+says it was signed, so a device whose clock is wrong (a Pi has no real-time clock) still accepts a good bundle; the
+price, and where to keep ``ca.key``, are in docs/fleet.md and docs/security.md.
 
 Keys are ECDSA P-256 (small signatures, fast on a Pi; OpenSSL's CMS, which RAUC uses, signs and verifies them).
 """

@@ -1,4 +1,4 @@
-"""A/B system updates on the device with RAUC (issue 12, SPEC12): ``eticket update status | install |
+"""A/B system updates on the device with RAUC (issue 12, docs/fleet.md §11): ``eticket update status | install |
 rollback | commit``.
 
 - :mod:`.rauc`: the ``rauc`` command line (status, info, install, mark-*); RAUC does the updating.

@@ -1,4 +1,4 @@
-"""``eticket update status | install BUNDLE | rollback | commit``: argument parsing and output (SPEC12)."""
+"""``eticket update status | install BUNDLE | rollback | commit``: argument parsing and output (docs/fleet.md §11)."""
 
 from __future__ import annotations
 

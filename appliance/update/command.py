@@ -1,7 +1,7 @@
-"""``eticket update status | install | rollback``: the device side of an A/B update (SPEC12), run as root by
+"""``eticket update status | install | rollback``: the device side of an A/B update (docs/fleet.md §11), run as root by
 the fleet tool and the Ansible playbook over SSH. ``commit`` (the health gate) is in :mod:`.gate`.
 
-Exit codes (SPEC12): 0 done; 1 failed (another error: RAUC's service down, a write error, the bundle
+Exit codes (docs/fleet.md §11): 0 done; 1 failed (another error: RAUC's service down, a write error, the bundle
 missing); 10 refused (a bad hash, signature, tampering, wrong ``compatible``: nothing was written); 11 the
 bundle's version already runs; 12 no good slot to roll back to.
 """
@@ -75,7 +75,7 @@ def boot_state(st: RaucStatus, last: dict[str, Any] | None) -> str:
 
 
 def status_body(st: RaucStatus, state: UpdateState) -> dict[str, Any]:
-    """The ``eticket update status --json`` shape of SPEC12: ``{"compatible", "version", "booted", "primary",
+    """The ``eticket update status --json`` shape of docs/fleet.md §11: ``{"compatible", "version", "booted", "primary",
     "boot_state", "slots": [{"bootname", "state", "boot_status", "version"}], "other_slot_good",
     "last_update", "busy"}`` (``last_update`` without its internal ``boot_id``; ``busy`` false: RAUC answered,
     see :func:`busy_body`)."""
@@ -106,7 +106,7 @@ def booted_from_cmdline(path: Path = CMDLINE) -> str | None:
 
 
 def busy_body(state: UpdateState) -> dict[str, Any]:
-    """The status while RAUC installs (its service answers nothing else then): the SPEC12 shape with what is
+    """The status while RAUC installs (its service answers nothing else then): the docs/fleet.md §11 shape with what is
     known without RAUC — ``booted`` from the kernel command line, ``version`` from the image — ``slots``
     empty, ``boot_state`` ``unknown`` and ``busy`` true."""
     last = state.last_update()
@@ -154,7 +154,7 @@ def install(state: UpdateState, bundle: Path, expected_sha256: str | None = None
 
 def install_unlocked(state: UpdateState, bundle: Path, expected_sha256: str | None = None,
                      reboot: bool = True) -> Outcome:
-    """``eticket update install BUNDLE``: check, install into the other slot, record, reboot (SPEC12).
+    """``eticket update install BUNDLE``: check, install into the other slot, record, reboot (docs/fleet.md §11).
 
     Steps: the file exists; its SHA-256 equals ``expected_sha256`` when given; ``rauc info`` checks the
     signature and reads the manifest; its ``compatible`` is this system's; its version is not the running one

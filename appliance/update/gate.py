@@ -38,7 +38,7 @@ from .rauc import RaucError
 from .state import UpdateState, boot_id, now_rfc3339
 
 COMMIT_DEADLINE_SECONDS = 600.0
-"""How long a new slot has to prove healthy (SPEC12)."""
+"""How long a new slot has to prove healthy (docs/fleet.md §11)."""
 CHECK_INTERVAL_SECONDS = 1.0
 MARK_BUSY_WAIT_SECONDS = 1800.0
 """How long a mark-good/bad waits for RAUC to finish an install that an operator started meanwhile (RAUC's

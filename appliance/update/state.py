@@ -29,7 +29,7 @@ LOCK_FILE = "lock"
 """Held (``flock``, exclusive) by an install or a rollback, so that two at once (a retrying fleet tool and an
 operator) cannot interleave."""
 INCOMING_DIR = "incoming"
-"""Uploads from the fleet tool: ``<sha256>.raucb`` and partial ``<sha256>.raucb.part`` (SPEC12)."""
+"""Uploads from the fleet tool: ``<sha256>.raucb`` and partial ``<sha256>.raucb.part`` (docs/fleet.md §11)."""
 IMAGE_ID = Path("/etc/eticket-image-id")
 """Stamped by the image build (image-build/customize.sh): ``key=value`` lines, ``version=`` the release."""
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")

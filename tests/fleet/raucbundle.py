@@ -52,7 +52,8 @@ def faked(command: list[str], faketime: str | None) -> list[str]:
 
 
 def device_conf(tmp: Path, keyring: Path, signing_time: bool = True) -> Path:
-    """A device's system.conf as SPEC12 has it ([keyring] with check-purpose and use-bundle-signing-time)."""
+    """A device's system.conf as the image has it (image-build/rootfs-arm64/etc/rauc/system.conf): [keyring]
+    with check-purpose and use-bundle-signing-time."""
     conf = tmp / f"system-{keyring.parent.name}-{int(signing_time)}.conf"
     conf.write_text(f"[system]\ncompatible={COMPATIBLE}\nbootloader=noop\n\n[keyring]\npath={keyring}\n"
                     f"check-purpose={RAUC_1_8_CODESIGN}\nuse-bundle-signing-time={str(signing_time).lower()}\n")

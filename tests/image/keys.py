@@ -1,5 +1,5 @@
 """A fleet's signing keys for the image tests, made with openssl as ``eticket fleet keys init`` lays them out
-(docs: /work/coord/SPEC12.md): ``DIR/ca.crt`` + ``ca.key``, ``DIR/signing.crt`` + ``signing.key`` (a leaf with
+(docs/fleet.md): ``DIR/ca.crt`` + ``ca.key``, ``DIR/signing.crt`` + ``signing.key`` (a leaf with
 extendedKeyUsage codeSigning, signed by the CA), ``DIR/keyring.pem`` (the CA certificate: what a device trusts).
 """
 
