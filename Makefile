@@ -49,7 +49,9 @@ FLEET_KEYS ?= fleet-keys
 VERSION ?=
 SIGNING_CERT ?= $(FLEET_KEYS)/signing.crt
 SIGNING_KEY ?= $(FLEET_KEYS)/signing.key
-image: sysdeps-image
+image: sysdeps-image $(RUN_STAMP)
+	@test -f $(FLEET_KEYS)/keyring.pem || { echo "no $(FLEET_KEYS)/keyring.pem: a new fleet CA there (keep ca.key offline)"; \
+	  $(BIN)/eticket fleet keys init $(FLEET_KEYS); }
 	FLEET_KEYS=$(abspath $(FLEET_KEYS)) $(if $(VERSION),VERSION=$(VERSION)) \
 	  bash image-build/build.sh $(ARCH) build/image-$(ARCH)
 
