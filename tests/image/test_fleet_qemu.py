@@ -162,6 +162,7 @@ def test_a_canary_that_fails_its_health_check_rolls_back_and_stops_the_rollout(
     assert status["booted"] == "B" and status["version"] == GOOD_VERSION, status
     assert status["last_update"]["result"] == "rolled-back", status
     assert status["last_update"]["version"] == UNHEALTHY_VERSION, status
+    canary.wait_up()  # the fleet tool read the result over SSH; the appliance may still be starting
     assert _receipts and _receipts[0].still_there(canary)
     other_after = _status(other)
     assert other_after["version"] == other_before["version"] and other_after["booted"] == "A", other_after
