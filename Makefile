@@ -13,7 +13,7 @@ RELAY_DATA ?= relay-data
 # Taken from the command line only: gettext's LANGUAGE in the environment (e.g. en_US:en) is not ours.
 SCREEN_LANGUAGE := $(if $(filter command line,$(origin LANGUAGE)),$(LANGUAGE))
 
-.PHONY: run relay test test-slow bench bench-memory bench-relay bench-fleet lint sysdeps sysdeps-image loopback-multicast image image-lock bundle clean
+.PHONY: run relay test test-slow bench bench-memory bench-relay bench-fleet bench-update lint sysdeps sysdeps-image loopback-multicast image image-lock bundle clean
 
 # Two installs into one .venv: what running needs (`make run`, `make relay`: the project's dependencies
 # only), and that plus the test tools (`make test`, `lint`, `bench`: pytest, mypy, ruff, playwright, ...).
@@ -103,6 +103,10 @@ bench-relay: $(TEST_STAMP)
 # The fleet tool's own overhead per device with 5 and 20 namespace device hosts (sshd, rauc, eticket update).
 bench-fleet: $(TEST_STAMP) sysdeps
 	$(BIN)/python bench/fleet.py
+
+# One update cycle of an arm64 A/B device in qemu (deploy, operator rollback, a release failing its health gate).
+bench-update: $(TEST_STAMP) sysdeps sysdeps-image
+	$(BIN)/python bench/update_cycle.py
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check eticket_core appliance kiosk relay provisioning fleet tests bench image-build

@@ -19,7 +19,6 @@ the fleet CA the image trusts (tests/image/keys.py, laid out as ``eticket fleet 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -31,14 +30,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, REPO, samples
+from tests.conftest import REPO, samples
 from tests.image.ab import ABDevice, boot_ab_device
 from tests.image.keys import make_fleet_keys
+from tests.image.story import build_bundle as _bundle  # built once per session, shared with test_fleet_qemu
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
 
 INCOMING = "/var/lib/eticket-update/incoming"
-BUNDLE_BUILD_TIMEOUT_SECONDS = 900
 INSTALL_TIMEOUT_SECONDS = 1200
 BAD_SLOT_FALLBACK_TIMEOUT_SECONDS = 900.0
 COMMIT_TIMEOUT_SECONDS = 900.0
@@ -60,22 +59,6 @@ class Bundles:
     unbootable: Path
     tampered: Path
     foreign: Path
-
-
-def _bundle(build: Path, keys: Path, out: Path, version: str, overlay: Path | None = None) -> Path:
-    env = {**os.environ, "BUILD": str(build), "VERSION": version, "SIGNING_CERT": str(keys / "signing.crt"),
-           "SIGNING_KEY": str(keys / "signing.key")}
-    if overlay is not None:
-        env["OVERLAY"] = str(overlay)
-    bundle = out / f"eticket-arm64-{version}.raucb"
-    if os.environ.get("ETICKET_IMAGE_REUSE") == "1" and not IN_CI and bundle.exists():
-        return bundle  # a desk iterating on tests, as tests/image/conftest.py does for the image
-    start = time.monotonic()
-    result = subprocess.run(["bash", str(REPO / "image-build" / "bundle.sh"), "arm64", str(out)], env=env,
-                            capture_output=True, text=True, timeout=BUNDLE_BUILD_TIMEOUT_SECONDS)
-    assert result.returncode == 0, result.stderr
-    print(f"bundle {bundle.name}: {bundle.stat().st_size} bytes in {time.monotonic() - start:.0f} s")
-    return bundle
 
 
 @pytest.fixture(scope="module")
