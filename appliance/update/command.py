@@ -8,6 +8,7 @@ bundle's version already runs; 12 no good slot to roll back to.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 
 from . import rauc
 from .rauc import BundleRefused, RaucBusy, RaucError, RaucStatus
-from .state import UpdateState, boot_id, image_version, now_rfc3339
+from .state import INCOMING_DIR, UpdateState, boot_id, image_version, now_rfc3339
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -145,11 +146,32 @@ BUSY = "another install or rollback is running on this device (it holds /var/lib
 
 def install(state: UpdateState, bundle: Path, expected_sha256: str | None = None, reboot: bool = True) -> Outcome:
     """:func:`install_unlocked` while holding the state's lock; exit 1 at once when another install or
-    rollback holds it."""
+    rollback holds it. A bundle uploaded into the incoming folder (``<state dir>/incoming``, where the fleet
+    tool and the Ansible playbook put it) is deleted once RAUC is done with it, whatever the outcome, with any
+    partial upload of it: a bundle is about the size of a root slot, and two left behind fill a small data
+    partition, where the receipts live (the appliance then cannot write)."""
     with state.locked() as mine:
         if not mine:
             return _answer(EXIT_FAILED, "failed", BUSY, None, None)
-        return install_unlocked(state, bundle, expected_sha256, reboot)
+        try:
+            return install_unlocked(state, bundle, expected_sha256, reboot)
+        finally:
+            _forget_upload(state, bundle)
+
+
+def _forget_upload(state: UpdateState, bundle: Path) -> None:
+    """Delete ``bundle`` (and ``bundle.part``) when it lies in the state's incoming folder; leave any other
+    path alone (an operator's own copy)."""
+    incoming = (state.directory / INCOMING_DIR).resolve()
+    try:
+        target = bundle.resolve()
+    except OSError:
+        return
+    if target.parent != incoming:
+        return
+    for path in (target, target.with_name(target.name + ".part")):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def install_unlocked(state: UpdateState, bundle: Path, expected_sha256: str | None = None,

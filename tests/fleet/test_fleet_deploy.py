@@ -124,6 +124,7 @@ def test_a_canary_that_fails_its_health_check_stops_the_rollout(fleet: DeviceHos
     assert first["from_version"] == "1.0.0" and first["to_version"] == "1.0.0" and first["slot"] == "A"
     assert "rolled back" in first["message"]
     assert canary.update_status()["version"] == "1.0.0"
+    assert incoming(canary) == []  # the installed bundle is not left to fill the data partition
     for device in others:
         assert incoming(device) == [], device.name
         status = device.update_status()
@@ -148,6 +149,7 @@ def test_a_deploy_updates_every_device_and_a_second_one_skips_them(fleet: Device
     for device in fleet.devices:
         status = device.update_status()
         assert (status["version"], status["booted"], status["boot_state"]) == ("2.0.0", "B", "committed")
+        assert incoming(device) == [], device.name  # installed bundles do not fill the data partition
     again = deploy(fleet, tmp_path, bundle, inv)
     assert outcomes(again) == {d.name: "skipped" for d in fleet.devices} and again["waves"] == []
 
