@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import REPO, samples
 from tests.image.ab import ABDevice, boot_ab_device
 from tests.image.keys import make_fleet_keys
+from tests.image.story import Receipt, send_receipt
 from tests.image.story import build_bundle as _bundle  # built once per session, shared with test_fleet_qemu
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
@@ -153,13 +152,7 @@ def _wait_committed(device: ABDevice, slot: str) -> dict[str, Any]:
 
 def _receipt_still_there(device: ABDevice) -> None:
     assert _receipt, "the receipt test did not run"
-    assert httpx.get(device.guest.url + _receipt[0].path).content == _receipt[0].pdf
-
-
-@dataclass
-class Receipt:
-    path: str
-    pdf: bytes
+    assert _receipt[0].still_there(device)
 
 
 _receipt: list[Receipt] = []
@@ -188,22 +181,7 @@ def test_boots_slot_a_through_u_boot_with_rauc_ready(device: ABDevice) -> None:
 def test_a_receipt_sent_before_the_updates(device: ABDevice, cli_env: dict[str, str]) -> None:
     """A till pairs (the code from the device's display state) and sends a receipt; later tests check that
     it is still downloadable after each update and rollback (the data partition survives)."""
-    token = json.loads(device.run("cat /var/lib/eticket/kiosk.json"))["token"]
-    state = httpx.get(device.guest.url + "/api/v1/display", headers={"Authorization": f"Bearer {token}"}).json()
-    assert state["scene"] == "pairing", state
-    address = f"127.0.0.1:{device.guest.api_port}"
-    eticket = [str(REPO / ".venv" / "bin" / "eticket")]
-    paired = subprocess.run([*eticket, "pair", "--code", state["pairing"]["code"], "--address", address,
-                             "--pos-name", "Till 1"], env=cli_env, capture_output=True, text=True, timeout=180)
-    assert paired.returncode == 0, paired.stderr
-    pdf = samples("pdf")[0]
-    sent = subprocess.run([*eticket, "send", str(pdf), "--total", "12.50", "--currency", "EUR", "--address",
-                           address], env=cli_env, capture_output=True, text=True, timeout=180)
-    assert sent.returncode == 0, sent.stderr
-    url = sent.stdout.strip().splitlines()[-1]
-    path = url[url.index("/r/"):]
-    assert httpx.get(device.guest.url + path).content == pdf.read_bytes()
-    _receipt.append(Receipt(path=path, pdf=pdf.read_bytes()))
+    _receipt.append(send_receipt(device, cli_env))
 
 
 @pytest.mark.parametrize("kind", ["tampered", "foreign"])
