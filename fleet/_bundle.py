@@ -14,6 +14,7 @@ from ._ssh import FleetError
 
 HASH_BLOCK_BYTES = 1 << 20
 RAUC_INFO_TIMEOUT_SECONDS = 60.0
+MAX_VERSION_CHARS = 128
 _NAME = re.compile(r"^eticket-(?P<arch>[a-z0-9_]+)-(?P<version>.+)\.raucb$")
 """``image-build/bundle.sh``'s output name, ``eticket-ARCH-VERSION.raucb`` (docs/fleet.md)."""
 
@@ -35,26 +36,37 @@ class Bundle:
 
 def _manifest(path: Path) -> dict[str, object] | None:
     """``rauc info --no-verify --output-format=json`` (the manifest's compatible and version), or None when
-    rauc is not installed here or cannot read the file. The signature is not checked here: the device does it
-    with its own keyring, which is what counts."""
+    rauc is not installed here. The signature is not checked here: the device does it with its own keyring,
+    which is what counts.
+
+    Raises:
+        BundleError: rauc is here and cannot read the file as a bundle (its reason, one line).
+    """
     rauc = shutil.which("rauc")
     if rauc is None:
         return None
     done = subprocess.run([rauc, "info", "--no-verify", "--output-format=json", str(path)], capture_output=True,
                           text=True, timeout=RAUC_INFO_TIMEOUT_SECONDS, check=False)
-    if done.returncode != 0:
-        return None
-    try:
-        info = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        return None
-    return info if isinstance(info, dict) else None
+    info: object = None
+    if done.returncode == 0:
+        try:
+            info = json.loads(done.stdout)
+        except json.JSONDecodeError:
+            info = None
+    if not isinstance(info, dict):
+        lines = [line for line in done.stderr.splitlines() if line.strip() and "Reading bundle" not in line]
+        reason = lines[-1].strip()[:300] if lines else f"rauc info exited {done.returncode}"
+        raise BundleError(f"{path}: not a RAUC bundle ({reason})")
+    return info
 
 
 def read_bundle(path: Path, version: str | None = None) -> Bundle:
     """Hash ``path`` and read its version: ``version`` if given, else the manifest's (``rauc info``), else the
     file name's (``eticket-ARCH-VERSION.raucb``). BundleError when the file is unreadable or no version is known.
     """
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "missing or not a regular file"
+        raise BundleError(f"{path}: not a bundle file ({kind})")
     digest = hashlib.sha256()
     try:
         with path.open("rb") as handle:
@@ -71,5 +83,8 @@ def read_bundle(path: Path, version: str | None = None) -> Bundle:
     if not isinstance(found, str) or not found:
         raise BundleError(f"{path}: cannot tell the bundle's version (no rauc here to read its manifest, and the "
                           "name is not eticket-ARCH-VERSION.raucb): pass --version")
+    if not found.isprintable() or len(found) > MAX_VERSION_CHARS:
+        raise BundleError(f"{path}: the version {found[:80]!r} has control characters or is over "
+                          f"{MAX_VERSION_CHARS} characters")
     return Bundle(path=path, sha256=digest.hexdigest(), size=size, version=found,
                   compatible=compatible if isinstance(compatible, str) else None)

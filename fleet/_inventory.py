@@ -19,6 +19,8 @@ inventory file; ``~`` is expanded.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,30 @@ class Device:
     user: str = DEFAULT_USER
     identity: Path | None = None
     command: str = DEFAULT_COMMAND
+
+
+MAX_NAME_CHARS = 64
+_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _check_text(value: str, key: str, where: str, limit: int) -> None:
+    """A name shown in tables and progress lines: printable (no control characters to reach a terminal),
+    no leading or trailing blank, at most ``limit`` characters."""
+    if not value or not value.isprintable() or value != value.strip() or len(value) > limit:
+        raise InventoryError(f"{where}: {key} {value[:80]!r} must be 1..{limit} printable characters without "
+                             "leading or trailing blanks")
+
+
+def _is_host(host: str) -> bool:
+    """An IPv4/IPv6 address or a DNS name (RFC 1123 labels of 1..63 letters, digits and inner hyphens)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
 
 
 def _check_host_key(text: str, where: str) -> str:
@@ -119,12 +145,19 @@ def parse_inventory(text: str, source: str = "<inventory>", base: Path | None = 
         if name in names:
             raise InventoryError(f"{label}: duplicate name (also device #{names[name]})")
         names[name] = index
+        _check_text(name, "name", where["name"], MAX_NAME_CHARS)
         host = _value(merged, "host", str, where["host"])
+        if not _is_host(host):
+            raise InventoryError(f"{where['host']}: host {host[:80]!r} is not an IP address or a DNS name (a port "
+                                 "goes in 'port')")
         port = _value(merged, "port", int, where["port"]) if "port" in merged else DEFAULT_PORT
         if (host, port) in addresses:
             raise InventoryError(f"{label}: host {host} port {port} is also device {addresses[host, port]!r}")
         addresses[host, port] = name
         user = _value(merged, "user", str, where["user"]) if "user" in merged else DEFAULT_USER
+        if not _USER.fullmatch(user):
+            raise InventoryError(f"{where.get('user', label)}: user {user[:40]!r} is not a login name "
+                                 "(letters, digits, '_', '.', '-'; up to 32)")
         command = _value(merged, "command", str, where["command"]) if "command" in merged else DEFAULT_COMMAND
         identity = None
         if "identity" in merged:

@@ -28,11 +28,15 @@ WaveSize = int | str
 """A wave size as Ansible writes it: a count (5) or a percentage of the whole inventory ("20%")."""
 
 
+MAX_WAVE_ITEM_CHARS = 12
+"""A wave item longer than this is no count a fleet has (and Python refuses to read 4300 digits)."""
+
+
 def parse_waves(text: str) -> list[WaveSize]:
     """``"1,5,20%"`` → ``[1, 5, "20%"]``. Counts must be >= 1, percentages 1..100; WaveSpecError otherwise."""
     items: list[WaveSize] = []
     for part in text.split(","):
-        match = _ITEM.match(part)
+        match = _ITEM.match(part) if len(part) <= MAX_WAVE_ITEM_CHARS else None
         if not match:
             raise WaveSpecError(f"--waves: {part.strip()!r} is neither a count (5) nor a percentage (20%)")
         number, percent = int(match.group(1)), match.group(2)

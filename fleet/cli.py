@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,15 +34,24 @@ def _error(message: str) -> int:
 
 
 def _devices(args: argparse.Namespace) -> list[Any]:
-    from ._inventory import load_inventory, select
+    """The inventory's devices (those named by ``--device``); InventoryError names the fault, including an
+    ``identity`` that is no file here (a mistake of this machine, not an unreachable device)."""
+    from ._inventory import InventoryError, load_inventory, select
 
-    return select(load_inventory(args.inventory), getattr(args, "device", None))
+    devices = select(load_inventory(args.inventory), getattr(args, "device", None))
+    for device in devices:
+        if device.identity is not None and not device.identity.is_file():
+            raise InventoryError(f"{args.inventory}: device {device.name!r}: identity {device.identity} is not a "
+                                 "file (a private key without a passphrase; leave identity out to use the SSH agent)")
+    return devices
 
 
 def _status(args: argparse.Namespace) -> int:
     from ._inventory import InventoryError
     from ._status import fleet_status, status_table
 
+    if fault := _check_common(args):
+        return _error(fault)
     try:
         devices = _devices(args)
     except InventoryError as exc:
@@ -50,6 +61,24 @@ def _status(args: argparse.Namespace) -> int:
     rows = asyncio.run(fleet_status(devices, args.parallel))
     sys.stdout.write(json.dumps(rows, indent=2) + "\n" if args.json else status_table(rows))
     return EXIT_OK if all(r["reachable"] and r["health"] == "good" for r in rows) else EXIT_FAILED
+
+
+def _check_common(args: argparse.Namespace) -> str | None:
+    """The options every command shares, checked before any device is touched: the fault, or None."""
+    if args.parallel < 1:
+        return "--parallel must be at least 1"
+    timeout = getattr(args, "reboot_timeout", None)
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        return f"--reboot-timeout must be a positive number of seconds, not {timeout!r}"
+    report = getattr(args, "json_report", None)
+    if report is not None:
+        if report.is_dir():
+            return f"--json-report {report}: is a directory, not a file"
+        if not report.parent.is_dir():
+            return f"--json-report {report}: no directory {report.parent} to write it in"
+        if not os.access(report.parent, os.W_OK):
+            return f"--json-report {report}: {report.parent} is not writable"
+    return None
 
 
 def _write_report(path: Path | None, data: object) -> None:
@@ -73,6 +102,8 @@ def _deploy(args: argparse.Namespace) -> int:
     from ._progress import Progress
     from ._waves import WaveSpecError, parse_max_fail_percent, parse_waves
 
+    if fault := _check_common(args):
+        return _error(fault)
     try:
         waves = parse_waves(args.waves)
         cap = parse_max_fail_percent(args.max_fail_percent)
@@ -80,8 +111,6 @@ def _deploy(args: argparse.Namespace) -> int:
         bundle = read_bundle(args.bundle, args.version)
     except (InventoryError, WaveSpecError, BundleError) as exc:
         return _error(str(exc))
-    if args.parallel < 1:
-        return _error("--parallel must be at least 1")
     print(f"deploying {bundle.path.name} (version {bundle.version}, sha256 {bundle.sha256[:12]}…) to "
           f"{len(devices)} device(s), waves {args.waves}, --max-fail-percent {cap:g}", file=sys.stderr)
     progress = Progress([d.name for d in devices], sys.stderr)
@@ -104,6 +133,8 @@ def _rollback(args: argparse.Namespace) -> int:
 
     if not args.device and not args.all:
         return _error("name the devices to roll back with --device NAME (repeatable), or pass --all")
+    if fault := _check_common(args):
+        return _error(fault)
     try:
         devices = _devices(args)
     except InventoryError as exc:

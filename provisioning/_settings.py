@@ -217,18 +217,24 @@ def _check_keyring(value: object, source: str, now: dt.datetime | None = None) -
         raise _fail(source, key, f"holds {len(certificates)} certificates; at most {KEYRING_MAX_CERTS}")
     now = now or dt.datetime.now(dt.UTC)
     for number, cert in enumerate(certificates, 1):
-        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        what = f"certificate {number} ({names[0].value!s})" if names else f"certificate {number}"
         try:
-            constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-            is_ca = constraints.ca
-        except x509.ExtensionNotFound:
-            is_ca = False
-        try:
-            usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-            is_ca = is_ca and usage.key_cert_sign
-        except x509.ExtensionNotFound:
-            pass
+            names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            name = str(names[0].value) if names else ""
+            what = (f"certificate {number} ({name})" if name.isprintable() and len(name) <= 64 and name
+                    else f"certificate {number}")
+            try:
+                constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+                is_ca = constraints.ca
+            except x509.ExtensionNotFound:
+                is_ca = False
+            try:
+                usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+                is_ca = is_ca and usage.key_cert_sign
+            except x509.ExtensionNotFound:
+                pass
+        except ValueError as exc:  # a malformed name or extension inside an otherwise decodable certificate
+            raise _fail(source, key, f"certificate {number} has a malformed name or extension ({exc!s:.80}): "
+                        f"{hint}") from exc
         if not is_ca:
             raise _fail(source, key, f"{what} is not a CA certificate (a signing certificate?): give the "
                         "fleet's keyring.pem or ca.crt, not signing.crt")

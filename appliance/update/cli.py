@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,27 @@ def _status_text(body: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _sha256(text: str) -> str:
+    """``--sha256``: 64 hexadecimal digits (FIPS 180-4's SHA-256), lower-cased; else a usage error before
+    anything on the device is touched."""
+    if not re.fullmatch(r"[0-9A-Fa-f]{64}", text):
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not a SHA-256 (64 hexadecimal digits)")
+    return text.lower()
+
+
 def _run(args: argparse.Namespace) -> int:
+    try:
+        return _run_as_root(args)
+    except PermissionError as exc:
+        print(f"eticket: error: {exc.filename or exc}: permission denied (eticket update runs as root on the "
+              "device)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"eticket: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+def _run_as_root(args: argparse.Namespace) -> int:
     from . import command
 
     state = UpdateState(args.state_dir)
@@ -74,7 +95,8 @@ def add_update_parser(sub: Any) -> None:
         a = actions.add_parser(name, help=text, description=text)
         if name == "install":
             a.add_argument("bundle", type=Path, help="the .raucb bundle")
-            a.add_argument("--sha256", metavar="HEX", help="refuse the bundle unless its SHA-256 is this")
+            a.add_argument("--sha256", metavar="HEX", type=_sha256,
+                           help="refuse the bundle unless its SHA-256 is this")
         if name in ("install", "rollback"):
             a.add_argument("--no-reboot", action="store_true", help="do not reboot afterwards")
         if name == "commit":

@@ -209,8 +209,8 @@ def install_unlocked(state: UpdateState, bundle: Path, expected_sha256: str | No
                         "reboot)")
         return _answer(code, result, message, record["version"], to_slot)
 
-    if not bundle.is_file():
-        return finish(EXIT_FAILED, "failed", f"no bundle at {bundle}")
+    if not bundle.is_file():  # a mistyped path: nothing was tried, the last update's record stays as it is
+        return _answer(EXIT_FAILED, "failed", f"no bundle file at {bundle}", None, to_slot)
     if target is None:
         return finish(EXIT_FAILED, "failed", "RAUC knows no other slot to install into (see /etc/rauc/system.conf)")
     if boot_state(st, previous) == "trying":

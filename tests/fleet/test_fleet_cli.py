@@ -48,3 +48,40 @@ def test_bad_input_is_refused_naming_the_fault(tmp_path: Path) -> None:
     assert waves.returncode == 2 and "--waves: '0'" in waves.stderr
     missing = eticket("fleet", "status", "--inventory", "nowhere.toml", cwd=tmp_path)
     assert missing.returncode == 2 and "nowhere.toml: cannot read the inventory" in missing.stderr
+
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+def test_mistakes_on_the_operators_side_are_usage_errors_before_any_device_is_tried(tmp_path: Path) -> None:
+    """What a careless operator types: a file that is no bundle although named like one, a report path that
+    cannot be written, a port inside host, a login name with a control character, an identity that is no file.
+    Each is exit 2 with one line naming the fault, before any connection (the devices are not even there)."""
+    junk = tmp_path / "eticket-arm64-1.2.3.raucb"
+    junk.write_bytes(b"\x00bundle" * 200)
+    device = f'[[device]]\nname = "paris-01"\nhost = "192.0.2.1"\nhost_key = "{HOST_KEY}"\n'
+    (tmp_path / "fleet.toml").write_text(device)
+    (tmp_path / "real.raucb").write_bytes(b"")
+    cases = [
+        (("deploy", str(junk)), "not a RAUC bundle"),
+        (("deploy", str(tmp_path)), "not a bundle file (a directory)"),
+        (("deploy", str(junk), "--version", "1.2.3", "--json-report", str(tmp_path / "no" / "r.json")),
+         "no directory"),
+        (("rollback", "--all", "--json-report", str(tmp_path)), "is a directory, not a file"),
+        (("status", "--parallel", "0"), "--parallel must be at least 1"),
+        (("deploy", str(junk), "--version", "1.2.3", "--reboot-timeout", "nan"), "--reboot-timeout must be"),
+        (("deploy", str(junk), "--waves", "9" * 5000), "neither a count"),
+    ]
+    for args, fault in cases:
+        done = eticket("fleet", *args, cwd=tmp_path)
+        assert done.returncode == 2 and fault in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+    inventories = [
+        (device.replace('"192.0.2.1"', '"192.0.2.1:2222"'), "is not an IP address or a DNS name"),
+        (device + 'user = "ro\\u0000ot"\n', "is not a login name"),
+        (device.replace('name = "paris-01"', 'name = "a\\u001b[31m"'), "printable characters"),
+        (device + 'identity = "keys/none"\n', "identity"),
+    ]
+    for text, fault in inventories:
+        (tmp_path / "fleet.toml").write_text(text)
+        done = eticket("fleet", "status", cwd=tmp_path)
+        assert done.returncode == 2 and fault in done.stderr and "Traceback" not in done.stderr, (text, done.stderr)

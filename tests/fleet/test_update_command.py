@@ -113,11 +113,19 @@ def test_refused_bundle_leaves_the_slot_untouched(hosts: DeviceHosts, fleet_keys
 
 
 def test_missing_bundle_is_named(hosts: DeviceHosts) -> None:
-    """A path with no bundle (an upload that never arrived): exit 1 and the path in the message."""
+    """A path with no bundle (an upload that never arrived, a typo): exit 1 and the path in the message, and
+    the device's last update stays what it was (nothing was tried); a --sha256 that is no SHA-256 is a usage
+    error (exit 2) before anything is touched."""
+    _, before = _ssh_json(hosts, 1, "eticket", "update", "status", "--json")
     code, body = _ssh_json(hosts, 1, "eticket", "update", "install", "/var/lib/eticket-update/incoming/x.raucb",
                            "--json")
     assert (code, body["result"]) == (1, "failed")
-    assert "no bundle at /var/lib/eticket-update/incoming/x.raucb" in body["message"]
+    assert "no bundle file at /var/lib/eticket-update/incoming/x.raucb" in body["message"]
+    _, after = _ssh_json(hosts, 1, "eticket", "update", "status", "--json")
+    assert after["last_update"] == before["last_update"]
+    typo = hosts.ssh(hosts.devices[1], "eticket", "update", "install", "/var/lib/eticket-update/incoming/x.raucb",
+                     "--sha256", "zz", "--json")
+    assert typo.returncode == 2 and "not a SHA-256" in typo.stderr, typo
 
 
 def test_second_install_at_once_is_refused(hosts: DeviceHosts, bundle_dir: Path) -> None:

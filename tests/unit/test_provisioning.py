@@ -527,6 +527,25 @@ def _intermediate_ca(fleet: Any) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+def _ca_with_garbled_constraints() -> str:
+    """A self-signed certificate whose basicConstraints extension holds bytes that are no BasicConstraints
+    (DER NULL): it decodes as a certificate, its extension does not."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtensionOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Garbled CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x05\x00"), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
 @pytest.fixture
 def fleet_keys(tmp_path: Path) -> Any:
     from fleet.keys import init_keys
@@ -566,6 +585,7 @@ def test_a_bad_update_keyring_is_named_and_refuses_the_whole_file(fleet_keys: An
         (_toml_keyring(_intermediate_ca(fleet_keys)), "is not self-signed"),
         (_toml_keyring("-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n"), "holds a PUBLIC KEY"),
         (_toml_keyring(keyring * 17), "at most 16"),
+        (_toml_keyring(_ca_with_garbled_constraints()), "has a malformed name or extension"),
     ]
     for text, hint in cases:
         with pytest.raises(ProvisioningError) as caught:
