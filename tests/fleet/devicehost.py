@@ -396,6 +396,10 @@ class Device:
                 end = time.monotonic() + GRACE_SECONDS
                 while time.monotonic() < end and any(_mnt_ns(p) for p in pids if p != holder):
                     time.sleep(0.05)
+            else:  # a power cut stops everything at once: freeze all first, so that no process sees another
+                for pid in pids:  # die and acts on it (a client recording its server's failure) before its turn
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGSTOP)
             for pid in self.processes():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
