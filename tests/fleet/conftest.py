@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import require
 from tests.fleet.bundles import Keys, make_keys
+from tests.network.conftest import lan  # noqa: F401  (the namespace LAN fixture, shared with tests/network)
 from tests.network.netns import netns_available
 
 TOOLS = ("rauc", "mksquashfs", "openssl", "ssh", "ssh-keygen", "dbus-daemon", "debugfs", "mkfs.ext4", "nsenter",

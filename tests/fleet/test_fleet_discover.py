@@ -3,28 +3,13 @@ mDNS, the operator's host lists it as an inventory entry whose host key is left 
 
 from __future__ import annotations
 
-import shutil
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fleet._inventory import InventoryError, parse_inventory
-from tests.conftest import require
-from tests.network.netns import Lan, netns_available, start_device
-
-
-@pytest.fixture
-def lan() -> Iterator[Lan]:
-    reason = netns_available()
-    require(reason is None, reason or "")
-    require(shutil.which("curl") is not None, "curl is needed inside the namespaces")
-    network = Lan()
-    try:
-        yield network
-    finally:
-        network.close()
+from tests.network.netns import Lan, start_device
 
 
 def test_discover_lists_devices_as_inventory_entries_without_host_keys(lan: Lan, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ import pytest
 
 from tests.image.ab import ABDevice, boot_ab_device
 from tests.image.keys import make_fleet_keys
-from tests.image.story import Receipt, send_receipt
+from tests.image.story import Receipt, send_receipt, unhealthy_overlay
 from tests.image.story import build_bundle as _bundle  # built once per session, shared with test_fleet_qemu
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
@@ -66,13 +66,7 @@ def bundles(arm64_build: Path, fleet_keys: Path) -> Bundles:
     shutil.rmtree(out / "overlay-unhealthy", ignore_errors=True)
     shutil.rmtree(out / "overlay-unbootable", ignore_errors=True)
     good = _bundle(arm64_build, fleet_keys, out, "2.0.0+test")
-    sick = out / "overlay-unhealthy"
-    (sick / "etc/systemd/system/eticket.service.d").mkdir(parents=True)
-    (sick / "etc/systemd/system/eticket.service.d/broken.conf").write_text(
-        "[Service]\nExecStart=\nExecStart=/bin/false\n")
-    (sick / "etc/systemd/system/eticket-update-commit.service.d").mkdir(parents=True)
-    (sick / "etc/systemd/system/eticket-update-commit.service.d/deadline.conf").write_text(
-        f"[Service]\nExecStart=\nExecStart=/usr/bin/eticket update commit --deadline {UNHEALTHY_DEADLINE_SECONDS}\n")
+    sick = unhealthy_overlay(out / "overlay-unhealthy", UNHEALTHY_DEADLINE_SECONDS)
     unhealthy = _bundle(arm64_build, fleet_keys, out, "3.0.0+unhealthy", sick)
     dead = out / "overlay-unbootable"
     (dead / "boot").mkdir(parents=True)
