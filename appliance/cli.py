@@ -42,7 +42,6 @@ def _serve(args: argparse.Namespace) -> int:
             language=args.language, relay_url=args.relay_url,
             retention_seconds=args.retention_seconds, max_body_bytes=args.max_body_bytes,
             display_timeout_seconds=args.display_timeout, log_level=args.log_level,
-            printer_listen=args.printer_listen,
         )
     except ConfigError as exc:
         print(f"eticket: error: {exc}", file=sys.stderr)
@@ -85,9 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--language", choices=SCREEN_LANGUAGES, help="screen language (default fr)")
     serve.add_argument("--relay-url", metavar="URL",
                        help="publish receipts sealed to this eTicket relay; QR codes point there (default: none)")
-    serve.add_argument("--printer-listen", metavar="HOST:PORT",
-                       help="take raw ESC/POS print jobs here, as a network receipt printer (the image: "
-                       "0.0.0.0:9100; default: off)")
     serve.add_argument("--kiosk", action="store_true", help="also run the kiosk as a supervised child process")
     serve.add_argument("--retention-seconds", type=float,
                        help="how long receipts stay downloadable (default 2592000 = 30 days)")

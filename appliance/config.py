@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -112,26 +112,8 @@ class Settings(BaseSettings):
         "with under 1 GiB of RAM or one core, else two."
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
-    printer_listen: str | None = Field(
-        None, description="HOST:PORT where the device takes raw ESC/POS print jobs as a network receipt printer "
-        "(port 9100, 'JetDirect'/'AppSocket'); unset: no printer intake. The image sets 0.0.0.0:9100."
-    )
-    printer_paper_mm: Literal[80, 58] | None = Field(
-        None, description="Paper width of print jobs, 80 or 58 mm; unset: guessed per receipt from its widest "
-        "line and image (80 mm: 48 columns of font A, 64 of font B; 58 mm: 32 and 42)."
-    )
-    printer_currency: str = Field(
-        "EUR", pattern="^[A-Z]{3}$",
-        description="ISO 4217 currency of the totals read from print jobs and customer-display calls."
-    )
-    printer_total_labels: tuple[str, ...] = Field(
-        ("Total TTC", "TOTAL TTC", "Total", "TOTAL", "Gesamt", "Summe", "Totale", "Importe total", "A PAYER",
-         "À PAYER", "Net à payer"),
-        description="Labels of the line that holds a print job's total, tried in order (case-insensitive; "
-        "the amount is the last number on that line). TakePOS prints 'Total TTC'.",
-    )
 
-    @field_validator("listen", "api_listen", "printer_listen")
+    @field_validator("listen", "api_listen")
     @classmethod
     def _check_listen(cls, value: str | None) -> str | None:
         if value is not None:

@@ -22,8 +22,6 @@ Our exception hierarchy::
     ├── PayloadTooLarge               (413 too-large)
     ├── UnsupportedMediaType          (415 unsupported-media-type)
     ├── TooManyConnections            (503 too-many-connections)
-    ├── TillNotAllowed                (403 till-not-allowed)
-    ├── PrintJobRefused               (422 print-job-refused)
     ├── IdempotencyKeyReused          (422 idempotency-key-reused)
     ├── InvalidTicket                 (422, a field of the ticket is wrong)
     │   ├── InvalidTotal              (422 invalid-total)
@@ -222,23 +220,6 @@ class UnsupportedMediaType(ApplianceError):
     status = 415
     slug = "unsupported-media-type"
     title = "Unsupported media type"
-
-
-class TillNotAllowed(ApplianceError):
-    """A print job or customer-display call from an address that is not an allowed till (``eticket printers
-    allow``, or the first job while pairing is open: docs/protocol.md, printer intake)."""
-
-    status = 403
-    slug = "till-not-allowed"
-    title = "This address may not print here"
-
-
-class PrintJobRefused(ApplianceError):
-    """An ESC/POS print job that cannot become a receipt: too large, too slow, damaged, nothing printed."""
-
-    status = 422
-    slug = "print-job-refused"
-    title = "Print job refused"
 
 
 class IdempotencyKeyReused(ApplianceError):

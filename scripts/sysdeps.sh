@@ -21,12 +21,6 @@ command -v mksquashfs >/dev/null || need+=(squashfs-tools)
 command -v openssl >/dev/null || need+=(openssl)
 command -v debugfs >/dev/null || [ -x /usr/sbin/debugfs ] || need+=(e2fsprogs)  # test slot images: mkfs.ext4 -d, debugfs
 command -v faketime >/dev/null || need+=(faketime)                # a device clock years behind (no RTC)
-# Printer intake (issue 13): tills that print like Dolibarr TakePOS (../shared/clients: escpos-php on PHP 8),
-# and the receipt PDFs' monospace font (DejaVu Sans Mono covers the ESC/POS code pages; the image has it too)
-command -v php >/dev/null || need+=(php-cli)
-{ command -v php >/dev/null && php -m 2>/dev/null | grep -qx intl; } || need+=(php-intl)
-{ command -v php >/dev/null && php -m 2>/dev/null | grep -qx gd; } || need+=(php-gd)
-[ -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ] || need+=(fonts-dejavu-core)
 # Extra tools by name: `sysdeps.sh wrk nginx` (benchmarks).
 for tool in "$@"; do
   case "$tool" in
