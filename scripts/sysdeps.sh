@@ -21,6 +21,9 @@ command -v mksquashfs >/dev/null || need+=(squashfs-tools)
 command -v openssl >/dev/null || need+=(openssl)
 command -v debugfs >/dev/null || [ -x /usr/sbin/debugfs ] || need+=(e2fsprogs)  # test slot images: mkfs.ext4 -d, debugfs
 command -v faketime >/dev/null || need+=(faketime)                # a device clock years behind (no RTC)
+# The receipt PDFs' monospace font for print jobs (appliance/escpos/render.py: DejaVu Sans Mono covers the
+# ESC/POS code pages: Latin, Greek, Cyrillic, box drawing)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ] || need+=(fonts-dejavu-core)
 # Extra tools by name: `sysdeps.sh wrk nginx` (benchmarks).
 for tool in "$@"; do
   case "$tool" in
