@@ -385,7 +385,7 @@ def render_pdf_with_warnings(receipts: list[Receipt], paper_mm: int | None = Non
     layout = _Layout(page_width, printable, (page_width - printable) // 2)
     warnings: list[str] = []
     out = io.BytesIO()
-    canvas = Canvas(out, pageCompression=1, invariant=1)
+    canvas = Canvas(out, pageCompression=1, invariant=1, initialFontName=FONT_REGULAR)
     if title:
         canvas.setTitle(title)
     canvas.setCreator("eTicket")
