@@ -220,7 +220,7 @@ class _Renderer:
     def pdf417(self, code: Pdf417) -> None:
         from pdf417gen.rendering import modules
 
-        codes = _pdf417_codes(code)
+        codes = _pdf417_codes(code, self.layout.printable)
         mw = code.module_width
         mh = code.module_width * code.row_height
         width = (len(codes[0]) * 17 + 1) * mw
@@ -247,16 +247,22 @@ class _Renderer:
             self.text_line(TextLine([hri_span], align=code.align, line_dots=0))
 
 
-def _pdf417_codes(code: Pdf417) -> list[list[int]]:
+def _pdf417_codes(code: Pdf417, max_width: int = PAPER_80MM_DOTS) -> list[list[int]]:
+    """Codeword rows; automatic columns (0) start at 6 (4 for short data) and shrink to fit ``max_width``."""
     import pdf417gen
 
-    columns = code.columns if 1 <= code.columns <= 30 else 0
-    if columns == 0:
-        columns = 6 if len(code.data) > 40 else 4
     level = code.error_level if code.error_level is not None and 0 <= code.error_level <= 8 else 2
     data: Any = code.data
-    codes: list[list[int]] = pdf417gen.encode(data, columns=columns, security_level=level)
-    return codes
+    if 1 <= code.columns <= 30:
+        fixed: list[list[int]] = pdf417gen.encode(data, columns=code.columns, security_level=level)
+        return fixed
+    columns = 6 if len(code.data) > 40 else 4
+    while True:
+        codes: list[list[int]] = pdf417gen.encode(data, columns=columns, security_level=level)
+        # start, left indicator, data columns, right indicator, stop: 17 modules each, stop 18
+        if columns <= 1 or (len(codes[0]) * 17 + 1) * code.module_width <= max_width:
+            return codes
+        columns -= 1
 
 
 def _barcode_value(code: Barcode) -> str:

@@ -12,6 +12,7 @@ import pypdfium2 as pdfium
 import pytest
 import zxingcpp
 
+from appliance.escpos import render
 from appliance.escpos.convert import convert_receipts, merge_receipts
 from appliance.escpos.model import Barcode, Feed, Pdf417, QrCode, Raster, Receipt, Span, TextLine
 from appliance.escpos.render import POINTS_PER_DOT, guess_paper_mm, render_pdf, render_pdf_with_warnings
@@ -199,3 +200,15 @@ def test_convert_receipts() -> None:
     assert (converted.total, converted.receipts, converted.copies) == ("6.50", 1, 1)
     empty = convert_receipts([Receipt([Feed(10)])], None, DEFAULT_TOTAL_LABELS)
     assert empty.pdf is None and empty.receipts == 0
+
+
+def test_missing_font_names_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(render, "FONT_FILES", {"EticketMonoAbsent": "DejaVuSansMono-Absent.ttf"})
+    with pytest.raises(render.FontMissing, match="fonts-dejavu-core"):
+        render_pdf([Receipt([line("x")])], paper_mm=80)
+
+
+def test_pdf417_automatic_columns_fit_58mm() -> None:
+    data = b"SALE 2026-12-02 TICKET 000042 TOTAL 6.50 EUR SHOP BOULANGERIE DUPRE LYON"
+    pdf = render_pdf([Receipt([Feed(24), Pdf417(data, module_width=3), Feed(24)])], paper_mm=58)
+    assert (zxingcpp.BarcodeFormat.PDF417, data.decode()) in decode(pdf)
