@@ -189,7 +189,8 @@ class _Renderer:
         size = raster.row_bytes() * raster.height
         bits = raster.bits[:size].ljust(size, b"\0")
         img = Image.frombytes("1", (raster.row_bytes() * 8, raster.height), bits)
-        img = img.crop((0, 0, raster.width, raster.height)).convert("L").point(lambda v: 255 - v).convert("1")
+        # pillow's "1" has 1 = white: invert; a grey image of 0/255 (reportlab writes "1" as RGB)
+        img = img.crop((0, 0, raster.width, raster.height)).convert("L").point(lambda v: 255 - v)
         width = float(raster.width * raster.scale_x)
         height = float(raster.height * raster.scale_y)
         avail = float(self.layout.printable)
@@ -237,6 +238,8 @@ class _Renderer:
             self.warnings.append(f"barcode {code.symbology} not drawn (printed as text): unsupported or invalid data")
             self.text_line(TextLine([hri_span], align=code.align, line_dots=0))
             return
+        if not _check_digit_ok(code):
+            self.warnings.append(f"barcode {code.symbology}: wrong check digit, drawn with the right one")
         if code.hri in ("above", "both"):
             self.text_line(TextLine([hri_span], align=code.align, line_dots=0))
         width = float(drawing.width)
@@ -263,6 +266,17 @@ def _pdf417_codes(code: Pdf417, max_width: int = PAPER_80MM_DOTS) -> list[list[i
         if columns <= 1 or (len(codes[0]) * 17 + 1) * code.module_width <= max_width:
             return codes
         columns -= 1
+
+
+def _check_digit_ok(code: Barcode) -> bool:
+    """False when a UPC-A/EAN13/EAN8 carries its check digit and it is wrong (reportlab redraws it right)."""
+    digits = {"UPC-A": 12, "EAN13": 13, "EAN8": 8}.get(code.symbology)
+    value = _barcode_value(code)
+    if digits is None or len(value) != digits or not value.isdigit():
+        return True
+    body = [int(c) for c in value[:-1]]
+    weighted = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return (10 - weighted % 10) % 10 == int(value[-1])
 
 
 def _barcode_value(code: Barcode) -> str:

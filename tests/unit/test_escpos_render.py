@@ -212,3 +212,11 @@ def test_pdf417_automatic_columns_fit_58mm() -> None:
     data = b"SALE 2026-12-02 TICKET 000042 TOTAL 6.50 EUR SHOP BOULANGERIE DUPRE LYON"
     pdf = render_pdf([Receipt([Feed(24), Pdf417(data, module_width=3), Feed(24)])], paper_mm=58)
     assert (zxingcpp.BarcodeFormat.PDF417, data.decode()) in decode(pdf)
+
+
+def test_wrong_check_digit_warns() -> None:
+    _, warnings = render_pdf_with_warnings([Receipt([Barcode("EAN13", b"4006381333932")])], paper_mm=80)
+    assert len(warnings) == 1 and "check digit" in warnings[0]
+    _, warnings = render_pdf_with_warnings([Receipt([Barcode("UPC-A", b"036000291452"),
+                                                     Barcode("EAN8", b"96385074")])], paper_mm=80)
+    assert warnings == []
