@@ -220,3 +220,39 @@ def test_wrong_check_digit_warns() -> None:
     _, warnings = render_pdf_with_warnings([Receipt([Barcode("UPC-A", b"036000291452"),
                                                      Barcode("EAN8", b"96385074")])], paper_mm=80)
     assert warnings == []
+
+
+@pytest.mark.parametrize(("symbology", "data", "expected"), [
+    ("UPC-A", b"036000291452", "036000291452"), ("EAN8", b"96385074", "96385074"),
+    ("CODE39", b"ABC123", "ABC123"), ("ITF", b"12345670", "12345670"), ("CODABAR", b"A40156B", "A40156B"),
+    ("CODE93", b"TEST93", "TEST93"), ("CODE128", b"{C123456", "123456"),
+])
+def test_other_symbologies_decode(symbology: str, data: bytes, expected: str) -> None:
+    code = Barcode(symbology, data, height=80, module_width=3)  # type: ignore[arg-type]
+    pdf, warnings = render_pdf_with_warnings([Receipt([Feed(24), code, Feed(24)])], paper_mm=80)
+    assert warnings == []
+    texts = [text for _, text in decode(pdf, scale=3)]
+    assert expected in texts or "0" + expected in texts  # zxing reports UPC-A as EAN-13
+
+
+def char_box_dots(pdf: bytes, index: int) -> tuple[float, float, float, float]:
+    page = pdfium.PdfDocument(pdf)[0]
+    left, bottom, right, top = page.get_textpage().get_charbox(index)
+    return left / POINTS_PER_DOT, bottom / POINTS_PER_DOT, right / POINTS_PER_DOT, top / POINTS_PER_DOT
+
+
+def test_alignment_and_margins() -> None:
+    # 80 mm: printable from dot 32 to 608; "ABCD" is 48 dots of font A
+    right = render_pdf([Receipt([TextLine([Span("ABCD")], align="right")])], paper_mm=80)
+    assert char_box_dots(right, 3)[2] == pytest.approx(608, abs=3)
+    center = render_pdf([Receipt([TextLine([Span("ABCD")], align="center")])], paper_mm=80)
+    assert char_box_dots(center, 0)[0] == pytest.approx(32 + 264, abs=3)
+    margin = render_pdf([Receipt([TextLine([Span("ABCD")], left_margin=60)])], paper_mm=80)
+    assert char_box_dots(margin, 0)[0] == pytest.approx(92, abs=3)
+
+
+def test_line_spacing() -> None:
+    tall = media_box(render_pdf([Receipt([TextLine([Span("a")], line_dots=60)] * 3)], paper_mm=80))
+    tight = media_box(render_pdf([Receipt([TextLine([Span("a")], line_dots=10)] * 3)], paper_mm=80))
+    assert tall[3] == pytest.approx((3 * 60 + 64) * POINTS_PER_DOT, abs=0.01)
+    assert tight[3] == pytest.approx((3 * 24 + 64) * POINTS_PER_DOT, abs=0.01)  # at least the font's height
