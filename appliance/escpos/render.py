@@ -73,8 +73,6 @@ def _cell(span: Span) -> tuple[int, int]:
     return width * span.width, height * span.height
 
 
-
-
 def guess_paper_mm(receipts: list[Receipt]) -> int:
     """58 when every text line fits 32 font-A / 42 font-B columns (a span of width w counts w columns a
     character) and no image, code or print width is wider than 384 dots; else 80."""

@@ -16,7 +16,7 @@ Total TTC; "Total" alone must not take the HT line)."""
 SUBTOTAL_WORDS = frozenset({"ht", "tva", "vat", "tax", "taxe", "taxes", "mwst", "ust", "net", "netto", "iva",
                             "excl", "hors", "sans", "brutto", "articles", "article", "items", "qty"})
 """Words that, right after a label, make the line a subtotal or a count, not the total."""
-CURRENCY_WORDS = frozenset({"eur", "euro", "euros", "chf", "usd", "gbp", "fr", "frs", "chf.", "ttc", "dû", "du"})
+CURRENCY_WORDS = frozenset({"eur", "euro", "euros", "chf", "usd", "gbp", "fr", "frs", "ttc", "dû", "du"})
 
 _NUMBER = re.compile(r"(?<![\d.,])(-\s?)?"
                      r"(\d{1,3}(?:[ \u00a0\u202f.,'’]\d{3})+(?:[.,]\d{1,4})?|\d+(?:[.,]\d{1,4})?)"
