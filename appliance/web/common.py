@@ -114,13 +114,17 @@ def allowed_methods(request: Request) -> list[str]:
 def add_problem_handlers(app: FastAPI) -> None:
     """Render :class:`ApplianceError`, HTTP errors and validation errors as RFC 9457 problem details
     (``application/problem+json``); 401 adds ``WWW-Authenticate``, a ``retry_after`` extension ``Retry-After``,
-    405 ``Allow`` (:func:`allowed_methods`)."""
+    405 ``Allow`` (:func:`allowed_methods`); 408 and 413, refused with the body not read to its end, add
+    ``Connection: close`` (RFC 9110 §15.5.9/§15.5.14: the server closes, so a client must not reuse the
+    connection for its next request — it would meet a closed socket)."""
 
     @app.exception_handler(ApplianceError)
     async def on_appliance_error(request: Request, exc: ApplianceError) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer realm="eticket"'} if exc.status == 401 else None
         if "retry_after" in exc.extensions:
             headers = {"Retry-After": str(exc.extensions["retry_after"])}
+        if exc.status in (408, 413):
+            headers = {**(headers or {}), "Connection": "close"}
         return _problem(request, exc.status, exc.problem(instance=None), headers)
 
     @app.exception_handler(StarletteHTTPException)
