@@ -12,6 +12,9 @@ States (``scene``):
   claimed or expires, every return to rest (a clear, a receipt's timeout, a pairing window closing) comes back
   to it rather than to ``idle``/``pairing``.
 * ``downloaded`` — the customer's phone fetched the receipt on screen: a thank-you for a few seconds.
+* ``sale`` — a sale going on: the two lines a till sends for a customer display (``sale.lines``, TakePOS's
+  ``GET /display/index.php?text=``: the item just rung up, then the total at payment), until the receipt
+  comes, a clear, or ``SALE_SECONDS`` without a new line.
 
 ``lang`` (fr, it, en, de, es) is the shop's language, or the one the ticket asked for. ``logo`` is the
 path of the shop's logo on the appliance (``/logo?v=<hash>``) or null; ``clock`` asks the idle scene for
@@ -27,6 +30,9 @@ Shape sent to screen clients (JSON)::
 ``notice`` is null, or a message for the shop owner drawn over every scene (a refused ``eticket.toml``).
 ``storage`` is null, or ``{"status": "repaired"|"damaged", "receipts_lost", "pairings_lost"}`` (with
 ``"database_lost": true`` when the whole database was gone): a band too.
+
+``till_bound`` is null, or ``{"address": "192.168.1.30"}`` for ``TILL_BOUND_SECONDS`` after a till printing
+while pairing was open was allowed to print (appliance/printer): a band saying so, over every scene.
 
 ``seq`` increases with every change, so a client can tell a new state from a repeated one.
 All methods run on the event loop (``async_`` where they wait).
@@ -55,9 +61,14 @@ SCENE_TICKET = "ticket"
 SCENE_SCREEN_LINK = "screen-link"
 SCENE_DOWNLOADED = "downloaded"
 SCENE_WIFI = "wifi"
+SCENE_SALE = "sale"
 _TICKET_SCENES = (SCENE_WIFI, SCENE_TICKET, SCENE_DOWNLOADED)
 DOWNLOADED_SECONDS = 6.0
 """How long the thank-you shows after the customer's phone fetched the receipt on screen."""
+SALE_SECONDS = 300.0
+"""A sale's display lines stay this long after the last one (a till left mid-sale goes back to rest)."""
+TILL_BOUND_SECONDS = 60.0
+"""How long the band saying that a till was allowed to print stays."""
 
 
 class Display:
@@ -77,6 +88,9 @@ class Display:
         self._pairing: dict[str, Any] | None = None
         self._screen_link: dict[str, Any] | None = None
         self._notice: str | None = None
+        self._sale: dict[str, Any] | None = None
+        self._till_bound: dict[str, Any] | None = None
+        self._till_bound_timer: asyncio.TimerHandle | None = None
         self._next_change: asyncio.Future[None] | None = None
         """Resolved (and replaced) at the next change; created by the first follower that waits."""
         self._timer: asyncio.TimerHandle | None = None
@@ -98,6 +112,8 @@ class Display:
                 "screen_link": self._screen_link if self._scene == SCENE_SCREEN_LINK else None,
                 "notice": self._notice,
                 "storage": self._storage,
+                "sale": self._sale if self._scene == SCENE_SALE else None,
+                "till_bound": self._till_bound,
             }
         )
 
@@ -137,6 +153,7 @@ class Display:
         the Wi-Fi join QR shows first, for ``wifi_seconds``."""
         self._cancel_timer()
         self._ticket = ticket
+        self._sale = None
         loop = asyncio.get_running_loop()
         if ticket.get("wifi") and wifi_seconds > 0:
             await self._async_set(SCENE_WIFI)
@@ -150,6 +167,32 @@ class Display:
             await self._async_set(SCENE_TICKET)
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self._timeout, lambda: loop.create_task(self.async_clear()))
+
+    async def async_show_sale(self, lines: list[str]) -> None:
+        """Show a sale's customer-display lines (``["Croissant      1,20", ""]``, at most two, as a till
+        sends them); back to rest after SALE_SECONDS without a new call. A receipt on screen gives way: the
+        next customer's sale has begun."""
+        self._cancel_timer()
+        self._ticket = None
+        self._sale = {"lines": list(lines)}
+        await self._async_set(SCENE_SALE)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(SALE_SECONDS, lambda: loop.create_task(self.async_clear()))
+
+    async def async_till_bound(self, address: str) -> None:
+        """Say over every scene, for TILL_BOUND_SECONDS, that the till at ``address`` may print now."""
+        if self._till_bound_timer is not None:
+            self._till_bound_timer.cancel()
+        self._till_bound = {"address": address}
+        await self._async_set(self._scene)
+        loop = asyncio.get_running_loop()
+        self._till_bound_timer = loop.call_later(TILL_BOUND_SECONDS,
+                                                 lambda: loop.create_task(self._async_till_bound_done()))
+
+    async def _async_till_bound_done(self) -> None:
+        self._till_bound_timer = None
+        self._till_bound = None
+        await self._async_set(self._scene)
 
     async def async_ticket_downloaded(self, ticket_id: str) -> None:
         """The phone fetched ``ticket_id``: if it is on screen, thank the customer, then go idle."""
@@ -191,6 +234,7 @@ class Display:
         else pairing while unpaired, else idle (:meth:`_resting_scene`)."""
         self._cancel_timer()
         self._ticket = None
+        self._sale = None
         await self._async_set(self._resting_scene())
 
     async def async_set_screen_link(self, link: dict[str, Any] | None) -> None:
@@ -212,7 +256,7 @@ class Display:
             self._ticket = None
         if now and self._pairing:
             await self._async_set(SCENE_PAIRING)
-        elif self._scene not in (SCENE_TICKET, SCENE_WIFI) or now:
+        elif self._scene not in (SCENE_TICKET, SCENE_WIFI, SCENE_SALE) or now:
             await self._async_set(self._resting_scene())
 
     async def async_set_notice(self, notice: str | None) -> None:

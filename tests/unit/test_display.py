@@ -99,3 +99,26 @@ def test_a_wait_times_out_with_none_and_close_wakes_every_follower() -> None:
         assert display.closed
 
     _run(run())
+
+
+def test_a_sale_shows_its_lines_until_the_receipt_and_a_bound_till_is_a_band() -> None:
+    """The customer-display lines (TakePOS's display call) are the ``sale`` scene; the receipt replaces them,
+    and the band saying a till may print now rides over every scene (appliance/printer)."""
+
+    async def story() -> None:
+        display = Display(shop="Test", timeout_seconds=60)
+        await display.async_show_sale(["Croissant       1,20", ""])
+        state = display.snapshot()
+        assert (state["scene"], state["sale"]) == ("sale", {"lines": ["Croissant       1,20", ""]})
+        await display.async_till_bound("192.168.1.30")
+        await display.async_show_ticket({"id": "t-1", "url": "http://d/r/x", "total": "6.50", "currency": "EUR"})
+        state = display.snapshot()
+        assert (state["scene"], state["sale"]) == ("ticket", None)
+        assert state["till_bound"] == {"address": "192.168.1.30"}
+        await display.async_show_sale(["TOTAL          6,50", ""])
+        await display.async_clear()
+        state = display.snapshot()
+        assert (state["scene"], state["sale"]) == ("idle", None)
+        await display.async_close()
+
+    _run(story())
