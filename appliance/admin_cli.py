@@ -1,4 +1,5 @@
-"""``eticket pairings list | revoke ID | open`` and ``eticket status``: device-side commands over the local
+"""``eticket pairings list | revoke ID | open``, ``eticket screens``, ``eticket printers allow ADDRESS | list |
+revoke ID`` and ``eticket status``: device-side commands over the local
 admin socket (``<data_dir>/admin.sock``, owner-only), so only the appliance's own user can run them."""
 
 from __future__ import annotations
@@ -96,13 +97,43 @@ def _screens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _printers(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    if args.action == "allow":
+        if not args.target:
+            raise SystemExit("eticket: error: printers allow needs an address, e.g. 192.168.1.30 or 192.168.1.0/24")
+        name = f"&name={quote(args.name)}" if args.name else ""
+        till = _call(args, "POST", f"/printers?address={quote(args.target)}{name}")
+        if args.json:
+            print(json.dumps(till, indent=2))
+        elif till["created"]:
+            print(f"allowed {till['network']} to print as {till['id']} ({till['name']!r})")
+        else:
+            print(f"{till['network']} was already allowed to print ({till['id']})")
+    elif args.action == "list":
+        rows = _call(args, "GET", "/printers")
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif not rows:
+            print("no till may print yet: 'eticket printers allow ADDRESS', or print while pairing is open")
+        for row in rows:
+            print(f"{row['id']}  {row['network']}  {row['name']!r}  {row['how']} {row['added_at']}")
+    else:
+        if not args.target:
+            raise SystemExit("eticket: error: printers revoke needs the till id (see 'eticket printers list')")
+        _call(args, "DELETE", f"/printers/{quote(args.target)}")
+        print(f"revoked {args.target}: its print jobs are refused from now on")
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     print(json.dumps(_call(args, "GET", "/status"), indent=2))
     return 0
 
 
 def add_admin_parsers(sub: Any) -> None:
-    """Add ``pairings`` and ``status`` to the ``eticket`` subparsers."""
+    """Add ``pairings``, ``screens``, ``printers`` and ``status`` to the ``eticket`` subparsers."""
     p = sub.add_parser("pairings", help="on the device: list, revoke or open POS pairings")
     p.add_argument("action", choices=["list", "revoke", "open"])
     p.add_argument("id", nargs="?", help="the POS id to revoke")
@@ -117,6 +148,15 @@ def add_admin_parsers(sub: Any) -> None:
     p.add_argument("--data-dir", type=Path, help="the appliance's data dir (holds admin.sock)")
     p.add_argument("--json", action="store_true", help="JSON output (add: {id, name, link, expires})")
     p.set_defaults(func=_screens)
+    p = sub.add_parser("printers", help="on the device: allow a till's address to print (port 9100, TakePOS "
+                       "connector), list or revoke them")
+    p.add_argument("action", choices=["allow", "list", "revoke"])
+    p.add_argument("target", nargs="?", metavar="ADDRESS[/PREFIX]|ID", help="allow: the till's address or "
+                   "network; revoke: the till id")
+    p.add_argument("--name", help="allow: a name for the till (default 'Till <address>')")
+    p.add_argument("--data-dir", type=Path, help="the appliance's data dir (holds admin.sock)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_printers)
     p = sub.add_parser("status", help="on the device: health, pairing state and URLs")
     p.add_argument("--data-dir", type=Path, help="the appliance's data dir (holds admin.sock)")
     p.set_defaults(func=_status)

@@ -42,6 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
             language=args.language, relay_url=args.relay_url,
             retention_seconds=args.retention_seconds, max_body_bytes=args.max_body_bytes,
             display_timeout_seconds=args.display_timeout, log_level=args.log_level,
+            printer_listen=args.printer_listen, printer_paper_mm=args.printer_paper_mm,
         )
     except ConfigError as exc:
         print(f"eticket: error: {exc}", file=sys.stderr)
@@ -90,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, help="largest receipt accepted (default 10 MiB)")
     serve.add_argument("--display-timeout", type=float, help="seconds a ticket stays on screen (default 120)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    serve.add_argument("--printer-listen", metavar="HOST:PORT",
+                       help="accept ESC/POS print jobs from tills here, as a network printer (e.g. 0.0.0.0:9100)")
+    serve.add_argument("--printer-paper-mm", type=int, choices=(80, 58),
+                       help="paper width of printed receipts (default: guessed per receipt)")
     serve.set_defaults(func=_serve)
 
     add_kiosk_parser(sub)

@@ -112,12 +112,41 @@ class Settings(BaseSettings):
         "with under 1 GiB of RAM or one core, else two."
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
+    printer_listen: str | None = Field(
+        None, description="HOST:PORT where tills print ESC/POS receipts as to a network printer (raw TCP, "
+        "one job per connection; 0.0.0.0:9100 on a device); unset: no printer port."
+    )
+    printer_paper_mm: int | None = Field(
+        None, description="Paper width of printed receipts, 80 or 58 mm; unset: guessed from each receipt "
+        "(a line wider than 32 font-A columns is 80 mm)."
+    )
+    printer_currency: str = Field(
+        "EUR", pattern="^[A-Z]{3}$", description="ISO 4217 currency of totals read from printed receipts."
+    )
+    printer_total_labels: list[str] | None = Field(
+        None, description="Labels of the total line on printed receipts, most specific first (default: "
+        "TakePOS's 'Total TTC' and the labels of common tills: appliance.escpos.total.DEFAULT_TOTAL_LABELS)."
+    )
 
-    @field_validator("listen", "api_listen")
+    @field_validator("listen", "api_listen", "printer_listen")
     @classmethod
     def _check_listen(cls, value: str | None) -> str | None:
         if value is not None:
             split_host_port(value)
+        return value
+
+    @field_validator("printer_paper_mm")
+    @classmethod
+    def _check_paper(cls, value: int | None) -> int | None:
+        if value is not None and value not in (58, 80):
+            raise ValueError("must be 80 or 58 (millimetres of thermal paper)")
+        return value
+
+    @field_validator("printer_total_labels")
+    @classmethod
+    def _check_labels(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or any(not label.strip() or len(label) > 40 for label in value)):
+            raise ValueError("must be a non-empty list of labels of 1 to 40 characters")
         return value
 
     @field_validator("name")

@@ -11,6 +11,7 @@ Our exception hierarchy::
     │   └── BadPairingRequest         (400 bad-pairing-request)
     ├── Unauthorized                  (401 unauthorized)
     ├── PairingRefused                (403 pairing-refused)
+    ├── TillNotAllowed                (403 till-not-allowed)
     ├── PairingLocked                 (429 pairing-locked)
     ├── PairingBusy                   (429 pairing-busy)
     ├── NotFound                      (404 not-found)
@@ -23,6 +24,7 @@ Our exception hierarchy::
     ├── UnsupportedMediaType          (415 unsupported-media-type)
     ├── TooManyConnections            (503 too-many-connections)
     ├── IdempotencyKeyReused          (422 idempotency-key-reused)
+    ├── PrintJobRefused               (422 print-job-refused)
     ├── InvalidTicket                 (422, a field of the ticket is wrong)
     │   ├── InvalidTotal              (422 invalid-total)
     │   ├── InvalidCurrency           (422 invalid-currency)
@@ -131,6 +133,24 @@ class PairingRefused(ApplianceError):
     status = 403
     slug = "pairing-refused"
     title = "Pairing refused"
+
+
+class TillNotAllowed(ApplianceError):
+    """A print job (port 9100 or the TakePOS connector) came from an address no till allowance covers
+    (``eticket printers allow``), while pairing was closed."""
+
+    status = 403
+    slug = "till-not-allowed"
+    title = "Till not allowed to print"
+
+
+class PrintJobRefused(ApplianceError):
+    """A print job (ESC/POS bytes) makes no receipt: nothing printable, over a limit of
+    :class:`appliance.escpos.interpreter.Limits`, or its conversion failed or overran its time or memory."""
+
+    status = 422
+    slug = "print-job-refused"
+    title = "Print job refused"
 
 
 class PairingLocked(ApplianceError):

@@ -56,26 +56,42 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
     return data
 
 
-def worker_main() -> None:
-    """Worker loop on stdin/stdout: a request is a 4-byte big-endian length and the PDF bytes; the answer is
-    one JSON line, ``["ok", pages, width, height]`` or ``["rejected", class name, detail]``."""
-    from .pdfcheck import check_pdf  # the engines load here only, never in the appliance
-
+def bound_worker(memory_bytes: int) -> None:
+    """In a worker process: cap its address space at ``memory_bytes`` (RLIMIT_AS) and make it the OOM
+    killer's first victim (WORKER_OOM_SCORE_ADJ)."""
     # glibc makes this the prlimit64 system call, which systemd's @default set allows: the unit's
     # SystemCallFilter=~@resources (which lists setrlimit) does not refuse it.
-    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     try:
         with open("/proc/self/oom_score_adj", "w") as adj:
             adj.write(str(WORKER_OOM_SCORE_ADJ))
     except OSError:  # no /proc (or a sandbox that hides it): the rlimit still bounds the worker
         pass
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    while True:
-        try:
-            (size,) = _LENGTH.unpack(_read_exact(stdin, _LENGTH.size))
-            data = _read_exact(stdin, size)
-        except EOFError:
-            return
+
+
+def read_request() -> bytes | None:
+    """In a worker process: the next request from stdin (a 4-byte big-endian length, then the bytes), or
+    None when the appliance closed the pipe."""
+    try:
+        (size,) = _LENGTH.unpack(_read_exact(sys.stdin.buffer, _LENGTH.size))
+        return _read_exact(sys.stdin.buffer, size)
+    except EOFError:
+        return None
+
+
+def write_answer(answer: object) -> None:
+    """In a worker process: send one answer, a JSON line, on stdout."""
+    sys.stdout.buffer.write(json.dumps(answer).encode() + b"\n")
+    sys.stdout.buffer.flush()
+
+
+def worker_main() -> None:
+    """Worker loop on stdin/stdout: a request is a 4-byte big-endian length and the PDF bytes; the answer is
+    one JSON line, ``["ok", pages, width, height]`` or ``["rejected", class name, detail]``."""
+    from .pdfcheck import check_pdf  # the engines load here only, never in the appliance
+
+    bound_worker(WORKER_MEMORY_BYTES)
+    while (data := read_request()) is not None:
         answer: list[object]
         try:
             info = check_pdf(data)
@@ -86,16 +102,16 @@ def worker_main() -> None:
             answer = ["rejected", "PdfTooComplex", "The PDF needs more memory to read than any receipt."]
         except Exception as exc:  # an engine failure we did not foresee: refuse the file, keep the worker
             answer = ["rejected", "UnreadablePdf", f"The PDF cannot be read ({type(exc).__name__})."]
-        stdout.write(json.dumps(answer).encode() + b"\n")
-        stdout.flush()
+        write_answer(answer)
 
 
-class _Worker:
-    """One ``python -m appliance.pdfworker`` process (a plain subprocess: nothing of the server is inherited)."""
+class Worker:
+    """One ``python -m <module> [args]`` worker process (a plain subprocess: nothing of the server is
+    inherited), speaking :func:`read_request` / :func:`write_answer`; by default a PDF check worker."""
 
-    def __init__(self) -> None:
+    def __init__(self, module: str = "appliance.pdfworker", args: tuple[str, ...] = ()) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance.pdfworker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", module, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=None, close_fds=True,  # inherited: a dying worker says why in the appliance log
             # The worker imports what this process imports, however it was installed (the image puts the
             # application beside, not inside, the system Python's path).
@@ -105,8 +121,9 @@ class _Worker:
             process_group=0,
         )
 
-    def ask(self, data: bytes, timeout: float) -> list[Any] | None:
-        """Send one PDF; the answer, or None after ``timeout`` seconds. Raises OSError/EOFError if it died."""
+    def ask(self, data: bytes, timeout: float) -> Any:
+        """Send one request; the decoded JSON answer, or None after ``timeout`` seconds. Raises
+        OSError/EOFError if the worker died."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(_LENGTH.pack(len(data)) + data)
         self.proc.stdin.flush()
@@ -116,8 +133,7 @@ class _Worker:
         line = self.proc.stdout.readline()
         if not line:
             raise EOFError
-        answer: list[Any] = json.loads(line)
-        return answer
+        return json.loads(line)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -137,7 +153,7 @@ class PdfChecker:
 
     def __init__(self, workers: int = DEFAULT_WORKERS, timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
         self._timeout = timeout
-        self._idle: queue.Queue[_Worker | None] = queue.Queue()
+        self._idle: queue.Queue[Worker | None] = queue.Queue()
         for _ in range(max(1, workers)):
             self._idle.put(None)  # a slot; the process starts on first use
 
@@ -151,7 +167,7 @@ class PdfChecker:
         worker = self._idle.get()
         try:
             if worker is None or not worker.alive():
-                worker = _Worker()
+                worker = Worker()
             try:
                 answer = worker.ask(data, self._timeout)
             except (EOFError, OSError, ValueError):
@@ -183,7 +199,7 @@ class PdfChecker:
             except queue.Empty:
                 break
         for worker in workers:
-            self._idle.put(worker if worker is not None and worker.alive() else _Worker())
+            self._idle.put(worker if worker is not None and worker.alive() else Worker())
 
     def close(self) -> None:
         """Stop every worker."""

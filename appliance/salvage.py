@@ -38,8 +38,9 @@ DAMAGE_CODES = frozenset({11, 26})
 UNAVAILABLE_CODES = frozenset({3, 5, 8, 10, 13, 14})
 """SQLITE_PERM, SQLITE_BUSY (another process held a lock past the 30 s timeout), SQLITE_READONLY, SQLITE_IOERR,
 SQLITE_FULL, SQLITE_CANTOPEN: the storage refuses, for now."""
-TABLE_ORDER = ("meta", "pos", "screens", "tickets", "outbox")
-"""Copy order: the device id and pairings first (losing them forces every till to pair again), outbox last
+TABLE_ORDER = ("meta", "pos", "screens", "tills", "tickets", "outbox")
+"""Copy order: the device id, pairings and till allowances first (losing them forces every till to pair
+again), outbox last
 (it refers to tickets)."""
 KEEP_DAMAGED_COPIES = 2
 """Set-aside databases kept (the newest); older ones are deleted at the next repair, so that a failing card

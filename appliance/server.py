@@ -20,11 +20,12 @@ from typing import Any
 
 import uvicorn
 
-from ._paths import configure_logging
+from ._paths import configure_logging, split_host_port
 from ._sdnotify import Notifier
 from .admin_cli import ADMIN_SOCKET
 from .admission import MAX_CONNECTIONS
 from .config import Settings
+from .printer.listener import PrintListener
 from .service import Appliance
 from .web.admin import create_admin_app
 from .web.app import create_app
@@ -258,7 +259,12 @@ async def _async_status(notifier: Notifier, appliance: Appliance, line: str) -> 
 async def _async_serve(settings: Settings, notifier: Notifier) -> None:
     public_sock = _tcp_socket(settings.host, settings.port)
     api_sock = _tcp_socket(*settings.api_host_port) if settings.tls else None
+    printer_sock = _tcp_socket(*split_host_port(settings.printer_listen)) if settings.printer_listen else None
     appliance = Appliance(settings)
+    printer: PrintListener | None = None
+    if printer_sock is not None:
+        appliance.printer_port = printer_sock.getsockname()[1]
+        printer = PrintListener(appliance.printer, printer_sock)
     common = dict(access_log=False, log_config=None, log_level=settings.log_level, proxy_headers=False,
                   server_header=False, timeout_graceful_shutdown=3, lifespan="off")
     # The TCP listeners run behind appliance/admission.py (caps, a reserve for trusted clients, the request
@@ -297,12 +303,16 @@ async def _async_serve(settings: Settings, notifier: Notifier) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     await appliance.async_start()
+    if printer is not None:
+        await printer.async_start()
     ready = asyncio.create_task(_async_ready([server for server, _ in servers], notifier, appliance))
     try:
         await asyncio.gather(*(server.serve(sockets=sockets) for server, sockets in servers))
     finally:
         ready.cancel()
         notifier.notify("STOPPING=1")
+        if printer is not None:
+            await printer.async_stop()
         await appliance.async_stop()
         with contextlib.suppress(FileNotFoundError):
             (settings.data_dir / ADMIN_SOCKET).unlink()
@@ -328,7 +338,8 @@ def serve(settings: Settings) -> None:
     try:
         asyncio.run(_async_serve(settings, notifier))
     except BindError as exc:
-        log.error("%s. Is another appliance running? Choose other ports with --listen / --api-listen.", exc)
+        log.error("%s. Is another appliance running? Choose other ports with --listen / --api-listen / "
+                  "--printer-listen.", exc)
         raise SystemExit(2) from exc
     finally:
         if supervisor is not None:

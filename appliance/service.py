@@ -135,6 +135,13 @@ class Appliance:
                                  security="WPA" if settings.guest_wifi_password else "nopass"),
         }
         """Without a relay: the guest Wi-Fi join QR (``WIFI:T:WPA;S:…;P:…;;``, segno's encoder) shown first."""
+        self.printer_port: int | None = None
+        """The bound port of ``printer_listen`` (set by the server before start), for the DNS-SD printer
+        records; None without a printer port."""
+        from .printer.intake import PrintIntake
+
+        self.printer = PrintIntake(self)
+        """Print jobs (port 9100, the TakePOS connector) and customer-display calls (appliance/printer)."""
         self.publisher: Publisher | None = None
         if settings.relay_url:
             self.publisher = Publisher(self.store, settings.relay_url, Signer(self.identity.key_path.read_bytes()),
@@ -180,6 +187,7 @@ class Appliance:
         advertiser = Advertiser(
             name=self.settings.name, device_id=self.device_id, port=self.settings.api_host_port[1],
             interfaces=interfaces, addresses=addresses, fingerprint=self.identity.fingerprint, tls=self.settings.tls,
+            printer_port=self.printer_port,
         )
         try:
             await advertiser.async_start(paired=self.paired)
@@ -263,6 +271,7 @@ class Appliance:
         if self._advertiser is not None:
             await self._advertiser.async_close()
         self.pdf_checker.close()
+        self.printer.close()
         self.store.close()
 
     # --- pairing ---------------------------------------------------------------------------------------
@@ -276,14 +285,23 @@ class Appliance:
                 await self._advertiser.async_set_paired(paired)
 
     async def async_revoke_pos(self, pos_id: str) -> bool:
-        """Revoke a POS's token at once; reopen pairing when no POS is left. False if unknown."""
+        """Revoke a POS's token at once; reopen pairing when no POS (nor till allowed to print) is left.
+        False if unknown."""
         removed = await run_in_threadpool(self.store.revoke_pos, pos_id)
         if removed:
             log.info("revoked POS %s", pos_id)
-            if await run_in_threadpool(self.store.pos_count) == 0:
-                await self._async_set_paired(False)
-                await self.pairing.async_open(None)
+            await self.async_tills_changed()
         return removed
+
+    async def async_tills_changed(self) -> None:
+        """A POS or a till allowance came or went: ``paired`` (the TXT record, the pairing scene at rest)
+        follows whether any is left; with none left, pairing opens."""
+        count = await run_in_threadpool(self._pos_count, -1)
+        if count == 0 and self.paired:
+            await self._async_set_paired(False)
+            await self.pairing.async_open(None)
+        elif count > 0:
+            await self._async_set_paired(True)
 
     async def _async_pairing_loop(self) -> None:
         ticks = 0
@@ -311,9 +329,10 @@ class Appliance:
                 await self.pairing.async_close()
 
     def _pos_count(self, unknown: int = 0) -> int:
-        """How many POS are paired, or ``unknown`` while the storage cannot be used. Blocking."""
+        """How many POS are paired and tills allowed to print, or ``unknown`` while the storage cannot be
+        used. Blocking."""
         try:
-            return self.store.pos_count()
+            return self.store.pos_count() + len(self.store.list_tills())
         except StorageUnavailable:
             return unknown
 

@@ -36,7 +36,7 @@ from .errors import ReceiptDamaged, StorageDamaged, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this release writes, kept in ``meta.schema_version`` when a database is created (a newer
 release raises it by its migration; no release lowers it).
 
@@ -115,6 +115,13 @@ CREATE TABLE IF NOT EXISTS screens (
     token_sha256 TEXT NOT NULL UNIQUE,
     added_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tills (
+    id TEXT PRIMARY KEY,
+    network TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    how TEXT NOT NULL,
+    added_at REAL NOT NULL
+);
 """
 
 
@@ -150,6 +157,19 @@ class Pos:
     id: str
     name: str
     paired_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Till:
+    """A till allowed to print (port 9100, the TakePOS connector): every address of ``network`` (an IPv4 or
+    IPv6 network in CIDR form, ``192.168.1.30/32`` for one address). ``how`` is ``allowed`` (``eticket
+    printers allow``) or ``bound`` (its first print job while pairing was open). Times are Unix seconds."""
+
+    id: str
+    network: str
+    name: str
+    how: str
+    added_at: float
 
 
 class DamagedValue(Exception):
@@ -601,6 +621,36 @@ class Store:
         """Forget a screen. False if there was no such screen."""
         with self._lock:
             cur = self._db.execute("DELETE FROM screens WHERE id = ?", (screen_id,))
+        return cur.rowcount > 0
+
+    # --- tills allowed to print --------------------------------------------------------------------------
+    @_guarded
+    def add_till(self, network: str, name: str, how: str) -> tuple[Till, bool]:
+        """Allow ``network`` (canonical CIDR text) to print; ``(till, created)``: an allowance of the same
+        network already there is returned as it is (``created`` False)."""
+        till = Till(id="till-" + secrets.token_hex(4), network=network, name=name, how=how, added_at=time.time())
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO tills (id, network, name, how, added_at) VALUES (?, ?, ?, ?, ?)",
+                (till.id, till.network, till.name, till.how, till.added_at))
+            if cur.rowcount:
+                return till, True
+            row = self._db.execute("SELECT id, network, name, how, added_at FROM tills WHERE network = ?",
+                                   (network,)).fetchone()
+        return Till(*row), False
+
+    @_guarded
+    def list_tills(self) -> list[Till]:
+        """Every till allowance, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, network, name, how, added_at FROM tills ORDER BY added_at").fetchall()
+        return [Till(*row) for row in rows]
+
+    @_guarded
+    def revoke_till(self, till_id: str) -> bool:
+        """Forget a till allowance: its jobs are refused from now on. False if there was no such till."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM tills WHERE id = ?", (till_id,))
         return cur.rowcount > 0
 
     @_guarded

@@ -13,6 +13,11 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_eticket._tcp.local."
+PRINTER_TYPE = "_pdl-datastream._tcp.local."
+"""A raw print port (Bonjour Printing Specification 1.2 §9, "PDL Data Stream": port 9100)."""
+LPD_TYPE = "_printer._tcp.local."
+"""The LPD service type: registered with port 0, the Bonjour Printing Specification's way (§9.1) for a
+printer without LPD to defend its name against another printer taking it."""
 TXT_VERSION = "1"
 """Protocol version in the TXT record key ``v``; bumped on incompatible API changes (docs/protocol.md)."""
 API_PATH = "/api/v1"
@@ -47,6 +52,15 @@ def instance_name(name: str, number: int = 1) -> str:
     return (cut or DEFAULT_INSTANCE) + suffix
 
 
+def printer_txt_record(*, device_id: str, name: str) -> dict[str, str]:
+    """The printer services' TXT record (Bonjour Printing Specification 1.2 §9.2): ``txtvers``, ``qtotal``
+    (one queue), ``pdl`` (ESC/POS has no registered MIME type; ``application/vnd.epson.escpos`` names it),
+    ``ty`` and ``product`` (what a till's printer list shows), ``note`` (the shop), ``id`` (ties it to the
+    ``_eticket._tcp`` record)."""
+    return {"txtvers": "1", "qtotal": "1", "pdl": "application/vnd.epson.escpos", "ty": "eTicket receipt printer",
+            "product": "(eTicket)", "note": name[:200], "id": device_id}
+
+
 def txt_record(*, device_id: str, paired: bool, fingerprint: str = "", tls: bool = True) -> dict[str, str]:
     """The TXT record (RFC 6763 §6): ``id`` stable device id, ``v`` protocol version, ``paired`` 0/1,
     ``path`` API base path, ``tls`` 1 when the API is HTTPS, ``fp`` the certificate's SHA-256 pin (a hint
@@ -66,7 +80,11 @@ class Advertiser:
     """
 
     def __init__(self, *, name: str, device_id: str, port: int, interfaces: list[str] | None,
-                 addresses: list[str], fingerprint: str = "", tls: bool = True) -> None:
+                 addresses: list[str], fingerprint: str = "", tls: bool = True,
+                 printer_port: int | None = None) -> None:
+        self._printer_port = printer_port
+        """With a printer port (``printer_listen``): also ``_pdl-datastream._tcp`` on it and ``_printer._tcp``
+        on port 0, under the same instance name."""
         self._name = name
         self._device_id = device_id
         self._fingerprint = fingerprint
@@ -128,6 +146,25 @@ class Advertiser:
             raise NonUniqueNameException(f"every name from {instance_name(self._name)!r} to "
                                          f"{instance_name(self._name, CONFLICT_RENAMES_MAX + 1)!r} is taken")
         log.info("mDNS: advertising %s on %s", self._info.name, ", ".join(self._interfaces or ["all interfaces"]))
+        if self._printer_port is not None:
+            await self._async_register_printer()
+
+    async def _async_register_printer(self) -> None:
+        """The printer services, under the instance name the ``_eticket._tcp`` record got; a conflict (another
+        printer of that name) is logged and leaves the device without them, never without its own service."""
+        assert self._zc is not None
+        label = self._info.name[: -len(SERVICE_TYPE) - 1]
+        for service_type, port in ((PRINTER_TYPE, self._printer_port), (LPD_TYPE, 0)):
+            info = ServiceInfo(service_type, f"{label}.{service_type}", port=port,
+                               properties=printer_txt_record(device_id=self._device_id, name=self._name),
+                               server=self._info.server, addresses=self._info.addresses_by_version(IPVersion.All))
+            try:
+                await self._zc.async_register_service(info, allow_name_change=False)
+            except NonUniqueNameException:
+                log.warning("mDNS: a printer named %s is already on the network; tills must be given this "
+                            "device's address for printing", label)
+                return
+        log.info("mDNS: advertising the printer %s on port %d", label, self._printer_port)
 
     async def async_set_paired(self, paired: bool) -> None:
         """Re-announce with the new ``paired`` TXT value."""

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from ..errors import ApplianceError, BadRequest, NotFound
 from ..pairing import OPEN_WINDOW_SECONDS
 from ..service import Appliance, rfc3339
-from ..store import Pos
+from ..store import Pos, Till
 
 router = APIRouter()
 SCREEN_NAME_MAX_CHARS = 64
@@ -83,6 +83,57 @@ async def revoke_screen(screen_id: str, request: Request) -> Response:
     """Revoke a screen: its token stops working and its open display streams end at once. 404 if unknown."""
     if not await _app(request).screens.async_revoke(screen_id):
         raise NotFound(f"No paired screen {screen_id!r}; see 'eticket screens list'.")
+    return Response(status_code=204)
+
+
+def _till_rows(tills: list[Till]) -> list[dict[str, Any]]:
+    return [{"id": t.id, "network": t.network, "name": t.name, "how": t.how, "added_at": rfc3339(t.added_at)}
+            for t in tills]
+
+
+@router.post("/printers")
+async def allow_printer(request: Request) -> dict[str, Any]:
+    """Allow a till to print (port 9100, the TakePOS connector): query ``address`` an IP address or network
+    (``192.168.1.30``, ``192.168.1.0/24``; at most a /16 or an IPv6 /48), ``name`` optional.
+    ``{"id", "network", "name", "how", "added_at", "created"}`` (``created`` false when that network was
+    already allowed). Errors: 400 bad-request naming the fault (not an address, too wide, a bad name)."""
+    from starlette.concurrency import run_in_threadpool
+
+    from ..intake import name_fault
+    from ..printer.tills import parse_network
+
+    app = _app(request)
+    try:
+        network = parse_network(request.query_params.get("address", ""))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    name = request.query_params.get("name") or f"Till {network}"
+    fault = name_fault(name, SCREEN_NAME_MAX_CHARS)
+    if fault is not None:
+        raise BadRequest(f"The till name {name!r} {fault}.")
+    till, created = await run_in_threadpool(app.store.add_till, str(network), name, "allowed")
+    if created:
+        await app.async_tills_changed()
+    return {**_till_rows([till])[0], "created": created}
+
+
+@router.get("/printers")
+async def list_printers(request: Request) -> list[dict[str, Any]]:
+    """Every till allowed to print: ``[{"id", "network", "name", "how": "allowed"|"bound", "added_at"}]``."""
+    from starlette.concurrency import run_in_threadpool
+
+    return _till_rows(await run_in_threadpool(_app(request).store.list_tills))
+
+
+@router.delete("/printers/{till_id}", status_code=204)
+async def revoke_printer(till_id: str, request: Request) -> Response:
+    """Revoke a till's allowance: its next job or display call is refused. 404 if unknown."""
+    from starlette.concurrency import run_in_threadpool
+
+    app = _app(request)
+    if not await run_in_threadpool(app.store.revoke_till, till_id):
+        raise NotFound(f"No till {till_id!r} is allowed to print; see 'eticket printers list'.")
+    await app.async_tills_changed()
     return Response(status_code=204)
 
 

@@ -15,7 +15,7 @@ from eticket_core.negotiation import prefers
 
 from .. import __version__
 from ..service import Appliance
-from . import api, download, screen_claim, screen_page
+from . import api, connector, download, screen_claim, screen_page
 from .common import PROBLEM_MEDIA_TYPE, SecurityHeaders, add_problem_handlers
 from .logs import AccessLog
 from .openapi import finish_schema
@@ -31,6 +31,7 @@ def create_app(appliance: Appliance, *, pos_api: bool = True, public: bool = Tru
                   openapi_url="/openapi.json" if pos_api else None)
     app.openapi = device_schema  # type: ignore[method-assign]
     app.state.appliance = appliance
+    app.include_router(connector.router)  # TakePOS posts to whichever address its settings name
     if pos_api:
         app.include_router(api.router)
     if public:

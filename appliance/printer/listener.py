@@ -1,0 +1,151 @@
+"""The raw print port (``printer_listen``, 9100 on a device): ESC/POS jobs over TCP, as to a network printer.
+
+One job per connection (escpos-php's ``NetworkPrintConnector``, python-escpos's ``Network`` and raw sockets
+all close when done): the job is what arrives until the till closes its side, or until IDLE_END_SECONDS pass
+without a byte (a till that keeps the connection open). Status queries (``DLE EOT``, ``GS r``, ``GS I``) are
+answered as they arrive, as a healthy printer would (:class:`appliance.escpos.interpreter.Interpreter`).
+
+Bounds (docs/protocol.md §12): MAX_CONNECTIONS at once, MAX_PER_ADDRESS per till address; a job of at most
+``Limits.max_bytes`` within JOB_SECONDS. A job over a bound, from an address no till allowance covers, or
+that makes no receipt ends with one log line; nothing of it is stored or shown, and the port keeps serving.
+A printer cannot say why it refuses, so the till only sees its connection closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from ..errors import ApplianceError
+from .tills import Address, peer_address
+
+if TYPE_CHECKING:
+    from .intake import PrintIntake
+
+log = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 8
+"""Print connections at once (a shop has a few tills; each buffers up to a job's bytes)."""
+MAX_PER_ADDRESS = 4
+JOB_SECONDS = 30.0
+"""A job must arrive whole within this time from its connection's start (a receipt takes well under 1 s
+on a LAN); a slow or endless sender is cut off and its job dropped."""
+IDLE_END_SECONDS = 3.0
+"""No byte for this long after the first one ends the job, as the till's close would."""
+READ_BYTES = 64 * 1024
+THREAD_FEED_BYTES = 16 * 1024
+"""Chunks larger than this are interpreted in a thread, so a big image never holds up the event loop."""
+
+
+class PrintListener:
+    """Serves the print port on ``sock`` (bound and listening) for ``intake``."""
+
+    def __init__(self, intake: PrintIntake, sock: socket.socket) -> None:
+        self._intake = intake
+        self._sock = sock
+        self._server: asyncio.Server | None = None
+        self._active: Counter[Address] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def async_start(self) -> None:
+        """Start accepting connections."""
+        self._server = await asyncio.start_server(self._on_connection, sock=self._sock, limit=READ_BYTES)
+        host, port = self._sock.getsockname()[:2]
+        log.info("printer port open on %s:%d (ESC/POS, one job per connection)", host, port)
+
+    async def async_stop(self) -> None:
+        """Stop accepting; jobs being received are dropped (nothing of them was stored)."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        peer = writer.get_extra_info("peername")
+        try:
+            address = peer_address(str(peer[0]))
+        except (TypeError, ValueError, IndexError):
+            writer.close()
+            self._tasks.discard(task)
+            return
+        try:
+            if sum(self._active.values()) >= MAX_CONNECTIONS or self._active[address] >= MAX_PER_ADDRESS:
+                log.warning("print connection from %s refused: %d connections open (at most %d, %d per till)",
+                            address, sum(self._active.values()), MAX_CONNECTIONS, MAX_PER_ADDRESS)
+                return
+            self._active[address] += 1
+            try:
+                await self._serve_job(address, reader, writer)
+            finally:
+                self._active[address] -= 1
+                if self._active[address] <= 0:
+                    del self._active[address]
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve_job(self, address: Address, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from ..escpos.interpreter import Interpreter, JobTooLarge
+
+        try:
+            till = await self._intake.async_authorize(address)
+        except ApplianceError:
+            return  # logged by the intake; a printer has no way to say why
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + JOB_SECONDS
+        interpreter = Interpreter()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                log.warning("print job from %s dropped: not complete within %.0f s (%d bytes so far)",
+                            till.id, JOB_SECONDS, size)
+                return
+            wait = min(left, IDLE_END_SECONDS) if size else left
+            try:
+                data = await asyncio.wait_for(reader.read(READ_BYTES), wait)
+            except TimeoutError:
+                if size:
+                    break  # the till went quiet after sending: that was the job
+                continue
+            except (ConnectionError, OSError) as exc:
+                log.warning("print job from %s dropped: the connection failed (%s)", till.id, exc)
+                return
+            if not data:
+                break
+            size += len(data)
+            try:
+                if len(data) > THREAD_FEED_BYTES:
+                    reply = await asyncio.to_thread(interpreter.feed, data)
+                else:
+                    reply = interpreter.feed(data)
+            except JobTooLarge as exc:
+                log.warning("print job from %s dropped: %s", till.id, exc)
+                return
+            chunks.append(data)
+            if reply:
+                try:
+                    writer.write(reply)
+                    await writer.drain()
+                except (ConnectionError, OSError):
+                    pass  # the till stopped listening; its job still counts
+        if not size:
+            return
+        try:
+            await self._intake.async_accept(b"".join(chunks), till, "port 9100")
+        except ApplianceError as exc:
+            if not exc.status == 422:  # print-job-refused is logged by the intake already
+                log.warning("print job from %s not stored: %s", till.id, exc.detail)
