@@ -25,3 +25,11 @@ def storage_lines(storage: Any, t: Callable[[str], str]) -> tuple[str, str] | No
     if storage["status"] == "damaged":
         parts.append(t("The SD card may be failing."))
     return (t("Storage repaired:") if storage["status"] == "repaired" else t("Storage damaged:")), " · ".join(parts)
+
+
+def till_bound_lines(till_bound: Any, t: Callable[[str], str]) -> tuple[str, str] | None:
+    """The two lines of the band saying that a till may print now (``state["till_bound"]``,
+    ``{"address": "192.168.1.30"}``: it printed while pairing was open and was allowed to), or None."""
+    if not isinstance(till_bound, dict) or not isinstance(till_bound.get("address"), str) or not till_bound["address"]:
+        return None
+    return t("New till:"), t("The till at {address} may print receipts now.").format(address=till_bound["address"])
