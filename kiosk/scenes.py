@@ -19,7 +19,7 @@ from eticket_core.expiry import minutes_shown, seconds_left
 from eticket_core.i18n import translator
 from eticket_core.money import format_money
 
-from .bands import storage_lines, till_bound_lines
+from .bands import sale_line_parts, storage_lines, till_bound_lines
 from .panel import diagonal_inches
 from .qr import DARK, LIGHT, draw_qr, qr_span
 
@@ -473,17 +473,6 @@ def scene_downloaded(state: State, size: tuple[int, int]) -> pygame.Surface:
 
 SALE_HEADER_SHARE = 0.2
 """Share of the screen height the sale scene gives the shop's name or logo, above the till's lines."""
-
-
-def sale_line_parts(line: object) -> tuple[str, ...]:
-    """A customer-display line as the till padded it (``"Croissant       1,20"``) without its padding: the
-    label and the amount when a run of spaces right-aligns the last word (``("Croissant", "1,20")``), else the
-    text alone; ``()`` for an empty line."""
-    text = str(line or "").strip()
-    if not text:
-        return ()
-    parts = re.split(r"\s{2,}", text)
-    return (" ".join(parts[:-1]), parts[-1]) if len(parts) > 1 else (" ".join(text.split()),)
 
 
 def sale_layout(state: State, size: tuple[int, int]) -> tuple[pygame.Surface, list[Line]]:
