@@ -1,8 +1,9 @@
-"""The text of the shop owner's bands, shared by the kiosk's scenes and the web screen (no pygame here, so the
-appliance can import it)."""
+"""Text shared by the kiosk's scenes and the web screen (no pygame here, so the appliance can import it): the
+shop owner's bands, and a till's customer-display lines cut as the sale scene draws them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -25,3 +26,22 @@ def storage_lines(storage: Any, t: Callable[[str], str]) -> tuple[str, str] | No
     if storage["status"] == "damaged":
         parts.append(t("The SD card may be failing."))
     return (t("Storage repaired:") if storage["status"] == "repaired" else t("Storage damaged:")), " · ".join(parts)
+
+
+def till_bound_lines(till_bound: Any, t: Callable[[str], str]) -> tuple[str, str] | None:
+    """The two lines of the band saying that a till may print now (``state["till_bound"]``,
+    ``{"address": "192.168.1.30"}``: it printed while pairing was open and was allowed to), or None."""
+    if not isinstance(till_bound, dict) or not isinstance(till_bound.get("address"), str) or not till_bound["address"]:
+        return None
+    return t("New till:"), t("The till at {address} may print receipts now.").format(address=till_bound["address"])
+
+
+def sale_line_parts(line: object) -> tuple[str, ...]:
+    """A customer-display line as the till padded it (``"Croissant       1,20"``) without its padding: the
+    label and the amount when a run of spaces right-aligns the last word (``("Croissant", "1,20")``), else the
+    text alone; ``()`` for an empty line."""
+    text = str(line or "").strip()
+    if not text:
+        return ()
+    parts = re.split(r"\s{2,}", text)
+    return (" ".join(parts[:-1]), parts[-1]) if len(parts) > 1 else (" ".join(text.split()),)

@@ -19,7 +19,7 @@ from eticket_core.expiry import minutes_shown, seconds_left
 from eticket_core.i18n import translator
 from eticket_core.money import format_money
 
-from .bands import storage_lines
+from .bands import sale_line_parts, storage_lines, till_bound_lines
 from .panel import diagonal_inches
 from .qr import DARK, LIGHT, draw_qr, qr_span
 
@@ -471,6 +471,67 @@ def scene_downloaded(state: State, size: tuple[int, int]) -> pygame.Surface:
     return surface
 
 
+SALE_HEADER_SHARE = 0.2
+"""Share of the screen height the sale scene gives the shop's name or logo, above the till's lines."""
+
+
+def sale_layout(state: State, size: tuple[int, int]) -> tuple[pygame.Surface, list[Line]]:
+    """A sale going on (``state["sale"]["lines"]``, the two lines a till sends a customer display): the shop's
+    logo or name small at the top, the lines large below, both at one size, the largest that fits. A line
+    whose amount the till right-aligned with spaces is drawn as on a pole display, the label on the left and
+    the amount on the right (:func:`sale_line_parts`); any other line is centred. Returns the lines as drawn,
+    each line's text the till's without its padding (``Line.rect`` spans label and amount)."""
+    assert state is not None
+    surface = pygame.Surface(size)
+    surface.fill(BACKGROUND)
+    w, h = size
+    margin = int(min(w, h) * MARGIN_RATIO)
+    header = pygame.Rect(margin, margin, w - 2 * margin, int(h * SALE_HEADER_SHARE))
+    logo = state.get("logo_image")
+    if isinstance(logo, pygame.Surface) and logo.get_width() and logo.get_height():
+        scale = min(header.width / logo.get_width(), header.height / logo.get_height())
+        image = pygame.transform.smoothscale(logo, (max(1, int(logo.get_width() * scale)),
+                                                    max(1, int(logo.get_height() * scale))))
+        surface.blit(image, image.get_rect(center=header.center))
+    else:
+        _column(surface, header, [(str(state.get("shop") or "eTicket"), 0.6, True)])
+    body = pygame.Rect(margin, header.bottom + margin, w - 2 * margin, h - header.bottom - 2 * margin)
+    raw = (state.get("sale") or {}).get("lines")
+    texts = [str(line or "").strip() for line in (raw if isinstance(raw, list) else [])[:2]]
+    lines = [(text, sale_line_parts(text)) for text in texts if text]
+    if not lines:
+        return surface, []
+    px = max(8, body.height // (len(lines) + 1))
+    while True:  # one size for both lines, the largest at which each fits the width and both the height
+        font = _font(px, True)
+        gap, spacing = font.size("  ")[0], px // 5
+        widths = [sum(font.size(part)[0] for part in parts) + gap * (len(parts) - 1) for _, parts in lines]
+        height = font.get_height() * len(lines) + spacing * (len(lines) - 1)
+        if (max(widths) <= body.width and height <= body.height) or px <= 8:
+            break
+        px = max(8, int(px * 0.92))
+    y = body.y + max(0, (body.height - height) // 2)
+    placed = []
+    for (text, parts), width in zip(lines, widths, strict=True):
+        images = [font.render(part, True, INK, BACKGROUND) for part in parts]
+        if len(images) == 2:  # as on a pole display: the label on the left, the amount on the right
+            rects = [images[0].get_rect(topleft=(body.left, y)), images[1].get_rect(topright=(body.right, y))]
+            if width > body.width:  # (only at the smallest size) never over the label
+                rects[1].left = rects[0].right + gap
+        else:
+            rects = [images[0].get_rect(midtop=(body.centerx, y))]
+        for image, rect in zip(images, rects, strict=True):
+            surface.blit(image, rect)
+        placed.append(Line(text, rects[0].unionall(rects[1:]), px))
+        y += font.get_height() + spacing
+    return surface, placed
+
+
+def scene_sale(state: State, size: tuple[int, int]) -> pygame.Surface:
+    """A sale going on: the till's customer-display lines, see :func:`sale_layout`."""
+    return sale_layout(state, size)[0]
+
+
 SCENE_SCREEN_REMOVED = "screen-removed"
 """Drawn by a claimed screen itself (never sent by the appliance): the device no longer accepts it."""
 
@@ -504,6 +565,7 @@ SCENES: dict[str, Callable[[State, tuple[int, int]], pygame.Surface]] = {
     "wifi": scene_wifi,
     "screen-link": scene_screen_link,
     "downloaded": scene_downloaded,
+    "sale": scene_sale,
     "error": scene_error,
     SCENE_SCREEN_REMOVED: scene_screen_removed,
 }
@@ -514,7 +576,8 @@ NOTICE_BACKGROUND = (150, 0, 0)
 
 def draw_notice(surface: pygame.Surface, state: dict[str, Any]) -> None:
     """Bands along the bottom for the shop owner, white on dark red: a refused settings file
-    (``state["notice"]``) and the storage's state (``state["storage"]``, :func:`storage_lines`), stacked.
+    (``state["notice"]``), the storage's state (``state["storage"]``, :func:`storage_lines`) and a till just
+    allowed to print (``state["till_bound"]``, :func:`till_bound_lines`), stacked.
     On the ticket scenes they are left out so the QR keeps its quiet zone."""
     if state.get("scene") in ("ticket", "wifi"):
         return
@@ -522,9 +585,9 @@ def draw_notice(surface: pygame.Surface, state: dict[str, Any]) -> None:
     bands = []
     if state.get("notice"):
         bands.append((t("Settings not applied:"), str(state["notice"])))
-    storage = storage_lines(state.get("storage"), t)
-    if storage is not None:
-        bands.append(storage)
+    for lines in (storage_lines(state.get("storage"), t), till_bound_lines(state.get("till_bound"), t)):
+        if lines is not None:
+            bands.append(lines)
     w, h = surface.get_size()
     for n, lines in enumerate(bands):
         band = pygame.Rect(0, h - (n + 1) * (h // 6), w, h // 6)

@@ -105,6 +105,12 @@ MESSAGES: dict[str, dict[str, str]] = {
                                     "it": "La scheda SD potrebbe essere difettosa.",
                                     "de": "Die SD-Karte ist vielleicht defekt.",
                                     "es": "La tarjeta SD puede estar fallando."},
+    "New till:": {"fr": "Nouvelle caisse :", "it": "Nuova cassa:", "de": "Neue Kasse:", "es": "Nueva caja:"},
+    "The till at {address} may print receipts now.": {
+        "fr": "La caisse {address} peut maintenant imprimer des tickets.",
+        "it": "La cassa {address} ora può stampare scontrini.",
+        "de": "Die Kasse {address} darf jetzt Belege drucken.",
+        "es": "La caja {address} ya puede imprimir tickets."},
     "Something went wrong": {"fr": "Un problème est survenu", "it": "Si è verificato un problema",
                              "de": "Etwas ist schiefgelaufen", "es": "Algo ha fallado"},
     "Please ask at the counter.": {"fr": "Merci de demander en caisse.", "it": "Chieda alla cassa.",

@@ -180,7 +180,7 @@ class DisplayState(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     seq: int
-    scene: str = Field(examples=["ticket"], description="pairing, idle, wifi, ticket, downloaded, screen-link")
+    scene: str = Field(examples=["ticket"], description="pairing, idle, wifi, ticket, downloaded, screen-link, sale")
     shop: str
     ticket: dict[str, Any] | None = None
     pairing: dict[str, Any] | None = None

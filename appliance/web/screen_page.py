@@ -48,13 +48,18 @@ html,body{margin:0;height:100%;background:#fff;color:#000;font-family:sans-serif
 word-wrap:break-word}.qr{display:block;margin:auto;width:80vmin;max-width:60vw;height:auto;background:#fff}
 .big{font-size:9vmin;font-weight:bold;margin:2vmin 0}.mid{font-size:5vmin;margin:1.5vmin 0}
 .small{font-size:3.5vmin;margin:1vmin 0}
+.top{position:absolute;left:0;right:0;top:3vmin;margin:0;text-align:center}
+.sale{font-size:10vmin;font-weight:bold;margin:2vmin 0;text-align:left}
+.sale span{float:right;padding-left:1em}.sale.one{text-align:center}
 @media (orientation:portrait){.scene{display:block;padding-top:4vh;box-sizing:border-box}.cell{display:block}
-.qr{width:88vw;max-width:56vh}.big{font-size:8vmin}.mid{font-size:5.5vmin}.small{font-size:4vmin}}"""
+.qr{width:88vw;max-width:56vh}.big{font-size:8vmin}.mid{font-size:5.5vmin}.small{font-size:4vmin}
+.sale{font-size:7vw}.scene[data-scene=sale] .cell{padding-top:30vh}}"""
 """High contrast, black on white in every colour scheme: ``color-scheme: only light`` (and the page's
 ``<meta name=color-scheme>``) opts out of the browser's forced dark mode (Chromium's auto dark mode,
 a tablet's system setting), and the QR's own white background keeps its quiet zone light even where a
 browser darkens the page anyway. Landscape: QR beside the text, as the kiosk; portrait (a tablet held
-upright): the QR above the text, both the full width (kiosk.scenes._split)."""
+upright): the QR above the text, both the full width (kiosk.scenes._split). A sale's lines are as large as
+20 characters fit the width (7vw in portrait), the amount floated right as on a pole display."""
 
 
 def _qr_svg(text: str) -> str:
@@ -110,6 +115,8 @@ def _body(state: dict[str, Any], t: Any) -> str:
         return (f"<div class=cell><p class=big>{escape(t('Pairing locked'))}</p>"
                 f"<p class=mid>{escape(t('Too many wrong codes.'))}</p>"
                 f"<p class=mid>{escape(t('Try again in a minute.'))}</p></div>")
+    if scene == "sale":
+        return _sale(state)
     if scene == "downloaded":
         return (f"<div class=cell><p class=big>&#10003; {escape(t('Receipt downloaded'))}</p>"
                 f"<p class=mid>{escape(t('Thank you!'))}</p></div>")
@@ -119,17 +126,36 @@ def _body(state: dict[str, Any], t: Any) -> str:
             f"<p class=mid>{escape(t('Paperless receipts'))}</p></div>")
 
 
+def _sale(state: dict[str, Any]) -> str:
+    """A sale going on: the shop's logo or name at the top, the till's two lines large below, without their
+    padding, a right-aligned amount floated right (:func:`kiosk.bands.sale_line_parts`), as the kiosk draws
+    them."""
+    from kiosk.bands import sale_line_parts
+
+    logo = state.get("logo")
+    top = (f"<img class=top src='{escape(str(logo))}' alt='' style='max-width:70vw;max-height:15vh;margin:auto'>"
+           if logo else f"<p class='top mid'>{escape(str(state.get('shop') or 'eTicket'))}</p>")
+    raw = (state.get("sale") or {}).get("lines")
+    lines = []
+    for parts in (sale_line_parts(line) for line in (raw if isinstance(raw, list) else [])[:2]):
+        if len(parts) == 2:
+            lines.append(f"<p class=sale><span>{escape(parts[1])}</span>{escape(parts[0])}</p>")
+        elif parts:
+            lines.append(f"<p class='sale one'>{escape(parts[0])}</p>")
+    return f"{top}<div class=cell>{''.join(lines)}</div>"
+
+
 def _notice(state: dict[str, Any], t: Any) -> str:
-    """The shop owner's bands (a refused settings file; the storage's state), as the kiosk draws them; never
-    over a QR."""
-    from kiosk.bands import storage_lines
+    """The shop owner's bands (a refused settings file; the storage's state; a till just allowed to print), as
+    the kiosk draws them; never over a QR."""
+    from kiosk.bands import storage_lines, till_bound_lines
 
     if state.get("scene") in ("ticket", "wifi"):
         return ""
     bands = [(t("Settings not applied:"), str(state["notice"]))] if state.get("notice") else []
-    storage = storage_lines(state.get("storage"), t)
-    if storage is not None:
-        bands.append(storage)
+    for band in (storage_lines(state.get("storage"), t), till_bound_lines(state.get("till_bound"), t)):
+        if band is not None:
+            bands.append(band)
     if not bands:
         return ""
     lines = "".join(f"<p style='margin:0;padding:1vmin 0'><b>{escape(head)}</b> {escape(text)}</p>"
