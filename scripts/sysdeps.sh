@@ -24,6 +24,14 @@ command -v faketime >/dev/null || need+=(faketime)                # a device clo
 # The receipt PDFs' monospace font for print jobs (appliance/escpos/render.py: DejaVu Sans Mono covers the
 # ESC/POS code pages: Latin, Greek, Cyrillic, box drawing)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ] || need+=(fonts-dejavu-core)
+# A till that prints like TakePOS (../shared/clients/takepos-receipt.php: escpos-php, what Dolibarr vendors)
+command -v php >/dev/null || need+=(php-cli)
+if command -v php >/dev/null; then
+  php -m 2>/dev/null | grep -qi '^intl$' || need+=(php-intl)
+  php -m 2>/dev/null | grep -qi '^gd$' || need+=(php-gd)
+else
+  need+=(php-intl php-gd)
+fi
 # Extra tools by name: `sysdeps.sh wrk nginx` (benchmarks).
 for tool in "$@"; do
   case "$tool" in

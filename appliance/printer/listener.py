@@ -5,7 +5,8 @@ all close when done): the job is what arrives until the till closes its side, or
 without a byte (a till that keeps the connection open). Status queries (``DLE EOT``, ``GS r``, ``GS I``) are
 answered as they arrive, as a healthy printer would (:class:`appliance.escpos.interpreter.Interpreter`).
 
-Bounds (docs/protocol.md §12): MAX_CONNECTIONS at once, MAX_PER_ADDRESS per till address; a job of at most
+Bounds (docs/protocol.md §12): MAX_CONNECTIONS jobs received at once, MAX_PER_ADDRESS per till address (more
+wait, as in a printer's backlog: MAX_WAITING for up to WAIT_SECONDS); a job of at most
 ``Limits.max_bytes`` within JOB_SECONDS. A job over a bound, from an address no till allowance covers, or
 that makes no receipt ends with one log line; nothing of it is stored or shown, and the port keeps serving.
 A printer cannot say why it refuses, so the till only sees its connection closed.
@@ -29,8 +30,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 8
-"""Print connections at once (a shop has a few tills; each buffers up to a job's bytes)."""
+"""Jobs received at once (a shop has a few tills; each buffers up to a job's bytes)."""
 MAX_PER_ADDRESS = 4
+MAX_WAITING = 64
+"""Connections over those caps wait for a slot, as a printer's backlog does (a till reconnecting at once
+must not lose its receipt); beyond this many waiting, or after WAIT_SECONDS, a connection is closed."""
+WAIT_SECONDS = 10.0
 JOB_SECONDS = 30.0
 """A job must arrive whole within this time from its connection's start (a receipt takes well under 1 s
 on a LAN); a slow or endless sender is cut off and its job dropped."""
@@ -50,6 +55,8 @@ class PrintListener:
         self._server: asyncio.Server | None = None
         self._active: Counter[Address] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting = 0
+        self._freed = asyncio.Condition()
 
     async def async_start(self) -> None:
         """Start accepting connections."""
@@ -79,9 +86,7 @@ class PrintListener:
             self._tasks.discard(task)
             return
         try:
-            if sum(self._active.values()) >= MAX_CONNECTIONS or self._active[address] >= MAX_PER_ADDRESS:
-                log.warning("print connection from %s refused: %d connections open (at most %d, %d per till)",
-                            address, sum(self._active.values()), MAX_CONNECTIONS, MAX_PER_ADDRESS)
+            if not await self._async_slot(address):
                 return
             self._active[address] += 1
             try:
@@ -90,11 +95,39 @@ class PrintListener:
                 self._active[address] -= 1
                 if self._active[address] <= 0:
                     del self._active[address]
+                async with self._freed:
+                    self._freed.notify_all()
         finally:
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _full(self, address: Address) -> bool:
+        return sum(self._active.values()) >= MAX_CONNECTIONS or self._active[address] >= MAX_PER_ADDRESS
+
+    async def _async_slot(self, address: Address) -> bool:
+        """Wait (up to WAIT_SECONDS, at most MAX_WAITING connections) until a job from ``address`` may be
+        received; False (logged) when the connection is to be closed instead."""
+        if not self._full(address):
+            return True
+        if self._waiting >= MAX_WAITING:
+            log.warning("print connection from %s refused: %d jobs being received and %d waiting (at most %d, "
+                        "%d per till, %d waiting)", address, sum(self._active.values()), self._waiting,
+                        MAX_CONNECTIONS, MAX_PER_ADDRESS, MAX_WAITING)
+            return False
+        self._waiting += 1
+        try:
+            async with self._freed:
+                try:
+                    await asyncio.wait_for(self._freed.wait_for(lambda: not self._full(address)), WAIT_SECONDS)
+                except TimeoutError:
+                    log.warning("print connection from %s closed: no slot within %.0f s (%d jobs being "
+                                "received)", address, WAIT_SECONDS, sum(self._active.values()))
+                    return False
+            return True
+        finally:
+            self._waiting -= 1
 
     async def _serve_job(self, address: Address, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         from ..escpos.interpreter import Interpreter, JobTooLarge

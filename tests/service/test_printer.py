@@ -1,0 +1,207 @@
+"""The device as a till's printer, over real sockets to a real ``eticket serve``: raw port 9100 jobs and the
+TakePOS connector become receipts on the screen; only allowed tills print; bad jobs end alone.
+
+Tills print from 127.0.0.1; "another machine on the LAN" is 127.0.0.2 (the whole 127/8 is loopback), a
+source address the device sees as different."""
+
+from __future__ import annotations
+
+import base64
+import re
+import socket
+
+import httpx
+import pypdfium2 as pdfium
+import pytest
+
+from tests.conftest import SAMPLES, Appliance, free_port, wait_for
+
+TAKEPOS = SAMPLES / "takepos"
+ESCPOS = SAMPLES / "escpos"
+
+
+def send_job(port: int, data: bytes, source: str = "127.0.0.1", timeout: float = 20.0) -> bytes:
+    """Send one job as a network print connector does (connect, write, close its side); the bytes the
+    device answered (status replies) until it closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0)) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        replies = b""
+        try:
+            while chunk := sock.recv(4096):
+                replies += chunk
+        except ConnectionResetError:
+            pass
+        return replies
+
+
+def pdf_text(pdf: bytes) -> str:
+    doc = pdfium.PdfDocument(pdf)
+    return "\n".join(doc[i].get_textpage().get_text_range() for i in range(len(doc)))
+
+
+def printer_appliance(factory: object, *extra: str) -> tuple[Appliance, int]:
+    port = free_port()
+    app: Appliance = factory("--printer-listen", f"127.0.0.1:{port}", *extra)  # type: ignore[operator]
+    return app, port
+
+
+def wait_ticket(app: Appliance, after_rows: int = 0, timeout: float = 20.0) -> dict[str, object]:
+    """The ticket on screen once a new one is stored; its downloaded PDF in ``["pdf"]``."""
+    wait_for(lambda: app.ticket_rows() > after_rows, timeout, "the print job stored as a ticket")
+    wait_for(lambda: app.display()["scene"] == "ticket", 5, "the receipt QR on screen")
+    ticket = dict(app.display()["ticket"])  # type: ignore[arg-type]
+    ticket["pdf"] = httpx.get(str(ticket["url"])).content
+    return ticket
+
+
+def allow(app: Appliance, address: str) -> dict[str, object]:
+    r = app.admin("POST", f"/printers?address={address}")
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_a_job_from_an_unknown_till_is_refused_until_it_is_allowed_and_again_once_revoked(
+        appliance_factory: object) -> None:
+    app, port = printer_appliance(appliance_factory)
+    app.pair()  # a POS paired: pairing is closed, so no till is bound by printing
+    job = (TAKEPOS / "bakery.bin").read_bytes()
+    send_job(port, job)
+    wait_for(lambda: "refused: no till allowed there" in app.logs(), 10, "the refusal logged")
+    assert app.ticket_rows() == 0 and app.display()["scene"] == "idle"
+
+    till = allow(app, "127.0.0.1")
+    assert (till["network"], till["how"], till["created"]) == ("127.0.0.1/32", "allowed", True)
+    send_job(port, job)
+    ticket = wait_ticket(app)
+    text = pdf_text(ticket["pdf"])  # type: ignore[arg-type]
+    assert "Boulangerie Dupré" in text and "Total TTC" in text and "6,50" in text
+    assert (ticket["total"], ticket["currency"]) == ("6.50", "EUR")
+
+    send_job(port, job, source="127.0.0.2")  # another machine of the LAN: not allowed
+    wait_for(lambda: "from 127.0.0.2 refused" in app.logs(), 10, "the other address refused")
+    assert app.ticket_rows() == 1
+
+    assert app.admin("DELETE", f"/printers/{till['id']}").status_code == 204
+    send_job(port, job)
+    wait_for(lambda: app.logs().count("from 127.0.0.1 refused") == 2, 10, "the revoked till refused")
+    assert app.ticket_rows() == 1
+    assert app.admin("DELETE", f"/printers/{till['id']}").status_code == 404
+
+
+def test_while_pairing_is_open_the_first_job_binds_its_till_and_the_screen_says_so(
+        appliance_factory: object) -> None:
+    app, port = printer_appliance(appliance_factory)
+    assert app.display()["scene"] == "pairing"
+    send_job(port, (TAKEPOS / "bakery.bin").read_bytes())
+    wait_ticket(app)
+    state = app.display()
+    assert state["till_bound"] == {"address": "127.0.0.1"}
+    tills = app.admin("GET", "/printers").json()
+    assert [(t["network"], t["how"]) for t in tills] == [("127.0.0.1/32", "bound")]
+    # pairing closed with the binding: another address is not bound by printing now
+    send_job(port, (TAKEPOS / "bakery.bin").read_bytes(), source="127.0.0.2")
+    wait_for(lambda: "from 127.0.0.2 refused" in app.logs(), 10, "the second address refused")
+    # the device counts as set up: a restart does not reopen pairing
+    app.stop()
+    app.start()
+    assert app.display()["scene"] == "idle"
+    assert httpx.get(app.url + "/healthz").json()["paired"] is True
+
+
+def test_status_queries_are_answered_as_a_healthy_printer_does(appliance_factory: object) -> None:
+    app, port = printer_appliance(appliance_factory)
+    allow(app, "127.0.0.1")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        for query in (b"\x10\x04\x01", b"\x10\x04\x02", b"\x10\x04\x03", b"\x10\x04\x04", b"\x1dr\x01"):
+            sock.sendall(query)
+            reply = sock.recv(16)
+            assert len(reply) == 1, (query, reply)
+            if query == b"\x10\x04\x01":  # printer status: online (bit 3 clear); bit 2 is the drawer pin
+                assert reply[0] & ~0x04 == 0x12, (query, reply)
+            elif query.startswith(b"\x10\x04"):  # offline causes, errors, paper sensors: none (Epson: 0x12)
+                assert reply == b"\x12", (query, reply)
+            else:
+                assert reply == b"\x00", (query, reply)  # paper present
+    assert app.ticket_rows() == 0  # status queries alone print nothing
+
+
+def test_the_takepos_connector_prints_and_drives_the_display_from_another_origin(
+        appliance_factory: object) -> None:
+    app, _ = printer_appliance(appliance_factory)
+    allow(app, "127.0.0.1")
+    origin = {"Origin": "http://dolibarr.example.invalid"}
+    preflight = httpx.options(app.url + "/printer/index.php", headers={
+        **origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Private-Network": "true"})
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert preflight.headers["access-control-allow-private-network"] == "true"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+
+    shown = httpx.get(app.url + "/display/index.php", params={"text": "Croissant".ljust(20) + "1,20".rjust(20)},
+                      headers=origin)
+    assert shown.status_code == 200 and shown.headers["access-control-allow-origin"] == "*"
+    state = app.display()
+    assert state["scene"] == "sale" and state["sale"] == {"lines": ["Croissant", "                1,20"]}
+    httpx.get(app.url + "/display/index.php", params={"text": "Total TTC".ljust(20) + "7,10".rjust(20)})
+
+    job = (TAKEPOS / "cafe-logo.bin").read_bytes()
+    # older TakePOS: plain base64 whose '+' the form decoding turned into a space
+    plain = base64.b64encode(job).decode()
+    assert "+" in plain
+    r = httpx.post(app.url + "/printer/index.php?printer=1", content="invoice=" + plain.replace("+", " "),
+                   headers={**origin, "Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"})
+    assert r.status_code == 200, r.text
+    assert r.headers["access-control-allow-origin"] == "*"
+    ticket = wait_ticket(app)
+    assert ticket["total"] == "7.10"  # the display's payment line, not the receipt's
+    assert "Chocolat chaud à l'ancienne – grand" in pdf_text(ticket["pdf"])  # type: ignore[arg-type]
+
+    urlsafe = base64.urlsafe_b64encode((TAKEPOS / "bakery.bin").read_bytes()).decode().rstrip("=")
+    r = httpx.post(app.url + "/printer/index.php", data={"invoice": urlsafe})
+    assert r.status_code == 200 and r.json()["total"] == "6.50"
+
+
+@pytest.mark.parametrize("body, status, slug", [
+    ("invoice=", 422, "print-job-refused"),
+    ("invoice=%%%not-base64", 422, "print-job-refused"),
+    ("other=QUJD", 400, "bad-request"),
+    ("invoice=" + base64.urlsafe_b64encode(b"\x1b@\x1bd\x03\x1dV\x00").decode(), 422, "print-job-refused"),
+])
+def test_connector_refusals_are_named_and_nothing_is_stored(appliance_factory: object, body: str, status: int,
+                                                            slug: str) -> None:
+    app, _ = printer_appliance(appliance_factory)
+    allow(app, "127.0.0.1")
+    r = httpx.post(app.url + "/printer/index.php", content=body,
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == status, r.text
+    assert r.json()["type"].endswith("/" + slug) and r.json()["detail"]
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert app.ticket_rows() == 0
+
+
+def test_a_till_not_allowed_gets_403_from_the_connector(appliance_factory: object) -> None:
+    app, _ = printer_appliance(appliance_factory)
+    app.pair()
+    r = httpx.get(app.url + "/display/index.php", params={"text": "x"})
+    assert r.status_code == 403 and r.json()["type"].endswith("/till-not-allowed")
+    assert "eticket printers allow 127.0.0.1" in r.json()["detail"]
+
+
+def test_bad_jobs_end_alone_and_the_port_keeps_serving(appliance_factory: object) -> None:
+    app, port = printer_appliance(appliance_factory)
+    allow(app, "127.0.0.1")
+    job = (TAKEPOS / "bakery.bin").read_bytes()
+    send_job(port, job[: len(job) // 3])  # truncated: what prints is a receipt without its end, or nothing
+    send_job(port, bytes(range(256)) * 64)  # garbage
+    send_job(port, b"\x1dv0\x00\xff\xff\xff\xff")  # a 65535-byte-wide, 65535-row raster header, no data
+    # many connections at once: the ones over the cap are closed at once, none hangs the port
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(12)]
+    for sock in socks:
+        sock.close()
+    rows = app.ticket_rows()
+    send_job(port, job)
+    ticket = wait_ticket(app, after_rows=rows)
+    assert "Boulangerie Dupré" in pdf_text(ticket["pdf"])  # type: ignore[arg-type]
+    assert httpx.get(app.url + "/healthz").json()["status"] == "ok"
+    assert not re.search(r"Traceback", app.logs())
