@@ -59,8 +59,8 @@ class Limits:
     """Dots of all images of the job together: 5 m of full-width 80 mm paper."""
     max_image_width: int = 4096
     """Dots across one image (paper is 576; wider images are clipped by printers, we keep them)."""
-    max_image_height: int = 20_000
-    """Dots down one image (joined stripes included): 2.5 m of paper."""
+    max_image_height: int = 40_000
+    """Dots down one image (joined stripes included): 5 m of paper (a 2 MB full-width image is 29 000)."""
     max_text_chars: int = 1_000_000
     """Printed characters in the job (about 20 000 lines of 48 columns)."""
     max_elements: int = 20_000
