@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from appliance.escpos.codepages import code_page_name, decode, table
 from appliance.escpos.commands import COMMANDS, DLE, ESC, FS, GS, PREFIXES, Command
@@ -43,6 +44,7 @@ from appliance.escpos.model import (
 )
 
 MIB = 1024 * 1024
+QrLevel = Literal["L", "M", "Q", "H"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +110,10 @@ SYMBOLOGIES: dict[int, Symbology] = {
     72: "CODE93", 73: "CODE128",
 }
 """``GS k m``: function A (m 0-6) and function B (m 65-73) symbologies."""
-QR_LEVELS = {48: "L", 49: "M", 50: "Q", 51: "H"}
+QR_LEVELS: dict[int, QrLevel] = {48: "L", 49: "M", 50: "Q", 51: "H"}
+"""``GS ( k`` cn 49 fn 69 argument -> error correction level."""
+UNDERLINES = {0: 0, 48: 0, 1: 1, 49: 1, 2: 2, 50: 2}
+"""``ESC - n`` -> underline thickness, dots."""
 CUT_COMMANDS = {"GS V", "ESC i", "ESC m"}
 SILENT = {
     "ESC SP", "ESC =", "ESC <", "ESC B", "ESC L", "ESC S", "ESC T", "ESC U", "ESC V", "ESC W", "ESC c",
@@ -174,6 +179,29 @@ class _Settings:
 
 
 @dataclass
+class _QrState:
+    """``GS ( k`` cn 49 settings and stored data (kept across prints, as the printer does)."""
+
+    model: int = 2
+    size: int = 3
+    level: QrLevel = "L"
+    data: bytes = b""
+
+
+@dataclass
+class _PdfState:
+    """``GS ( k`` cn 48 settings and stored data."""
+
+    columns: int = 0
+    rows: int = 0
+    width: int = 3
+    height: int = 3
+    level: int | None = None
+    truncated: bool = False
+    data: bytes = b""
+
+
+@dataclass
 class _OpenImage:
     """The last image of the receipt while later stripes/bands may still join it."""
 
@@ -213,9 +241,8 @@ class Interpreter:
         self._graphics: dict[int, tuple[int, int, bytes, int, int]] = {}
         """``GS ( L`` fn 112 colour -> (width, height, bits, scale_x, scale_y)."""
         self._downloaded: tuple[int, int, bytes] | None = None
-        self._qr: dict[str, object] = {"model": 2, "size": 3, "level": "L", "data": None}
-        self._pdf: dict[str, object] = {"columns": 0, "rows": 0, "width": 3, "height": 3, "level": None,
-                                        "truncated": False, "data": None}
+        self._qr = _QrState()
+        self._pdf = _PdfState()
         self._finished = False
 
     # ----------------------------------------------------------------- stream
@@ -440,7 +467,8 @@ class Interpreter:
             self._settings.style.bold_g = bool(data[2] & 1)
 
     def _underline(self, data: bytes, offset: int) -> None:  # ESC - n
-        self._settings.style.underline = {0: 0, 48: 0, 1: 1, 49: 1, 2: 2, 50: 2}.get(data[2], self._settings.style.underline)
+        style = self._settings.style
+        style.underline = UNDERLINES.get(data[2], style.underline)
 
     def _size(self, data: bytes, offset: int) -> None:  # GS ! n
         n = data[2]
@@ -695,49 +723,45 @@ class Interpreter:
 
     def _qr_function(self, fn: int, args: bytes, offset: int) -> None:
         qr = self._qr
-        if fn == 65 and args:
-            qr["model"] = {49: 1, 50: 2, 51: 2}.get(args[0], 2)
-        elif fn == 67 and args:
-            if 1 <= args[0] <= 16:
-                qr["size"] = args[0]
-        elif fn == 69 and args:
-            qr["level"] = QR_LEVELS.get(args[0], qr["level"])
-        elif fn == 80 and args:
-            qr["data"] = bytes(args[1:])
-        elif fn == 81:
-            data = qr["data"]
-            if isinstance(data, bytes) and data:
-                self._add_code(QrCode(data, module_size=int(str(qr["size"])), model=int(str(qr["model"])),
-                                      error_correction=str(qr["level"]),  # type: ignore[arg-type]
+        if fn == 81:
+            if qr.data:
+                self._add_code(QrCode(qr.data, module_size=qr.size, error_correction=qr.level, model=qr.model,
                                       align=self._settings.align))
+        elif not args:
+            return
+        elif fn == 65:
+            qr.model = {49: 1, 50: 2}.get(args[0], 2)
+        elif fn == 67:
+            if 1 <= args[0] <= 16:
+                qr.size = args[0]
+        elif fn == 69:
+            qr.level = QR_LEVELS.get(args[0], qr.level)
+        elif fn == 80:
+            qr.data = args[1:]
 
     def _pdf_function(self, fn: int, args: bytes, offset: int) -> None:
         pdf = self._pdf
-        if not args and fn != 81:
+        if fn == 81:
+            if pdf.data:
+                self._add_code(Pdf417(pdf.data, columns=pdf.columns, rows=pdf.rows, module_width=pdf.width,
+                                      row_height=pdf.height, error_level=pdf.level, truncated=pdf.truncated,
+                                      align=self._settings.align))
+        elif not args:
             return
-        if fn == 65:
-            pdf["columns"] = args[0] if args[0] <= 30 else 0
+        elif fn == 65:
+            pdf.columns = args[0] if args[0] <= 30 else 0
         elif fn == 66:
-            pdf["rows"] = args[0] if args[0] <= 90 else 0
+            pdf.rows = args[0] if args[0] <= 90 else 0
         elif fn == 67:
-            pdf["width"] = args[0] if 1 <= args[0] <= 8 else 3
+            pdf.width = args[0] if 1 <= args[0] <= 8 else 3
         elif fn == 68:
-            pdf["height"] = args[0] if 1 <= args[0] <= 8 else 3
+            pdf.height = args[0] if 1 <= args[0] <= 8 else 3
         elif fn == 69 and len(args) >= 2:
-            pdf["level"] = args[1] - 48 if args[0] == 48 and 48 <= args[1] <= 56 else None
+            pdf.level = args[1] - 48 if args[0] == 48 and 48 <= args[1] <= 56 else None
         elif fn == 70:
-            pdf["truncated"] = args[0] in (1, 49)
+            pdf.truncated = args[0] in (1, 49)
         elif fn == 80:
-            pdf["data"] = bytes(args[1:])
-        elif fn == 81:
-            data = pdf["data"]
-            if isinstance(data, bytes) and data:
-                level = pdf["level"]
-                self._add_code(Pdf417(data, columns=int(str(pdf["columns"])), rows=int(str(pdf["rows"])),
-                                      module_width=int(str(pdf["width"])), row_height=int(str(pdf["height"])),
-                                      error_level=level if isinstance(level, int) else None,
-                                      truncated=bool(pdf["truncated"]), align=self._settings.align))
-
+            pdf.data = args[1:]
 
 _HANDLERS = {
     "ESC @": Interpreter._reset, "ESC !": Interpreter._select_modes, "ESC E": Interpreter._bold,
