@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from PIL import Image
+
 from appliance.escpos.codepages import code_page_name, decode, table
 from appliance.escpos.commands import COMMANDS, DLE, ESC, FS, GS, PREFIXES, Command
 from appliance.escpos.model import (
@@ -126,22 +128,14 @@ SILENT = {
 
 def _column_image(data: bytes, columns: int, column_bytes: int) -> bytes:
     """Column-format bit image (each column ``column_bytes`` bytes top to bottom, MSB on top) -> rows.
-    Returns ``column_bytes * 8`` rows of ``(columns + 7) // 8`` bytes."""
-    row_bytes = (columns + 7) // 8
-    height = column_bytes * 8
-    rows = bytearray(row_bytes * height)
-    for x in range(columns):
-        mask = 0x80 >> (x & 7)
-        base = x >> 3
-        for band in range(column_bytes):
-            byte = data[x * column_bytes + band]
-            if not byte:
-                continue
-            y0 = band * 8
-            for bit in range(8):
-                if byte & (0x80 >> bit):
-                    rows[(y0 + bit) * row_bytes + base] |= mask
-    return bytes(rows)
+    Returns ``column_bytes * 8`` rows of ``(columns + 7) // 8`` bytes (row-major, MSB first, 1 = black).
+
+    The column data read as a 1-bit image ``column_bytes * 8`` wide and ``columns`` high is the picture
+    mirrored on its diagonal: pillow transposes it (bits keep their values)."""
+    if not columns or not column_bytes:
+        return b""
+    image = Image.frombytes("1", (column_bytes * 8, columns), data[:columns * column_bytes])
+    return image.transpose(Image.Transpose.TRANSPOSE).tobytes()
 
 
 @dataclass
@@ -229,7 +223,9 @@ class Interpreter:
         self._job = Job()
         self._receipt = Receipt()
         self._settings = _Settings()
-        self._line: list[Span] = []
+        self._line: list[tuple[Span, list[str]]] = []
+        """The line buffer: (style as an empty span, text pieces) runs; joined when the line prints (so a
+        line arriving a byte at a time is not copied at every byte)."""
         self._line_chars = 0
         self._band_pending = False
         self._open: _OpenImage | None = None
@@ -362,16 +358,17 @@ class Interpreter:
         self._text_chars += len(text)
         if self._text_chars > self.limits.max_text_chars:
             raise JobTooLarge("max_text_chars", f"more than {self.limits.max_text_chars} characters")
-        span = self._settings.style.span(text)
-        if self._line and replace(self._line[-1], text="") == replace(span, text=""):
-            self._line[-1] = replace(self._line[-1], text=self._line[-1].text + text)
+        style = self._settings.style.span("")
+        if self._line and self._line[-1][0] == style:
+            self._line[-1][1].append(text)
         else:
-            self._line.append(span)
+            self._line.append((style, [text]))
         self._line_chars += len(text)
 
     def _print_line(self, line_dots: int | None = None) -> None:
         settings = self._settings
-        self._append(TextLine(self._line, align=settings.align,
+        spans = [replace(style, text="".join(pieces)) for style, pieces in self._line]
+        self._append(TextLine(spans, align=settings.align,
                               line_dots=settings.line_dots if line_dots is None else line_dots,
                               left_margin=settings.left_margin, print_width=settings.print_width))
         self._line = []
