@@ -169,7 +169,7 @@ def test_character_encodings() -> None:
                     "Ξεσκεπάζω την ψυχοφθόρα βδελυγμία", "El pingüino Wenceslao hizo kilómetros",
                     "Le cœur déçu mais l'âme plutôt naïve", "en canoë au delà des îles", "Kæmi ný öxi hér",
                     "Árvíztűrő tükörfúrógép", "Pchnąć w tę łódź jeża", "В чащах юга жил бы цитрус?",
-                    "Pijamalı hasta, yağız şoföre çabucak güvendi", "Glāžšķūņa rūķīši"):
+                    "Pijamalı hasta, yağız şoföre çabucak güvendi", "Glāžšķūņa rūķīši", "Tiếng Việt"):
         assert pangram in text
 
 
