@@ -24,7 +24,7 @@ from typing import Literal
 from PIL import Image
 
 from appliance.escpos.codepages import code_page_name, decode, table
-from appliance.escpos.commands import COMMANDS, DLE, ESC, FS, GS, PREFIXES, Command
+from appliance.escpos.commands import COMMANDS, DLE, PREFIXES, Command
 from appliance.escpos.model import (
     DEFAULT_LINE_DOTS,
     FONT_A_DOTS,
@@ -792,4 +792,4 @@ def interpret(data: bytes, limits: Limits = Limits()) -> Job:
     return interpreter.finish()
 
 
-__all__ = ["ESC", "FS", "GS", "Interpreter", "JobTooLarge", "Limits", "interpret"]
+__all__ = ["Interpreter", "JobTooLarge", "Limits", "interpret"]

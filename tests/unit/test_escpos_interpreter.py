@@ -386,3 +386,36 @@ def test_fuzz_whole_equals_chunked(data: bytes, cuts: list[int]) -> None:
 @given(data=st.one_of(st.binary(max_size=4000), command_stream()), cuts=st.lists(st.integers(0, 4000), max_size=30))
 def test_fuzz_whole_equals_chunked_heavy(data: bytes, cuts: list[int]) -> None:
     check_job(data, [c for c in cuts if c <= len(data)])
+
+
+def test_printer_information_replies() -> None:
+    interpreter = Interpreter()
+    assert interpreter.feed(b"\x1dIA\x1dIB\x1dID\x1dIE") == b"_1.00\x00_EPSON\x00_0000000000\x00_\x00"
+    assert interpreter.feed(b"\x1bu\x00\x1bv\x10\x04\x07\x01\x1dI\x63") == b"\x00\x00"
+
+
+def test_user_defined_characters_skipped_by_declared_length() -> None:
+    glyph = b"\x1b&\x03AB" + (b"\x02" + b"\xff" * 6) * 2  # y=3, chars A..B, each x=2 columns
+    job = interpret(b"\x1b%\x01" + glyph + b"AB\x1b?A\n")
+    assert job.receipts[0].text_lines() == ["AB"]
+    assert len(job.warnings) == 1 and "user-defined" in job.warnings[0]
+
+
+def test_column_images_and_downloaded_image() -> None:
+    band8 = b"\x1b*\x00\x03\x00\x80\x01\xff"  # 8-dot single density: 3 columns
+    (raster,) = elements(interpret(b"\x1b3\x18" + band8 + b"\n" + band8 + b"\n\x1b2"), Raster)
+    assert (raster.width, raster.height, raster.scale_x, raster.scale_y) == (3, 16, 2, 3)
+    assert raster.pixel(0, 0) and not raster.pixel(0, 1) and raster.pixel(1, 7) and raster.pixel(2, 4)
+    downloaded = b"\x1d*\x01\x01" + bytes([0x80] + [0] * 7) + b"\x1d/\x03"
+    (image,) = elements(interpret(downloaded), Raster)
+    assert (image.width, image.height, image.scale_x, image.scale_y) == (8, 8, 2, 2)
+    assert image.pixel(0, 0) and not image.pixel(1, 0) and not image.pixel(0, 1)
+
+
+def test_every_cut_form_ends_a_receipt() -> None:
+    cuts = [b"\x1dV\x00", b"\x1dV\x01", b"\x1dV0", b"\x1dV1", b"\x1dVA\x05", b"\x1dVB\x00", b"\x1bi", b"\x1bm"]
+    job = interpret(b"".join(b"line %d\n" % i + cut for i, cut in enumerate(cuts)) + b"tail")
+    assert len(job.receipts) == len(cuts) + 1
+    assert [r.cut for r in job.receipts] == [True] * len(cuts) + [False]
+    assert job.receipts[-1].text_lines() == ["tail"]
+    assert len(interpret(b"\x1dVA\x03\x1dVA\x03x\x1dVA\x03\n\x1dVA\x03").receipts) == 1
