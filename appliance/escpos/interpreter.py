@@ -347,7 +347,7 @@ class Interpreter:
 
     def _text(self, raw: bytes) -> None:
         settings = self._settings
-        if settings.code_page not in self._warned_tables and any(b >= 0x80 for b in raw):
+        if settings.code_page not in self._warned_tables and max(raw) >= 0x80:
             if not table(settings.code_page, settings.international).known:
                 self._warned_tables.add(settings.code_page)
                 self._warn(f"code page {settings.code_page} ({code_page_name(settings.code_page)}) not "

@@ -340,11 +340,29 @@ def test_text_features() -> None:
 COMMAND_KEYS = sorted(COMMANDS)
 
 
+def _sized(head: bytes, body: bytes) -> bytes:
+    return head + len(body).to_bytes(2, "little") + body
+
+
 def command_stream() -> st.SearchStrategy[bytes]:
+    """Random commands of the table with random arguments, plus well-formed length-bearing ones (2D codes,
+    graphics, raster and column images) so the handlers behind the lengths run too."""
     command = st.tuples(st.sampled_from(COMMAND_KEYS), st.binary(max_size=12)).map(
         lambda pair: bytes(pair[0]) + pair[1])
+    family = st.tuples(st.sampled_from([b"\x1d(k1", b"\x1d(k0", b"\x1d(L", b"\x1b(A", b"\x1c(A", b"\x1d(E"]),
+                       st.binary(max_size=30)).map(lambda pair: _sized(pair[0][:3], pair[0][3:] + pair[1]))
+    qr = st.binary(min_size=1, max_size=40).map(
+        lambda data: _sized(b"\x1d(k", b"1P0" + data) + b"\x1d(k\x03\x001Q0")
+    graphics = st.tuples(st.integers(1, 20), st.integers(1, 20), st.integers(1, 2), st.randoms()).map(
+        lambda t: _sized(b"\x1d(L", b"0p0" + bytes([t[2], t[2]]) + b"1" + t[0].to_bytes(2, "little")
+                         + t[1].to_bytes(2, "little") + t[3].randbytes((t[0] + 7) // 8 * t[1])) + b"\x1d(L\x02\x0002")
+    raster = st.tuples(st.integers(0, 51), st.integers(0, 4), st.integers(0, 30), st.randoms()).map(
+        lambda t: b"\x1dv0" + bytes([t[0], t[1], 0, t[2], 0]) + t[3].randbytes(t[1] * t[2]))
+    band = st.tuples(st.sampled_from([0, 1, 32, 33]), st.integers(0, 20), st.randoms()).map(
+        lambda t: b"\x1b*" + bytes([t[0], t[1], 0]) + t[2].randbytes(t[1] * (3 if t[0] >= 32 else 1)) + b"\n")
     text = st.binary(max_size=20).map(lambda b: bytes(c | 0x20 for c in b) + b"\n")
-    return st.lists(st.one_of(command, text, st.just(b"\x1dVA\x03")), max_size=25).map(b"".join)
+    return st.lists(st.one_of(command, family, qr, graphics, raster, band, text, st.just(b"\x1dVA\x03")),
+                    max_size=25).map(b"".join)
 
 
 def check_job(data: bytes, cuts: list[int]) -> None:
