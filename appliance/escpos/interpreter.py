@@ -44,6 +44,7 @@ from appliance.escpos.model import (
     Symbology,
     TextLine,
 )
+from appliance.escpos.status import status_reply
 
 MIB = 1024 * 1024
 QrLevel = Literal["L", "M", "Q", "H"]
@@ -80,24 +81,6 @@ class JobTooLarge(ValueError):
         super().__init__(f"print job too large: {limit} passed ({detail})")
         self.limit = limit
 
-
-# Status answers of a healthy Epson printer (Epson ESC/POS reference, TM-U220/TM-T20 tables):
-DLE_EOT_REPLIES = {1: 0x16, 2: 0x12, 3: 0x12, 4: 0x12}
-"""``DLE EOT n``. n=1 printer status: bits 1 and 4 fixed on, bit 2 drawer pin 3 HIGH, bit 3 off = online
-(0x16). n=2 offline cause, n=3 error cause, n=4 roll paper sensor: fixed bits 1 and 4 only (cover closed,
-no feed button, no paper end, no error, paper present: 0x12)."""
-GS_R_REPLIES = {1: 0x00, 49: 0x00, 2: 0x00, 50: 0x00}
-"""``GS r n``: n=1/49 paper sensor (no near-end, no end), n=2/50 drawer kick connector (pin 3 LOW)."""
-GS_I_REPLIES = {
-    1: b"\x20", 49: b"\x20",  # printer model ID (chosen: TM-T20 class)
-    2: b"\x02", 50: b"\x02",  # type ID: bit 1 autocutter installed, no two-byte characters
-    3: b"\x10", 51: b"\x10",  # version ID (chosen)
-    65: b"_1.00\x00", 66: b"_EPSON\x00", 67: b"_TM-T20\x00", 68: b"_0000000000\x00", 69: b"_\x00",
-}
-"""``GS I n``: one byte for n 1-3/49-51; for n 65-69 (firmware, maker, model, serial, font of language)
-header 0x5F, text, NUL, as Epson's printer information B. Other n: no answer."""
-ESC_U_REPLY = b"\x00"
-"""``ESC u n`` peripheral status (drawer pin 3 LOW) and ``ESC v`` paper sensor status (paper present)."""
 
 LF, CR, HT, FF, CAN, NUL = 0x0A, 0x0D, 0x09, 0x0C, 0x18, 0x00
 DEFAULT_TAB_COLUMNS = 8
@@ -244,7 +227,7 @@ class Interpreter:
     # ----------------------------------------------------------------- stream
     def feed(self, data: bytes) -> bytes:
         """Consume the next bytes of the stream; returns the replies to status queries they completed
-        (``DLE EOT``, ``GS r``, ``GS I``, ``ESC u``/``ESC v``; see the ``*_REPLIES`` constants), b"" mostly.
+        (``DLE EOT``, ``GS r``, ``GS I``, ``ESC u``/``ESC v``: :mod:`appliance.escpos.status`), b"" mostly.
 
         Raises JobTooLarge; RuntimeError after :meth:`finish`."""
         if self._finished:
@@ -557,21 +540,8 @@ class Interpreter:
             self._warn(f"user-defined characters ({PREFIXES[data[0]]} {chr(data[1])} at byte {offset}) print "
                        "as the standard ones")
 
-    def _status(self, data: bytes, offset: int) -> None:  # DLE EOT n
-        reply = DLE_EOT_REPLIES.get(data[2])
-        if reply is not None:
-            self._replies.append(reply)
-
-    def _gs_r(self, data: bytes, offset: int) -> None:  # GS r n
-        reply = GS_R_REPLIES.get(data[2])
-        if reply is not None:
-            self._replies.append(reply)
-
-    def _gs_i(self, data: bytes, offset: int) -> None:  # GS I n
-        self._replies += GS_I_REPLIES.get(data[2], b"")
-
-    def _esc_u(self, data: bytes, offset: int) -> None:  # ESC u n / ESC v
-        self._replies += ESC_U_REPLY
+    def _reply(self, data: bytes, offset: int) -> None:  # DLE EOT, GS r, GS I, ESC u, ESC v
+        self._replies += status_reply(data)
 
     # images
     def _raster(self, data: bytes, offset: int) -> None:  # GS v 0 m xL xH yL yH d
@@ -772,8 +742,8 @@ _HANDLERS = {
     "ESC %": Interpreter._user_characters, "ESC &": Interpreter._user_characters,
     "ESC ?": Interpreter._user_characters, "FS 2": Interpreter._user_characters,
     "FS ?": Interpreter._user_characters,
-    "DLE EOT": Interpreter._status, "GS r": Interpreter._gs_r, "GS I": Interpreter._gs_i,
-    "ESC u": Interpreter._esc_u, "ESC v": Interpreter._esc_u,
+    "DLE EOT": Interpreter._reply, "GS r": Interpreter._reply, "GS I": Interpreter._reply,
+    "ESC u": Interpreter._reply, "ESC v": Interpreter._reply,
     "GS v 0": Interpreter._raster, "ESC *": Interpreter._bit_image, "GS *": Interpreter._define_downloaded,
     "GS /": Interpreter._print_downloaded, "FS p": Interpreter._nv_image, "FS q": Interpreter._nv_image,
     "GS (": Interpreter._gs_paren, "GS 8": Interpreter._gs_8, "ESC (": Interpreter._esc_paren,
