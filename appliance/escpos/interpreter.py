@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from PIL import Image
 
 from appliance.escpos.codepages import code_page_name, decode, table
+from appliance.escpos.codes import TwoDCodes
 from appliance.escpos.commands import COMMANDS, DLE, PREFIXES, Command
 from appliance.escpos.model import (
     DEFAULT_LINE_DOTS,
@@ -36,8 +36,6 @@ from appliance.escpos.model import (
     Font,
     Hri,
     Job,
-    Pdf417,
-    QrCode,
     Raster,
     Receipt,
     Span,
@@ -47,7 +45,6 @@ from appliance.escpos.model import (
 from appliance.escpos.status import status_reply
 
 MIB = 1024 * 1024
-QrLevel = Literal["L", "M", "Q", "H"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +92,6 @@ SYMBOLOGIES: dict[int, Symbology] = {
     72: "CODE93", 73: "CODE128",
 }
 """``GS k m``: function A (m 0-6) and function B (m 65-73) symbologies."""
-QR_LEVELS: dict[int, QrLevel] = {48: "L", 49: "M", 50: "Q", 51: "H"}
-"""``GS ( k`` cn 49 fn 69 argument -> error correction level."""
 UNDERLINES = {0: 0, 48: 0, 1: 1, 49: 1, 2: 2, 50: 2}
 """``ESC - n`` -> underline thickness, dots."""
 CUT_COMMANDS = {"GS V", "ESC i", "ESC m"}
@@ -156,29 +151,6 @@ class _Settings:
 
 
 @dataclass
-class _QrState:
-    """``GS ( k`` cn 49 settings and stored data (kept across prints, as the printer does)."""
-
-    model: int = 2
-    size: int = 3
-    level: QrLevel = "L"
-    data: bytes = b""
-
-
-@dataclass
-class _PdfState:
-    """``GS ( k`` cn 48 settings and stored data."""
-
-    columns: int = 0
-    rows: int = 0
-    width: int = 3
-    height: int = 3
-    level: int | None = None
-    truncated: bool = False
-    data: bytes = b""
-
-
-@dataclass
 class _OpenImage:
     """The last image of the receipt while later stripes/bands may still join it."""
 
@@ -220,8 +192,7 @@ class Interpreter:
         self._graphics: dict[int, tuple[int, int, bytes, int, int]] = {}
         """``GS ( L`` fn 112 colour -> (width, height, bits, scale_x, scale_y)."""
         self._downloaded: tuple[int, int, bytes] | None = None
-        self._qr = _QrState()
-        self._pdf = _PdfState()
+        self._two_d_codes = TwoDCodes()
         self._finished = False
 
     # ----------------------------------------------------------------- stream
@@ -680,55 +651,14 @@ class Interpreter:
     def _two_d(self, body: bytes, offset: int) -> None:  # GS ( k body = cn fn [params]
         if len(body) < 2:
             return
-        cn, fn, args = body[0], body[1], body[2:]
-        if cn == 49:
-            self._qr_function(fn, args, offset)
-        elif cn == 48:
-            self._pdf_function(fn, args, offset)
-        elif fn == 81:
-            self._warn(f"2D code cn={cn} at byte {offset} not supported")
-
-    def _qr_function(self, fn: int, args: bytes, offset: int) -> None:
-        qr = self._qr
-        if fn == 81:
-            if qr.data:
-                self._add_code(QrCode(qr.data, module_size=qr.size, error_correction=qr.level, model=qr.model,
-                                      align=self._settings.align))
-        elif not args:
+        cn, fn = body[0], body[1]
+        if cn not in (48, 49):
+            if fn == 81:
+                self._warn(f"2D code cn={cn} at byte {offset} not supported")
             return
-        elif fn == 65:
-            qr.model = {49: 1, 50: 2}.get(args[0], 2)
-        elif fn == 67:
-            if 1 <= args[0] <= 16:
-                qr.size = args[0]
-        elif fn == 69:
-            qr.level = QR_LEVELS.get(args[0], qr.level)
-        elif fn == 80:
-            qr.data = args[1:]
-
-    def _pdf_function(self, fn: int, args: bytes, offset: int) -> None:
-        pdf = self._pdf
-        if fn == 81:
-            if pdf.data:
-                self._add_code(Pdf417(pdf.data, columns=pdf.columns, rows=pdf.rows, module_width=pdf.width,
-                                      row_height=pdf.height, error_level=pdf.level, truncated=pdf.truncated,
-                                      align=self._settings.align))
-        elif not args:
-            return
-        elif fn == 65:
-            pdf.columns = args[0] if args[0] <= 30 else 0
-        elif fn == 66:
-            pdf.rows = args[0] if args[0] <= 90 else 0
-        elif fn == 67:
-            pdf.width = args[0] if 1 <= args[0] <= 8 else 3
-        elif fn == 68:
-            pdf.height = args[0] if 1 <= args[0] <= 8 else 3
-        elif fn == 69 and len(args) >= 2:
-            pdf.level = args[1] - 48 if args[0] == 48 and 48 <= args[1] <= 56 else None
-        elif fn == 70:
-            pdf.truncated = args[0] in (1, 49)
-        elif fn == 80:
-            pdf.data = args[1:]
+        code = self._two_d_codes.function(cn, fn, body[2:], self._settings.align)
+        if code is not None:
+            self._add_code(code)
 
 _HANDLERS = {
     "ESC @": Interpreter._reset, "ESC !": Interpreter._select_modes, "ESC E": Interpreter._bold,
