@@ -92,8 +92,11 @@ def guess_paper_mm(receipts: list[Receipt]) -> int:
                 if element.width * element.scale_x > PAPER_58MM_DOTS:
                     return 80
             elif isinstance(element, (QrCode, Pdf417, Barcode)):
-                if _element_width(element) > PAPER_58MM_DOTS:
-                    return 80
+                try:
+                    if _element_width(element) > PAPER_58MM_DOTS:
+                        return 80
+                except ValueError:  # a code no symbol can hold: not drawn (a warning when rendered)
+                    continue
     return 58
 
 
@@ -140,12 +143,12 @@ class _Renderer:
             self.y += max(0, element.dots)
         elif isinstance(element, Raster):
             self.raster(element)
-        elif isinstance(element, Barcode):
-            self.barcode(element)
-        elif isinstance(element, QrCode):
-            self.qr(element)
-        elif isinstance(element, Pdf417):
-            self.pdf417(element)
+        elif isinstance(element, (Barcode, QrCode, Pdf417)):
+            draw = {Barcode: self.barcode, QrCode: self.qr, Pdf417: self.pdf417}[type(element)]
+            try:
+                draw(element)  # type: ignore[operator]
+            except ValueError as exc:  # data no symbol of that kind can hold (segno, pdf417gen): skipped
+                self.warnings.append(f"{type(element).__name__} not drawn: {str(exc)[:120]}")
 
     def text_line(self, line: TextLine, avail_override: float | None = None) -> None:
         left = float(self.layout.margin + line.left_margin)
@@ -249,19 +252,27 @@ class _Renderer:
 
 
 def _pdf417_codes(code: Pdf417, max_width: int = PAPER_80MM_DOTS) -> list[list[int]]:
-    """Codeword rows; automatic columns (0) start at 6 (4 for short data) and shrink to fit ``max_width``."""
+    """Codeword rows; automatic columns (0) start at 6 (4 for short data) and shrink to fit ``max_width``.
+    Columns the till fixed shrink too when the data would make fewer than 3 rows (PDF417's minimum, ISO/IEC
+    15438 §5.6: a printer narrows the symbol the same way rather than print nothing).
+
+    Raises ValueError when no column count can hold the data (over PDF417's 90 rows x 30 columns)."""
     import pdf417gen
 
     level = code.error_level if code.error_level is not None and 0 <= code.error_level <= 8 else 2
     data: Any = code.data
-    if 1 <= code.columns <= 30:
-        fixed: list[list[int]] = pdf417gen.encode(data, columns=code.columns, security_level=level)
-        return fixed
-    columns = 6 if len(code.data) > 40 else 4
+    fixed = 1 <= code.columns <= 30
+    columns = code.columns if fixed else 6 if len(code.data) > 40 else 4
     while True:
-        codes: list[list[int]] = pdf417gen.encode(data, columns=columns, security_level=level)
+        try:
+            codes: list[list[int]] = pdf417gen.encode(data, columns=columns, security_level=level)
+        except ValueError:
+            if columns <= 1:
+                raise
+            columns -= 1  # too few rows for this many columns (or too many for too few: fails at 1 too)
+            continue
         # start, left indicator, data columns, right indicator, stop: 17 modules each, stop 18
-        if columns <= 1 or (len(codes[0]) * 17 + 1) * code.module_width <= max_width:
+        if fixed or columns <= 1 or (len(codes[0]) * 17 + 1) * code.module_width <= max_width:
             return codes
         columns -= 1
 
