@@ -41,6 +41,9 @@ MONO_ADVANCE_EM = 1233 / 2048
 """DejaVu Sans Mono's advance width, em (every glyph)."""
 POINTS_PER_DOT = 72 / 25.4 / DOTS_PER_MM
 TOP_BOTTOM_DOTS = 4 * DOTS_PER_MM
+MAX_PAGE_POINTS = 14_400
+"""The largest page side a PDF reader must show (ISO 32000-1 Annex C.2: 200 inches); the intake's PDF check
+refuses larger pages, so a longer receipt continues on a next page (about 1,300 lines of font A a page)."""
 PAPERS = {80: (80 * DOTS_PER_MM, PAPER_80MM_DOTS), 58: (58 * DOTS_PER_MM, PAPER_58MM_DOTS)}
 """Paper width in mm -> (page width, printable width), dots; the margins are the difference halved."""
 REPORTLAB_BARCODES = {
@@ -336,6 +339,49 @@ def _barcode_drawing(code: Barcode) -> Any | None:
     return drawing
 
 
+def _extent(op: Any) -> tuple[float, float]:
+    """Top and bottom of a drawing operation, dots from the content's top."""
+    kind = op[0]
+    if kind == "text":
+        cell_h = _cell(op[3])[1]
+        return op[2] - cell_h, op[2]
+    if kind == "image":
+        return op[2], op[2] + op[4]
+    if kind == "rects":
+        rects = op[1] or [(0, 0, 0, 0)]
+        return min(r[1] for r in rects), max(r[1] + r[3] for r in rects)
+    return op[2], op[2] + float(op[3].height)
+
+
+def _shifted(op: Any, dy: float) -> Any:
+    """``op`` moved up by ``dy`` dots."""
+    kind = op[0]
+    if kind == "text":
+        return (kind, op[1], op[2] - dy, *op[3:])
+    if kind == "rects":
+        return (kind, [(x, y - dy, w, h) for x, y, w, h in op[1]])
+    return (kind, op[1], op[2] - dy, *op[3:])
+
+
+def _pages(ops: list[Any], content_h: float) -> list[tuple[list[Any], float]]:
+    """Split a receipt's operations into pages of at most MAX_PAGE_POINTS, between two operations (a line,
+    an image or a code is never cut): ``[(ops moved to their page's top, content height)]``."""
+    room = MAX_PAGE_POINTS / POINTS_PER_DOT - 2 * TOP_BOTTOM_DOTS
+    if content_h <= room:
+        return [(ops, content_h)]
+    pages: list[tuple[list[Any], float]] = []
+    start, current, bottom = 0.0, [], 0.0
+    for op in ops:
+        top, end = _extent(op)
+        if end - start > room and current and top > start:
+            pages.append(([_shifted(o, start) for o in current], bottom - start))
+            start, current = top, []
+        current.append(op)
+        bottom = max(bottom, end)
+    pages.append(([_shifted(o, start) for o in current], max(content_h, bottom) - start))
+    return pages
+
+
 def _draw(canvas: Any, layout: _Layout, ops: list[Any], content_h: float) -> None:
     from reportlab.graphics import renderPDF
     from reportlab.lib.utils import ImageReader
@@ -393,7 +439,8 @@ def _draw(canvas: Any, layout: _Layout, ops: list[Any], content_h: float) -> Non
 
 def render_pdf_with_warnings(receipts: list[Receipt], paper_mm: int | None = None,
                              title: str | None = None) -> tuple[bytes, list[str]]:
-    """Render receipts to a PDF, one page per receipt, and say what could not be drawn faithfully.
+    """Render receipts to a PDF, one page per receipt (a receipt longer than MAX_PAGE_POINTS continues on
+    the next pages), and say what could not be drawn faithfully.
 
     ``paper_mm``: 80 (576 printable dots = 72 mm, 4 mm margins) or 58 (384 dots = 48 mm, 5 mm margins);
     None guesses once for all receipts (:func:`guess_paper_mm`). Page height is the content plus 4 mm at
@@ -422,10 +469,10 @@ def render_pdf_with_warnings(receipts: list[Receipt], paper_mm: int | None = Non
         renderer = _Renderer(layout, warnings)
         for element in receipt.elements:
             renderer.element(element)
-        content_h = max(renderer.y, 1.0)
-        canvas.setPageSize((page_width * POINTS_PER_DOT, (content_h + 2 * TOP_BOTTOM_DOTS) * POINTS_PER_DOT))
-        _draw(canvas, layout, renderer.ops, content_h)
-        canvas.showPage()
+        for ops, content_h in _pages(renderer.ops, max(renderer.y, 1.0)):
+            canvas.setPageSize((page_width * POINTS_PER_DOT, (content_h + 2 * TOP_BOTTOM_DOTS) * POINTS_PER_DOT))
+            _draw(canvas, layout, ops, content_h)
+            canvas.showPage()
     canvas.save()
     return out.getvalue(), warnings
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 CONVERT_TIMEOUT_SECONDS = 30.0
 """Wall-clock budget of one conversion; a 2 MB raster job takes about 2 s on a Pi 3 class board."""
-CONVERT_MEMORY_BYTES = 384 * 1024 * 1024
+CONVERT_MEMORY_BYTES = 256 * 1024 * 1024
 """Address-space limit of the conversion worker, bytes (RLIMIT_AS). Its libraries (reportlab, pillow, the
 fonts) map about 110 MiB before any job; the interpreter's Limits bound a job's images (bench/printer.py
 measures the peak on a 2 MB raster job)."""

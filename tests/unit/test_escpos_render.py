@@ -256,3 +256,18 @@ def test_line_spacing() -> None:
     tight = media_box(render_pdf([Receipt([TextLine([Span("a")], line_dots=10)] * 3)], paper_mm=80))
     assert tall[3] == pytest.approx((3 * 60 + 64) * POINTS_PER_DOT, abs=0.01)
     assert tight[3] == pytest.approx((3 * 24 + 64) * POINTS_PER_DOT, abs=0.01)  # at least the font's height
+
+
+def test_a_receipt_longer_than_a_pdf_page_continues_on_the_next_pages_with_every_line() -> None:
+    """PDF readers need not show a page side over 200 inches (ISO 32000-1 Annex C.2) and the intake's PDF
+    check refuses one: 1,500 lines are two pages, no line lost or cut."""
+    from appliance.pdfcheck import check_pdf
+
+    receipt = Receipt([line(f"Article {i:05d}                      12,50 EUR") for i in range(1500)], cut=True)
+    pdf = render_pdf([receipt], paper_mm=80)
+    assert check_pdf(pdf).pages == 2
+    doc = pdfium.PdfDocument(pdf)
+    heights = [doc[i].get_size()[1] for i in range(len(doc))]
+    assert max(heights) <= 14_400
+    text = page_text(pdf, 0) + page_text(pdf, 1)
+    assert [f"Article {i:05d}" in text for i in range(1500)] == [True] * 1500
