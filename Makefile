@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 DATA ?= .eticket-data
 LISTEN ?= 127.0.0.1:8080
 API_LISTEN ?= 127.0.0.1:8443
+PRINTER_LISTEN ?= 127.0.0.1:9100
 RELAY_URL ?=
 RELAY_LISTEN ?= 127.0.0.1:8090
 RELAY_DATA ?= relay-data
@@ -72,8 +73,9 @@ loopback-multicast:
 	  echo "note: 'ip link set lo multicast on' (as root) lets mDNS work on loopback"; fi
 
 run: $(RUN_STAMP) loopback-multicast
-	@bash scripts/run-banner.sh "$(LISTEN)" "$(API_LISTEN)" "$(DATA)"
+	@bash scripts/run-banner.sh "$(LISTEN)" "$(API_LISTEN)" "$(DATA)" "$(PRINTER_LISTEN)"
 	$(BIN)/eticket serve --data-dir $(DATA) --listen $(LISTEN) --api-listen $(API_LISTEN) \
+	  --printer-listen $(PRINTER_LISTEN) \
 	  --mdns-interfaces 127.0.0.1 --kiosk $(if $(RELAY_URL),--relay-url $(RELAY_URL)) \
 	  $(if $(SCREEN_LANGUAGE),--language $(SCREEN_LANGUAGE))
 

@@ -34,8 +34,10 @@ ZONEINFO = Path("usr/share/zoneinfo")
 IMAGE_KEYRING = Path("usr/share/eticket/rauc-keyring.pem")
 """The keyring the image was built with (``make image FLEET_KEYS=DIR`` puts DIR/keyring.pem there)."""
 KEYRING_FROM_IMAGE, KEYRING_FROM_SETTINGS = "image", "eticket.toml"
-DEVICE_DEFAULTS: dict[str, str | int | bool] = {"listen": "0.0.0.0:8080", "api_listen": "0.0.0.0:8443"}
-"""Appliance settings of every device: listen on the LAN (plain HTTP downloads, HTTPS POS API)."""
+DEVICE_DEFAULTS: dict[str, str | int | bool] = {"listen": "0.0.0.0:8080", "api_listen": "0.0.0.0:8443",
+                                                  "printer_listen": "0.0.0.0:9100"}
+"""Appliance settings of every device: listen on the LAN (plain HTTP downloads, HTTPS POS API, the receipt
+printer port for tills, docs/protocol.md §12)."""
 DEFAULT_HOSTNAME = "eticket"
 DEFAULT_TIMEZONE = "Etc/UTC"
 DEFAULT_LOCALE = "C.UTF-8"

@@ -315,3 +315,31 @@ def test_a_till_on_the_lan_pairs_sends_a_receipt_and_a_phone_downloads_it(booted
     assert downloaded.status_code == 200 and downloaded.content == pdf.read_bytes()
     assert httpx.get(booted.guest.url + "/api/v1/display",
                      headers={"Authorization": f"Bearer {token}"}).json()["scene"] == "downloaded"
+
+
+def test_a_till_on_the_lan_prints_a_receipt_to_port_9100_and_its_qr_is_on_the_screen(booted: Booted) -> None:
+    """The device as a receipt printer on the built image: allowed on the device (``eticket printers allow``),
+    the till on the LAN prints the bakery's receipt with escpos-php (as Dolibarr's server does) to the
+    guest's port 9100; its QR shows on the guest's own screen and the PDF holds the receipt's text."""
+    import pypdfium2 as pdfium
+
+    from tests.conftest import SAMPLES
+
+    php = shutil.which("php")
+    assert php is not None, "php-cli (make test installs it)"
+    allowed = _ssh(booted, "eticket printers allow 169.254.77.10 --data-dir /var/lib/eticket --json")
+    assert json.loads(allowed)["network"] == "169.254.77.10/32"
+    subprocess.run(["ip", "-n", booted.pos.ns, "addr", "replace", "169.254.77.10/16", "dev", "eth0"], check=True)
+    guest = re.search(r"inet (169\.254\.\d+\.\d+)/", _ssh(booted, "ip -4 -o addr show dev eth0"))
+    assert guest, _ssh(booted, "ip -4 -o addr")
+    printed = booted.pos.run(php, str(SAMPLES.parent / "clients" / "takepos-receipt.php"),
+                             str(SAMPLES / "takepos" / "bakery.json"), "--to", f"tcp:{guest.group(1)}:9100",
+                             timeout=120)
+    assert printed.returncode == 0, printed.stderr
+    texts = _wait_screen_qr(booted, "screen-printed", lambda t: len(t) == 1 and "/r/" in t[0])
+    assert len(texts) == 1, _ssh(booted, "journalctl -b -u eticket.service --no-pager -o cat -n 40")
+    downloaded = httpx.get(booted.guest.url + texts[0][texts[0].index("/r/"):])
+    assert downloaded.status_code == 200
+    doc = pdfium.PdfDocument(downloaded.content)
+    text = doc[0].get_textpage().get_text_range()
+    assert "Boulangerie Dupré" in text and "6,50" in text, text

@@ -156,6 +156,7 @@ def test_apply_writes_every_setting_then_changes_nothing(root: Path) -> None:
     assert "country=FR" in wifi and layout.wifi.stat().st_mode & 0o777 == 0o600
     config = tomllib.loads(layout.appliance_config.read_text())
     assert config == {"api_listen": "0.0.0.0:8443", "language": "fr", "listen": "0.0.0.0:8080",
+                      "printer_listen": "0.0.0.0:9100",
                       "name": "Boulangerie Martin"}
     before = {p: p.stat().st_mtime_ns for p in layout.state.rglob("*") if p.is_file()}
     assert apply(settings, root) == []
