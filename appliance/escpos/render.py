@@ -370,7 +370,8 @@ def _pages(ops: list[Any], content_h: float) -> list[tuple[list[Any], float]]:
     if content_h <= room:
         return [(ops, content_h)]
     pages: list[tuple[list[Any], float]] = []
-    start, current, bottom = 0.0, [], 0.0
+    start, bottom = 0.0, 0.0
+    current: list[Any] = []
     for op in ops:
         top, end = _extent(op)
         if end - start > room and current and top > start:
