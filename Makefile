@@ -14,7 +14,7 @@ RELAY_DATA ?= relay-data
 # Taken from the command line only: gettext's LANGUAGE in the environment (e.g. en_US:en) is not ours.
 SCREEN_LANGUAGE := $(if $(filter command line,$(origin LANGUAGE)),$(LANGUAGE))
 
-.PHONY: run relay test test-slow bench bench-memory bench-relay bench-fleet bench-update lint sysdeps sysdeps-image loopback-multicast image image-lock bundle clean
+.PHONY: run relay test test-slow bench bench-memory bench-printer bench-relay bench-fleet bench-update lint sysdeps sysdeps-image loopback-multicast image image-lock bundle clean
 
 # Two installs into one .venv: what running needs (`make run`, `make relay`: the project's dependencies
 # only), and that plus the test tools (`make test`, `lint`, `bench`: pytest, mypy, ruff, playwright, ...).
@@ -83,8 +83,10 @@ run: $(RUN_STAMP) loopback-multicast
 relay: $(RUN_STAMP)
 	$(BIN)/eticket relay serve --storage $(RELAY_DATA) --listen $(RELAY_LISTEN)
 
+# Three pytest workers (pytest-xdist), each test file on one worker: most tests wait on real processes, so
+# the quick suite takes about 8 minutes here instead of about 20 on one worker.
 test: $(TEST_STAMP) sysdeps loopback-multicast
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n 3 --dist loadfile
 
 # Slow proofs (image builds, emulated boots). Exit status 5 means "no slow test yet": not a failure.
 test-slow: $(TEST_STAMP) sysdeps sysdeps-image loopback-multicast
@@ -92,6 +94,10 @@ test-slow: $(TEST_STAMP) sysdeps sysdeps-image loopback-multicast
 
 bench: $(TEST_STAMP) loopback-multicast
 	$(BIN)/python bench/post_to_qr.py
+
+# A till printing to the device (port 9100): last byte to QR beside the HTTPS intake, receipts/s, converter memory.
+bench-printer: $(TEST_STAMP) loopback-multicast
+	$(BIN)/python bench/printer.py
 
 # The device's memory (PSS per process) after 100 receipts, with the pygame kiosk and with Chromium on /screen.
 bench-memory: $(TEST_STAMP) loopback-multicast

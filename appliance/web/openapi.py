@@ -45,10 +45,12 @@ from ..errors import (
     PdfWithLaunchAction,
     PdfWithoutPages,
     PdfWithoutUsablePage,
+    PrintJobRefused,
     ReceiptDamaged,
     RequestTimeout,
     StorageDamaged,
     StorageUnavailable,
+    TillNotAllowed,
     TooManyConnections,
     Unauthorized,
     UnreadablePdf,
@@ -308,6 +310,28 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "tags": ["screens"], **PLAIN,
         "responses": {"200": {"description": "ES5", "content": {"application/javascript": {"schema": {
             "type": "string"}}}}}},
+    ("post", "/printer/index.php"): {
+        "tags": ["printer"], "servers": SERVERS_API + SERVERS_PLAIN,
+        "description": "The TakePOS connector (§12.2): a print job from an allowed till's address (§12.3). CORS: "
+                       "`Access-Control-Allow-Origin: *` on every answer; preflights answered, with "
+                       "`Access-Control-Allow-Private-Network: true` when asked.",
+        "parameters": [{"name": "printer", "in": "query", "required": False, "schema": {"type": "integer"},
+                        "description": "TakePOS's printer number; accepted and ignored"}],
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["invoice"], "properties": {"invoice": {
+                "type": "string", "description": "The ESC/POS bytes in base64url, or base64 (`+` may arrive as "
+                "a space)"}}}}}},
+        "responses": {"200": {"description": "Stored and on screen, as §3's answer", "content": _json(TicketCreated)},
+                      **problems(BadRequest, TillNotAllowed, PayloadTooLarge, UnsupportedMediaType, PrintJobRefused,
+                                 StorageUnavailable)}},
+    ("get", "/display/index.php"): {
+        "tags": ["printer"], "servers": SERVERS_API + SERVERS_PLAIN,
+        "description": "TakePOS's customer display (§12.2): two lines of 20 characters shown as the `sale` scene.",
+        "parameters": [{"name": "text", "in": "query", "required": False, "schema": {"type": "string",
+                        "maxLength": 200}, "description": "40 characters: two lines of 20, each padded"}],
+        "responses": {"200": {"description": "Shown", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"lines": {"type": "array", "items": {"type": "string"}}}}}}},
+                      **problems(BadRequest, TillNotAllowed)}},
     ("get", "/"): {"tags": ["customers"], **PLAIN, "responses": {"200": _html("What this device is")}},
     ("get", "/logo"): {
         "tags": ["screens"], **PLAIN,

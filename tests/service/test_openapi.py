@@ -83,13 +83,18 @@ def test_the_served_schema_documents_every_endpoint_of_the_protocol(appliance: A
 
     ticket = ops[("post", "/api/v1/tickets")]
     expected = {slug: status for slug, status in table.items()
-                if slug not in PAIRING_TYPES | {"not-found", "expired", "receipt-damaged", "method-not-allowed"}}
+                if slug not in PAIRING_TYPES | {"not-found", "expired", "receipt-damaged", "method-not-allowed",
+                                                "till-not-allowed", "print-job-refused"}}
     assert expected.items() <= problems_of(ticket).items(), set(expected) - set(problems_of(ticket))
     assert {"application/pdf", "multipart/form-data"} <= set(ticket["requestBody"]["content"])
     assert ticket["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith("/TicketCreated")
     assert {p["name"] for p in ticket["parameters"]} >= {"total", "currency", "ref", "lang", "Idempotency-Key"}
     assert ticket["security"] == [{"posBearer": []}]
     assert "401" in ticket["responses"] and "WWW-Authenticate" in ticket["responses"]["401"]["headers"]
+
+    connector = ops[("post", "/printer/index.php")]  # §12.2
+    assert {"till-not-allowed": 403, "print-job-refused": 422}.items() <= problems_of(connector).items()
+    assert "application/x-www-form-urlencoded" in connector["requestBody"]["content"]
 
     download = ops[("get", "/r/{}")]
     assert {"not-found": 404, "expired": 410, "receipt-damaged": 500}.items() <= problems_of(download).items()
