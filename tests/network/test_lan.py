@@ -119,7 +119,7 @@ def test_avahi_browse_sees_the_device_as_an_independent_peer(lan: Lan, tmp_path:
     require(not Path("/run/avahi-daemon/pid").exists(), "an avahi-daemon already runs on this machine")
     device, pos = lan.add_host("dev", 2), lan.add_host("pos", 3)
     data = tmp_path / "device"
-    start_device(device, data, name="Boulangerie Martin")
+    start_device(device, data, "--printer-listen", "0.0.0.0:9100", name="Boulangerie Martin")
     device_id = json.loads(device.run("curl", "-sf", "http://127.0.0.1:8080/healthz").stdout)["device_id"]
     env = _avahi(pos, tmp_path)
     lines: list[str] = []
@@ -137,6 +137,26 @@ def test_avahi_browse_sees_the_device_as_an_independent_peer(lan: Lan, tmp_path:
     assert fields[7] == device.address and fields[8] == "8443"
     for key in ("v=1", "paired=0", "path=/api/v1", "tls=1"):
         assert f'"{key}"' in fields[9]
+
+    # the same device as a receipt printer (Bonjour Printing Specification §9): raw port, and LPD on port 0
+    printers: dict[str, list[str]] = {}
+
+    def printer_resolved() -> bool:
+        for service in ("_pdl-datastream._tcp", "_printer._tcp"):
+            out = subprocess.run(pos.cmd("avahi-browse", "-rtp", service), capture_output=True, text=True, env=env,
+                                 timeout=20)
+            found = [line.split(";") for line in out.stdout.splitlines()
+                     if line.startswith("=") and f'"id={device_id}"' in line]
+            if found:
+                printers[service] = found[0]
+        return len(printers) == 2
+
+    wait_for(printer_resolved, 20, "avahi-browse to resolve the device's printer services")
+    raw, lpd = printers["_pdl-datastream._tcp"], printers["_printer._tcp"]
+    assert raw[3].replace("\\032", " ") == "Boulangerie Martin" and raw[7] == device.address and raw[8] == "9100"
+    assert lpd[8] == "0"
+    for key in ("txtvers=1", "qtotal=1", "pdl=application/vnd.epson.escpos", "ty=eTicket receipt printer"):
+        assert f'"{key}"' in raw[9], raw[9]
 
 
 def test_ipv6_addresses_are_announced_and_usable(lan: Lan, tmp_path: Path, pos_env: dict[str, str]) -> None:

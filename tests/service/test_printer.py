@@ -205,3 +205,23 @@ def test_bad_jobs_end_alone_and_the_port_keeps_serving(appliance_factory: object
     assert "Boulangerie Dupré" in pdf_text(ticket["pdf"])  # type: ignore[arg-type]
     assert httpx.get(app.url + "/healthz").json()["status"] == "ok"
     assert not re.search(r"Traceback", app.logs())
+
+
+def test_a_job_cut_by_a_restart_leaves_nothing_half_stored(appliance_factory: object) -> None:
+    """The device stops (SIGTERM, then a kill -9 on the next try) while a till is still sending: nothing of
+    that job is stored or shown; once back, the till's next job is a receipt as usual."""
+    app, port = printer_appliance(appliance_factory)
+    allow(app, "127.0.0.1")
+    job = (TAKEPOS / "cafe-logo.bin").read_bytes()
+    for stop in (app.stop, app.kill9):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(job[: len(job) // 2])
+        stop()
+        sock.close()
+        assert app.ticket_rows() == 0
+        app.start()
+        assert app.display()["scene"] == "idle"
+    send_job(port, job)
+    ticket = wait_ticket(app)
+    assert "Chocolat chaud à l'ancienne – grand" in pdf_text(ticket["pdf"])  # type: ignore[arg-type]
+    assert app.ticket_rows() == 1
