@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO, decode_qr_png, free_port, require, samples, wait_for, wait_healthy
+from tests.conftest import REPO, SAMPLES, decode_qr_png, free_port, require, samples, wait_for, wait_healthy
 
 VENV_ROOT = REPO / "build" / "runtime-venv"
 INSTALL_TIMEOUT_SECONDS = 900
@@ -185,12 +185,14 @@ def _qr(png: Path) -> list[str]:
 @pytest.mark.slow
 def test_the_device_and_till_commands_start_and_do_their_job(runtime: RuntimeVenv, tmp_path: Path,
                                                               mdns_loopback: None) -> None:
-    """serve, the kiosk (run headless, and --snapshot), status, pairings, screens, discover, pair, send."""
+    """serve, the kiosk (run headless, and --snapshot), status, pairings, screens, discover, pair, send, and a
+    till printing to the printer port (the conversion worker: reportlab, pdf417gen, pillow, the font)."""
     data = tmp_path / "data"
-    port, api_port = free_port(), free_port()
+    port, api_port, printer_port = free_port(), free_port(), free_port()
     serve_log, kiosk_log = tmp_path / "serve.log", tmp_path / "kiosk.log"
     serve = runtime.start(serve_log, "serve", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}",
-                          "--api-listen", f"127.0.0.1:{api_port}", "--mdns-interfaces", "127.0.0.1")
+                          "--api-listen", f"127.0.0.1:{api_port}", "--mdns-interfaces", "127.0.0.1",
+                          "--printer-listen", f"127.0.0.1:{printer_port}")
     kiosk: subprocess.Popen[bytes] | None = None
     try:
         wait_healthy(serve, f"http://127.0.0.1:{port}", 30, "eticket serve",
@@ -216,6 +218,13 @@ def test_the_device_and_till_commands_start_and_do_their_job(runtime: RuntimeVen
         url = json.loads(runtime.run("send", str(pdf), "--total", "4.20", "--currency", "EUR", "--json").stdout)["url"]
         wait_for(lambda: _qr(screen) == [url], 20, "the receipt's QR on the kiosk's screen")
         assert httpx.get(url).content == pdf.read_bytes()
+        runtime.run("printers", "allow", "127.0.0.1", "--data-dir", str(data))
+        from tests.service.test_printer import send_job
+
+        send_job(printer_port, (SAMPLES / "takepos" / "cafe-logo.bin").read_bytes())
+        wait_for(lambda: len(_qr(screen)) == 1 and _qr(screen) != [url], 30, "the printed receipt's QR")
+        printed = httpx.get(_qr(screen)[0])
+        assert printed.status_code == 200 and printed.content.startswith(b"%PDF"), serve_log.read_text()[-2000:]
         assert kiosk.poll() is None
     finally:
         if kiosk is not None:
