@@ -117,8 +117,10 @@ def _printers(args: argparse.Namespace) -> int:
             print(json.dumps(rows, indent=2))
         elif not rows:
             print("no till may print yet: 'eticket printers allow ADDRESS', or print while pairing is open")
-        for row in rows:
-            print(f"{row['id']}  {row['network']}  {row['name']!r}  {row['how']} {row['added_at']}")
+        else:
+            print("ID             NETWORK               HOW      SINCE                 NAME")
+            for row in rows:
+                print(f"{row['id']:<14} {row['network']:<21} {row['how']:<8} {row['added_at']:<21} {row['name']}")
     else:
         if not args.target:
             raise SystemExit("eticket: error: printers revoke needs the till id (see 'eticket printers list')")

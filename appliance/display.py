@@ -31,8 +31,10 @@ Shape sent to screen clients (JSON)::
 ``storage`` is null, or ``{"status": "repaired"|"damaged", "receipts_lost", "pairings_lost"}`` (with
 ``"database_lost": true`` when the whole database was gone): a band too.
 
-``till_bound`` is null, or ``{"address": "192.168.1.30"}`` for ``TILL_BOUND_SECONDS`` after a till printing
-while pairing was open was allowed to print (appliance/printer): a band saying so, over every scene.
+``till_bound`` is null, or ``{"address": "192.168.1.30"}`` after a till printing while pairing was open was
+allowed to print (appliance/printer): a band for the shop owner saying so, on the ``idle`` scene only (never
+over a QR, nor over the customer's sale or thank-you), for ``TILL_BOUND_SECONDS`` from the moment the screen
+comes to rest after the test receipt's QR.
 
 ``seq`` increases with every change, so a client can tell a new state from a repeated one.
 All methods run on the event loop (``async_`` where they wait).
@@ -68,7 +70,7 @@ DOWNLOADED_SECONDS = 6.0
 SALE_SECONDS = 300.0
 """A sale's display lines stay this long after the last one (a till left mid-sale goes back to rest)."""
 TILL_BOUND_SECONDS = 60.0
-"""How long the band saying that a till was allowed to print stays."""
+"""How long the band saying that a till was allowed to print stays on the idle scene."""
 
 
 class Display:
@@ -113,7 +115,7 @@ class Display:
                 "notice": self._notice,
                 "storage": self._storage,
                 "sale": self._sale if self._scene == SCENE_SALE else None,
-                "till_bound": self._till_bound,
+                "till_bound": self._till_bound if self._scene == SCENE_IDLE else None,
             }
         )
 
@@ -180,14 +182,13 @@ class Display:
         self._timer = loop.call_later(SALE_SECONDS, lambda: loop.create_task(self.async_clear()))
 
     async def async_till_bound(self, address: str) -> None:
-        """Say over every scene, for TILL_BOUND_SECONDS, that the till at ``address`` may print now."""
+        """Say on the idle scene, for TILL_BOUND_SECONDS once the screen is at rest, that the till at
+        ``address`` may print now."""
         if self._till_bound_timer is not None:
             self._till_bound_timer.cancel()
+            self._till_bound_timer = None
         self._till_bound = {"address": address}
         await self._async_set(self._scene)
-        loop = asyncio.get_running_loop()
-        self._till_bound_timer = loop.call_later(TILL_BOUND_SECONDS,
-                                                 lambda: loop.create_task(self._async_till_bound_done()))
 
     async def _async_till_bound_done(self) -> None:
         self._till_bound_timer = None
@@ -277,6 +278,10 @@ class Display:
             self._timer = None
 
     async def _async_set(self, scene: str) -> None:
+        if scene == SCENE_IDLE and self._till_bound is not None and self._till_bound_timer is None:
+            loop = asyncio.get_running_loop()
+            self._till_bound_timer = loop.call_later(TILL_BOUND_SECONDS,
+                                                     lambda: loop.create_task(self._async_till_bound_done()))
         self._scene = scene
         self._seq += 1
         self._notify()

@@ -293,13 +293,15 @@ class Appliance:
             await self.async_tills_changed()
         return removed
 
-    async def async_tills_changed(self) -> None:
-        """A POS or a till allowance came or went: ``paired`` (the TXT record, the pairing scene at rest)
-        follows whether any is left; with none left, pairing opens."""
+    async def async_tills_changed(self, reopen: bool = True) -> None:
+        """A POS or a till allowance came or went: ``paired`` (the TXT record) follows whether any is left;
+        with none left, pairing opens, unless ``reopen`` is False: a revoked till must not be re-bound by its
+        next print job (binding needs no code, docs/security.md "Printing"); the shop opens pairing itself."""
         count = await run_in_threadpool(self._pos_count, -1)
         if count == 0 and self.paired:
             await self._async_set_paired(False)
-            await self.pairing.async_open(None)
+            if reopen:
+                await self.pairing.async_open(None)
         elif count > 0:
             await self._async_set_paired(True)
 

@@ -29,23 +29,34 @@ class Converted:
     warnings: list[str] = field(default_factory=list)
 
 
-def _signature(receipt: Receipt) -> tuple[list[str], list[Element]]:
-    lines = [line.rstrip() for line in receipt.text_lines()]
-    while lines and not lines[-1]:
+def _styled(line: TextLine) -> tuple[object, ...]:
+    """A line's text with its alignment and each run's style (trailing spaces ignored): two sections of a
+    job that print the same words in other styles (escpos-php's demo: emphasis, then double-strike) differ."""
+    spans = [(s.text, s.bold, s.underline, s.width, s.height, s.font, s.invert) for s in line.spans]
+    while spans and not spans[-1][0].rstrip():
+        spans.pop()
+    if spans:
+        spans[-1] = (spans[-1][0].rstrip(), *spans[-1][1:])
+    return (line.align, tuple(spans))
+
+
+def _signature(receipt: Receipt) -> tuple[list[tuple[object, ...]], list[Element]]:
+    lines = [_styled(e) for e in receipt.elements if isinstance(e, TextLine)]
+    while lines and not lines[-1][1]:
         lines.pop()
-    while lines and not lines[0]:
+    while lines and not lines[0][1]:
         lines.pop(0)
     others: list[Element] = [e for e in receipt.elements if not isinstance(e, (TextLine, Feed))]
     return lines, others
 
 
 def merge_receipts(receipts: list[Receipt]) -> tuple[list[Receipt], int]:
-    """Drop the shop's copies: receipts whose text lines (trailing spaces and leading/trailing blank lines
-    ignored) and images/codes (compared as model values) equal an earlier receipt's of the same list.
+    """Drop the shop's copies: receipts whose text lines with their styles and alignment (trailing spaces and
+    leading/trailing blank lines ignored) and images/codes (compared as model values) equal an earlier receipt's of the same list.
     Receipts that print nothing are dropped too (not counted). Returns (kept receipts in order, copies
     dropped)."""
     kept: list[Receipt] = []
-    seen: list[tuple[list[str], list[Element]]] = []
+    seen: list[tuple[list[tuple[object, ...]], list[Element]]] = []
     copies = 0
     for receipt in receipts:
         if not receipt.prints_anything():

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 DISPLAY_LINE_CHARS = 20
 """TakePOS's customer display: two lines of 20 characters (a 2x20 pole display), sent as 40 characters."""
-DISPLAY_TOTAL_SECONDS = 600.0
+DISPLAY_TOTAL_SECONDS = 300.0
 """A total read from the display's payment line is used for a receipt printed within this time."""
 MAX_INVOICE_CHARS = 24 * 1024 * 1024
 """The connector's ``invoice`` field, base64: a 16 MiB job (Limits.max_bytes) and its 4/3 growth."""
@@ -131,6 +131,9 @@ class PrintIntake:
         total = done.total
         shown = self._display_total
         if shown is not None and time.monotonic() - shown[1] <= DISPLAY_TOTAL_SECONDS:
+            if total is not None and total != shown[0]:
+                log.warning("print job from %s: the receipt's total line differs from the customer display's "
+                            "total; the display's is shown", till.id)
             total = shown[0]  # what the till showed the customer at payment
         self._display_total = None
         currency = self._appliance.settings.printer_currency if total is not None else None
@@ -138,7 +141,7 @@ class PrintIntake:
         body, _ = await self._appliance.async_accept_ticket(pos, done.pdf, TicketMeta(total=total, currency=currency),
                                                             idempotency_key=None)
         log.info("print job from %s (%s, %d bytes): %d receipt(s)%s, converted in %.2f s", till.id, via, len(data),
-                 done.receipts, f", {done.copies} copy dropped" if done.copies else "",
+                 done.receipts, f", {done.copies} shop copies dropped" if done.copies else "",
                  time.monotonic() - started)
         return body
 

@@ -96,7 +96,9 @@ async def allow_printer(request: Request) -> dict[str, Any]:
     """Allow a till to print (port 9100, the TakePOS connector): query ``address`` an IP address or network
     (``192.168.1.30``, ``192.168.1.0/24``; at most a /16 or an IPv6 /48), ``name`` optional.
     ``{"id", "network", "name", "how", "added_at", "created"}`` (``created`` false when that network was
-    already allowed). Errors: 400 bad-request naming the fault (not an address, too wide, a bad name)."""
+    already allowed). A fresh device's pairing window (open until the first pairing) closes, as a pairing
+    closes it; a window opened with ``pairings open`` stays. Errors: 400 bad-request naming the fault (not an
+    address, too wide, a bad name)."""
     from starlette.concurrency import run_in_threadpool
 
     from ..intake import name_fault
@@ -107,13 +109,17 @@ async def allow_printer(request: Request) -> dict[str, Any]:
         network = parse_network(request.query_params.get("address", ""))
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    name = request.query_params.get("name") or f"Till {network}"
+    where = network.network_address if network.num_addresses == 1 else network
+    name = request.query_params.get("name") or f"Till {where}"
     fault = name_fault(name, SCREEN_NAME_MAX_CHARS)
     if fault is not None:
         raise BadRequest(f"The till name {name!r} {fault}.")
     till, created = await run_in_threadpool(app.store.add_till, str(network), name, "allowed")
     if created:
         await app.async_tills_changed()
+        window = app.pairing.window
+        if window is not None and window.closes_at is None:  # a fresh device's window, open until set up
+            await app.pairing.async_close()
     return {**_till_rows([till])[0], "created": created}
 
 
@@ -127,13 +133,14 @@ async def list_printers(request: Request) -> list[dict[str, Any]]:
 
 @router.delete("/printers/{till_id}", status_code=204)
 async def revoke_printer(till_id: str, request: Request) -> Response:
-    """Revoke a till's allowance: its next job or display call is refused. 404 if unknown."""
+    """Revoke a till's allowance: its next job or display call is refused (pairing is not reopened, even
+    when no till or POS is left, so that job cannot bind it again). 404 if unknown."""
     from starlette.concurrency import run_in_threadpool
 
     app = _app(request)
     if not await run_in_threadpool(app.store.revoke_till, till_id):
         raise NotFound(f"No till {till_id!r} is allowed to print; see 'eticket printers list'.")
-    await app.async_tills_changed()
+    await app.async_tills_changed(reopen=False)
     return Response(status_code=204)
 
 
