@@ -53,8 +53,8 @@ def _signature(receipt: Receipt) -> tuple[list[tuple[object, ...]], list[Element
 def merge_receipts(receipts: list[Receipt]) -> tuple[list[Receipt], int]:
     """Drop the shop's copies: receipts whose text lines with their styles and alignment (trailing spaces and
     leading/trailing blank lines ignored) and images/codes (compared as model values) equal an earlier
-    receipt's of the same list. Receipts that print nothing are dropped too (not counted). Returns (kept receipts in order, copies
-    dropped)."""
+    receipt's of the same list. Receipts that print nothing are dropped too (not counted). Returns (kept
+    receipts in order, copies dropped)."""
     kept: list[Receipt] = []
     seen: list[tuple[list[tuple[object, ...]], list[Element]]] = []
     copies = 0
