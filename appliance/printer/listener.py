@@ -15,13 +15,12 @@ A printer cannot say why it refuses, so the till only sees its connection closed
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from ..errors import ApplianceError
+from ..errors import ApplianceError, PrintJobRefused, TillNotAllowed
 from .tills import Address, peer_address
 
 if TYPE_CHECKING:
@@ -29,9 +28,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_CONNECTIONS = 8
-"""Jobs received at once (a shop has a few tills; each buffers up to a job's bytes)."""
-MAX_PER_ADDRESS = 4
+MAX_CONNECTIONS = 4
+"""Jobs received at once (a shop has a few tills; each buffers up to a job's bytes: 4 x 16 MiB at most)."""
+MAX_PER_ADDRESS = 2
 MAX_WAITING = 64
 """Connections over those caps wait for a slot, as a printer's backlog does (a till reconnecting at once
 must not lose its receipt); beyond this many waiting, or after WAIT_SECONDS, a connection is closed."""
@@ -41,6 +40,7 @@ JOB_SECONDS = 30.0
 on a LAN); a slow or endless sender is cut off and its job dropped."""
 IDLE_END_SECONDS = 3.0
 """No byte for this long after the first one ends the job, as the till's close would."""
+STOP_SECONDS = 5.0
 READ_BYTES = 64 * 1024
 THREAD_FEED_BYTES = 16 * 1024
 """Chunks larger than this are interpreted in a thread, so a big image never holds up the event loop."""
@@ -56,6 +56,7 @@ class PrintListener:
         self._active: Counter[Address] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting = 0
+        self._writers: set[asyncio.StreamWriter] = set()
         self._freed = asyncio.Condition()
 
     async def async_start(self) -> None:
@@ -65,25 +66,28 @@ class PrintListener:
         log.info("printer port open on %s:%d (ESC/POS, one job per connection)", host, port)
 
     async def async_stop(self) -> None:
-        """Stop accepting; jobs being received are dropped (nothing of them was stored)."""
+        """Stop accepting; jobs being received or converted are dropped (nothing of them was stored): their
+        connections are aborted and the conversion worker is stopped, so each handler ends by itself."""
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._intake.converter.close(busy_too=True)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=STOP_SECONDS)
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._writers.add(writer)
         peer = writer.get_extra_info("peername")
         try:
             address = peer_address(str(peer[0]))
         except (TypeError, ValueError, IndexError):
             writer.close()
             self._tasks.discard(task)
+            self._writers.discard(writer)
             return
         try:
             if not await self._async_slot(address):
@@ -99,9 +103,12 @@ class PrintListener:
                     self._freed.notify_all()
         finally:
             self._tasks.discard(task)
+            self._writers.discard(writer)
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            try:  # a peer that reads nothing (its replies queued) must not hold the socket: abort after 1 s
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            except (TimeoutError, OSError, ConnectionError):
+                writer.transport.abort()
 
     def _full(self, address: Address) -> bool:
         return sum(self._active.values()) >= MAX_CONNECTIONS or self._active[address] >= MAX_PER_ADDRESS
@@ -133,9 +140,10 @@ class PrintListener:
         from ..escpos.interpreter import Interpreter, JobTooLarge
 
         try:
-            till = await self._intake.async_authorize(address)
+            till = await self._intake.async_authorize(address)  # None: may be bound if the job prints
         except ApplianceError:
             return  # logged by the intake; a printer has no way to say why
+        who = till.id if till is not None else str(address)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + JOB_SECONDS
         interpreter = Interpreter()
@@ -145,17 +153,17 @@ class PrintListener:
             left = deadline - loop.time()
             if left <= 0:
                 log.warning("print job from %s dropped: not complete within %.0f s (%d bytes so far)",
-                            till.id, JOB_SECONDS, size)
+                            who, JOB_SECONDS, size)
                 return
-            wait = min(left, IDLE_END_SECONDS) if size else left
+            idle = size > 0 and left > IDLE_END_SECONDS
             try:
-                data = await asyncio.wait_for(reader.read(READ_BYTES), wait)
+                data = await asyncio.wait_for(reader.read(READ_BYTES), IDLE_END_SECONDS if idle else left)
             except TimeoutError:
-                if size:
+                if idle:
                     break  # the till went quiet after sending: that was the job
-                continue
+                continue  # the deadline: dropped at the top of the loop
             except (ConnectionError, OSError) as exc:
-                log.warning("print job from %s dropped: the connection failed (%s)", till.id, exc)
+                log.warning("print job from %s dropped: the connection failed (%s)", who, exc)
                 return
             if not data:
                 break
@@ -166,19 +174,22 @@ class PrintListener:
                 else:
                     reply = interpreter.feed(data)
             except JobTooLarge as exc:
-                log.warning("print job from %s dropped: %s", till.id, exc)
+                log.warning("print job from %s dropped: %s", who, exc)
                 return
             chunks.append(data)
             if reply:
-                try:
-                    writer.write(reply)
-                    await writer.drain()
+                writer.write(reply)
+                try:  # a till that never reads its status replies is bounded by the job's deadline too
+                    await asyncio.wait_for(writer.drain(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    log.warning("print job from %s dropped: it reads none of its status replies", who)
+                    return
                 except (ConnectionError, OSError):
                     pass  # the till stopped listening; its job still counts
         if not size:
             return
         try:
-            await self._intake.async_accept(b"".join(chunks), till, "port 9100")
+            await self._intake.async_accept(b"".join(chunks), till, address, "port 9100")
         except ApplianceError as exc:
-            if not exc.status == 422:  # print-job-refused is logged by the intake already
-                log.warning("print job from %s not stored: %s", till.id, exc.detail)
+            if not isinstance(exc, (PrintJobRefused, TillNotAllowed)):  # those two are logged by the intake
+                log.warning("print job from %s not stored: %s", who, exc.detail)

@@ -15,6 +15,7 @@ import logging
 import queue
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import PrintJobRefused
 from ..pdfworker import Worker, bound_worker, read_request, write_answer
@@ -27,6 +28,37 @@ CONVERT_MEMORY_BYTES = 256 * 1024 * 1024
 """Address-space limit of the conversion worker, bytes (RLIMIT_AS). Its libraries (reportlab, pillow, the
 fonts) map about 110 MiB before any job; the interpreter's Limits bound a job's images (bench/printer.py
 measures the peak on a 2 MB raster job)."""
+
+
+MAX_CODES = 200
+"""Barcodes, QR and PDF417 codes a job may print (each is encoded and drawn: a job of 20,000 prints of one
+stored QR took the worker's whole 30 s); the samples print at most 24."""
+MAX_PRINTED_LINES = 20_000
+"""Text lines a job prints once wrapped at its paper's columns (about 15 PDF pages): a receipt is rarely over
+a few hundred; 1,000 lines of 900 characters made 711 pages, over the PDF check's 500."""
+FONT_A_COLUMNS_80MM = 48
+
+
+def cost_fault(receipts: list[Any]) -> str | None:
+    """What makes a job too costly to draw (MAX_CODES, MAX_PRINTED_LINES), or None. Lines are counted as
+    printed: wrapped at 48 font-A columns (the widest paper; font B and double widths count by their width)."""
+    from ..escpos.model import Barcode, Pdf417, QrCode, TextLine
+
+    codes = lines = 0
+    for receipt in receipts:
+        for element in receipt.elements:
+            if isinstance(element, (Barcode, QrCode, Pdf417)):
+                codes += 1
+            elif isinstance(element, TextLine):
+                columns = sum(len(span.text) * span.width * (0.75 if span.font == "B" else 1.0)
+                              for span in element.spans)
+                tall = max((span.height for span in element.spans), default=1)
+                lines += max(1, -(-int(columns) // FONT_A_COLUMNS_80MM)) * tall
+    if codes > MAX_CODES:
+        return f"it prints {codes} barcodes and 2D codes; a job may print at most {MAX_CODES}"
+    if lines > MAX_PRINTED_LINES:
+        return f"it prints about {lines} lines; a job may print at most {MAX_PRINTED_LINES}"
+    return None
 
 
 @dataclass
@@ -47,7 +79,8 @@ def convert_job(data: bytes, paper_mm: int | None, labels: tuple[str, ...] | Non
     """Interpret ``data`` (ESC/POS) and render its receipts; in this process (the worker calls it).
 
     Raises:
-        PrintJobRefused: nothing prints, or a limit of :class:`appliance.escpos.interpreter.Limits` is passed.
+        PrintJobRefused: nothing prints, a limit of :class:`appliance.escpos.interpreter.Limits` is passed, or
+            the job is too costly to draw (:func:`cost_fault`).
     """
     from ..escpos.convert import convert_receipts
     from ..escpos.interpreter import JobTooLarge, interpret
@@ -57,6 +90,9 @@ def convert_job(data: bytes, paper_mm: int | None, labels: tuple[str, ...] | Non
         job = interpret(data)
     except JobTooLarge as exc:
         raise PrintJobRefused(f"The print job is too large: {exc}.") from None
+    fault = cost_fault(job.receipts)
+    if fault is not None:
+        raise PrintJobRefused(f"The print job is too long to draw: {fault}.")
     converted = convert_receipts(job.receipts, paper_mm, labels or DEFAULT_TOTAL_LABELS)
     if converted.pdf is None:
         raise PrintJobRefused("The print job prints nothing (no text, image or code before its end)."
@@ -98,6 +134,8 @@ class JobConverter:
         self._timeout = timeout
         self._idle: queue.Queue[Worker | None] = queue.Queue()
         self._idle.put(None)
+        self._busy: Worker | None = None
+        self._closed = False
 
     def convert(self, data: bytes) -> Conversion:
         """Convert one job's bytes.
@@ -107,8 +145,11 @@ class JobConverter:
         """
         worker = self._idle.get()
         try:
+            if self._closed:
+                raise PrintJobRefused("The device is stopping; the print job was not converted.")
             if worker is None or not worker.alive():
                 worker = Worker("appliance.printer.worker", self._args)
+            self._busy = worker
             try:
                 answer = worker.ask(data, self._timeout)
             except (EOFError, OSError, ValueError):
@@ -123,6 +164,7 @@ class JobConverter:
                 worker = None
                 raise PrintJobRefused(f"The print job takes more than {self._timeout:.0f} s to convert.")
         finally:
+            self._busy = None
             self._idle.put(worker)
         if answer[0] != "ok":
             raise PrintJobRefused(str(answer[1]))
@@ -131,8 +173,13 @@ class JobConverter:
                           copies=int(body["copies"]), warnings=[str(w) for w in body["warnings"]],
                           truncated=bool(body["truncated"]))
 
-    def close(self) -> None:
-        """Stop the worker."""
+    def close(self, busy_too: bool = False) -> None:
+        """Stop the idle worker; with ``busy_too`` (the device stopping) also kill one converting now: its
+        job is refused at once instead of holding the stop for up to CONVERT_TIMEOUT_SECONDS."""
+        self._closed = self._closed or busy_too
+        busy = self._busy
+        if busy_too and busy is not None and busy.alive():
+            busy.proc.kill()
         while True:
             try:
                 worker = self._idle.get_nowait()
