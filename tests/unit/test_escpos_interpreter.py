@@ -198,7 +198,7 @@ def test_takepos_end_to_end_pdf_text(path: Path) -> None:
 
 
 def test_status_replies() -> None:
-    assert Interpreter().feed(b"\x10\x04\x01") == b"\x16"
+    assert Interpreter().feed(b"\x10\x04\x01") == b"\x12"
     assert Interpreter().feed(b"\x10\x04\x02\x10\x04\x03\x10\x04\x04") == b"\x12\x12\x12"
     assert Interpreter().feed(b"\x1dr\x01\x1dr2") == b"\x00\x00"
     assert Interpreter().feed(b"\x1dI\x01\x1dI\x02\x1dIC") == b"\x20\x02_TM-T20\x00"
@@ -209,7 +209,7 @@ def test_status_query_split_across_feeds_answers_once() -> None:
     interpreter = Interpreter()
     assert interpreter.feed(b"Hello\x10") == b""
     assert interpreter.feed(b"\x04") == b""
-    assert interpreter.feed(b"\x01\n") == b"\x16"
+    assert interpreter.feed(b"\x01\n") == b"\x12"
     assert interpreter.feed(b"") == b""
     assert interpreter.finish().receipts[0].text_lines() == ["Hello"]
 
