@@ -203,13 +203,18 @@ class PdfChecker:
 
     def close(self) -> None:
         """Stop every worker."""
-        while True:
-            try:
-                worker = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            if worker is not None:
-                worker.stop()
+        stop_idle_workers(self._idle)
+
+
+def stop_idle_workers(idle: queue.Queue[Worker | None]) -> None:
+    """Take every worker (or empty slot) out of ``idle`` and stop the workers."""
+    while True:
+        try:
+            worker = idle.get_nowait()
+        except queue.Empty:
+            return
+        if worker is not None:
+            worker.stop()
 
 
 def default_workers() -> int:

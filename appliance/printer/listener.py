@@ -57,6 +57,7 @@ class PrintListener:
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting = 0
         self._writers: set[asyncio.StreamWriter] = set()
+        self._stopping = False
         self._freed = asyncio.Condition()
 
     async def async_start(self) -> None:
@@ -68,6 +69,7 @@ class PrintListener:
     async def async_stop(self) -> None:
         """Stop accepting; jobs being received or converted are dropped (nothing of them was stored): their
         connections are aborted and the conversion worker is stopped, so each handler ends by itself."""
+        self._stopping = True
         if self._server is not None:
             self._server.close()
         for writer in list(self._writers):
@@ -187,6 +189,9 @@ class PrintListener:
                 except (ConnectionError, OSError):
                     pass  # the till stopped listening; its job still counts
         if not size:
+            return
+        if self._stopping:  # the end of this job was the device aborting its connection: not the whole job
+            log.warning("print job from %s dropped: the device is stopping (%d bytes received)", who, size)
             return
         try:
             await self._intake.async_accept(b"".join(chunks), till, address, "port 9100")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PrintJobRefused
-from ..pdfworker import Worker, bound_worker, read_request, write_answer
+from ..pdfworker import Worker, bound_worker, read_request, stop_idle_workers, write_answer
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,8 @@ class JobConverter:
         Raises:
             PrintJobRefused: the fault named; also when the worker overran its time or memory, or died.
         """
+        if self._closed:
+            raise PrintJobRefused("The device is stopping; the print job was not converted.")
         worker = self._idle.get()
         try:
             if self._closed:
@@ -180,13 +182,9 @@ class JobConverter:
         busy = self._busy
         if busy_too and busy is not None and busy.alive():
             busy.proc.kill()
-        while True:
-            try:
-                worker = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            if worker is not None:
-                worker.stop()
+        stop_idle_workers(self._idle)
+        if self._closed:
+            self._idle.put(None)  # a convert() waiting for the worker wakes, sees the device stopping, refuses
 
 
 if __name__ == "__main__":
