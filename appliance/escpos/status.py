@@ -22,7 +22,8 @@ DLE_EOT_REPLIES: dict[int, bytes] = {1: b"\x12", 2: b"\x12", 3: b"\x12", 4: b"\x
 """``DLE EOT n`` (transmit real-time status). n=1 printer status: bits 1 and 4 fixed on, bit 2 off (drawer
 kick connector pin 3 LOW, as ``GS r 2`` and ``ESC u`` say too), bit 3 off (online): 0x12. n=2 offline
 cause (cover closed, no FEED button, no paper-end stop, no error), n=3 error cause (no mechanical,
-autocutter, unrecoverable or auto-recoverable error), n=4 roll paper sensor (paper adequate, not near its end): the fixed bits 1 and 4 only, 0x12."""
+autocutter, unrecoverable or auto-recoverable error), n=4 roll paper sensor (paper adequate, not near its
+end): the fixed bits 1 and 4 only, 0x12."""
 GS_R_REPLIES: dict[int, bytes] = {1: b"\x00", 49: b"\x00", 2: b"\x00", 50: b"\x00"}
 """``GS r n`` (transmit status). n=1/49 paper sensor: no near-end, no end (0x00); n=2/50 drawer kick
 connector: bit 0 off, pin 3 LOW (0x00), as ``DLE EOT 1`` reports it."""
