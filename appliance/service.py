@@ -229,6 +229,9 @@ class Appliance:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(lambda: loop.create_task(self.display.async_close()))
+        # a print job converting now is refused at once (its connector request answers before the servers'
+        # graceful timeout), rather than holding the stop for up to 30 s
+        self.printer.converter.close(busy_too=True)
 
     async def async_start(self) -> None:
         """Write the kiosk file, open pairing if unpaired, start mDNS and housekeeping."""

@@ -161,7 +161,9 @@ class PrintIntake:
         if till is None:
             till = await self._async_bind(address)
         elif matching_till(await run_in_threadpool(self._appliance.store.list_tills), address) is None:
-            raise self._refusal(address)  # revoked while its job was converted
+            log.warning("print job from %s (%s) refused: the till was revoked while its job was converted",
+                        till.id, via)
+            raise self._refusal(address)
         for warning in done.warnings[:20]:
             log.info("print job from %s: %s", till.id, warning)
         total = done.total

@@ -33,6 +33,8 @@ measures the peak on a 2 MB raster job)."""
 MAX_CODES = 200
 """Barcodes, QR and PDF417 codes a job may print (each is encoded and drawn: a job of 20,000 prints of one
 stored QR took the worker's whole 30 s); the samples print at most 24."""
+MAX_CODE_BYTES = 64 * 1024
+"""Data of all of a job's codes together (200 QR codes of 2,900 bytes each took the worker 20 s)."""
 MAX_PRINTED_LINES = 20_000
 """Text lines a job prints once wrapped at its paper's columns (about 15 PDF pages): a receipt is rarely over
 a few hundred; 1,000 lines of 900 characters made 711 pages, over the PDF check's 500."""
@@ -40,15 +42,16 @@ FONT_A_COLUMNS_80MM = 48
 
 
 def cost_fault(receipts: list[Any]) -> str | None:
-    """What makes a job too costly to draw (MAX_CODES, MAX_PRINTED_LINES), or None. Lines are counted as
+    """What makes a job too costly to draw (MAX_CODES, MAX_CODE_BYTES, MAX_PRINTED_LINES), or None. Lines are counted as
     printed: wrapped at 48 font-A columns (the widest paper; font B and double widths count by their width)."""
     from ..escpos.model import Barcode, Pdf417, QrCode, TextLine
 
-    codes = lines = 0
+    codes = lines = code_bytes = 0
     for receipt in receipts:
         for element in receipt.elements:
             if isinstance(element, (Barcode, QrCode, Pdf417)):
                 codes += 1
+                code_bytes += len(element.data)
             elif isinstance(element, TextLine):
                 columns = sum(len(span.text) * span.width * (0.75 if span.font == "B" else 1.0)
                               for span in element.spans)
@@ -56,6 +59,8 @@ def cost_fault(receipts: list[Any]) -> str | None:
                 lines += max(1, -(-int(columns) // FONT_A_COLUMNS_80MM)) * tall
     if codes > MAX_CODES:
         return f"it prints {codes} barcodes and 2D codes; a job may print at most {MAX_CODES}"
+    if code_bytes > MAX_CODE_BYTES:
+        return f"its codes hold {code_bytes} bytes of data; a job's codes may hold at most {MAX_CODE_BYTES}"
     if lines > MAX_PRINTED_LINES:
         return f"it prints about {lines} lines; a job may print at most {MAX_PRINTED_LINES}"
     return None

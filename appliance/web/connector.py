@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from ..errors import ApplianceError, BadRequest, TillNotAllowed, UnsupportedMediaType
+from ..errors import ApplianceError, BadRequest, PrintJobRefused, TillNotAllowed, UnsupportedMediaType
 from ..printer.intake import MAX_INVOICE_CHARS, decode_invoice
 from ..printer.tills import Address, peer_address
 from ..store import Till
@@ -66,6 +66,8 @@ async def _till(request: Request, *, bind: bool) -> tuple[Till | None, Address]:
 def _decode_form(body: bytes) -> bytes:
     """The ``invoice`` field's ESC/POS bytes from a form body (in a thread: percent-decoding megabytes is
     seconds of CPU). Raises BadRequest, PrintJobRefused."""
+    if body.count(b"%") > len(body) // 10 + 16:  # base64 needs a few escapes (+ / =); millions cost gigabytes
+        raise PrintJobRefused("The form is mostly percent-escapes: the invoice field is not base64url or base64.")
     try:
         fields = parse_qs(body.decode("latin-1"), keep_blank_values=True, max_num_fields=8)
     except ValueError as exc:  # more fields than max_num_fields

@@ -187,6 +187,10 @@ def test_the_takepos_connector_prints_and_drives_the_display_from_another_origin
     ("invoice=%%%not-base64", 422, "print-job-refused"),
     ("other=QUJD", 400, "bad-request"),
     ("invoice=" + base64.urlsafe_b64encode(b"\x1b@\x1bd\x03\x1dV\x00").decode(), 422, "print-job-refused"),
+    ("invoice=" + "%41" * 20_000, 422, "print-job-refused"),  # percent-decoding megabytes cost gigabytes
+    ("invoice=" + base64.urlsafe_b64encode(  # 40 QR codes of 2,000 bytes: over the codes' 64 KiB of data
+        b"\x1b@" + (b"\x1d(k\xd3\x071P0" + b"x" * 2000 + b"\x1d(k\x03\x001Q0") * 40 + b"\x1dV\x00").decode(),
+     422, "print-job-refused"),
 ])
 def test_connector_refusals_are_named_and_nothing_is_stored(appliance_factory: object, body: str, status: int,
                                                             slug: str) -> None:
