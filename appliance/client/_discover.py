@@ -77,7 +77,8 @@ def discover(
     """Browse for ``timeout`` seconds and return the devices found, sorted by name.
 
     ``interfaces``: IPv4 addresses to use (None: all). With ``device_id`` the browse stops as soon as
-    that device is resolved. Devices without an address are left out.
+    that device is resolved. Devices without an address are left out. An instance that does not answer its
+    resolve query within RESOLVE_TIMEOUT_MS is asked again until the browse ends.
     """
     found: dict[str, DiscoveredDevice] = {}
     pending: set[str] = set()
@@ -92,6 +93,7 @@ def discover(
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            unresolved: set[str] = set()
             while pending:
                 name = pending.pop()
                 info = ServiceInfo(SERVICE_TYPE, name)
@@ -99,6 +101,9 @@ def discover(
                     device = _from_info(info)
                     if device is not None and device.addresses:
                         found[device.id] = device
+                else:  # no answer in time (a busy or just-started device): asked again while the browse lasts
+                    unresolved.add(name)
+            pending |= unresolved
             if device_id is not None and device_id in found:
                 break
             time.sleep(0.05)
