@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 from starlette.concurrency import run_in_threadpool
 
-from relay.crypto import Signer, parse_token, unix_seconds
+from relay.crypto import Signer, new_secret, new_token, parse_token, unix_seconds
 
 from .errors import JsonTooDeep, StorageUnavailable
 from .store import Store
@@ -96,6 +96,31 @@ class Publisher:
         self.last_poll_error: str | None = None
         """Why the last download status query failed (None after one that worked)."""
         self.counts: dict[str, Any] = {}
+        self.blind_links = True
+        """Whether receipts get blind links (``/r#<secret>``, v2): True unless the relay's ``/healthz`` says it
+        serves only v1 links (a relay not upgraded yet), then v1 tokens that relay can still serve."""
+
+    def new_secret(self, now: float) -> str:
+        """A receipt's secret for a new ticket: a v2 secret (:func:`relay.crypto.new_secret`) while the relay
+        serves blind links, else a deprecated v1 token."""
+        return new_secret(now) if self.blind_links else new_token(now)
+
+    async def async_check_relay_links(self) -> None:
+        """Ask the relay's ``/healthz`` which link versions it serves (``links``; relays before blind links
+        do not say, and serve v1 only). Unreachable or unreadable: keep the current choice."""
+        try:
+            status, _headers, reply = await self._async_request("GET", self.relay_url + "/healthz", b"", {})
+        except (httpx.HTTPError, TimeoutError):
+            return
+        answer, _fault = reply_object(reply)
+        if status != 200 or answer is None or answer.get("status") != "ok":
+            return
+        links = answer.get("links")
+        blind = isinstance(links, list) and 2 in links
+        if not blind and self.blind_links:
+            log.warning("the relay %s serves only v1 links: it can read the receipts it passes on; upgrade it",
+                        self.relay_url)
+        self.blind_links = blind
 
     def wake(self) -> None:
         """A ticket was queued: upload now rather than at the next scheduled time."""
@@ -130,6 +155,7 @@ class Publisher:
         """Forever: upload what is due, then sleep until the next due time or a :meth:`wake`. Never raises:
         storage that cannot be used is retried after a backoff (:attr:`storage_error` says why meanwhile)."""
         storage_failures = 0
+        await self.async_check_relay_links()
         while True:
             try:
                 if storage_failures or not self.counts:  # at start, and after a storage failure

@@ -69,7 +69,7 @@ async def async_selftest(appliance: Appliance) -> dict[str, Any]:
         return f"receipt {ticket_id} accepted ({len(pdf)} bytes)"
 
     async def store() -> str:
-        token = url.rpartition("/r/")[2]  # the capability URL the customer's QR carries
+        token = url.rpartition("/r/")[2] if "/r/" in url else url.rpartition("/r#")[2]  # the customer's QR URL
         found = await run_in_threadpool(appliance.store.ticket_by_token, token)
         if found is None or found[1] is None or sha256_hex(found[1]) != sha256_hex(pdf):
             raise AssertionError(f"receipt {ticket_id} read back from the store is not the PDF sent")

@@ -22,7 +22,7 @@ import zeroconf
 from segno.helpers import make_wifi_data
 from starlette.concurrency import run_in_threadpool
 
-from relay.crypto import TOKEN_CHARS, Signer, new_token
+from relay.crypto import TOKEN_CHARS, Signer, link
 
 from . import __version__
 from ._paths import write_private
@@ -391,7 +391,8 @@ class Appliance:
                 pos_id=pos.id, pdf=pdf, pages=info.pages, request_sha256=request_sha,
                 idempotency_key=idempotency_key, total=meta.total, currency=meta.currency,
                 reference=meta.reference, retention_seconds=self.settings.retention_seconds,
-                make_token=new_token if self.publisher else None, publish=publish and self.publisher is not None,
+                make_token=self.publisher.new_secret if self.publisher else None,
+                publish=publish and self.publisher is not None,
             )
         )
         if not created and ticket.request_sha256 != request_sha:
@@ -412,10 +413,11 @@ class Appliance:
         return body, created
 
     def ticket_url(self, ticket: Ticket) -> str:
-        """The customer's capability URL: ``<relay>/r/<token>`` for a ticket published to the relay (28-character
-        token), else ``<public base>/r/<token>`` (the device itself; the LAN)."""
+        """The customer's capability URL: ``<relay>/r#<secret>`` for a ticket published to the relay (a blind
+        link: the secret stays in the fragment, :func:`relay.crypto.link`; ``<relay>/r/<token>`` for a v1 token
+        made before), else ``<public base>/r/<token>`` (the device itself; the LAN)."""
         if self.settings.relay_url and len(ticket.token) == TOKEN_CHARS:
-            return f"{self.settings.relay_url}/r/{ticket.token}"
+            return link(self.settings.relay_url, ticket.token)
         return f"{self.public_url}/r/{ticket.token}"
 
     def ticket_body(self, ticket: Ticket) -> dict[str, Any]:

@@ -680,7 +680,7 @@ class Store:
 
         With an ``idempotency_key`` already used by this POS the earlier ticket is returned with
         ``created=False`` and nothing is written; the caller compares ``request_sha256``.
-        The token is ``make_token(now)`` (a relay token, :func:`relay.crypto.new_token`), else 32 bytes from the
+        The token is ``make_token(now)`` (a relay secret, :func:`relay.crypto.new_secret`), else 32 bytes from the
         OS CSPRNG (256 bits), URL-safe base64 (43 characters). ``publish`` queues the ticket for upload to the
         relay in the same transaction (the outbox), so an acknowledged ticket is never left unpublished.
         """

@@ -2,7 +2,10 @@
 
 * ``PUT /api/v1/receipts/{rid}`` — a device uploads a sealed receipt (signed; quota; block list).
 * ``POST /api/v1/status`` — a device asks which of its receipts were downloaded (signed; long poll).
-* ``GET|HEAD /r/{token}`` — a phone fetches a receipt: the relay derives the key from the token and returns
+* ``GET /r`` — the blind download page for links ``/r#<secret>``: the phone derives the key and decrypts.
+* ``GET|HEAD /o/{rid}`` — a sealed receipt's bytes as an immutable static object (what nginx may serve).
+* ``POST /api/v1/downloaded/{rid}`` — the page's download notice (the shop's screen says "downloaded").
+* ``GET|HEAD /r/{token}`` — deprecated v1 links: the relay derives the key from the token and returns
   the PDF; "on its way" page while it has not arrived; 410 after expiry; 404 otherwise; misses rate-limited.
 * ``GET /healthz``.
 
@@ -28,7 +31,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -37,7 +40,17 @@ from appliance.web.common import PROBLEM_MEDIA_TYPE, SecurityHeaders, add_proble
 from appliance.web.logs import AccessLog
 from eticket_core.negotiation import prefers
 
-from .crypto import BadSignature, BadToken, parse_token, precheck_headers, unix_seconds, valid_rid, verify_request
+from .crypto import (
+    TOKEN_VERSION,
+    BadSignature,
+    BadToken,
+    parse_token,
+    precheck_headers,
+    token_version,
+    unix_seconds,
+    valid_rid,
+    verify_request,
+)
 from .errors import (
     BadRequest,
     BadSignatureError,
@@ -51,8 +64,9 @@ from .errors import (
     TooManyRequests,
 )
 from .limits import NETWORK_BYTES_PER_DAY, NETWORK_RECEIPTS_PER_DAY, NEW_DEVICES_PER_NETWORK_PER_DAY
+from .page import PAGE, PAGE_HEADERS, PAGE_SHA256
 from .quotas import Quotas, client_key, network_id
-from .storage import DamagedObject, DirStorage, S3Storage
+from .storage import OBJECT_CACHE_CONTROL, OBJECTS, DamagedObject, DirStorage, S3Storage
 
 log = logging.getLogger("eticket.relay")
 
@@ -249,8 +263,10 @@ class Relay:
             now = time.time()
             new = await self.quotas.async_check(device, network, len(sealed), now)
             await self.quotas.async_record(device, network, rid, len(sealed), now, new)
-            meta = {"device": device, "expires": str(int(expires)), "sha256": digest, "created": str(int(now))}
-            await run_in_threadpool(self.storage.put, f"r/{rid}", sealed, meta)
+            meta = {"device": device, "expires": str(int(expires)), "sha256": digest, "created": str(int(now)),
+                    "object": OBJECTS, "size": str(len(sealed))}
+            await run_in_threadpool(self.storage.put_object, rid, sealed)  # the bytes first: a record has them
+            await run_in_threadpool(self.storage.put, f"r/{rid}", b"", meta)
         return True
 
     async def async_downloaded(self, device: str, rids: list[str], wait: float) -> dict[str, int]:
@@ -315,6 +331,8 @@ class Relay:
         A stored receipt is always served; misses (NotFound, Gone) count against ``client`` and turn into
         TooManyMisses past the limit. Raises DamagedReceipt when the stored bytes do not open."""
         now = time.time()
+        if token_version(token) != TOKEN_VERSION:  # a v2 secret is never used here: the relay must not see it
+            raise self._miss(client, now, NotFound("No receipt at this address."))
         try:
             keys = parse_token(token)
             if keys.issued > now + FUTURE_SKEW_SECONDS:
@@ -323,6 +341,11 @@ class Relay:
             raise self._miss(client, now, NotFound("No receipt at this address.")) from None
         try:
             found = await self._async_get(f"r/{keys.rid}")
+            if found is not None and found[1].get("object"):
+                data = await self._async_get_object(keys.rid)
+                if data is None:
+                    raise DamagedObject(f"r/{keys.rid}: its object is missing")
+                found = (data, found[1])
         except DamagedObject:
             log.error("stored receipt %s… is unreadable", keys.rid[:8])
             raise DamagedReceipt("The stored receipt is damaged; ask the shop for a copy.") from None
@@ -351,6 +374,58 @@ class Relay:
         if mark:
             await self._async_mark(keys.rid, meta.get("device", ""), now)
         return "pdf", pdf, unix_seconds(meta.get("created", "")) or 0
+
+    async def async_object(self, rid: str, issued: int | None, client: str) -> dict[str, str]:
+        """The record of the stored, unexpired object ``rid`` (its bytes: ``o/<rid>``), for ``GET /o/{rid}``.
+
+        ``issued``: the link's issue time (Unix seconds), which the download page sends so that a miss can be
+        told apart as the v1 route does: not arrived yet (NotFound with ``pending``, Retry-After 3, at most
+        ``pending_limit`` a minute per address), expired (Gone: past the record's expiry, a tombstone, or
+        issued longer ago than the retention), or unknown (NotFound). Misses count against ``client``
+        (TooManyMisses past ``miss_limit``). Raises DamagedReceipt for an unreadable record or missing bytes."""
+        now = time.time()
+        try:
+            meta = await run_in_threadpool(self.storage.head, f"r/{rid}")
+        except DamagedObject:
+            log.error("stored receipt %s… is unreadable", rid[:8])
+            raise DamagedReceipt("The stored receipt is damaged; ask the shop for a copy.") from None
+        if meta is not None:
+            expires = unix_seconds(meta.get("expires", ""))
+            if expires is None or not meta.get("object"):
+                # No expiry, or a receipt stored before blind links (its bytes are not a static object).
+                raise DamagedReceipt("The stored receipt cannot be served as an object; ask the shop for a copy.")
+            if now >= expires:
+                raise self._miss(client, now, Gone("This receipt has expired."))
+            return meta
+        if await run_in_threadpool(self._tombstoned, rid) or (
+                issued is not None and now > issued + self.settings.retention_seconds):
+            raise self._miss(client, now, Gone("This receipt has expired."))
+        if issued is not None and -FUTURE_SKEW_SECONDS - 3600 <= now - issued <= self.settings.pending_seconds:
+            retry = self.limiter.over(client, "pending", self.settings.pending_limit, now)
+            if retry:
+                raise TooManyMisses("Too many requests from this address; wait a minute.", retry_after=retry)
+            self.limiter.count(client, "pending", now)
+            raise NotFound("The receipt has not arrived yet; retry in a few seconds.", retry_after=REFRESH_SECONDS,
+                           pending=True)
+        raise self._miss(client, now, NotFound("No receipt at this address."))
+
+    async def async_notice(self, rid: str) -> bool:
+        """The download page opened ``rid``: mark it downloaded for its device's status poll. False (nothing
+        marked) when no unexpired record ``rid`` exists. The relay learns only that this object was fetched."""
+        try:
+            meta = await run_in_threadpool(self.storage.head, f"r/{rid}")
+        except DamagedObject:
+            return False
+        expires = unix_seconds((meta or {}).get("expires", ""))
+        if meta is None or expires is None or time.time() >= expires:
+            return False
+        await self._async_mark(rid, meta.get("device", ""), time.time())
+        return True
+
+    async def _async_get_object(self, rid: str) -> bytes | None:
+        if isinstance(self.storage, DirStorage):
+            return self.storage.get_object(rid)
+        return await run_in_threadpool(self.storage.get_object, rid)
 
     def _tombstoned(self, rid: str) -> bool:
         try:
@@ -408,10 +483,19 @@ class Relay:
             try:
                 self.storage.put(f"t/{rid}", b"", {"until": str(int(expires + self.settings.pending_seconds))})
                 self.storage.delete(key)
+                self.storage.delete_object(rid)
                 self.storage.delete(f"d/{rid}")
                 deleted += 1
             except Exception:
                 log.exception("sweep: could not delete %s…", key[:10])
+        if isinstance(self.storage, DirStorage):  # bytes whose record never came (a crash mid-upload)
+            for path in self.storage.object_path("x").parent.iterdir():
+                try:
+                    if (not path.name.startswith(".tmp-") and path.stat().st_mtime < now - 3600
+                            and self.storage.head(f"r/{path.name}") is None):
+                        path.unlink(missing_ok=True)
+                except (OSError, ValueError, DamagedObject):
+                    continue
         for key in list(self.storage.keys("t/")):
             try:
                 until = unix_seconds((self.storage.head(key) or {}).get("until", ""))
@@ -604,10 +688,61 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
         return Response(pdf, media_type="application/pdf",
                         headers={"Content-Disposition": f'inline; filename="receipt-{day}.pdf"'})
 
+    @app.api_route("/r", methods=["GET", "HEAD"])
+    async def receipt_page(request: Request) -> Response:
+        """The blind download page for links ``/r#<secret>`` (docs/protocol.md §9.1): always the same bytes
+        (:data:`relay.page.PAGE`, SHA-256 published), under a CSP that runs only its inline script. The
+        secret stays in the fragment: the browser never sends it here. 304 for a matching ``If-None-Match``."""
+        if request.headers.get("if-none-match") == PAGE_HEADERS["ETag"]:
+            return Response(status_code=304, headers=PAGE_HEADERS)
+        return Response(PAGE, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    @app.api_route("/o/{rid}", methods=["GET", "HEAD"])
+    async def sealed_object(rid: str, request: Request, issued: str | None = None) -> Response:
+        """A sealed receipt's bytes (ciphertext and GCM tag, ``application/octet-stream``) by object id:
+        immutable, so ``ETag`` (its SHA-256), ``Cache-Control: public, max-age=86400, immutable``, ``Range``
+        requests (206/416, RFC 9110 §14) and 304 for ``If-None-Match``. What docs/relay.md has nginx serve
+        from ``<storage>/o/`` itself; a miss there falls back to this route.
+
+        ``issued`` (Unix seconds, from the link) lets a miss say what it is: 404 problem details with
+        ``"pending": true`` and Retry-After 3 while the receipt may still be on its way, 410 once expired, 404
+        otherwise; 429 after too many misses from one address. 500 receipt-damaged for an unreadable record.
+        Misses are never cached (``no-store``)."""
+        client = client_of(request)
+        if not valid_rid(rid):
+            raise relay._miss(client, time.time(), NotFound("No receipt at this address."))
+        meta = await relay.async_object(rid, unix_seconds(issued) if issued else None, client)
+        headers = {"ETag": f'"{meta.get("sha256", "")}"', "Cache-Control": OBJECT_CACHE_CONTROL,
+                   "Cross-Origin-Resource-Policy": "same-origin"}
+        if request.headers.get("if-none-match") in (headers["ETag"], f"W/{headers['ETag']}"):
+            return Response(status_code=304, headers=headers)
+        if isinstance(relay.storage, DirStorage):
+            path = relay.storage.object_path(rid)
+            if path.is_file():
+                return FileResponse(path, media_type="application/octet-stream", headers=headers)
+        else:
+            data = await relay._async_get_object(rid)
+            if data is not None:
+                return Response(data, media_type="application/octet-stream", headers=headers)
+        log.error("stored receipt %s… has a record but no object", rid[:8])
+        raise DamagedReceipt("The stored receipt is damaged; ask the shop for a copy.")
+
+    @app.post("/api/v1/downloaded/{rid}", status_code=204)
+    async def download_notice(rid: str, request: Request) -> Response:
+        """The download page decrypted object ``rid``: mark it downloaded, so the device's status poll
+        (``POST /api/v1/status``) sees it and the shop's screen says "downloaded". No body. 204 when marked
+        (or already), 404 for an unknown or expired id (counted as a miss, 429 past the limit)."""
+        client = client_of(request)
+        if not valid_rid(rid) or not await relay.async_notice(rid):
+            raise relay._miss(client, time.time(), NotFound("No receipt at this address."))
+        return Response(status_code=204)
+
     @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict[str, Any]:
-        """``{"status": "ok", "version"}``."""
-        return {"status": "ok", "version": __version__}
+        """``{"status": "ok", "version", "links": [1, 2], "page_sha256"}``: ``links`` the link versions this
+        relay serves (2: blind ``/r#<secret>``; a device makes v2 links only for a relay listing 2), and the
+        SHA-256 of the download page it serves."""
+        return {"status": "ok", "version": __version__, "links": [1, 2], "page_sha256": PAGE_SHA256}
 
     @app.get("/")
     async def home() -> Response:

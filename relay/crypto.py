@@ -1,22 +1,36 @@
-"""Receipt tokens, sealing and signed requests shared by the device and the relay.
+"""Receipt secrets, sealing and signed requests shared by the device and the relay.
 
-Token (the capability in ``/r/{token}``): 21 bytes, unpadded base64url (28 characters)::
+A receipt's secret (the capability the customer's QR carries) is 21 bytes, unpadded base64url (28 characters).
+Two versions exist (docs/protocol.md §9.1):
 
-    0x01 | issued (4 bytes, Unix seconds, big-endian) | 16 random bytes (128 bits, OS CSPRNG)
+* **v2, blind** (current): the link is ``<relay>/r#<secret>``. The secret sits in the URL's fragment, which
+  browsers never send (RFC 3986 §3.5); the relay's download page derives the object id and key in the browser
+  and decrypts there, so the relay only ever stores and serves ciphertext::
+
+      0x02 | issued (3 bytes, Unix hours, big-endian) | 16 random bytes (128 bits, OS CSPRNG) | check (1 byte)
+
+  ``check`` is the first byte of HKDF(first 20 bytes, info ``eticket/v2 check``): a link altered on its way
+  (a mangled copy, a typo) is told from an unknown one before anything is fetched (255 in 256 alterations).
+* **v1, deprecated**: the link is ``<relay>/r/<token>``; the relay derives the key from the path and decrypts
+  for the phone. Kept only so links already handed out keep working until they expire::
+
+      0x01 | issued (4 bytes, Unix seconds, big-endian) | 16 random bytes
 
 The issue time is not secret (the relay sees when an upload arrives anyway); it lets a stateless relay tell
-"on its way" from "expired" from "unknown" without any record of tokens it has not seen.
+"on its way" from "expired" from "unknown" without any record of secrets it has not seen.
 
-From the token, HKDF-SHA256 (RFC 5869; no salt; IKM = the 21 token bytes) derives with distinct ``info``:
+From the 21 bytes, HKDF-SHA256 (RFC 5869; no salt; IKM = the 21 bytes) derives, with ``V`` = ``v1`` or ``v2``
+and ``ID`` = ``receipt-id`` (v1) or ``object-id`` (v2):
 
-* ``eticket/v1 receipt-id`` -> 32 bytes: the receipt id (``rid``, base64url, 43 characters), the storage name;
-* ``eticket/v1 key``        -> 32 bytes: the AES-256-GCM key;
-* ``eticket/v1 nonce``      -> 12 bytes: the GCM nonce. Each token seals exactly one receipt, so a fixed
+* ``eticket/V ID``    -> 32 bytes: the receipt id (``rid``, base64url, 43 characters): the object's name;
+* ``eticket/V key``   -> 32 bytes: the AES-256-GCM key;
+* ``eticket/V nonce`` -> 12 bytes: the GCM nonce. Each secret seals exactly one receipt, so a fixed
   nonce per key is safe (NIST SP 800-38D §8: a (key, nonce) pair is never used for two plaintexts), and a
   retried upload is byte-identical, which makes uploads idempotent.
 
-Sealed receipt: ``AES-256-GCM(key, nonce, pdf, aad=b"eticket/v1 " + rid)`` (ciphertext || 16-byte tag).
-The rid in the AAD stops a sealed receipt from being served under another id.
+Sealed receipt: ``AES-256-GCM(key, nonce, pdf, aad=b"eticket/V " + rid)`` (ciphertext || 16-byte tag).
+The rid in the AAD stops a sealed receipt from being served under another id. ``docs/relay-vectors.json``
+holds test vectors that this module, the relay and the download page (``relay/page/receipt.html``) all pass.
 
 Signed requests (device -> relay): ECDSA P-256 with SHA-256 (FIPS 186-5) by the device's key over::
 
@@ -44,6 +58,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 TOKEN_VERSION = 1
+"""The deprecated v1 token (``/r/<token>``, decrypted by the relay)."""
+SECRET_VERSION = 2
+"""The blind v2 secret (``/r#<secret>``, decrypted by the phone)."""
 TOKEN_BYTES = 21
 TOKEN_CHARS = 28
 RANDOM_BYTES = 16
@@ -85,47 +102,88 @@ _B64U = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 
 
 def new_token(now: float | None = None) -> str:
-    """A fresh token issued at ``now`` (Unix seconds): 28 characters, 128 random bits."""
+    """A v1 token (deprecated: the relay decrypts it) issued at ``now`` (Unix seconds): 28 characters, 128
+    random bits. Devices make :func:`new_secret` links; this stays for tests of links already handed out."""
     issued = int(time.time() if now is None else now)
     return b64u(bytes([TOKEN_VERSION]) + struct.pack(">I", issued) + os.urandom(RANDOM_BYTES))
 
 
+def new_secret(now: float | None = None) -> str:
+    """A fresh v2 secret issued at ``now`` (Unix seconds, kept to the hour): 28 characters, 128 random bits,
+    for the link ``<relay>/r#<secret>`` (:func:`link`)."""
+    hours = int((time.time() if now is None else now) // 3600)
+    body = bytes([SECRET_VERSION]) + hours.to_bytes(3, "big") + os.urandom(RANDOM_BYTES)
+    return b64u(body + _hkdf(body, b"eticket/v2 check", 1))
+
+
+def link(relay_url: str, secret: str) -> str:
+    """The customer's URL for a receipt published to ``relay_url``: ``<relay>/r#<secret>`` for a v2 secret,
+    ``<relay>/r/<token>`` for a v1 token (stored before devices made v2 links)."""
+    base = relay_url.rstrip("/")
+    return f"{base}/r#{secret}" if parse_token(secret).version == SECRET_VERSION else f"{base}/r/{secret}"
+
+
 @dataclass(frozen=True, slots=True)
 class TokenKeys:
-    """What a token opens: ``issued`` (Unix seconds), ``rid`` (storage name), ``key`` and ``nonce``."""
+    """What a secret opens: ``version`` (1 or 2), ``issued`` (Unix seconds; v2: the start of its hour),
+    ``rid`` (the object's name), ``key`` and ``nonce``."""
 
     issued: int
     rid: str
     key: bytes
     nonce: bytes
+    version: int = TOKEN_VERSION
+
+    @property
+    def aad(self) -> bytes:
+        """The GCM associated data: ``eticket/v1 <rid>`` or ``eticket/v2 <rid>``."""
+        return f"eticket/v{self.version} {self.rid}".encode()
 
     def seal(self, pdf: bytes) -> bytes:
         """The sealed receipt (ciphertext and tag) for ``pdf``."""
-        return AESGCM(self.key).encrypt(self.nonce, pdf, b"eticket/v1 " + self.rid.encode())
+        return AESGCM(self.key).encrypt(self.nonce, pdf, self.aad)
 
     def open(self, sealed: bytes) -> bytes:
         """The PDF inside ``sealed``. Raises :class:`cryptography.exceptions.InvalidTag` if it was altered or
-        sealed under another token."""
-        return AESGCM(self.key).decrypt(self.nonce, sealed, b"eticket/v1 " + self.rid.encode())
+        sealed under another secret."""
+        return AESGCM(self.key).decrypt(self.nonce, sealed, self.aad)
 
 
 def _hkdf(token_bytes: bytes, info: bytes, length: int) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(token_bytes)
 
 
-def parse_token(token: str) -> TokenKeys:
-    """Derive ``rid``, key and nonce from a token. Raises :class:`BadToken` if it is not a v1 relay token."""
+def token_version(token: str) -> int | None:
+    """The version byte of a 28-character base64url secret (1 or 2 for ours), without deriving anything;
+    None if it is not one."""
     if len(token) != TOKEN_CHARS:
-        raise BadToken("a receipt token has 28 characters")
+        return None
+    try:
+        return unb64u(token)[0]
+    except ValueError:
+        return None
+
+
+def parse_token(token: str) -> TokenKeys:
+    """Derive ``rid``, key and nonce from a v1 token or a v2 secret. Raises :class:`BadToken` naming the
+    fault: not 28 base64url characters, an unknown version, or (v2) a check byte that does not match."""
+    if len(token) != TOKEN_CHARS:
+        raise BadToken("a receipt secret has 28 characters")
     try:
         raw = unb64u(token)
     except ValueError as exc:
-        raise BadToken("a receipt token is base64url") from exc
-    if len(raw) != TOKEN_BYTES or raw[0] != TOKEN_VERSION:
-        raise BadToken("unknown token version")
-    issued = struct.unpack(">I", raw[1:5])[0]
-    return TokenKeys(issued=issued, rid=b64u(_hkdf(raw, b"eticket/v1 receipt-id", 32)),
-                     key=_hkdf(raw, b"eticket/v1 key", 32), nonce=_hkdf(raw, b"eticket/v1 nonce", 12))
+        raise BadToken("a receipt secret is base64url") from exc
+    if len(raw) != TOKEN_BYTES or raw[0] not in (TOKEN_VERSION, SECRET_VERSION):
+        raise BadToken("unknown secret version")
+    if raw[0] == TOKEN_VERSION:
+        issued = struct.unpack(">I", raw[1:5])[0]
+        return TokenKeys(issued=issued, rid=b64u(_hkdf(raw, b"eticket/v1 receipt-id", 32)),
+                         key=_hkdf(raw, b"eticket/v1 key", 32), nonce=_hkdf(raw, b"eticket/v1 nonce", 12))
+    if _hkdf(raw[:20], b"eticket/v2 check", 1) != raw[20:]:
+        raise BadToken("the secret's check byte does not match: the link was altered")
+    return TokenKeys(issued=int.from_bytes(raw[1:4], "big") * 3600,
+                     rid=b64u(_hkdf(raw, b"eticket/v2 object-id", 32)), key=_hkdf(raw, b"eticket/v2 key", 32),
+                     nonce=_hkdf(raw, b"eticket/v2 nonce", 12), version=SECRET_VERSION)
 
 
 def valid_rid(rid: str) -> bool:

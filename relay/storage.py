@@ -3,7 +3,10 @@
 Every replica is stateless: everything it must agree on with the others lives in storage, under these keys
 (``rid`` and device ids are base64url, so keys are plain ASCII)::
 
-    r/<rid>                         a sealed receipt; metadata: device, expires (Unix s), sha256
+    o/<rid>                         a sealed receipt's bytes alone (no metadata), served as a static object
+    r/<rid>                         the receipt's record; metadata: device, expires (Unix s), sha256, created,
+                                    object ("o": the bytes are o/<rid>; absent: the bytes are this object's
+                                    data, as relays before blind links stored them)
     d/<rid>                         the receipt was downloaded; metadata: at (Unix s)
     q/<device>/<YYYYMMDD>/<rid>.<n> quota ledger: one empty object per receipt accepted that UTC day, n bytes
     n/<net>/<YYYYMMDD>/r/<rid>.<n>  network quota ledger: the same per client network, any device key
@@ -12,7 +15,10 @@ Every replica is stateless: everything it must agree on with the others lives in
     b/<device>                      the operator blocked this device; metadata: reason
     t/<rid>                         tombstone of an expired receipt; metadata: until (Unix s)
 
-Quota keys are explained in :mod:`relay.quotas`.
+Quota keys are explained in :mod:`relay.quotas`. ``o/<rid>`` is written before ``r/<rid>`` and deleted after it,
+so a record always has its bytes. In a directory, ``o/`` holds plain files that a web server can serve as they
+are (docs/relay.md): the root and ``o/`` may be traversed but not listed (0711), objects are readable (0644: they
+are ciphertext under unguessable names); everything else stays private to the relay (0700/0600).
 
 Operations are blocking (boto3 is); the relay calls them from worker threads.
 """
@@ -27,6 +33,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
+
+OBJECT_CACHE_CONTROL = "public, max-age=86400, immutable"
+"""Caching of a sealed receipt's bytes: they never change under their id (RFC 8246 ``immutable``); a day bounds
+how long a shared cache may keep ciphertext after the receipt expired (useless without the secret)."""
 
 
 class DamagedObject(ValueError):
@@ -64,6 +74,19 @@ class Storage(Protocol):
     def describe(self) -> str:
         """For the log: where objects live (no credentials)."""
 
+    def put_object(self, rid: str, data: bytes) -> None:
+        """Write a sealed receipt's bytes as ``o/<rid>``, atomically, with no metadata."""
+
+    def get_object(self, rid: str) -> bytes | None:
+        """The bytes of ``o/<rid>``, or None."""
+
+    def delete_object(self, rid: str) -> None:
+        """Remove ``o/<rid>``; no error if absent."""
+
+
+OBJECTS = "o"
+"""The prefix of static objects (sealed receipts' bytes alone)."""
+
 
 class DirStorage:
     """Objects as files under ``root``: 4-byte metadata length, metadata JSON, data. Written to a temporary
@@ -71,20 +94,26 @@ class DirStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        (root / OBJECTS).mkdir(exist_ok=True, mode=0o711)
+        for folder in (root, root / OBJECTS):  # a web server's user may reach o/<rid>, never list or read the rest
+            if folder.stat().st_mode & 0o777 != 0o711 and folder.stat().st_uid == os.geteuid():
+                folder.chmod(0o711)
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def put(self, key: str, data: bytes, meta: dict[str, str]) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        header = json.dumps(meta, sort_keys=True).encode()
+    def object_path(self, rid: str) -> Path:
+        """The file holding ``o/<rid>`` (which may not exist): what a web server serves for ``/o/<rid>``."""
+        return self._path(f"{OBJECTS}/{rid}")
+
+    def _write(self, path: Path, content: bytes, mode: int) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as out:
-                out.write(struct.pack(">I", len(header)) + header + data)
+                out.write(content)
                 out.flush()
+                os.fchmod(out.fileno(), mode)
                 os.fsync(out.fileno())
             os.replace(tmp, path)
         except BaseException:
@@ -95,6 +124,24 @@ class DirStorage:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    def put(self, key: str, data: bytes, meta: dict[str, str]) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        header = json.dumps(meta, sort_keys=True).encode()
+        self._write(path, struct.pack(">I", len(header)) + header + data, 0o600)
+
+    def put_object(self, rid: str, data: bytes) -> None:
+        self._write(self.object_path(rid), data, 0o644)
+
+    def get_object(self, rid: str) -> bytes | None:
+        try:
+            return self.object_path(rid).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+
+    def delete_object(self, rid: str) -> None:
+        self.object_path(rid).unlink(missing_ok=True)
 
     def _read(self, key: str, with_data: bool) -> tuple[bytes, dict[str, str]] | None:
         try:
@@ -195,6 +242,24 @@ class S3Storage:
 
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
+
+    def put_object(self, rid: str, data: bytes) -> None:
+        self._s3.put_object(Bucket=self.bucket, Key=self.prefix + check_key(f"{OBJECTS}/{rid}"), Body=data,
+                            ContentType="application/octet-stream", CacheControl=OBJECT_CACHE_CONTROL)
+
+    def get_object(self, rid: str) -> bytes | None:
+        found = self.get(f"{OBJECTS}/{rid}")
+        return None if found is None else found[0]
+
+    def delete_object(self, rid: str) -> None:
+        self.delete(f"{OBJECTS}/{rid}")
+
+    def presigned_url(self, rid: str, seconds: int) -> str:
+        """A URL that GETs ``o/<rid>`` from the bucket for ``seconds`` (AWS Signature V4 query string)."""
+        url: str = self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self.prefix + check_key(f"{OBJECTS}/{rid}")},
+            ExpiresIn=seconds)
+        return url
 
     def keys(self, prefix: str) -> Iterator[str]:
         full = self.prefix + check_key(prefix.rstrip("/")) + "/"

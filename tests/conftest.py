@@ -67,6 +67,37 @@ def samples(kind: str) -> list[Path]:
     return sorted(folder.glob("*")) if folder.is_dir() else []
 
 
+def link_secret(url: str) -> str:
+    """The secret of a receipt link: the fragment of ``<relay>/r#<secret>``, the last segment of ``…/r/<token>``."""
+    return url.rpartition("#")[2] if "/r#" in url else url.rsplit("/", 1)[1]
+
+
+def fetch_link(url: str, client: httpx.Client | None = None) -> httpx.Response:
+    """What a phone gets from a receipt link, in Python: a ``/r/<token>`` link (the device on the LAN, a v1
+    relay link) is one GET; a blind ``<relay>/r#<secret>`` link does what the relay's download page does
+    (derive, ``GET /o/<rid>?issued=``, decrypt, ``POST /api/v1/downloaded/<rid>``) and answers the PDF as a 200
+    with ``application/pdf``, or the object request's own response when there is no PDF. The page itself is
+    proven in Chromium (tests/relay/test_blind_page.py)."""
+    http = client or httpx.Client(timeout=10)
+    if "/r#" not in url:
+        return http.get(url)
+    from cryptography.exceptions import InvalidTag
+
+    from relay.crypto import parse_token
+
+    base, _, secret = url.partition("/r#")
+    keys = parse_token(secret)
+    got = http.get(f"{base}/o/{keys.rid}", params={"issued": keys.issued})
+    if got.status_code != 200:
+        return got
+    try:
+        pdf = keys.open(got.content)
+    except InvalidTag:
+        return httpx.Response(422, content=b"the object does not open with this secret")
+    http.post(f"{base}/api/v1/downloaded/{keys.rid}")
+    return httpx.Response(200, content=pdf, headers={"content-type": "application/pdf"})
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as sock:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from relay.crypto import Signer, new_token, parse_token
-from tests.conftest import Appliance, free_port, samples, wait_for
+from tests.conftest import Appliance, fetch_link, free_port, link_secret, samples, wait_for
 from tests.relay.conftest import RelayProc
 
 PDFS = [p for p in samples("pdf") if "password" not in p.name and "encrypt" not in p.name]
@@ -44,10 +44,11 @@ def test_happy_path_qr_points_at_the_relay_and_serves_the_same_bytes_then_the_sc
     token = app.pair()
     pdf = PDFS[0].read_bytes()
     sent = _send(app, token, pdf)
-    assert sent["url"].startswith(relay.url + "/r/")
+    assert sent["url"].startswith(relay.url + "/r#")  # a blind link: the secret never reaches the relay
+    assert len(sent["url"]) == len(relay.url + "/r/") + 28  # as long as the v1 links (small panels' QR)
     assert app.display()["ticket"]["url"] == sent["url"]  # type: ignore[index]
     wait_for(lambda: _relay_status(app)["sent"] == 1, 15, "the upload")
-    got = httpx.get(sent["url"])
+    got = fetch_link(sent["url"])
     assert got.status_code == 200 and got.headers["content-type"] == "application/pdf"
     assert got.content == pdf
     wait_for(lambda: app.display()["scene"] == "downloaded", 10, "the downloaded scene from the relay's notice")
@@ -74,7 +75,7 @@ def test_relay_down_at_sale_time_qr_shown_anyway_then_same_url_serves_same_bytes
     assert status["pending"] == 1 and "unreachable" in str(status["last_error"])
     relay: RelayProc = relay_factory(port=port)  # type: ignore[operator]
     wait_for(lambda: _relay_status(app)["sent"] == 1, 60, "the upload once the relay is back")
-    assert httpx.get(sent["url"]).content == pdf
+    assert fetch_link(sent["url"]).content == pdf
     assert relay.url == url
 
 
@@ -92,7 +93,7 @@ def test_device_restarted_with_uploads_queued_publishes_them_all(
     app.start()
     wait_for(lambda: _relay_status(app)["sent"] == 3, 60, "the queued uploads after the restart")
     for body, pdf in zip(sent, pdfs, strict=True):
-        assert httpx.get(body["url"]).content == pdf
+        assert fetch_link(body["url"]).content == pdf
 
 
 def test_tampered_foreign_and_replayed_uploads(appliance_factory: object, relay_factory: object) -> None:
@@ -102,7 +103,7 @@ def test_tampered_foreign_and_replayed_uploads(appliance_factory: object, relay_
     pdf = PDFS[0].read_bytes()
     sent = _send(app, token, pdf)
     wait_for(lambda: _relay_status(app)["sent"] == 1, 15, "the upload")
-    keys = parse_token(sent["url"].rsplit("/", 1)[1])
+    keys = parse_token(link_secret(sent["url"]))
     signer = _device_signer(app)
     path = f"/api/v1/receipts/{keys.rid}"
     sealed = keys.seal(pdf)
@@ -128,7 +129,7 @@ def test_tampered_foreign_and_replayed_uploads(appliance_factory: object, relay_
     fake = b"%PDF-1.4 forged"
     r = httpx.put(relay.url + path, content=fake, headers=other.headers("PUT", path, fake, expires=expires))
     assert r.status_code == 409 and r.json()["type"].endswith("/receipt-conflict")
-    assert httpx.get(sent["url"]).content == pdf
+    assert fetch_link(sent["url"]).content == pdf
 
     # A stale signature (a replay captured long ago) is refused.
     old = signer.headers("PUT", path, sealed, expires=expires, now=time.time() - 3600)
@@ -214,11 +215,11 @@ def test_storage_and_logs_hold_no_plaintext_and_no_token(appliance_factory: obje
     tokens = []
     for pdf in pdfs:
         url = _send(app, pos, pdf)["url"]
-        tokens.append(url.rsplit("/", 1)[1])
-        httpx.get(url, headers={"Accept": "text/html"})  # maybe "on its way", maybe the PDF
+        tokens.append(link_secret(url))
+        fetch_link(url)  # maybe "on its way", maybe the PDF
     wait_for(lambda: _relay_status(app)["sent"] == 4, 20, "the uploads")
     for url_token, pdf in zip(tokens, pdfs, strict=True):
-        assert httpx.get(f"{relay.url}/r/{url_token}").content == pdf
+        assert fetch_link(f"{relay.url}/r#{url_token}").content == pdf
     stored = b"".join(p.read_bytes() for p in Path(relay.storage).rglob("*") if p.is_file())
     assert stored, "the relay stored nothing"
     assert b"%PDF" not in stored
@@ -332,7 +333,7 @@ def test_a_burst_of_receipts_stays_within_the_relays_poll_limit_and_every_downlo
             wait_for(functools.partial(_sent_is, app, len(sent)), 20, f"burst {round_} uploaded")
             time.sleep(1.5)
         for body in sent:
-            assert httpx.get(body["url"]).status_code == 200
+            assert fetch_link(body["url"]).status_code == 200
         wait_for(lambda: all(at is not None for at in _downloaded_at(app).values()), 30,
                  "the device to hear of every download from the relay")
         assert app.display()["scene"] == "downloaded"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from relay.crypto import Signer, new_token, parse_token
-from tests.conftest import Appliance, samples, wait_for
+from tests.conftest import Appliance, fetch_link, link_secret, samples, wait_for
 from tests.relay.conftest import S3_ENV, RelayProc, SeaweedFS
 
 
@@ -33,7 +33,8 @@ def test_two_replicas_on_one_bucket_serve_each_others_receipts(
     url = r.json()["url"]
     wait_for(lambda: httpx.get(app.url + "/healthz").json()["relay"]["sent"] == 1, 20, "the upload to replica A")
     path = url.removeprefix(a.url)
-    assert httpx.get(b.url + path).content == pdf  # served by the replica that did not receive it
+    assert path.startswith("/r#")
+    assert fetch_link(b.url + path).content == pdf  # served by the replica that did not receive it
     # The download went through B; the device long-polls A, which sees B's mark in the bucket.
     wait_for(lambda: app.display()["scene"] == "downloaded", 10, "the downloaded scene via the other replica")
 
@@ -43,8 +44,10 @@ def test_two_replicas_on_one_bucket_serve_each_others_receipts(
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     receipts = [k for k in keys if k.startswith("r/")]
     assert len(receipts) == 1 and any(k.startswith("d/") for k in keys)
-    body = s3.get_object(Bucket=bucket, Key=receipts[0])["Body"].read()
-    assert b"%PDF" not in body and pdf[:200] not in body and path.rsplit("/", 1)[1] not in "".join(keys)
+    objects = [k for k in keys if k.startswith("o/")]
+    assert [k[2:] for k in objects] == [k[2:] for k in receipts]
+    body = s3.get_object(Bucket=bucket, Key=objects[0])["Body"].read()
+    assert b"%PDF" not in body and pdf[:200] not in body and link_secret(path) not in "".join(keys)
 
     # An operator's block written through one replica's storage applies on the other.
     device = httpx.get(app.url + "/healthz").json()["relay"]["relay_id"]
