@@ -7,7 +7,7 @@ import sqlite3
 
 import httpx
 
-from tests.conftest import Appliance, samples, wait_for
+from tests.conftest import Appliance, fetch_link, samples, wait_for
 from tests.relay.conftest import RelayProc
 
 PDFS = [p for p in samples("pdf") if "password" not in p.name and "encrypt" not in p.name]
@@ -54,7 +54,7 @@ def test_a_repair_that_loses_uploaded_receipts_keeps_the_relay_download_watch_wo
     pdf = PDFS[0].read_bytes()
     url = _send(app, token, pdf)
     wait_for(lambda: _relay_status(app)["pending"] == 0, 30, "the new upload")
-    got = httpx.get(url)
+    got = fetch_link(url)
     assert got.status_code == 200 and got.content == pdf
     wait_for(lambda: app.display()["scene"] == "downloaded", 20, "the downloaded scene from the relay's notice")
     logs = app.logs()
