@@ -167,8 +167,9 @@ def test_phones_get_the_pdf_too(browser: Any, relay_factory: Any, profile: str) 
         handed: list[bytes] = []
         phone.page.expose_function("handed", lambda data: handed.append(bytes(data)))
         phone.page.add_init_script("""(() => { const make = URL.createObjectURL;
-            URL.createObjectURL = (blob) => { blob.arrayBuffer().then(b => window.handed(Array.from(new Uint8Array(b))));
-                                              return make(blob); }; })();""")
+            URL.createObjectURL = (blob) => {
+                blob.arrayBuffer().then(b => window.handed(Array.from(new Uint8Array(b))));
+                return make(blob); }; })();""")
         phone.page.goto(link(relay.url, secret))
 
         def shown() -> bool:
