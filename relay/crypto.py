@@ -29,7 +29,7 @@ and ``ID`` = ``receipt-id`` (v1) or ``object-id`` (v2):
   retried upload is byte-identical, which makes uploads idempotent.
 
 Sealed receipt: ``AES-256-GCM(key, nonce, pdf, aad=b"eticket/V " + rid)`` (ciphertext || 16-byte tag).
-The rid in the AAD stops a sealed receipt from being served under another id. ``docs/relay-vectors.json``
+The rid in the AAD stops a sealed receipt from being served under another id. ``docs/blind-link-vectors.json``
 holds test vectors that this module, the relay and the download page (``relay/page/receipt.html``) all pass.
 
 Signed requests (device -> relay): ECDSA P-256 with SHA-256 (FIPS 186-5) by the device's key over::

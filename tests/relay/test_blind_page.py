@@ -27,7 +27,7 @@ from tests.e2e.chromium import chromium
 from tests.relay.conftest import RelayProc
 
 PDF = next(p for p in samples("pdf") if "password" not in p.name and "encrypt" not in p.name).read_bytes()
-VECTORS = json.loads((REPO / "docs" / "relay-vectors.json").read_text())
+VECTORS = json.loads((REPO / "docs" / "blind-link-vectors.json").read_text())
 ZONE = "Europe/Paris"
 PROFILES: dict[str, dict[str, Any]] = {  # as Playwright's device descriptors give them
     "Pixel 5": {"user_agent": "Mozilla/5.0 (Linux; Android 11; Pixel 5) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -109,3 +109,52 @@ def test_published_vectors_match_the_code_and_the_formulas() -> None:
     headers = {"eticket-key": v["eticket_key"], "eticket-date": r["eticket_date"],
                "eticket-expires": r["eticket_expires"], "eticket-signature": v["eticket_signature"]}
     assert verify_request("PUT", r["path"], headers, sealed, now=int(r["eticket_date"])) == v["relay_id"]
+
+
+def test_blind_link_vectors_match_the_formulas_and_the_code() -> None:
+    """docs/blind-link-vectors.json, recomputed from docs/protocol.md §9.1 with plain cryptography, and by
+    relay.crypto (what the device seals with); the page passes the same file in Chromium (test_blind_page)."""
+    import json
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from relay.crypto import BadToken, b64u, unb64u
+
+    doc = json.loads((Path(__file__).resolve().parents[2] / "docs" / "blind-link-vectors.json").read_text())
+    for v in doc["valid"]:
+        raw = unb64u(v["secret"])
+
+        def hkdf(info: bytes, n: int, ikm: bytes = raw) -> bytes:
+            return HKDF(algorithm=hashes.SHA256(), length=n, salt=None, info=info).derive(ikm)
+
+        assert raw[0] == 2 and hkdf(b"eticket/v2 check", 1, raw[:20]) == raw[20:]
+        assert int.from_bytes(raw[1:4], "big") * 3600 == v["issued"]
+        assert b64u(hkdf(b"eticket/v2 object-id", 32)) == v["rid"]
+        assert hkdf(b"eticket/v2 key", 32).hex() == v["key"] and hkdf(b"eticket/v2 nonce", 12).hex() == v["nonce"]
+        assert v["aad"] == "eticket/v2 " + v["rid"]
+        sealed = AESGCM(bytes.fromhex(v["key"])).encrypt(bytes.fromhex(v["nonce"]), bytes.fromhex(v["plaintext"]),
+                                                         v["aad"].encode())
+        assert sealed.hex() == v["sealed"]
+        keys = parse_token(v["secret"])
+        assert (keys.version, keys.issued, keys.rid) == (2, v["issued"], v["rid"])
+        assert keys.seal(bytes.fromhex(v["plaintext"])) == sealed and keys.open(sealed) == bytes.fromhex(v["plaintext"])
+    for v in doc["invalid"]:
+        with pytest.raises(BadToken):
+            parse_token(v["secret"])
+
+
+def test_new_secrets_are_v2_links_as_long_as_v1_links() -> None:
+    from relay.crypto import link, new_secret, new_token, token_version
+
+    secret, token = new_secret(1_800_000_000), new_token(1_800_000_000)
+    assert len(secret) == len(token) == 28 and token_version(secret) == 2 and token_version(token) == 1
+    keys = parse_token(secret)
+    assert keys.issued == 1_800_000_000 // 3600 * 3600 and keys.version == 2
+    assert link("https://relay.example/", secret) == "https://relay.example/r#" + secret
+    assert link("https://relay.example", token) == "https://relay.example/r/" + token
+    assert len(link("https://relay.example", secret)) == len(link("https://relay.example", token))
+    assert len({new_secret()[5:26] for _ in range(200)}) == 200  # the random part differs every time
+    assert parse_token(new_token()).key != parse_token(secret).key

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Write docs/relay-vectors.json: test vectors for receipt secrets (docs/protocol.md §9.1).
+"""Write docs/blind-link-vectors.json: test vectors for receipt secrets (docs/protocol.md §9.1).
 
 Fixed inputs (no randomness), so the file is the same on every run; the device and relay code
 (relay/crypto.py) and the download page (relay/page/receipt.html, run in Chromium) must all reproduce it:
 tests/unit/test_relay_vectors.py and tests/relay/test_blind_page.py.
 
-    .venv/bin/python scripts/relay-vectors.py [OUT]
+    .venv/bin/python scripts/blind-link-vectors.py [OUT]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from relay.crypto import _hkdf, b64u, parse_token  # noqa: E402
 
-OUT = Path(__file__).resolve().parent.parent / "docs" / "relay-vectors.json"
+OUT = Path(__file__).resolve().parent.parent / "docs" / "blind-link-vectors.json"
 
 
 def v2_secret(hours: int, seed: bytes) -> str:
