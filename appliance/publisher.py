@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import random
@@ -41,6 +42,7 @@ import httpx
 from starlette.concurrency import run_in_threadpool
 
 from relay.crypto import Signer, new_secret, new_token, parse_token, unix_seconds
+from relay.page import PAGE_SHA256
 
 from .errors import JsonTooDeep, StorageUnavailable
 from .store import Store
@@ -96,6 +98,8 @@ class Publisher:
         self.last_poll_error: str | None = None
         """Why the last download status query failed (None after one that worked)."""
         self.counts: dict[str, Any] = {}
+        self.relay_page: str | None = None
+        """The relay's download page compared with this release's: "published", "different", None (not yet)."""
         self.blind_links = True
         """Whether receipts get blind links (``/r#<secret>``, v2): True unless the relay's ``/healthz`` says it
         serves only v1 links (a relay not upgraded yet), then v1 tokens that relay can still serve."""
@@ -121,6 +125,24 @@ class Publisher:
             log.warning("the relay %s serves only v1 links: it can read the receipts it passes on; upgrade it",
                         self.relay_url)
         self.blind_links = blind
+        if blind:
+            await self._async_check_page()
+
+    async def _async_check_page(self) -> None:
+        """Compare the relay's download page (``GET /r``) with the one this release publishes
+        (:data:`relay.page.PAGE_SHA256`): a relay that serves another page could read the secrets of the phones
+        that open it (docs/security.md). Sets :attr:`relay_page` ("published", "different"; None: not checked)."""
+        try:
+            async with asyncio.timeout(REQUEST_DEADLINE_SECONDS):
+                response = await self._client.get(self.relay_url + "/r")
+        except (httpx.HTTPError, TimeoutError):
+            return
+        same = response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == PAGE_SHA256
+        if not same:
+            log.warning("the relay %s serves a download page that is not this release's (SHA-256 %s): "
+                        "check it with 'eticket relay check-page %s'", self.relay_url,
+                        hashlib.sha256(response.content).hexdigest(), self.relay_url)
+        self.relay_page = "published" if same else "different"
 
     def wake(self) -> None:
         """A ticket was queued: upload now rather than at the next scheduled time."""
@@ -128,15 +150,18 @@ class Publisher:
 
     def status(self) -> dict[str, Any]:
         """For ``/healthz`` and ``eticket status``: ``{"url", "relay_id", "pending", "sent", "failed",
-        "expired", "oldest_pending_seconds", "last_success_at", "last_error"}`` (ages in seconds, times ISO 8601
-        UTC); the counts are null until the outbox could be read once (storage unavailable since the start).
+        "expired", "page", "blind_links", "oldest_pending_seconds", "last_success_at", "last_error"}`` (ages in
+        seconds, times ISO 8601 UTC; ``page``: the relay's download page is this release's ("published") or
+        not ("different"), null until checked; ``blind_links``: new receipts get ``/r#`` links); the counts are
+        null until the outbox could be read once (storage unavailable since the start).
         ``last_error``: null while all is well, else the first of: the storage's fault, the newest pending or
         failed upload's error, the last attempt's, the last failed download status query's."""
         counts = dict(self.counts)
         oldest = counts.pop("oldest_pending_at", None)
         last = self.last_success_at
         counts = {**dict.fromkeys(("pending", "sent", "failed", "expired")), **counts}  # None: storage unreadable
-        return {"url": self.relay_url, "relay_id": self.signer.relay_id, **counts,
+        return {"url": self.relay_url, "relay_id": self.signer.relay_id, **counts, "page": self.relay_page,
+                "blind_links": self.blind_links,
                 "oldest_pending_seconds": None if oldest is None else round(time.time() - oldest, 1),
                 "last_success_at": None if last is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)),
                 "last_error": (self.storage_error or counts.get("last_error") or self.last_attempt_error

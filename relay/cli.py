@@ -4,6 +4,7 @@
     eticket relay block   DEVICE [--reason TEXT]     refuse this device's uploads (every replica, ≤ 10 s)
     eticket relay unblock DEVICE
     eticket relay sweep                               delete expired receipts now
+    eticket relay check-page URL [--expect SHA256]    is URL/r the published download page? (exit 1 if not)
 
 These settings also come from the environment: ``ETICKET_RELAY_STORAGE``, ``ETICKET_RELAY_S3_ENDPOINT``,
 ``ETICKET_RELAY_RETENTION_DAYS``, ``ETICKET_RELAY_PENDING_DAYS``, ``ETICKET_RELAY_QUOTA_RECEIPTS``,
@@ -134,8 +135,46 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_page(args: argparse.Namespace) -> int:
+    """Fetch ``URL/r`` as a phone would (without any secret) and compare it with the published download page:
+    its SHA-256 (this release's :data:`relay.page.PAGE_SHA256`, or ``--expect``) and its Content-Security-Policy.
+    Exit 0 when both match, 1 when the relay serves something else (it could then read the secrets of the
+    phones that open it: docs/security.md), 2 when it cannot be reached."""
+    import hashlib
+    import json
+
+    import httpx
+
+    from .page import CONTENT_SECURITY_POLICY, PAGE_SHA256
+
+    url = args.url.rstrip("/") + "/r"
+    expected = (args.expect or PAGE_SHA256).lower()
+    try:
+        response = httpx.get(url, timeout=15, follow_redirects=False, headers={"Accept": "text/html"})
+    except httpx.HTTPError as exc:
+        print(f"eticket relay: error: {url} cannot be reached: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    served = hashlib.sha256(response.content).hexdigest()
+    csp = response.headers.get("content-security-policy", "")
+    faults = []
+    if response.status_code != 200:
+        faults.append(f"answers HTTP {response.status_code}")
+    if served != expected:
+        faults.append(f"serves a page whose SHA-256 is {served}, not {expected}")
+    if csp != CONTENT_SECURITY_POLICY and not args.expect:
+        faults.append(f"sends another Content-Security-Policy: {csp or '(none)'}")
+    if args.json:
+        print(json.dumps({"url": url, "status": response.status_code, "sha256": served, "expected": expected,
+                          "content_security_policy": csp, "ok": not faults, "faults": faults}))
+    elif faults:
+        print(f"{url} is NOT the published eTicket download page: it " + "; it ".join(faults) + ".")
+    else:
+        print(f"{url} serves the published eTicket download page (SHA-256 {served}).")
+    return 1 if faults else 0
+
+
 def add_relay_parser(sub: Any) -> None:
-    """Add ``relay serve|block|unblock|sweep`` to the ``eticket`` parser."""
+    """Add ``relay serve|block|unblock|sweep|check-page`` to the ``eticket`` parser."""
     relay = sub.add_parser("relay", help="run a receipt relay, or administer its storage")
     commands = relay.add_subparsers(dest="relay_command", required=True, metavar="ACTION")
     common = argparse.ArgumentParser(add_help=False)
@@ -175,3 +214,9 @@ def add_relay_parser(sub: Any) -> None:
         cmd.set_defaults(func=_block)
     commands.add_parser("sweep", parents=[common, policy],
                         help="delete expired receipts now").set_defaults(func=_sweep)
+    check = commands.add_parser("check-page", help="check that a relay serves the published download page")
+    check.add_argument("url", help="the relay's base URL, e.g. https://relay.example.org")
+    check.add_argument("--expect", metavar="SHA256", help="the hash to expect (default: this release's page, "
+                       "as docs/security.md publishes it)")
+    check.add_argument("--json", action="store_true", help="the result as JSON")
+    check.set_defaults(func=_check_page)

