@@ -254,13 +254,6 @@ class S3Storage:
     def delete_object(self, rid: str) -> None:
         self.delete(f"{OBJECTS}/{rid}")
 
-    def presigned_url(self, rid: str, seconds: int) -> str:
-        """A URL that GETs ``o/<rid>`` from the bucket for ``seconds`` (AWS Signature V4 query string)."""
-        url: str = self._s3.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self.prefix + check_key(f"{OBJECTS}/{rid}")},
-            ExpiresIn=seconds)
-        return url
-
     def keys(self, prefix: str) -> Iterator[str]:
         full = self.prefix + check_key(prefix.rstrip("/")) + "/"
         pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
