@@ -65,6 +65,17 @@ def _object_semantics(base: str, relay: RelayProc) -> None:
 def test_the_relay_serves_objects_with_etag_range_and_caching(relay_factory: Any) -> None:
     relay: RelayProc = relay_factory()
     _object_semantics(relay.url, relay)
+    secret = new_secret()
+    sealed = _upload(relay.url, secret, PDF)
+    url = f"{relay.url}/o/{parse_token(secret).rid}"
+    tail = httpx.get(url, headers={"Range": "bytes=-16"})  # the GCM tag
+    assert tail.status_code == 206 and tail.content == sealed[-16:]
+    assert httpx.get(url, headers={"Range": f"bytes={len(sealed) - 4}-"}).content == sealed[-4:]
+    beyond = httpx.get(url, headers={"Range": f"bytes={len(sealed)}-"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{len(sealed)}"
+    for ignored in ("bytes=0-1,5-6", "items=0-1", "bytes=-"):
+        whole = httpx.get(url, headers={"Range": ignored})
+        assert whole.status_code == 200 and whole.content == sealed, ignored
     # The objects directory: plain files a web server can read, not list; the rest private to the relay.
     storage = Path(relay.storage)
     assert storage.stat().st_mode & 0o777 == 0o711 and (storage / "o").stat().st_mode & 0o777 == 0o711
