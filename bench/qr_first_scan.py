@@ -6,7 +6,7 @@ of the physical size that goes with the resolution (given to the scene as the ki
 asks to hold the phone close, on a 21.5" monitor it caps the QR's size), tilted up to 25° (perspective),
 slightly out of focus, with sensor noise, exposure (gamma) error and a glare spot. zxing-cpp then decodes QR
 codes only, as a camera app does. Reports the decode rate per screen size and URL length (up to 100
-characters; 56 is a relay URL, ``https://relay.example.org/r/`` and a 28-character token).
+characters; 56 is a relay URL, ``https://relay.example.org/r#`` and a 28-character secret).
 
     .venv/bin/python bench/qr_first_scan.py [--trials 40] [--out bench/results/qr-first-scan.json]
 """
@@ -51,13 +51,13 @@ PANELS = {  # resolution -> physical width of a typical panel of that resolution
 }
 URL_LENGTHS = (40, 56, 70, 100)
 RELAY_URL_CHARS = 56
-"""``https://relay.example.org/r/`` (image-build/eticket.toml.example) and a 28-character token
+"""``https://relay.example.org/r#`` (image-build/eticket.toml.example) and a 28-character secret
 (appliance.service.ticket_url, relay.crypto.TOKEN_CHARS)."""
 
 
 def url_of_length(n: int, rng: random.Random) -> str:
     """A capability-URL-shaped string of ``n`` characters: a relay's for ``RELAY_URL_CHARS``, else the LAN's."""
-    base = "https://relay.example.org/r/" if n == RELAY_URL_CHARS else "http://192.168.1.20:8080/r/"
+    base = "https://relay.example.org/r#" if n == RELAY_URL_CHARS else "http://192.168.1.20:8080/r/"
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     return base + "".join(rng.choice(alphabet) for _ in range(n - len(base)))
 

@@ -158,3 +158,19 @@ def test_new_secrets_are_v2_links_as_long_as_v1_links() -> None:
     assert len(link("https://relay.example", secret)) == len(link("https://relay.example", token))
     assert len({new_secret()[5:26] for _ in range(200)}) == 200  # the random part differs every time
     assert parse_token(new_token()).key != parse_token(secret).key
+
+
+def test_a_blind_link_makes_the_same_qr_as_a_v1_link() -> None:
+    """Small panels depend on the QR's size (README, first-scan bench): the customer screen's QR of a blind
+    link has the same version, hence module count, as the v1 link it replaces, for the example relay's URL."""
+    import segno
+
+    from kiosk.qr import ERROR_LEVEL
+    from relay.crypto import link, new_secret, new_token
+
+    for relay in ("https://relay.example.org", "https://r.eticket.example.com"):
+        for _ in range(20):
+            blind, old = link(relay, new_secret()), link(relay, new_token())
+            assert len(blind) == len(old)
+            assert (segno.make_qr(blind, error=ERROR_LEVEL, boost_error=True).version
+                    == segno.make_qr(old, error=ERROR_LEVEL, boost_error=True).version)
