@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import random
@@ -42,7 +41,7 @@ import httpx
 from starlette.concurrency import run_in_threadpool
 
 from relay.crypto import Signer, new_secret, new_token, parse_token, unix_seconds
-from relay.page import PAGE_SHA256
+from relay.page import async_fetch_page
 
 from .errors import JsonTooDeep, StorageUnavailable
 from .store import Store
@@ -133,15 +132,14 @@ class Publisher:
         (:data:`relay.page.PAGE_SHA256`): a relay that serves another page could read the secrets of the phones
         that open it (docs/security.md). Sets :attr:`relay_page` ("published", "different"; None: not checked)."""
         try:
-            async with asyncio.timeout(REQUEST_DEADLINE_SECONDS):
-                response = await self._client.get(self.relay_url + "/r")
+            page = await async_fetch_page(self._client, self.relay_url, deadline=REQUEST_DEADLINE_SECONDS)
         except (httpx.HTTPError, TimeoutError):
             return
-        same = response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == PAGE_SHA256
+        same = not page.faults
         if not same:
-            log.warning("the relay %s serves a download page that is not this release's (SHA-256 %s): "
-                        "check it with 'eticket relay check-page %s'", self.relay_url,
-                        hashlib.sha256(response.content).hexdigest(), self.relay_url)
+            log.warning("the relay %s serves a download page that is not this release's (it %s): "
+                        "check it with 'eticket relay check-page %s'", self.relay_url, "; it ".join(page.faults),
+                        self.relay_url)
         self.relay_page = "published" if same else "different"
 
     def wake(self) -> None:

@@ -230,6 +230,7 @@ class Relay:
                              network_bytes=settings.network_quota_bytes,
                              new_devices=settings.new_devices_per_network)
         self._waiting: dict[str, set[_Waiting]] = {}
+        self._put_locks = [asyncio.Lock() for _ in range(64)]  # one receipt id's check and write at a time
 
     # --- devices --------------------------------------------------------------------------------------
     async def async_check_blocked(self, device: str) -> None:
@@ -244,22 +245,26 @@ class Relay:
         if cached[1]:
             raise DeviceBlocked(f"This relay's operator blocked device {device}; ask them why.", device=device)
 
-    async def async_put(self, rid: str, device: str, sealed: bytes, expires: float, client: str = "-") -> bool:
-        """Store a sealed receipt that ``device`` sent from the address ``client``; True if new, False if this
-        device already stored these very bytes (a retry: not counted again).
+    async def async_put(self, rid: str, device: str, sealed: bytes, expires: float,
+                        client: str = "-") -> tuple[bool, int]:
+        """Store a sealed receipt that ``device`` sent from the address ``client``: ``(created, expires)``,
+        created False if this device already stored these very bytes (a retry: not counted again, and
+        ``expires`` is the stored one, Unix seconds). Two uploads of one id at once are taken one after the
+        other (on this replica), so only one of them can store it.
 
         Raises ReceiptConflict (other bytes or another device under ``rid``), and the quotas' refusals
         (:meth:`relay.quotas.Quotas.async_check`): TooManyNewDevices, NetworkQuotaExceeded, QuotaExceeded."""
         digest = hashlib.sha256(sealed).hexdigest()
         network = network_id(client)
-        async with self.quotas.async_locked(device, network):  # check and write as one step (on this replica)
+        put_lock = self._put_locks[int.from_bytes(hashlib.blake2b(rid.encode(), digest_size=2).digest()) % 64]
+        async with put_lock, self.quotas.async_locked(device, network):  # check and write as one step
             try:
                 existing = await run_in_threadpool(self.storage.head, f"r/{rid}")
             except DamagedObject:
                 existing = {}
             if existing is not None:
                 if existing.get("device") == device and existing.get("sha256") == digest:
-                    return False
+                    return False, unix_seconds(existing.get("expires", "")) or int(expires)
                 raise ReceiptConflict("Another receipt is already stored under this id.")
             now = time.time()
             new = await self.quotas.async_check(device, network, len(sealed), now)
@@ -268,7 +273,7 @@ class Relay:
                     "object": OBJECTS, "size": str(len(sealed))}
             await run_in_threadpool(self.storage.put_object, rid, sealed)  # the bytes first: a record has them
             await run_in_threadpool(self.storage.put, f"r/{rid}", b"", meta)
-        return True
+        return True, int(expires)
 
     async def async_downloaded(self, device: str, rids: list[str], wait: float) -> dict[str, int]:
         """``{rid: downloaded_at}`` for those of ``device``'s receipts that were downloaded; waits up to
@@ -515,32 +520,80 @@ INLINE_OBJECT_BYTES = 1 << 20
 """Objects up to this size (nearly every receipt) are read whole on the event loop, from the page cache: each
 thread hop of a streamed file response costs more than the read (bench/relay_vs_nginx.py)."""
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_HUGE = 10 ** 18  # past any object: a longer number is read as this, not parsed digit by digit
+
+
+def byte_range(range_header: str | None, size: int) -> tuple[int, int] | None | bool:
+    """The single byte range ``Range`` asks for in an object of ``size`` bytes (RFC 9110 §14.1.2):
+    ``(first, last)`` inclusive, None to send the whole object (no header; several ranges; a malformed or
+    invalid spec such as ``bytes=5-2``, which §14.2 lets a server ignore), False when unsatisfiable (416:
+    the first byte lies beyond the end, or a zero-length suffix)."""
+    match = _RANGE.fullmatch((range_header or "").strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first_s, last_s = match.groups()
+
+    def number(digits: str) -> int:
+        return int(digits) if len(digits) <= 18 else _HUGE
+
+    if first_s == "":  # the last N bytes
+        suffix = number(last_s)
+        return (max(0, size - suffix), size - 1) if suffix > 0 and size > 0 else False
+    first = number(first_s)
+    last = number(last_s) if last_s else None
+    if last is not None and last < first:
+        return None
+    if first >= size:
+        return False
+    return first, size - 1 if last is None else min(last, size - 1)
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """True when ``If-None-Match`` names ``etag`` (weak comparison, a list, or ``*``: RFC 9110 §13.1.2)."""
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
+def _unsatisfiable(size: int, headers: dict[str, str]) -> Response:
+    kept = {k: v for k, v in headers.items() if k not in ("Cache-Control", "ETag")}
+    return Response(status_code=416, headers={**kept, "Content-Range": f"bytes */{size}", "Cache-Control": "no-store"})
 
 
 def _ranged(data: bytes, range_header: str | None, headers: dict[str, str]) -> Response:
     """``data`` as a 200, or the one byte range asked for as a 206 with Content-Range, or 416 when it lies
-    beyond the end (RFC 9110 §14). Several ranges, or a malformed header, get the whole object (§14.2 allows
-    ignoring Range)."""
+    beyond the end (:func:`byte_range`, RFC 9110 §14)."""
     headers = {**headers, "Accept-Ranges": "bytes"}
-    match = _RANGE.fullmatch((range_header or "").strip())
-    if match is None or match.group(1) == match.group(2) == "":
+    span = byte_range(range_header, len(data))
+    if span is None:
         return Response(data, media_type="application/octet-stream", headers=headers)
-    first, last = match.groups()
-    if first == "":  # the last N bytes
-        start, end = max(0, len(data) - int(last)), len(data) - 1
-    else:
-        start, end = int(first), min(int(last), len(data) - 1) if last else len(data) - 1
-    if start >= len(data) or start > end:
-        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{len(data)}"})
+    if span is False:
+        return _unsatisfiable(len(data), headers)
+    start, end = span  # type: ignore[misc]
     return Response(data[start:end + 1], status_code=206, media_type="application/octet-stream",
                     headers={**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"})
+
+
+def _read_span(path: Any, start: int, end: int) -> bytes:
+    with open(path, "rb") as file:
+        file.seek(start)
+        return file.read(end - start + 1)
 
 
 def _headers(request: Request) -> dict[str, str]:
     return {k.lower(): v for k, v in request.headers.items()}
 
 
+SIGNED_HEADERS = ("eticket-key", "eticket-date", "eticket-expires", "eticket-signature")
+
+
 def _precheck(request: Request) -> None:
+    """Refuse a request whose signature headers are malformed, or sent twice (400: the signature covers one
+    value, which another part of the relay must not read differently)."""
+    for name in SIGNED_HEADERS:
+        if len(request.headers.getlist(name)) > 1:
+            raise BadRequest(f"The header {name} appears more than once.")
     try:
         precheck_headers(_headers(request))
     except BadSignature as exc:
@@ -627,6 +680,7 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
 
     app = FastAPI(title="eTicket relay", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
+    app.router.redirect_slashes = False  # its redirect is built from the Host header (and may lose https)
     app.state.relay = relay
 
     def client_of(request: Request) -> str:
@@ -658,7 +712,7 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
             expires = min(expires, int(now + relay.settings.retention_seconds))
             if not body:
                 raise BadRequest("The body must hold the sealed receipt.")
-            created = await relay.async_put(rid, device, body, expires, client_of(request))
+            created, expires = await relay.async_put(rid, device, body, expires, client_of(request))
         if created:
             log.info("stored receipt %s… from device %s (%d bytes)", rid[:8], device, len(body))
         return JSONResponse({"rid": rid, "expires": expires}, status_code=201 if created else 200)
@@ -715,12 +769,13 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
         return Response(pdf, media_type="application/pdf",
                         headers={"Content-Disposition": f'inline; filename="receipt-{day}.pdf"'})
 
+    @app.api_route("/r/", methods=["GET", "HEAD"], include_in_schema=False)
     @app.api_route("/r", methods=["GET", "HEAD"])
     async def receipt_page(request: Request) -> Response:
         """The blind download page for links ``/r#<secret>`` (docs/protocol.md §9.1): always the same bytes
         (:data:`relay.page.PAGE`, SHA-256 published), under a CSP that runs only its inline script. The
         secret stays in the fragment: the browser never sends it here. 304 for a matching ``If-None-Match``."""
-        if request.headers.get("if-none-match") == PAGE_HEADERS["ETag"]:
+        if etag_matches(request.headers.get("if-none-match"), PAGE_HEADERS["ETag"]):
             return Response(status_code=304, headers=PAGE_HEADERS)
         return Response(PAGE, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
@@ -741,12 +796,22 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
         meta = await relay.async_object(rid, unix_seconds(issued) if issued else None, client)
         headers = {"ETag": f'"{meta.get("sha256", "")}"', "Cache-Control": OBJECT_CACHE_CONTROL,
                    "Cross-Origin-Resource-Policy": "same-origin"}
-        if request.headers.get("if-none-match") in (headers["ETag"], f"W/{headers['ETag']}"):
+        if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
             return Response(status_code=304, headers=headers)
         size = unix_seconds(meta.get("size", "")) or 0
         if isinstance(relay.storage, DirStorage) and size > INLINE_OBJECT_BYTES:
             path = relay.storage.object_path(rid)
-            if path.is_file():  # large: streamed from the file in worker threads
+            if path.is_file():  # large: streamed from the file in worker threads, a range read in one
+                span = byte_range(request.headers.get("range"), size)
+                headers["Accept-Ranges"] = "bytes"
+                if span is False:
+                    return _unsatisfiable(size, headers)
+                if span is not None:
+                    start, end = span  # type: ignore[misc]
+                    span_bytes = await run_in_threadpool(_read_span, path, start, end)
+                    return Response(span_bytes, status_code=206, media_type="application/octet-stream",
+                                    headers={**headers, "Content-Range": f"bytes {start}-{end}/{size}"})
+                request.scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k != b"range"]
                 return FileResponse(path, media_type="application/octet-stream", headers=headers)
         else:
             data = await relay._async_get_object(rid)

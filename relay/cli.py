@@ -44,7 +44,14 @@ def _storage(args: argparse.Namespace, existing: bool = False) -> DirStorage | S
     spec = args.storage or os.environ.get(ENV + "STORAGE", "relay-data")
     if existing and not spec.startswith("s3://") and not Path(spec).is_dir():
         raise SystemExit(f"eticket relay: error: no relay storage at {spec!r}; pass the server's --storage")
-    return open_storage(spec, args.s3_endpoint or os.environ.get(ENV + "S3_ENDPOINT"))
+    try:
+        return open_storage(spec, args.s3_endpoint or os.environ.get(ENV + "S3_ENDPOINT"))
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("boto3", "botocore"):
+            raise
+        raise SystemExit("eticket relay: error: S3 storage needs boto3, which the relay's extra installs: "
+                         "pip install 'eticket[relay]' (in this checkout: .venv/bin/pip install -e '.[relay]')"
+                         ) from None
 
 
 def _settings(args: argparse.Namespace) -> RelaySettings:
@@ -135,36 +142,49 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def relay_base_url(url: str) -> str:
+    """The relay's base URL from what an operator may paste: ``https://relay.example``, its page
+    ``…/r`` or ``…/r/``, or a whole receipt link ``…/r#<secret>`` (the fragment, a secret, is dropped and
+    never printed; so is a query)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url.strip())
+    path = parts.path.rstrip("/")
+    if path.endswith("/r"):
+        path = path[:-2]
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
 def _check_page(args: argparse.Namespace) -> int:
     """Fetch ``URL/r`` as a phone would (without any secret) and compare it with the published download page:
     its SHA-256 (this release's :data:`relay.page.PAGE_SHA256`, or ``--expect``) and its Content-Security-Policy.
     Exit 0 when both match, 1 when the relay serves something else (it could then read the secrets of the
     phones that open it: docs/security.md), 2 when it cannot be reached."""
-    import hashlib
+    import asyncio
     import json
 
     import httpx
 
-    from .page import CONTENT_SECURITY_POLICY, PAGE_SHA256
+    from .page import PAGE_SHA256, async_fetch_page
 
-    url = args.url.rstrip("/") + "/r"
+    base = relay_base_url(args.url)
+    url = base + "/r"
     expected = (args.expect or PAGE_SHA256).lower()
+
+    async def fetch() -> Any:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as client:
+            return await async_fetch_page(client, base, expect=args.expect, deadline=15.0)
+
     try:
-        response = httpx.get(url, timeout=15, follow_redirects=False, headers={"Accept": "text/html"})
-    except httpx.HTTPError as exc:
-        print(f"eticket relay: error: {url} cannot be reached: {type(exc).__name__}: {exc}", file=sys.stderr)
+        page = asyncio.run(fetch())
+    except (httpx.HTTPError, TimeoutError) as exc:
+        why = "no complete answer within 15 s" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        print(f"eticket relay: error: {url} cannot be reached: {why}", file=sys.stderr)
         return 2
-    served = hashlib.sha256(response.content).hexdigest()
-    csp = response.headers.get("content-security-policy", "")
-    faults = []
-    if response.status_code != 200:
-        faults.append(f"answers HTTP {response.status_code}")
-    if served != expected:
-        faults.append(f"serves a page whose SHA-256 is {served}, not {expected}")
-    if csp != CONTENT_SECURITY_POLICY and not args.expect:
-        faults.append(f"sends another Content-Security-Policy: {csp or '(none)'}")
+    served, faults = page.sha256, page.faults
+    csp = page.headers.get("content-security-policy", "")
     if args.json:
-        print(json.dumps({"url": url, "status": response.status_code, "sha256": served, "expected": expected,
+        print(json.dumps({"url": url, "status": page.status, "sha256": served, "expected": expected,
                           "content_security_policy": csp, "ok": not faults, "faults": faults}))
     elif faults:
         print(f"{url} is NOT the published eTicket download page: it " + "; it ".join(faults) + ".")

@@ -25,6 +25,7 @@ Operations are blocking (boto3 is); the relay calls them from worker threads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -127,9 +128,21 @@ class DirStorage:
 
     def put(self, key: str, data: bytes, meta: dict[str, str]) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._make_private_dirs(path.parent)
         header = json.dumps(meta, sort_keys=True).encode()
         self._write(path, struct.pack(">I", len(header)) + header + data, 0o600)
+
+    def _make_private_dirs(self, directory: Path) -> None:
+        """``directory`` and every missing parent below the root, each 0700 (``Path.mkdir(parents=True)`` gives
+        the parents the umask's mode: a web server's user could then list quota ledgers' addresses)."""
+        missing = []
+        while not directory.is_dir() and directory != self.root:
+            missing.append(directory)
+            directory = directory.parent
+        for path in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                path.mkdir(mode=0o700)
+            os.chmod(path, 0o700)
 
     def put_object(self, rid: str, data: bytes) -> None:
         self._write(self.object_path(rid), data, 0o644)

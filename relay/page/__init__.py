@@ -42,3 +42,55 @@ PAGE_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 """Response headers of ``GET /r``, also the ones docs/relay.md has nginx send when it serves the file itself."""
+
+PAGE_FETCH_LIMIT = 1 << 20
+"""Bytes of a served page read by :func:`async_fetch_page`: more is not the published page (it has 16 KiB)."""
+
+
+class ServedPage:
+    """What a relay answered on ``GET /r``: ``status``, ``headers`` (httpx.Headers), ``sha256`` (hex, of the
+    bytes read), ``faults`` (sentences naming what differs from the published page; empty when it is the one)."""
+
+    def __init__(self, status: int, headers: object, body: bytes, faults: list[str]) -> None:
+        self.status, self.headers, self.faults = status, headers, faults
+        self.sha256 = hashlib.sha256(body).hexdigest()
+
+
+async def async_fetch_page(client: object, relay_url: str, *, expect: str | None = None,
+                           deadline: float = 15.0) -> ServedPage:
+    """Fetch ``relay_url + "/r"`` as a phone would (no secret: the fragment never leaves a browser) with
+    ``client`` (an ``httpx.AsyncClient``) and compare it with the published page: SHA-256 (``expect``, else
+    :data:`PAGE_SHA256`) and, when ``expect`` is not given, the Content-Security-Policy.
+
+    Bounded against a hostile relay: at most :data:`PAGE_FETCH_LIMIT` bytes are read, never decompressed
+    (identity is asked for; an encoded answer is a fault), no redirect is followed, and the whole exchange
+    ends after ``deadline`` seconds. Raises ``httpx.HTTPError`` or ``TimeoutError`` when the relay cannot be
+    reached or is too slow."""
+    import asyncio
+
+    expected = (expect or PAGE_SHA256).lower()
+    async with asyncio.timeout(deadline):
+        async with client.stream("GET", relay_url.rstrip("/") + "/r",  # type: ignore[attr-defined]
+                                 headers={"Accept": "text/html", "Accept-Encoding": "identity"},
+                                 follow_redirects=False) as response:
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) > PAGE_FETCH_LIMIT:
+                    break
+    faults = []
+    if response.status_code != 200:
+        faults.append(f"answers HTTP {response.status_code}")
+    if len(body) > PAGE_FETCH_LIMIT:
+        faults.append(f"serves a page larger than {PAGE_FETCH_LIMIT} bytes")
+        del body[PAGE_FETCH_LIMIT:]
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        faults.append(f"sends it encoded (Content-Encoding: {encoding}) although identity was asked for")
+    page = ServedPage(response.status_code, response.headers, bytes(body), faults)
+    if page.sha256 != expected:
+        faults.append(f"serves a page whose SHA-256 is {page.sha256}, not {expected}")
+    csp = response.headers.get("content-security-policy", "")
+    if csp != CONTENT_SECURITY_POLICY and not expect:
+        faults.append(f"sends another Content-Security-Policy: {csp or '(none)'}")
+    return page

@@ -164,14 +164,15 @@ def test_phones_get_the_pdf_too(browser: Any, relay_factory: Any, profile: str) 
             data, name = phone.download(link(relay.url, secret))
             assert data == PDF and name == f"receipt-{_file_day(secret)}.pdf"
             return
-        # iOS: the page opens the PDF itself (Safari's viewer). The blob it opens is read as it is made: the
-        # browser revokes it when the page gives way to the viewer.
+        # iOS: the page opens the PDF itself (Safari's viewer). The bytes it opens are copied as the page makes
+        # its File of them, synchronously: the page's scripts end when it gives way to the viewer (reading the
+        # blob asynchronously lost that race on a loaded machine).
         handed: list[bytes] = []
         phone.page.expose_function("handed", lambda data: handed.append(bytes(data)))
-        phone.page.add_init_script("""(() => { const make = URL.createObjectURL;
-            URL.createObjectURL = (blob) => {
-                blob.arrayBuffer().then(b => window.handed(Array.from(new Uint8Array(b))));
-                return make(blob); }; })();""")
+        phone.page.add_init_script("""(() => { const Made = window.File;
+            window.File = function (parts, name, options) {
+                window.handed(Array.from(new Uint8Array(parts[0])));
+                return new Made(parts, name, options); }; })();""")
         phone.page.goto(link(relay.url, secret))
 
         def shown() -> bool:
@@ -217,6 +218,13 @@ def test_expired_damaged_and_altered_links_say_so(phone: Phone, relay_factory: A
     phone.page.goto(link(relay.url, damaged))
     wait_for(lambda: phone.state() == "damaged", 10, "the damaged state")
     assert "damaged" in phone.text()
+    assert not phone.page.is_visible("#open")  # no empty button in any state but ready
+    # A record whose object is gone: the relay answers 500 receipt-damaged, which no retry mends.
+    lost = new_secret()
+    _upload(relay, lost, PDF)
+    (Path(relay.storage) / "o" / parse_token(lost).rid).unlink()
+    phone.page.goto(link(relay.url, lost))
+    wait_for(lambda: phone.state() == "damaged", 10, "the damaged state of a lost object")
     # An altered link (one character of the secret changed): the check byte tells, nothing is fetched.
     good = new_secret()
     _upload(relay, good, PDF)
@@ -230,6 +238,19 @@ def test_expired_damaged_and_altered_links_say_so(phone: Phone, relay_factory: A
     for broken in (link(relay.url, good)[:-3], relay.url + "/r"):
         phone.page.goto(broken)
         wait_for(lambda: phone.state() == "bad-link", 10, f"the bad-link state for {broken}")
+
+
+def test_a_relay_without_https_says_so(phone: Phone, relay_factory: Any) -> None:
+    """Browsers give WebCrypto to secure origins only (https, and localhost): on a relay reached over plain
+    http the page says that the server lacks https, not that the phone's browser is too old."""
+    relay: RelayProc = relay_factory()
+    secret = new_secret()
+    _upload(relay, secret, PDF)
+    phone.page.route("http://relay.test/**", lambda route: route.fulfill(
+        response=route.fetch(url=route.request.url.replace("http://relay.test", relay.url))))
+    phone.page.goto(f"http://relay.test/r#{secret}")
+    wait_for(lambda: phone.state() == "insecure", 10, "the insecure-relay state")
+    assert "https" in phone.text() and not phone.page.is_visible("#open")
 
 
 @pytest.mark.parametrize(("locale", "words", "prefix"), [
