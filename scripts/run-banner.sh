@@ -13,7 +13,7 @@ echo -e "$(cat <<MSG
     .venv/bin/eticket clear                       # back to idle
   On the device side: .venv/bin/eticket pairings list|revoke ID|open --data-dir $data
   As a receipt printer: ESC/POS on raw TCP $printer, or TakePOS's connector http://$listen/printer/index.php:
-    curl --data-urlencode "invoice=\$(base64 -w0 ../shared/samples/takepos/bakery.bin)" http://$listen/printer/index.php
+    curl --data-urlencode "invoice=\$(base64 -w0 samples/receipt.escpos)" http://$listen/printer/index.php
     (while pairing is open the first job binds its till; else: .venv/bin/eticket printers allow 127.0.0.1 --data-dir $data)
   Stop with Ctrl-C.
 

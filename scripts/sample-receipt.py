@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
-"""Write the sample receipt a newcomer sends to a device: ``samples/receipt.pdf``.
+"""Write the sample receipts a newcomer sends to a device: ``samples/receipt.pdf`` (for ``eticket send``) and
+``samples/receipt.escpos`` (the same receipt as a till prints it: ESC/POS for TakePOS's connector or port 9100).
 
 A French *ticket de caisse* from a made-up bakery (total 12.50 EUR, TVA 5,5 %), one 80 mm page, text in the
 standard Helvetica font (one of the 14 fonts every PDF reader has, ISO 32000-1 §9.6.2.2: nothing embedded),
 WinAnsi-encoded so that accents and the euro sign work. Written with pikepdf (already a dependency of the
 appliance's PDF check), uncompressed and with a document ID derived from the content, so the bytes are the
-same on every run: the committed file is this script's output (a test checks it).
+same on every run: the committed files are this script's output (a test checks it).
 
-    .venv/bin/python scripts/sample-receipt.py            # rewrites samples/receipt.pdf
-    .venv/bin/python scripts/sample-receipt.py OUT.pdf    # writes OUT.pdf
+The ESC/POS job is what escpos-php sends for such a receipt on an 80 mm printer (48 columns of font A): ESC @,
+code page 19 (CP858, which has ``€``), centred double-size bold name, lines padded to 48 columns, a feed and a
+partial cut (Epson ESC/POS command reference: ESC @, ESC t, ESC a, ESC E, GS !, GS V).
+
+    .venv/bin/python scripts/sample-receipt.py                  # rewrites both samples
+    .venv/bin/python scripts/sample-receipt.py OUT.pdf          # writes OUT.pdf
+    .venv/bin/python scripts/sample-receipt.py OUT.escpos       # writes OUT.escpos
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import pikepdf
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO / "samples" / "receipt.pdf"
+DEFAULT_ESCPOS_OUTPUT = REPO / "samples" / "receipt.escpos"
+COLUMNS = 48
+"""Characters per line of font A on 80 mm paper."""
 PT_PER_MM = 72 / 25.4
 PAGE_WIDTH_PT = round(80 * PT_PER_MM)
 """A till roll is 80 mm wide."""
@@ -104,12 +113,34 @@ def build() -> bytes:
     return buffer.getvalue()
 
 
+def build_escpos() -> bytes:
+    """The same receipt as an ESC/POS print job (deterministic)."""
+    esc, gs = b"\x1b", b"\x1d"
+
+    def text(s: str) -> bytes:
+        return s.encode("cp858")
+
+    out = [esc + b"@", esc + b"t" + bytes([19])]
+    for label, amount, bold in _lines():
+        if bold and amount is None:  # the shop's name
+            out += [esc + b"a\x01", esc + b"E\x01", gs + b"!\x11", text(label), b"\n",
+                    gs + b"!\x00", esc + b"E\x00", esc + b"a\x00"]
+            continue
+        if label.startswith("-"):
+            label = "-" * COLUMNS
+        line = label if amount is None else label + " " * max(1, COLUMNS - len(label) - len(amount)) + amount
+        out += [esc + b"E\x01", text(line), esc + b"E\x00", b"\n"] if bold else [text(line), b"\n"]
+    out += [b"\n" * 3, gs + b"V\x42\x00"]
+    return b"".join(out)
+
+
 def main(argv: list[str]) -> int:
-    """Write the receipt to ``argv[0]`` (default samples/receipt.pdf)."""
-    out = Path(argv[0]) if argv else DEFAULT_OUTPUT
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(build())
-    print(f"wrote {out} ({out.stat().st_size} bytes)")
+    """Write the receipt to ``argv[0]`` (by its suffix, .pdf or .escpos; default both samples)."""
+    targets = [Path(a) for a in argv] or [DEFAULT_OUTPUT, DEFAULT_ESCPOS_OUTPUT]
+    for out in targets:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(build_escpos() if out.suffix == ".escpos" else build())
+        print(f"wrote {out} ({out.stat().st_size} bytes)")
     return 0
 
 

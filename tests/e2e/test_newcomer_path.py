@@ -198,3 +198,27 @@ def test_ctrl_c_stops_the_appliance_and_its_kiosk_without_a_crash_warning(applia
         os.kill(pid, signal.SIGINT)
     app.proc.wait(20)
     assert "kiosk exited" not in app.logs(), app.logs()[-2000:]
+
+
+def test_the_sample_print_job_is_what_the_script_makes_and_prints_as_the_readme_says(
+        appliance: Appliance, tmp_path: Path) -> None:
+    """samples/receipt.escpos is scripts/sample-receipt.py's output, and the README's and banner's TakePOS
+    line (the connector, a fresh device whose pairing is open) puts that receipt on the screen with its total."""
+    import base64
+
+    out = tmp_path / "receipt.escpos"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "sample-receipt.py"), str(out)], check=True,
+                   capture_output=True)
+    job = REPO / "samples" / "receipt.escpos"
+    assert job.is_file() and out.read_bytes() == job.read_bytes()
+    for text, where in ((README, "README.md"), (BANNER, "scripts/run-banner.sh")):
+        named = re.findall(r"base64 -w0 (\S+?)\)", text)
+        assert named, where
+        for path in named:
+            assert (REPO / path).is_file(), f"{where}: the TakePOS example prints {path}, not a file of this clone"
+    printed = httpx.post(appliance.url + "/printer/index.php",
+                         data={"invoice": base64.b64encode(job.read_bytes()).decode()})
+    assert printed.status_code == 200, printed.text
+    assert printed.json()["total"] == "12.50"
+    state = appliance.display()
+    assert state["scene"] == "ticket" and state["ticket"]["total"] == "12.50"  # type: ignore[index]

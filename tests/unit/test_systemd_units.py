@@ -77,6 +77,27 @@ def _exposure(unit: str) -> float:
     return float(match.group(1))
 
 
+RELAY_UNIT = REPO / "docs" / "deploy" / "eticket-relay.service"
+RELAY_EXPOSURE_MAX = 1.5
+
+
+def test_the_relays_example_unit_verifies_and_is_confined(unit_root: Path) -> None:
+    """docs/relay.md's unit for an operator's relay: verify accepts it with the venv's eticket where it says,
+    the sandbox rates at most RELAY_EXPOSURE_MAX, and the storage directory stays traversable for nginx."""
+    shutil.copy(RELAY_UNIT, unit_root / "usr/lib/systemd/system" / RELAY_UNIT.name)
+    program = unit_root / "opt/eticket-relay/bin/eticket"
+    program.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOTFS / "usr/bin/eticket", program)
+    result = _verify(unit_root, RELAY_UNIT.name)
+    assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+    security = subprocess.run([_analyze(), "security", "--offline=true", str(RELAY_UNIT)], capture_output=True,
+                              text=True, timeout=60)
+    match = re.search(r"Overall exposure level for eticket-relay.service: (\d+\.\d+)", security.stdout)
+    assert match and float(match.group(1)) <= RELAY_EXPOSURE_MAX, security.stdout
+    text = RELAY_UNIT.read_text()
+    assert "StateDirectoryMode=0711\n" in text and "--storage ${STATE_DIRECTORY}" in text
+
+
 def test_appliance_exposure_is_at_most_the_stated_level() -> None:
     assert _exposure("eticket.service") <= APPLIANCE_EXPOSURE_MAX
 
