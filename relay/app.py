@@ -110,6 +110,11 @@ class RelaySettings:
     new_devices_per_network: int = NEW_DEVICES_PER_NETWORK_PER_DAY
     """Device keys new to this relay per client network per UTC day."""
     max_receipt_bytes: int = 20 * 1024 * 1024 + 16
+    upload_buffer_bytes: int = 128 * 1024 * 1024
+    """Upload bodies held in memory at once, all clients together (each counted by its Content-Length, else
+    max_receipt_bytes, from before it is read): past it, 429 too-many-requests (Retry-After 5). A body must be
+    read whole before its signature can be checked, so without this bound many networks' forged uploads
+    could take the relay's memory."""
     miss_limit: int = 30
     """Unknown or expired links per client address per minute before 429 (stored receipts are always served)."""
     pending_limit: int = 120
@@ -137,6 +142,25 @@ class RateLimiter:
         self._windows[key] = (minute, count + 1 if window == minute else 1)
         while len(self._windows) > self._capacity:
             self._windows.popitem(last=False)
+
+
+class ByteBudget:
+    """At most ``limit`` bytes reserved at once, all callers together."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.reserved = limit, 0
+
+    @contextlib.contextmanager
+    def reserve(self, size: int) -> Iterator[None]:
+        """Hold ``size`` bytes; raises TooManyRequests (Retry-After: 5) when they do not fit."""
+        if self.reserved + size > self.limit:
+            raise TooManyRequests("The relay is receiving too many uploads at once; try again in a moment.",
+                                  retry_after=5)
+        self.reserved += size
+        try:
+            yield
+        finally:
+            self.reserved -= size
 
 
 class Concurrency:
@@ -221,6 +245,7 @@ class Relay:
         self.settings = settings
         self.limiter = RateLimiter()
         self.uploads = Concurrency(UPLOADS_PER_ADDRESS, "uploads from one address")
+        self.upload_buffer = ByteBudget(settings.upload_buffer_bytes)
         self.polls_by_device = Concurrency(POLLS_PER_DEVICE, "status polls per device")
         self.polls_by_address = Concurrency(POLLS_PER_ADDRESS, "status polls from one address")
         self._blocked: dict[str, tuple[float, bool]] = {}
@@ -696,13 +721,18 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
         a replay changes nothing). Errors: 400, 401 bad-signature (checked before the body is read),
         403 device-blocked, 409 receipt-conflict, 413 too-large, 429 quota-exceeded (per device),
         network-quota-exceeded (per client network, all keys), too-many-new-devices (each with Retry-After
-        until midnight UTC, :mod:`relay.quotas`), 429 too-many-requests (over 4 uploads at once from one address).
+        until midnight UTC, :mod:`relay.quotas`), 429 too-many-requests (over 4 uploads at once from one address,
+        or over :attr:`RelaySettings.upload_buffer_bytes` of bodies being received from all clients).
         """
         _precheck(request)
         if not valid_rid(rid):
             raise BadRequest("The receipt id must be 43 base64url characters (HKDF of the token).")
-        with relay.uploads.slot(client_key(client_of(request))):
-            body = await _read_body(request, relay.settings.max_receipt_bytes)
+        limit = relay.settings.max_receipt_bytes
+        declared = unix_seconds(request.headers.get("content-length", "")) or limit
+        if declared > limit:
+            raise PayloadTooLarge(f"The body may be at most {limit} bytes.")
+        with relay.uploads.slot(client_key(client_of(request))), relay.upload_buffer.reserve(declared):
+            body = await _read_body(request, declared)
             device = _signed_device(request, body)
             await relay.async_check_blocked(device)
             now = time.time()

@@ -76,6 +76,8 @@ def _settings(args: argparse.Namespace) -> RelaySettings:
         new_devices_per_network=int(pick(args.new_devices_per_network, "NEW_DEVICES_PER_NETWORK",
                                          base.new_devices_per_network)),
         miss_limit=int(pick(args.miss_limit, "MISS_LIMIT", base.miss_limit)),
+        upload_buffer_bytes=int(pick(args.upload_buffer_mib, "UPLOAD_BUFFER_MIB",
+                                     base.upload_buffer_bytes / (1 << 20)) * (1 << 20)),
     )
 
 
@@ -217,6 +219,8 @@ def add_relay_parser(sub: Any) -> None:
                         help="device keys new to this relay per client network per UTC day "
                         f"(default {NEW_DEVICES_PER_NETWORK_PER_DAY})")
     policy.add_argument("--miss-limit", type=int, help="unknown links per client address per minute (default 30)")
+    policy.add_argument("--upload-buffer-mib", type=float, metavar="MIB",
+                        help="upload bodies held in memory at once, all clients together (default 128)")
     serve = commands.add_parser("serve", parents=[common, policy], help="run the relay")
     serve.add_argument("--listen", default="127.0.0.1:8090", metavar="HOST:PORT", help="default 127.0.0.1:8090")
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1",
