@@ -64,6 +64,9 @@ IDLE_RECHECK_SECONDS = 60.0
 """With no poll open, the outbox is looked at again after this long even without an upload."""
 REQUEST_DEADLINE_SECONDS = 60.0
 MAX_REPLY_BYTES = 4096
+RELAY_CHECK_DEADLINE_SECONDS = 15.0
+"""Each of the start-up checks of the relay (its link versions, its page) gives up after this long: uploads
+wait for them, so a slow or hostile relay holds them back by at most twice this."""
 RELAY_REPLY_MAX_DEPTH = 8
 """Nesting of arrays and objects a relay reply may have (ours have 2); a deeper one is refused unparsed."""
 
@@ -112,7 +115,8 @@ class Publisher:
         """Ask the relay's ``/healthz`` which link versions it serves (``links``; relays before blind links
         do not say, and serve v1 only). Unreachable or unreadable: keep the current choice."""
         try:
-            status, _headers, reply = await self._async_request("GET", self.relay_url + "/healthz", b"", {})
+            status, _headers, reply = await self._async_request("GET", self.relay_url + "/healthz", b"", {},
+                                                                 deadline=RELAY_CHECK_DEADLINE_SECONDS)
         except (httpx.HTTPError, TimeoutError):
             return
         answer, _fault = reply_object(reply)
@@ -132,7 +136,7 @@ class Publisher:
         (:data:`relay.page.PAGE_SHA256`): a relay that serves another page could read the secrets of the phones
         that open it (docs/security.md). Sets :attr:`relay_page` ("published", "different"; None: not checked)."""
         try:
-            page = await async_fetch_page(self._client, self.relay_url, deadline=REQUEST_DEADLINE_SECONDS)
+            page = await async_fetch_page(self._client, self.relay_url, deadline=RELAY_CHECK_DEADLINE_SECONDS)
         except (httpx.HTTPError, TimeoutError):
             return
         same = not page.faults
@@ -219,11 +223,11 @@ class Publisher:
             for ticket_id, token, pdf, expires_at, attempts in due:
                 await self._async_upload(ticket_id, token, pdf, expires_at, attempts)
 
-    async def _async_request(self, method: str, url: str, body: bytes,
-                             headers: dict[str, str]) -> tuple[int, httpx.Headers, bytes]:
+    async def _async_request(self, method: str, url: str, body: bytes, headers: dict[str, str],
+                             deadline: float = REQUEST_DEADLINE_SECONDS) -> tuple[int, httpx.Headers, bytes]:
         """``(status, headers, at most MAX_REPLY_BYTES of the body)``: a relay cannot make the device read
-        more, or wait longer than REQUEST_DEADLINE_SECONDS. Raises httpx.HTTPError or TimeoutError."""
-        async with asyncio.timeout(REQUEST_DEADLINE_SECONDS):
+        more, or wait longer than ``deadline`` seconds. Raises httpx.HTTPError or TimeoutError."""
+        async with asyncio.timeout(deadline):
             async with self._client.stream(method, url, content=body, headers=headers) as response:
                 reply = bytearray()
                 async for chunk in response.aiter_raw():

@@ -24,7 +24,7 @@ import logging
 import re
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -111,10 +111,10 @@ class RelaySettings:
     """Device keys new to this relay per client network per UTC day."""
     max_receipt_bytes: int = 20 * 1024 * 1024 + 16
     upload_buffer_bytes: int = 128 * 1024 * 1024
-    """Upload bodies held in memory at once, all clients together (each counted by its Content-Length, else
-    max_receipt_bytes, from before it is read): past it, 429 too-many-requests (Retry-After 5). A body must be
-    read whole before its signature can be checked, so without this bound many networks' forged uploads
-    could take the relay's memory."""
+    """Upload bodies held in memory at once, all clients together, counted as their bytes arrive; one client
+    network may hold a quarter of it. Past either, 429 too-many-requests (Retry-After 5). A body must be read
+    whole before its signature can be checked, so without this bound many networks' forged uploads could
+    take the relay's memory."""
     miss_limit: int = 30
     """Unknown or expired links per client address per minute before 429 (stored receipts are always served)."""
     pending_limit: int = 120
@@ -145,22 +145,36 @@ class RateLimiter:
 
 
 class ByteBudget:
-    """At most ``limit`` bytes reserved at once, all callers together."""
+    """Bytes held at once, at most ``limit`` for all callers together and ``limit / shares`` per key (a
+    client network), charged as they arrive: a connection that declared a large body and sends nothing holds
+    nothing, and one network cannot take the whole budget."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit, self.reserved = limit, 0
+    def __init__(self, limit: int, shares: int = 4) -> None:
+        self.limit, self.per_key, self.reserved = limit, max(1, limit // shares), 0
+        self._by_key: defaultdict[str, int] = defaultdict(int)
 
     @contextlib.contextmanager
-    def reserve(self, size: int) -> Iterator[None]:
-        """Hold ``size`` bytes; raises TooManyRequests (Retry-After: 5) when they do not fit."""
-        if self.reserved + size > self.limit:
-            raise TooManyRequests("The relay is receiving too many uploads at once; try again in a moment.",
-                                  retry_after=5)
-        self.reserved += size
+    def hold(self, key: str) -> Iterator[Callable[[int], None]]:
+        """A ``charge(size)`` function for ``key``'s bytes as they arrive (raising TooManyRequests, Retry-After
+        5, when they do not fit); everything charged is given back when the block ends."""
+        charged = 0
+
+        def charge(size: int) -> None:
+            nonlocal charged
+            if self.reserved + size > self.limit or self._by_key[key] + size > self.per_key:
+                raise TooManyRequests("The relay is receiving too many uploads at once; try again in a moment.",
+                                      retry_after=5)
+            self.reserved += size
+            self._by_key[key] += size
+            charged += size
+
         try:
-            yield
+            yield charge
         finally:
-            self.reserved -= size
+            self.reserved -= charged
+            self._by_key[key] -= charged
+            if self._by_key[key] <= 0:
+                del self._by_key[key]
 
 
 class Concurrency:
@@ -559,6 +573,7 @@ def byte_range(range_header: str | None, size: int) -> tuple[int, int] | None | 
     first_s, last_s = match.groups()
 
     def number(digits: str) -> int:
+        digits = digits.lstrip("0") or "0"
         return int(digits) if len(digits) <= 18 else _HUGE
 
     if first_s == "":  # the last N bytes
@@ -571,6 +586,15 @@ def byte_range(range_header: str | None, size: int) -> tuple[int, int] | None | 
     if first >= size:
         return False
     return first, size - 1 if last is None else min(last, size - 1)
+
+
+def range_applies(request: Request, etag: str) -> str | None:
+    """The request's ``Range``, or None when ``If-Range`` names another representation (RFC 9110 §13.1.5:
+    strong comparison of an entity tag; a date is not one of ours, so it does not match either)."""
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range.strip() != etag:
+        return None
+    return request.headers.get("range")
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -600,12 +624,6 @@ def _ranged(data: bytes, range_header: str | None, headers: dict[str, str]) -> R
                     headers={**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"})
 
 
-def _read_span(path: Any, start: int, end: int) -> bytes:
-    with open(path, "rb") as file:
-        file.seek(start)
-        return file.read(end - start + 1)
-
-
 def _headers(request: Request) -> dict[str, str]:
     return {k.lower(): v for k, v in request.headers.items()}
 
@@ -632,8 +650,10 @@ def _signed_device(request: Request, body: bytes) -> str:
         raise BadSignatureError(str(exc)) from None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, at most ``limit`` bytes, within BODY_DEADLINE_SECONDS; 413 / 408-style 400 otherwise."""
+async def _read_body(request: Request, limit: int, charge: Callable[[int], None] | None = None) -> bytes:
+    """The body, at most ``limit`` bytes, within BODY_DEADLINE_SECONDS; 413 / 408-style 400 otherwise.
+    ``charge(size)`` is called for each chunk as it arrives (:meth:`ByteBudget.hold`: 429 when it does not
+    fit)."""
     length = request.headers.get("content-length")
     if length is not None and (unix_seconds(length) or 0) > limit:
         raise PayloadTooLarge(f"The body may be at most {limit} bytes.")
@@ -641,6 +661,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
     try:
         async with asyncio.timeout(BODY_DEADLINE_SECONDS):
             async for chunk in request.stream():
+                if charge is not None:
+                    charge(len(chunk))
                 body += chunk
                 if len(body) > limit:
                     raise PayloadTooLarge(f"The body may be at most {limit} bytes.")
@@ -727,12 +749,9 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
         _precheck(request)
         if not valid_rid(rid):
             raise BadRequest("The receipt id must be 43 base64url characters (HKDF of the token).")
-        limit = relay.settings.max_receipt_bytes
-        declared = unix_seconds(request.headers.get("content-length", "")) or limit
-        if declared > limit:
-            raise PayloadTooLarge(f"The body may be at most {limit} bytes.")
-        with relay.uploads.slot(client_key(client_of(request))), relay.upload_buffer.reserve(declared):
-            body = await _read_body(request, declared)
+        client = client_key(client_of(request))
+        with relay.uploads.slot(client), relay.upload_buffer.hold(client) as charge:
+            body = await _read_body(request, relay.settings.max_receipt_bytes, charge)
             device = _signed_device(request, body)
             await relay.async_check_blocked(device)
             now = time.time()
@@ -831,22 +850,21 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
         size = unix_seconds(meta.get("size", "")) or 0
         if isinstance(relay.storage, DirStorage) and size > INLINE_OBJECT_BYTES:
             path = relay.storage.object_path(rid)
-            if path.is_file():  # large: streamed from the file in worker threads, a range read in one
-                span = byte_range(request.headers.get("range"), size)
-                headers["Accept-Ranges"] = "bytes"
+            if path.is_file():  # large: streamed from the file in worker threads, a range too
+                span = byte_range(range_applies(request, headers["ETag"]), size)
                 if span is False:
                     return _unsatisfiable(size, headers)
+                # FileResponse streams the range; it is given the one this relay decided on, in canonical form
+                # (or none), so both object sizes answer alike and no header reaches its own parser as sent.
+                kept = [(k, v) for k, v in request.scope["headers"] if k not in (b"range", b"if-range")]
                 if span is not None:
-                    start, end = span  # type: ignore[misc]
-                    span_bytes = await run_in_threadpool(_read_span, path, start, end)
-                    return Response(span_bytes, status_code=206, media_type="application/octet-stream",
-                                    headers={**headers, "Content-Range": f"bytes {start}-{end}/{size}"})
-                request.scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k != b"range"]
+                    kept.append((b"range", f"bytes={span[0]}-{span[1]}".encode()))  # type: ignore[index]
+                request.scope["headers"] = kept
                 return FileResponse(path, media_type="application/octet-stream", headers=headers)
         else:
             data = await relay._async_get_object(rid)
             if data is not None:
-                return _ranged(data, request.headers.get("range"), headers)
+                return _ranged(data, range_applies(request, headers["ETag"]), headers)
         log.error("stored receipt %s… has a record but no object", rid[:8])
         raise DamagedReceipt("The stored receipt is damaged; ask the shop for a copy.")
 

@@ -146,15 +146,19 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def relay_base_url(url: str) -> str:
     """The relay's base URL from what an operator may paste: ``https://relay.example``, its page
-    ``…/r`` or ``…/r/``, or a whole receipt link ``…/r#<secret>`` (the fragment, a secret, is dropped and
-    never printed; so is a query)."""
-    from urllib.parse import urlsplit, urlunsplit
+    ``…/r`` or ``…/r/``, or a whole receipt link (``…/r#<secret>``, ``…/r/<v1 token>``, also percent-encoded):
+    everything from the ``r`` path segment on, the fragment, the query and any user information are dropped,
+    so a secret is never fetched or printed."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
 
     parts = urlsplit(url.strip())
-    path = parts.path.rstrip("/")
-    if path.endswith("/r"):
-        path = path[:-2]
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    kept = []
+    for segment in parts.path.split("/"):
+        if unquote(segment).split("#")[0] == "r":
+            break
+        kept.append(segment)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, "/".join(kept).rstrip("/"), "", ""))
 
 
 def _check_page(args: argparse.Namespace) -> int:

@@ -100,6 +100,20 @@ class DirStorage:
         for folder in (root, root / OBJECTS):  # a web server's user may reach o/<rid>, never list or read the rest
             if folder.stat().st_mode & 0o777 != 0o711 and folder.stat().st_uid == os.geteuid():
                 folder.chmod(0o711)
+        self._tighten_private_dirs()
+
+    def _tighten_private_dirs(self) -> None:
+        """Every directory but the root and ``o/`` made 0700, also those an earlier release left 0755 (it gave
+        parents the umask's mode): directories only, so a store of many receipts is walked quickly."""
+        pending = [entry.path for entry in os.scandir(self.root)
+                   if entry.is_dir(follow_symlinks=False) and entry.name != OBJECTS]
+        while pending:
+            path = pending.pop()
+            info = os.stat(path, follow_symlinks=False)
+            if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+                os.chmod(path, 0o700)
+            with os.scandir(path) as entries:
+                pending += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)

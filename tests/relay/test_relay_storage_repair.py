@@ -53,9 +53,9 @@ def test_a_repair_that_loses_uploaded_receipts_keeps_the_relay_download_watch_wo
 
     pdf = PDFS[0].read_bytes()
     url = _send(app, token, pdf)
-    wait_for(lambda: _relay_status(app)["pending"] == 0, 30, "the new upload")
+    wait_for(lambda: _relay_status(app)["pending"] == 0, 60, "the new upload")
     got = fetch_link(url)
     assert got.status_code == 200 and got.content == pdf
-    wait_for(lambda: app.display()["scene"] == "downloaded", 20, "the downloaded scene from the relay's notice")
+    wait_for(lambda: app.display()["scene"] == "downloaded", 60, "the downloaded scene from the relay's notice")
     logs = app.logs()
     assert "BadToken" not in logs and "receipt token has" not in logs and "Traceback" not in logs
