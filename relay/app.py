@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import hashlib
 import logging
 import re
@@ -28,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.exceptions import InvalidTag
 from fastapi import FastAPI, Request, Response
@@ -66,7 +67,7 @@ from .errors import (
 )
 from .limits import NETWORK_BYTES_PER_DAY, NETWORK_RECEIPTS_PER_DAY, NEW_DEVICES_PER_NETWORK_PER_DAY
 from .page import PAGE, PAGE_HEADERS, PAGE_SHA256
-from .quotas import Quotas, client_key, network_id
+from .quotas import LockStripes, Quotas, client_key, network_id
 from .storage import OBJECT_CACHE_CONTROL, OBJECTS, DamagedObject, DirStorage, S3Storage
 
 log = logging.getLogger("eticket.relay")
@@ -269,7 +270,7 @@ class Relay:
                              network_bytes=settings.network_quota_bytes,
                              new_devices=settings.new_devices_per_network)
         self._waiting: dict[str, set[_Waiting]] = {}
-        self._put_locks = [asyncio.Lock() for _ in range(64)]  # one receipt id's check and write at a time
+        self._put_locks = LockStripes()  # one receipt id's check and write at a time
 
     # --- devices --------------------------------------------------------------------------------------
     async def async_check_blocked(self, device: str) -> None:
@@ -295,8 +296,7 @@ class Relay:
         (:meth:`relay.quotas.Quotas.async_check`): TooManyNewDevices, NetworkQuotaExceeded, QuotaExceeded."""
         digest = hashlib.sha256(sealed).hexdigest()
         network = network_id(client)
-        put_lock = self._put_locks[int.from_bytes(hashlib.blake2b(rid.encode(), digest_size=2).digest()) % 64]
-        async with put_lock, self.quotas.async_locked(device, network):  # check and write as one step
+        async with self._put_locks(rid), self.quotas.async_locked(device, network):  # check and write as one step
             try:
                 existing = await run_in_threadpool(self.storage.head, f"r/{rid}")
             except DamagedObject:
@@ -562,11 +562,20 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _HUGE = 10 ** 18  # past any object: a longer number is read as this, not parsed digit by digit
 
 
-def byte_range(range_header: str | None, size: int) -> tuple[int, int] | None | bool:
+class Unsatisfiable(enum.Enum):
+    """What :func:`byte_range` answers for a range no byte of the object is in (416)."""
+
+    RANGE = "unsatisfiable"
+
+
+UNSATISFIABLE = Unsatisfiable.RANGE
+
+
+def byte_range(range_header: str | None, size: int) -> tuple[int, int] | None | Literal[Unsatisfiable.RANGE]:
     """The single byte range ``Range`` asks for in an object of ``size`` bytes (RFC 9110 §14.1.2):
     ``(first, last)`` inclusive, None to send the whole object (no header; several ranges; a malformed or
-    invalid spec such as ``bytes=5-2``, which §14.2 lets a server ignore), False when unsatisfiable (416:
-    the first byte lies beyond the end, or a zero-length suffix)."""
+    invalid spec such as ``bytes=5-2``, which §14.2 lets a server ignore), :data:`UNSATISFIABLE` for a 416
+    (the first byte lies beyond the end, or a zero-length suffix)."""
     match = _RANGE.fullmatch((range_header or "").strip())
     if match is None or match.group(1) == match.group(2) == "":
         return None
@@ -578,13 +587,13 @@ def byte_range(range_header: str | None, size: int) -> tuple[int, int] | None | 
 
     if first_s == "":  # the last N bytes
         suffix = number(last_s)
-        return (max(0, size - suffix), size - 1) if suffix > 0 and size > 0 else False
+        return (max(0, size - suffix), size - 1) if suffix > 0 and size > 0 else UNSATISFIABLE
     first = number(first_s)
     last = number(last_s) if last_s else None
     if last is not None and last < first:
         return None
     if first >= size:
-        return False
+        return UNSATISFIABLE
     return first, size - 1 if last is None else min(last, size - 1)
 
 
@@ -617,9 +626,9 @@ def _ranged(data: bytes, range_header: str | None, headers: dict[str, str]) -> R
     span = byte_range(range_header, len(data))
     if span is None:
         return Response(data, media_type="application/octet-stream", headers=headers)
-    if span is False:
+    if span is UNSATISFIABLE:
         return _unsatisfiable(len(data), headers)
-    start, end = span  # type: ignore[misc]
+    start, end = span
     return Response(data[start:end + 1], status_code=206, media_type="application/octet-stream",
                     headers={**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"})
 
@@ -852,13 +861,13 @@ def create_relay_app(storage: DirStorage | S3Storage, settings: RelaySettings | 
             path = relay.storage.object_path(rid)
             if path.is_file():  # large: streamed from the file in worker threads, a range too
                 span = byte_range(range_applies(request, headers["ETag"]), size)
-                if span is False:
+                if span is UNSATISFIABLE:
                     return _unsatisfiable(size, headers)
                 # FileResponse streams the range; it is given the one this relay decided on, in canonical form
                 # (or none), so both object sizes answer alike and no header reaches its own parser as sent.
                 kept = [(k, v) for k, v in request.scope["headers"] if k not in (b"range", b"if-range")]
                 if span is not None:
-                    kept.append((b"range", f"bytes={span[0]}-{span[1]}".encode()))  # type: ignore[index]
+                    kept.append((b"range", f"bytes={span[0]}-{span[1]}".encode()))
                 request.scope["headers"] = kept
                 return FileResponse(path, media_type="application/octet-stream", headers=headers)
         else:

@@ -99,6 +99,18 @@ def _ledger_usage(keys: list[str]) -> tuple[int, int]:
     return len(keys), sum(int(n) for n in sizes if n.isdigit())
 
 
+class LockStripes:
+    """A fixed set of asyncio locks, one chosen per key by its SHA-256: keys that share a lock wait for each
+    other, which is harmless; memory stays bounded however many keys (devices, networks, receipt ids) come."""
+
+    def __init__(self, stripes: int = LOCK_STRIPES) -> None:
+        self._locks = [asyncio.Lock() for _ in range(stripes)]
+
+    def __call__(self, key: str) -> asyncio.Lock:
+        """The lock of ``key`` (any string)."""
+        return self._locks[int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % len(self._locks)]
+
+
 class Quotas:
     """The three daily limits over ``storage``; blocking storage calls run in worker threads.
 
@@ -112,19 +124,14 @@ class Quotas:
         self.network_receipts, self.network_bytes = network_receipts, network_bytes
         self.new_devices = new_devices
         # Two stripe arrays, always taken network first: no two uploads can wait on each other in a cycle.
-        self._network_locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
-        self._device_locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
+        self._network_locks, self._device_locks = LockStripes(), LockStripes()
         self._usage: OrderedDict[tuple[str, str], _Usage] = OrderedDict()
         self._known: OrderedDict[str, None] = OrderedDict()
-
-    @staticmethod
-    def _stripe(locks: list[asyncio.Lock], key: str) -> asyncio.Lock:
-        return locks[int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % len(locks)]
 
     @contextlib.asynccontextmanager
     async def async_locked(self, device: str, network: str) -> AsyncIterator[None]:
         """Hold the locks of ``network`` (a :func:`network_id`) and ``device`` (on this replica)."""
-        async with self._stripe(self._network_locks, network), self._stripe(self._device_locks, device):
+        async with self._network_locks(network), self._device_locks(device):
             yield
 
     def _is_known(self, device: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from dataclasses import dataclass
 from importlib.resources import files
 
 PAGE: bytes = files(__package__).joinpath("receipt.html").read_bytes()
@@ -47,13 +48,15 @@ PAGE_FETCH_LIMIT = 1 << 20
 """Bytes of a served page read by :func:`async_fetch_page`: more is not the published page (it has 16 KiB)."""
 
 
+@dataclass(frozen=True)
 class ServedPage:
     """What a relay answered on ``GET /r``: ``status``, ``headers`` (httpx.Headers), ``sha256`` (hex, of the
     bytes read), ``faults`` (sentences naming what differs from the published page; empty when it is the one)."""
 
-    def __init__(self, status: int, headers: object, body: bytes, faults: list[str]) -> None:
-        self.status, self.headers, self.faults = status, headers, faults
-        self.sha256 = hashlib.sha256(body).hexdigest()
+    status: int
+    headers: object
+    sha256: str
+    faults: tuple[str, ...]
 
 
 async def async_fetch_page(client: object, relay_url: str, *, expect: str | None = None,
@@ -87,10 +90,10 @@ async def async_fetch_page(client: object, relay_url: str, *, expect: str | None
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         faults.append(f"sends it encoded (Content-Encoding: {encoding}) although identity was asked for")
-    page = ServedPage(response.status_code, response.headers, bytes(body), faults)
-    if page.sha256 != expected:
-        faults.append(f"serves a page whose SHA-256 is {page.sha256}, not {expected}")
+    sha256 = hashlib.sha256(body).hexdigest()
+    if sha256 != expected:
+        faults.append(f"serves a page whose SHA-256 is {sha256}, not {expected}")
     csp = response.headers.get("content-security-policy", "")
     if csp != CONTENT_SECURITY_POLICY and not expect:
         faults.append(f"sends another Content-Security-Policy: {csp or '(none)'}")
-    return page
+    return ServedPage(response.status_code, response.headers, sha256, tuple(faults))
