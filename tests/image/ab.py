@@ -26,6 +26,7 @@ class ABDevice:
 
     guest: Guest
     key: Path
+    healthz_seconds: float = 0.0  # from qemu's start to /healthz answering, at the last wait_up
 
     def ssh(self, command: str, timeout: float = SSH_TIMEOUT_SECONDS) -> subprocess.CompletedProcess[str]:
         """``command`` as root in the guest (exit status and output as they are)."""
@@ -68,7 +69,7 @@ class ABDevice:
     def wait_up(self, timeout: float = BOOT_TIMEOUT_SECONDS) -> float:
         """Seconds until the appliance answers /healthz and SSH works (after a boot or reboot)."""
         start = time.monotonic()
-        self.guest.wait_healthz(timeout)
+        self.healthz_seconds, _ = self.guest.wait_healthz(timeout)
         deadline = start + timeout
         while time.monotonic() < deadline:
             if self.ssh("true", timeout=30).returncode == 0:

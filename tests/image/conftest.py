@@ -1,5 +1,8 @@
-"""Fixtures of the image tests (all ``@pytest.mark.slow``): the image built once per session by the documented
-command's script, into the git-ignored build/ directory.
+"""Fixtures of the image tests (all ``@pytest.mark.slow``, all in the xdist group ``qemu``: one worker builds
+and boots, the other runs the rest of the slow suite): the image built once per session by the documented
+command's script, into the git-ignored build/ directory. When the session also holds arm64 tests, the arm64
+build starts in a thread as soon as the amd64 image is asked for (it is mostly downloads and emulated
+maintainer scripts, which the amd64 tests' KVM guest leaves room for).
 
 ``ETICKET_IMAGE_REUSE=1`` reuses an image already in build/test-image-ARCH (a desk iterating on tests); CI
 always builds.
@@ -12,6 +15,7 @@ import os
 import shutil
 import subprocess
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -49,16 +53,31 @@ def _build(arch: str) -> Path:
     return out
 
 
+ARM64_MODULES = ("test_arm64_image.py", "test_arm64_update.py", "test_fleet_qemu.py")
+_arm64: list[Future[Path]] = []
+_builder = ThreadPoolExecutor(1, thread_name_prefix="arm64-image")
+
+
+def _arm64_build_started() -> Future[Path]:
+    """The arm64 build, started (in a thread) on the first call."""
+    if not _arm64:
+        make_fleet_keys(REPO / "build" / "test-fleet-keys")  # here, not in two builds at once
+        _arm64.append(_builder.submit(_build, "arm64"))
+    return _arm64[0]
+
+
 @pytest.fixture(scope="session")
-def amd64_build() -> Path:
+def amd64_build(request: pytest.FixtureRequest) -> Path:
     """build/test-image-amd64: the amd64 image, its manifest and its work tree."""
+    if any(item.path.name in ARM64_MODULES for item in request.session.items):
+        _arm64_build_started()
     return _build("amd64")
 
 
 @pytest.fixture(scope="session")
 def arm64_build() -> Path:
     """build/test-image-arm64: the Raspberry Pi image, its manifest and its work tree."""
-    return _build("arm64")
+    return _arm64_build_started().result()
 
 
 @pytest.fixture(scope="session")

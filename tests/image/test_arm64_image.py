@@ -3,10 +3,9 @@ table: boot FAT, root slots A and B of one size with B empty, data; the FAT's co
 boot.scr, the boot counter's uboot.env, firmware, device trees for the Pi 3, Pi 4 and Zero 2 W; slot A's own
 kernel and host-built initramfs, RAUC's configuration), the appliance installed in the root and importable by
 the image's own aarch64 Python (run through binfmt qemu-aarch64 in a chroot of the read-only-mounted root
-partition), the manifest matching the image, and a boot on qemu's ``virt`` machine through U-Boot from the
-image's own disk (the same boot.scr as on the Pi; the Pi firmware does not run there) up to the appliance
-answering /healthz with the shop's host name applied, and the kiosk service up with the image's own wheels,
-waiting for a display (the virt machine has none).
+partition), and the manifest matching the image. Its boot (qemu's ``virt`` machine through U-Boot from the image's own
+disk: the same boot.scr as on the Pi) is the first step of tests/image/test_arm64_update.py's story, which also
+checks the kiosk there.
 """
 
 from __future__ import annotations
@@ -17,17 +16,16 @@ import json
 import os
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require
-from tests.image.conftest import copy_image
-from tests.image.qemu import Guest, choose_accel, extract_boot_file, put_boot_file
+from tests.image.qemu import extract_boot_file
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the first test also builds the image
+# The first test also builds the image; xdist_group: every image test on one worker (conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("qemu"), pytest.mark.timeout(3600)]
 
 SECTOR = 512
 PI_DEVICE_TREES = ("bcm2837-rpi-3-b.dtb", "bcm2837-rpi-3-b-plus.dtb", "bcm2711-rpi-4-b.dtb",
@@ -35,8 +33,6 @@ PI_DEVICE_TREES = ("bcm2837-rpi-3-b.dtb", "bcm2837-rpi-3-b-plus.dtb", "bcm2711-r
 PI_FIRMWARE = ("bootcode.bin", "start.elf", "fixup.dat", "start4.elf", "fixup4.dat")
 ARM64_IMAGE_MAGIC = b"ARM\x64"  # at offset 0x38 of an arm64 kernel Image
 ELF_MACHINE_AARCH64 = 0xB7
-VIRT_BOOT_TIMEOUT_SECONDS = 900.0
-KIOSK_START_TIMEOUT_SECONDS = 300.0
 
 
 def _image(build: Path) -> Path:
@@ -188,43 +184,3 @@ def test_manifest_lists_packages_and_the_image_checksum(arm64_build: Path) -> No
     for package in ("linux-image-arm64 ", "raspi-firmware ", "firmware-brcm80211 ", "python3 ", "systemd "):
         assert f"\n{package}" in manifest, package
     assert "eticket-0.1.0-py3-none-any.whl" in manifest and "pygame_ce-" in manifest
-
-
-def test_boots_on_qemu_virt_to_the_appliance(arm64_build: Path, tmp_path: Path, ssh_key: Path) -> None:
-    accel, why = choose_accel("arm64")
-    print(f"accelerator: {accel} ({why})")
-    disk = copy_image(arm64_build, "arm64", tmp_path / "disk.img", grow_mib=256)
-    settings = tmp_path / "eticket.toml"
-    settings.write_text(f'hostname = "pi-caisse"\nshop_name = "Pi Test"\n'
-                        f'ssh_authorized_keys = ["{ssh_key.with_suffix(".pub").read_text().strip()}"]\n')
-    put_boot_file(disk, settings, "eticket.toml")
-    guest = Guest(arch="arm64", disk=disk, workdir=tmp_path, accel=accel)
-    try:
-        guest.start()
-        seconds, health = guest.wait_healthz(VIRT_BOOT_TIMEOUT_SECONDS)
-        print(f"arm64 virt: boot to /healthz in {seconds:.0f} s ({accel})")
-        assert health["status"] == "ok"
-        hostname = guest.ssh(ssh_key, "hostname; systemctl show -p SubState --value eticket.service", timeout=120)
-        assert hostname.stdout.split() == ["pi-caisse", "running"], hostname.stderr
-        # U-Boot (not qemu's -kernel) started slot A's own kernel through boot.scr.
-        cmdline = guest.ssh(ssh_key, "cat /proc/cmdline", timeout=120).stdout.split()
-        assert "root=LABEL=eticket-root-a" in cmdline and "rauc.slot=A" in cmdline, cmdline
-        assert "eticket: booting slot A" in guest.console_tail(200_000)
-        # The kiosk starts with the image's own aarch64 wheels and stays up; qemu's virt machine here has no
-        # display, so it waits for one (as a Pi whose HDMI cable is not plugged in) instead of restarting.
-        kiosk: dict[str, str] = {}
-        deadline = time.monotonic() + KIOSK_START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline and kiosk.get("StatusText") != "waiting for a display":
-            time.sleep(3)
-            shown = guest.ssh(ssh_key, "systemctl show eticket-kiosk.service -p ActiveState -p SubState "
-                              "-p NRestarts -p StatusText", timeout=120).stdout
-            kiosk = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
-        journal = guest.ssh(ssh_key, "journalctl -b -u eticket-kiosk.service --no-pager -o cat", timeout=120).stdout
-        assert kiosk.get("StatusText") == "waiting for a display", f"{kiosk}\n{journal[-3000:]}"
-        assert kiosk["ActiveState"] == "active" and kiosk["SubState"] == "running" and kiosk["NRestarts"] == "0"
-        assert journal.count("waiting for a display (") == 1 and "Traceback" not in journal, journal[-3000:]
-        (arm64_build / "boot-virt.json").write_text(json.dumps({"accel": accel, "boot_to_healthz_seconds":
-                                                                round(seconds, 1)}) + "\n")
-    finally:
-        guest.stop()
-        (arm64_build / "serial-arm64.log").write_text(guest.console_tail(200_000))

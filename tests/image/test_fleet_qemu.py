@@ -31,7 +31,7 @@ from tests.conftest import REPO
 from tests.image.ab import ABDevice, boot_ab_device
 from tests.image.story import Receipt, build_bundle, host_key_from_card, send_receipt, unhealthy_overlay
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("qemu"), pytest.mark.timeout(5400)]
 
 BIN = REPO / ".venv" / "bin"
 GOOD_VERSION = "2.0.0+test"
