@@ -88,10 +88,10 @@ relay: $(RUN_STAMP)
 test: $(TEST_STAMP) sysdeps loopback-multicast
 	$(BIN)/python -m pytest -q -m "not slow" -n 3 --dist loadfile
 
-# Slow proofs (image builds, emulated boots). Two workers: one builds and boots the images (the xdist group
-# "qemu", tests/image/conftest.py), the other runs the rest meanwhile. Exit status 5 means "no slow test yet".
+# Slow proofs (image builds, emulated boots): tests/image in one pytest process, the rest of the slow suite in
+# another beside it (scripts/test-slow.sh; its output follows the image tests').
 test-slow: $(TEST_STAMP) sysdeps sysdeps-image loopback-multicast
-	$(BIN)/python -m pytest -q -m slow -n 2 --dist loadgroup || [ $$? -eq 5 ]
+	@bash scripts/test-slow.sh $(BIN)/python
 
 bench: $(TEST_STAMP) loopback-multicast
 	$(BIN)/python bench/post_to_qr.py

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,13 @@ def _play(hosts: Any, inventory: Path, bundle: Path, *extra: str) -> subprocess.
     argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(ANSIBLE / "update.yml"),
             "-e", f"eticket_bundle={bundle}", "-e", "eticket_poll_interval_s=1", "-e", "eticket_update_timeout_s=120",
             *extra]
-    return subprocess.run(hosts.client.cmd(*argv), capture_output=True, text=True, timeout=600, env=env,
-                          cwd=inventory.parent)
+    # SSH's control sockets in a short directory: a Unix socket path has at most 107 bytes, and the test's
+    # own directory (under xdist's popen-gwN/) made ansible's ~/.ansible/cp/… longer ("too long for Unix
+    # domain socket": every host unreachable).
+    with tempfile.TemporaryDirectory(prefix="eticket-cp-") as control:
+        env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = control
+        return subprocess.run(hosts.client.cmd(*argv), capture_output=True, text=True, timeout=600, env=env,
+                              cwd=inventory.parent)
 
 
 def _recap(output: str) -> dict[str, dict[str, int]]:

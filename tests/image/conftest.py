@@ -1,5 +1,5 @@
-"""Fixtures of the image tests (all ``@pytest.mark.slow``, all in the xdist group ``qemu``: one worker builds
-and boots, the other runs the rest of the slow suite): the image built once per session by the documented
+"""Fixtures of the image tests (all ``@pytest.mark.slow``; scripts/test-slow.sh runs them in one pytest process
+beside another running the rest of the slow suite): the image built once per session by the documented
 command's script, into the git-ignored build/ directory. When the session also holds arm64 tests, the arm64
 build starts in a thread as soon as the amd64 image is asked for (it is mostly downloads and emulated
 maintainer scripts, which the amd64 tests' KVM guest leaves room for).

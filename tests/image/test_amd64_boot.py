@@ -31,8 +31,8 @@ from tests.image.conftest import copy_image
 from tests.image.qemu import Guest, choose_accel, make_usb_stick, put_boot_file, read_boot_file
 from tests.network.netns import Host, Lan, discover_json, netns_available
 
-# The first test also builds the image; xdist_group: every image test on one worker (conftest.py).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("qemu"), pytest.mark.timeout(3600)]
+# The first test also builds the image.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 BOOT_TIMEOUT_SECONDS = {"kvm": 120.0, "tcg": 420.0}
 CARD_GROWTH_MIB = 512

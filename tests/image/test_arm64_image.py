@@ -24,8 +24,8 @@ import pytest
 from tests.conftest import require
 from tests.image.qemu import extract_boot_file
 
-# The first test also builds the image; xdist_group: every image test on one worker (conftest.py).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("qemu"), pytest.mark.timeout(3600)]
+# The first test also builds the image.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 SECTOR = 512
 PI_DEVICE_TREES = ("bcm2837-rpi-3-b.dtb", "bcm2837-rpi-3-b-plus.dtb", "bcm2711-rpi-4-b.dtb",

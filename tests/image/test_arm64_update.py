@@ -38,7 +38,7 @@ from tests.image.qemu import choose_accel
 from tests.image.story import Receipt, send_receipt
 from tests.image.story import build_bundle as _bundle  # built once per session, shared with test_fleet_qemu
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("qemu"), pytest.mark.timeout(5400)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
 
 INCOMING = "/var/lib/eticket-update/incoming"
 INSTALL_TIMEOUT_SECONDS = 1200
