@@ -10,6 +10,7 @@ always builds.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -53,23 +54,20 @@ def _build(arch: str) -> Path:
     return out
 
 
-ARM64_MODULES = ("test_arm64_image.py", "test_arm64_update.py", "test_fleet_qemu.py")
-_arm64: list[Future[Path]] = []
 _builder = ThreadPoolExecutor(1, thread_name_prefix="arm64-image")
 
 
+@functools.cache
 def _arm64_build_started() -> Future[Path]:
     """The arm64 build, started (in a thread) on the first call."""
-    if not _arm64:
-        make_fleet_keys(REPO / "build" / "test-fleet-keys")  # here, not in two builds at once
-        _arm64.append(_builder.submit(_build, "arm64"))
-    return _arm64[0]
+    make_fleet_keys(REPO / "build" / "test-fleet-keys")  # here, not in two builds at once
+    return _builder.submit(_build, "arm64")
 
 
 @pytest.fixture(scope="session")
 def amd64_build(request: pytest.FixtureRequest) -> Path:
     """build/test-image-amd64: the amd64 image, its manifest and its work tree."""
-    if any(item.path.name in ARM64_MODULES for item in request.session.items):
+    if any("arm64_build" in getattr(item, "fixturenames", ()) for item in request.session.items):
         _arm64_build_started()
     return _build("amd64")
 
